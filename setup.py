@@ -1,0 +1,21 @@
+"""pip package for flash_rt (the engine) and flash_rt_ros (the ROS 2 node).
+
+The ROS interfaces (msg/, srv/) are built separately with cmake (scripts/build_interfaces.sh) because
+rosidl needs generated C type support; in a colcon workspace CMakeLists.txt does both.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="flash_rt",
+    version="0.1.0",
+    description="Realtime inference engine for VLA robot policies (Pi0.5) + its ROS 2 node",
+    packages=find_packages(include=["flash_rt", "flash_rt.*", "flash_rt_ros", "flash_rt_ros.*"]),
+    package_data={"flash_rt": ["configs/*.yaml"]},
+    python_requires=">=3.10",
+    install_requires=["torch", "numpy", "safetensors", "sentencepiece", "opencv-python-headless", "PyYAML"],
+    entry_points={
+        "console_scripts": [
+            "flash-rt-demo=flash_rt.demo:main",
+        ],
+    },
+)
