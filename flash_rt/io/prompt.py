@@ -139,7 +139,8 @@ def validate_pretokenized(ids, mask, max_len: int, vocab_size: int | None = None
     """
     ids_a, mask_a = np.asarray(ids), np.asarray(mask)
     if ids_a.ndim != 1 or mask_a.ndim != 1:
-        raise InputError(f"pre-tokenized prompt must be 1-D (token_ids, mask); got shapes {ids_a.shape}, {mask_a.shape}")
+        raise InputError("pre-tokenized prompt must be 1-D (token_ids, mask); "
+                         f"got shapes {ids_a.shape}, {mask_a.shape}")
     if ids_a.shape != mask_a.shape:
         raise InputError(f"token_ids has {ids_a.size} entries but mask has {mask_a.size}; they must match")
     if ids_a.size and not np.issubdtype(ids_a.dtype, np.integer):
