@@ -1,0 +1,125 @@
+"""flash_rt's public entry point: load_model(...) -> Policy. The only module flash_rt_ros imports.
+
+Policy is a thin facade with an explicit, documented surface (docs/stable_api.md): every member forwards
+to the hardware frontend chosen by `_PIPELINE_MAP`, and no keyword is silently dropped -- an unsupported
+option raises instead of being filtered by signature inspection.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from flash_rt.errors import HardwareError
+from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, resolve_frontend
+
+SUPPORTED_CONFIGS = ("pi05",)
+SUPPORTED_FRAMEWORKS = ("torch",)
+
+
+class Policy:
+    """One loaded model, ready to run. Not thread-safe: call it from one thread (the ROS node does)."""
+
+    def __init__(self, frontend, config_name: str):
+        self._fe = frontend
+        self.config_name = config_name
+
+    # -- one-shot ------------------------------------------------------------------------------------
+    def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
+        """images: list (slot order) or dict (camera name -> image); None = masked slot. Returns a new
+        [action_horizon, action_dim] float32 array of unnormalized robot actions."""
+        return self._fe.predict(images, state=state, prompt=prompt, noise=noise)
+
+    def set_prompt(self, prompt) -> float:
+        """Validate + tokenize, then switch atomically. Returns the setup time in seconds."""
+        return self._fe.set_prompt(prompt)
+
+    # -- step API (preallocated buffers; what the ROS node uses) --------------------------------------
+    def write_image(self, slot, image) -> None:
+        self._fe.host.write_image(slot, image)
+
+    def image_slot(self, slot) -> np.ndarray:
+        """The [S, S, 3] uint8 buffer of a camera slot, for writers that resize straight into it."""
+        return self._fe.host.images[self._fe.host.slot_index(slot)]
+
+    def set_image_mask(self, slot, present: bool) -> None:
+        self._fe.host.image_mask[self._fe.host.slot_index(slot)] = bool(present)
+
+    def write_state(self, state) -> None:
+        self._fe.host.write_state(state)
+
+    def write_noise(self, noise) -> None:
+        self._fe.host.write_noise(noise)
+
+    def step(self, noise=None) -> np.ndarray:
+        """Run on the current buffers; returns a preallocated view that the next step overwrites."""
+        return self._fe.step(noise)
+
+    def calibrate(self, observations=None, percentile: float | None = None):
+        return self._fe.calibrate(observations, percentile)
+
+    def latency_stats(self) -> dict:
+        return self._fe.latency.stats()
+
+    # -- facts ---------------------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self._fe.cfg
+
+    @property
+    def hardware(self) -> str:
+        return self._fe.hardware
+
+    @property
+    def num_views(self) -> int:
+        return self._fe.num_views
+
+    @property
+    def camera_names(self) -> tuple:
+        return self._fe.host.camera_names
+
+    @property
+    def action_horizon(self) -> int:
+        return self._fe.cfg.action_horizon
+
+    @property
+    def action_dim(self) -> int:
+        return self._fe.host.action_dim
+
+    @property
+    def state_dim(self):
+        return self._fe.host.state_dim
+
+    @property
+    def prompt(self):
+        return self._fe.host.prompt_text
+
+    @property
+    def frontend(self):
+        """The hardware frontend (internal API; for tests and benchmarks)."""
+        return self._fe
+
+
+def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardware: str = "auto", *,
+               num_views: int | None = None, action_horizon: int | None = None, num_steps: int | None = None,
+               tokenizer=None, norm_stats=None, asset_id: str | None = None, action_dim: int | None = None,
+               state_dim: int | None = None, max_token_len: int | None = None,
+               discrete_state_input: bool | None = None, image_interpolation: str = "area",
+               seed: int | None = None, weight_cache: bool = True, cache_dir=None, **hw_options) -> Policy:
+    """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every argument.
+
+    `hw_options` are hardware-specific (e.g. precision="bf16" on GPU targets); a frontend that does not
+    know an option raises TypeError naming it.
+    """
+    if config not in SUPPORTED_CONFIGS:
+        raise HardwareError(f"config {config!r} is not supported; supported: {SUPPORTED_CONFIGS}")
+    if framework not in SUPPORTED_FRAMEWORKS:
+        raise HardwareError(f"framework {framework!r} is not supported; supported: {SUPPORTED_FRAMEWORKS}")
+    hw = detect_hardware() if hardware == "auto" else hardware
+    if hw not in SUPPORTED_HARDWARE:
+        raise HardwareError(f"hardware {hw!r} is unknown; use 'auto' or one of {SUPPORTED_HARDWARE}")
+    cls = resolve_frontend(config, framework, hw)
+    fe = cls(checkpoint, num_views=num_views or 3, action_horizon=action_horizon, num_steps=num_steps,
+             tokenizer=tokenizer, norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim,
+             state_dim=state_dim, max_token_len=max_token_len, discrete_state_input=discrete_state_input,
+             image_interpolation=image_interpolation, seed=seed, weight_cache=weight_cache, cache_dir=cache_dir,
+             **hw_options)
+    return Policy(fe, config)

@@ -1,0 +1,125 @@
+"""What every Pi0.5 torch frontend shares: checkpoint resolution, dims, tokenizer, norm stats, host IO and
+the step/predict flow. A hardware frontend adds only its weights, its buffers and how the model runs
+(`_load_weights`, `_alloc_buffers`, `_run_model`), so per-hardware files stay small and no hardware
+decision is made here.
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.io.norm_stats import Normalizer, load_norm_stats
+from flash_rt.io.prompt import FlashRTWarning
+from flash_rt.io.tokenizer import load_tokenizer
+from flash_rt.latency import LatencyRecorder
+from flash_rt.models.pi05.config import infer_config
+from flash_rt.models.pi05.host_io import Pi05HostIO
+from flash_rt.models.pi05.keys import validate_shapes
+
+
+def checkpoint_dir(checkpoint) -> Path:
+    p = Path(checkpoint)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint path {str(p)!r} does not exist; expected a directory holding "
+                              "model.safetensors (openpi or lerobot layout) or the .safetensors file itself")
+    return p if p.is_dir() else p.parent
+
+
+def read_config_json(ckpt_dir: Path) -> dict:
+    f = ckpt_dir / "config.json"
+    if not f.exists():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{f} is not valid JSON ({e}); fix or remove it") from e
+
+
+class Pi05TorchFrontendBase:
+    hardware = "?"
+
+    def __init__(self, checkpoint, *, num_views: int = 3, action_horizon: int | None = None,
+                 num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
+                 action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
+                 discrete_state_input: bool | None = None, image_interpolation: str = "area",
+                 seed: int | None = None, weight_cache: bool = True, cache_dir=None):
+        self.checkpoint = Path(checkpoint)
+        self.ckpt_dir = checkpoint_dir(checkpoint)
+        self.weight_cache, self.cache_dir = weight_cache, cache_dir
+        self.source = open_checkpoint(self.checkpoint)
+        shapes = self.source.key_shapes()
+        self.cfg = infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
+                                num_steps=num_steps, max_token_len=max_token_len,
+                                discrete_state_input=discrete_state_input)
+        validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
+        tok, tok_err = None, None
+        try:
+            tok = load_tokenizer(self.ckpt_dir, tokenizer)
+        except TokenizerError as e:
+            if tokenizer is not None:
+                raise
+            tok_err = e
+            warnings.warn(f"{e} -- only pre-tokenized prompts (token_ids, mask) will work", FlashRTWarning)
+        stats = load_norm_stats(self.ckpt_dir, norm_stats, asset_id)
+        if stats is None:
+            warnings.warn(f"no norm stats found under {self.ckpt_dir} (assets/<id>/norm_stats.json or lerobot "
+                          "processor files): state and actions are used in MODEL space (unnormalized)",
+                          FlashRTWarning)
+        self.normalizer = None if stats is None else Normalizer(stats, mode="quantile")
+        adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
+        if not 1 <= adim <= self.cfg.action_dim:
+            raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
+        sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        self.num_views = num_views
+        self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
+                               image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
+                               tokenizer_error=tok_err)
+        self.latency = LatencyRecorder()
+        self._load_weights()
+        self._alloc_buffers()
+
+    # -- hardware hooks ------------------------------------------------------------------------------
+    def _host_alloc(self, shape, dtype) -> np.ndarray:
+        return np.zeros(shape, dtype)
+
+    def _load_weights(self) -> None:
+        raise NotImplementedError
+
+    def _alloc_buffers(self) -> None:
+        raise NotImplementedError
+
+    def _run_model(self) -> None:
+        """host buffers (images, masks, tokens, noise) -> self.host.model_out (model-space chunk)."""
+        raise NotImplementedError
+
+    def calibrate(self, observations=None, percentile: float | None = None):
+        raise NotImplementedError(f"{type(self).__name__} runs exact FP32 on the CPU: there are no FP8 scales "
+                                  "to calibrate (calibration applies to the GPU frontends)")
+
+    # -- shared flow ---------------------------------------------------------------------------------
+    def set_prompt(self, prompt) -> float:
+        t0 = time.perf_counter()
+        self.host.apply_prompt(self.host.prepare_prompt(prompt))
+        return time.perf_counter() - t0
+
+    def step(self, noise=None) -> np.ndarray:
+        t0 = time.perf_counter()
+        self.host.prepare_step(noise)
+        self._run_model()
+        out = self.host.finish_step()
+        self.latency.add((time.perf_counter() - t0) * 1e3)
+        return out
+
+    def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
+        self.host.write_images(images)
+        if state is not None:
+            self.host.write_state(state)
+        if prompt is not None:
+            self.set_prompt(prompt)
+        return self.step(noise).copy()

@@ -1,0 +1,54 @@
+"""Hardware detection and the (model, framework, hardware) -> frontend map.
+
+This is the ONLY place that looks at the device's capabilities (contract rule 1). Everything downstream is
+chosen by the map: one file and one class per key, never two keys sharing a class (rule 4), so a stack
+trace always names the hardware path it ran.
+"""
+from __future__ import annotations
+
+import importlib
+
+from flash_rt.errors import HardwareError
+
+SUPPORTED_HARDWARE = ("cpu", "hopper", "thor", "rtx_sm120")
+
+# compute capability (major, minor) -> hardware name
+_CAPABILITY_MAP = {
+    (9, 0): "hopper",      # H100 / H200
+    (11, 0): "thor",       # Jetson AGX Thor
+    (12, 0): "rtx_sm120",  # RTX 5090
+}
+
+_PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
+    ("pi05", "torch", "cpu"): ("flash_rt.frontends.torch.pi05_cpu", "Pi05TorchFrontendCpu"),
+    ("pi05", "torch", "hopper"): ("flash_rt.frontends.torch.pi05_hopper", "Pi05TorchFrontendHopper"),
+}
+
+
+def detect_hardware() -> str:
+    """cpu when torch sees no CUDA device; otherwise the name for the device's compute capability."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    cap = tuple(torch.cuda.get_device_capability(0))
+    name = _CAPABILITY_MAP.get(cap)
+    if name is None:
+        raise HardwareError(
+            f"unsupported GPU {torch.cuda.get_device_name(0)!r} (compute capability {cap[0]}.{cap[1]}). "
+            f"Supported: " + ", ".join(f"sm{a}{b} -> {n}" for (a, b), n in _CAPABILITY_MAP.items())
+            + ". Pass hardware='cpu' (or another target from " + ", ".join(SUPPORTED_HARDWARE)
+            + ") to load_model to override.")
+    return name
+
+
+def resolve_frontend(model: str, framework: str, hardware: str):
+    """Return the frontend class for the key, importing its module lazily."""
+    key = (model, framework, hardware)
+    if key not in _PIPELINE_MAP:
+        have = sorted(k for k in _PIPELINE_MAP if k[0] == model)
+        raise HardwareError(
+            f"no frontend for model={model!r}, framework={framework!r}, hardware={hardware!r}. "
+            f"Available for {model!r}: {have or 'none'}; all keys: {sorted(_PIPELINE_MAP)}")
+    module, cls = _PIPELINE_MAP[key]
+    return getattr(importlib.import_module(module), cls)
