@@ -271,7 +271,8 @@ class FusedQKV:
     Steps: each of q/k/v -> fp32; if `norm_fuse` (a key template of the pre-attention norm weight, 1-D over the
     input columns): W' = W * (1 + w)[None, :]; if `interleave_q_heads` / `interleave_k_heads`: permute the rows
     of q / k with `rope_interleave_rows` (v is never permuted); then cat. `head_dim`, when given, is checked
-    against q/k row counts. The result is fp32.
+    against the row counts (a multiple of it; exactly heads x head_dim where a head count is given). The
+    result is fp32.
     """
 
     def __init__(self, q: str, k: str, v: str, norm_fuse: str | None = None, interleave_q_heads: int | None = None,
@@ -291,10 +292,13 @@ class FusedQKV:
         if not (q.shape[1:] == k.shape[1:] == v.shape[1:]):
             raise CheckpointError(f"FusedQKV: q/k/v input dims differ: {list(q.shape)}, {list(k.shape)}, "
                                   f"{list(v.shape)} ({ks[:3]})")
-        for t, heads, key in ((q, self.interleave_q_heads, ks[0]), (k, self.interleave_k_heads, ks[1])):
-            if self.head_dim is not None and heads is not None and t.shape[0] != heads * self.head_dim:
-                raise CheckpointError(f"FusedQKV: '{key}' has {t.shape[0]} rows, expected {heads} heads x "
-                                      f"head_dim {self.head_dim}")
+        if self.head_dim is not None:
+            for t, heads, key in ((q, self.interleave_q_heads, ks[0]), (k, self.interleave_k_heads, ks[1]),
+                                  (v, None, ks[2])):
+                if t.shape[0] % self.head_dim or (heads is not None and t.shape[0] != heads * self.head_dim):
+                    raise CheckpointError(f"FusedQKV: '{key}' has {t.shape[0]} rows, expected "
+                                          f"{heads if heads is not None else 'a whole number of'} heads x "
+                                          f"head_dim {self.head_dim}")
         if self.interleave_q_heads:
             q = rope_interleave_rows(q, self.interleave_q_heads)
         if self.interleave_k_heads:

@@ -188,6 +188,8 @@ def test_fused_qkv_checks_geometry():
                       "n": torch.zeros(5)})
     with pytest.raises(CheckpointError, match="head_dim"):
         FusedQKV("q", "k", "v", interleave_q_heads=4, head_dim=4).resolve(src, ctx_for(src))
+    with pytest.raises(CheckpointError, match="whole number"):
+        FusedQKV("q", "k", "v", head_dim=3).resolve(src, ctx_for(src))
     with pytest.raises(CheckpointError, match="norm weight"):
         FusedQKV("q", "k", "v", norm_fuse="n").resolve(src, ctx_for(src))
 
