@@ -24,6 +24,16 @@ from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
     hardware = "cpu"
 
+    def __init__(self, checkpoint, *, num_threads: int | None = None, **kw):
+        """num_threads: torch intra-op threads (process-wide). On a loaded 2-core machine OpenMP spinning
+        made a tiny GEMM 20x slower with 2 threads than with 1 (12.6 vs 0.64 ms, measured 2026-11-26), so
+        the ROS CPU config pins 1; None leaves torch's default (all cores) for the full-size model."""
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(num_threads)
+        super().__init__(checkpoint, **kw)
+
     def _load_weights(self) -> None:
         self.w: dict[str, torch.Tensor] = {}
         WeightLoader(build_spec(self.cfg), self.source).run(self)

@@ -1,0 +1,49 @@
+"""Run the FP32 reference on exactly what an engine step consumed, for matched comparisons.
+
+After `policy.step()` the host IO holds the preprocessed images, masks, prompt tokens (with this state's
+discrete tokens) and the noise of that step; `ReferenceOracle.chunk(host)` feeds the same bytes to
+Pi05Reference and applies the same unnormalization, so any difference is the engine's, not the input
+pipeline's. Used by the precision tests, the GPU benchmarks and the rosbag report.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from flash_rt.models.pi05.reference import Pi05Reference
+
+
+class ReferenceOracle:
+    def __init__(self, source, cfg, device="cpu"):
+        self.model = Pi05Reference({k: source.get(k) for k in source.keys()}, cfg, device=device)
+        self.cfg = cfg
+
+    @classmethod
+    def for_policy(cls, policy, device="cpu") -> "ReferenceOracle":
+        fe = policy.frontend
+        return cls(fe.source, fe.cfg, device=device)
+
+    def model_space(self, host) -> np.ndarray:
+        img = torch.from_numpy(np.ascontiguousarray(host.images)).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
+        x = self.model.sample_actions(img[None], torch.from_numpy(host.image_mask.copy())[None],
+                                      torch.from_numpy(host.token_ids.copy())[None],
+                                      torch.from_numpy(host.token_mask.copy())[None],
+                                      torch.from_numpy(host.noise.copy())[None])
+        return x[0].cpu().numpy()
+
+    def chunk(self, host) -> np.ndarray:
+        """Unnormalized, sliced reference chunk for the inputs of the host's last step."""
+        m = self.model_space(host)
+        a = np.zeros((m.shape[0], host.action_dim), np.float32)
+        if host.normalizer is not None and host.normalizer.action_dim is not None:
+            host.normalizer.unnormalize_actions(m, out=a)
+        else:
+            a[:] = m[:, :host.action_dim]
+        return a
+
+
+def cosine64(a, b) -> float:
+    """Cosine similarity over the whole chunk, in float64 (the precision ladder's metric)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny checkpoints are built once per session (real safetensors + a real SentencePiece
+model trained at test time) and reused read-only."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# keep any DDS traffic of any test on loopback, in a per-run domain (ros tests refine this)
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
+
+
+def pytest_configure(config):
+    # one intra-op thread: test processes share 2 cores with DDS peers; OpenMP spinning otherwise
+    # slows tiny GEMMs ~20x (see Pi05TorchFrontendCpu)
+    import torch
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_openpi(tmp_path_factory):
+    from flash_rt.testing import build_tiny_checkpoint
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_openpi"), layout="openpi")
+
+
+@pytest.fixture(scope="session")
+def tiny_lerobot(tmp_path_factory):
+    from flash_rt.testing import build_tiny_checkpoint
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_lerobot"), layout="lerobot")
