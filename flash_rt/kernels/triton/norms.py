@@ -1,0 +1,149 @@
+"""Row norms with their residual add, modulation and FP8 quantization fused into one launch.
+
+Why fused: every norm site in Pi0.5 sits between a GEMM that produced ``y`` and a GEMM that consumes
+the normed row (in FP8). Unfused that is add -> norm -> (1+w) -> modulate -> quantize: 3-5 launches of
+~1 us each inside a CUDA graph plus as many round trips of the row through HBM. Here it is one launch
+per site: one program per row keeps the row in registers (BLOCK = next_pow2(D)), reads every input once
+and writes the residual (in place) and the normed, optionally quantized, output once.
+
+All six public kernels share ``_norm_row_kernel``; constexpr flags select the variant, so each site
+compiles exactly the code it needs. Statistics are fp32, computed with correctly rounded division and
+square root (only per-row scalars, so precision is free); the norm reads the residual *as stored*
+(rounded to the residual's dtype), exactly like the torch twin in ``flash_rt.kernels.reference``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (MAX_ROW_BLOCK, as_rows, check_out, check_vec, next_pow2, row_warps,
+                      same_rows)
+
+__all__ = ["rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm",
+           "gated_add_ada_rms_norm"]
+
+_FP8_MAX = tl.constexpr(448.0)
+
+
+@triton.jit
+def _norm_row_kernel(X, sx, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
+                     D: tl.constexpr, BLOCK: tl.constexpr, HAS_RES: tl.constexpr, GATED: tl.constexpr,
+                     IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
+                     QUANT: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < D
+    x = tl.load(X + row * sx + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RES:
+        # X holds the branch output y; R is the residual stream, updated in place.
+        r = tl.load(R + row * sr + cols, mask=mask, other=0.0).to(tl.float32)
+        if GATED:
+            g = tl.load(G + cols, mask=mask, other=0.0).to(tl.float32)
+            x = r + x * g
+        else:
+            x = r + x
+        xr = x.to(R.dtype.element_ty)
+        tl.store(R + row * sr + cols, xr, mask=mask)
+        x = xr.to(tl.float32)          # normalize what was stored
+    if IS_LN:
+        mean = tl.math.div_rn(tl.sum(x, axis=0), D * 1.0)
+        x = tl.where(mask, x - mean, 0.0)
+    var = tl.math.div_rn(tl.sum(x * x, axis=0), D * 1.0)
+    rstd = tl.math.div_rn(1.0, tl.math.sqrt_rn(var + eps))
+    y = x * rstd
+    if HAS_W:
+        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+        if IS_LN:
+            y = y * w
+        else:
+            y = y * (1.0 + w)          # Gemma stores RMSNorm weights as offsets from 1
+    if HAS_B:
+        y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    if ADA:
+        sc = tl.load(MSC + cols, mask=mask, other=0.0).to(tl.float32)
+        sh = tl.load(MSH + cols, mask=mask, other=0.0).to(tl.float32)
+        y = y * (1.0 + sc) + sh
+    if QUANT:
+        s = tl.load(SCALE)
+        y = tl.minimum(tl.maximum(tl.math.div_rn(y, s), -_FP8_MAX), _FP8_MAX)
+    tl.store(OUT + row * so + cols, y.to(OUT.dtype.element_ty), mask=mask)
+
+
+def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=None, bias=None,
+            mod_scale=None, mod_shift=None, is_ln=False):
+    xr = as_rows(x, name + " x")
+    orows = as_rows(out, name + " out")
+    same_rows(xr, orows, name)
+    _, m, d, sx = xr
+    if d > MAX_ROW_BLOCK:
+        raise ValueError(f"{name}: row width {d} > {MAX_ROW_BLOCK} is not supported by the one-row kernel")
+    quant = check_out(out, out_scale, name)
+    if residual is not None:
+        rr = as_rows(residual, name + " residual")
+        same_rows(xr, rr, name)
+        r_t, sr = rr[0], rr[3]
+    else:
+        r_t, sr = xr[0], 0
+    for v, vn in ((gate, "gate"), (weight, "weight"), (bias, "bias"), (mod_scale, "mod_scale"),
+                  (mod_shift, "mod_shift")):
+        check_vec(v, d, f"{name} {vn}")
+    if m == 0:
+        return out
+    dummy = xr[0]
+    block = next_pow2(d)
+    _norm_row_kernel[(m,)](
+        xr[0], sx, r_t, sr,
+        dummy if gate is None else gate, dummy if weight is None else weight, dummy if bias is None else bias,
+        dummy if mod_scale is None else mod_scale, dummy if mod_shift is None else mod_shift,
+        orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps),
+        D=d, BLOCK=block, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
+        HAS_W=weight is not None, HAS_B=bias is not None, ADA=mod_scale is not None, QUANT=quant,
+        num_warps=row_warps(block))
+    return out
+
+
+def rms_norm(x: torch.Tensor, weight: Optional[torch.Tensor] = None, eps: float = 1e-6, *,
+             out: torch.Tensor, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Gemma RMSNorm (x * rsqrt(mean x^2 + eps) * (1 + w)) [-> e4m3 with out_scale]. Site: Gemma layer-0
+    input norm (later layers get theirs from add_rms_norm)."""
+    return _launch(x, out, out_scale, eps, "rms_norm", weight=weight)
+
+
+def add_rms_norm(residual: torch.Tensor, y: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                 eps: float = 1e-6, *, out: torch.Tensor, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """residual += y; out = rms_norm(residual). Sites: Gemma post-attention norm, next layer's input norm
+    after the MLP, the final norm."""
+    return _launch(y, out, out_scale, eps, "add_rms_norm", residual=residual, weight=weight)
+
+
+def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float = 1e-6, *,
+               out: torch.Tensor, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """LayerNorm (fp32 stats) [-> e4m3]. Sites: SigLIP layer-0 layer_norm1 and post_layernorm."""
+    return _launch(x, out, out_scale, eps, "layer_norm", weight=weight, bias=bias, is_ln=True)
+
+
+def add_layer_norm(residual: torch.Tensor, y: torch.Tensor, weight: Optional[torch.Tensor],
+                   bias: Optional[torch.Tensor], eps: float = 1e-6, *, out: torch.Tensor,
+                   out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """residual += y; out = layer_norm(residual). Sites: SigLIP layer_norm2, and layer_norm1 of the next
+    layer fused with the fc2 residual; post_layernorm after the last fc2."""
+    return _launch(y, out, out_scale, eps, "add_layer_norm", residual=residual, weight=weight, bias=bias,
+                   is_ln=True)
+
+
+def ada_rms_norm(x: torch.Tensor, mod_scale: torch.Tensor, mod_shift: torch.Tensor, eps: float = 1e-6, *,
+                 out: torch.Tensor, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Pi0.5 adaRMS: rms(x) * (1 + scale) + shift [-> e4m3]. Site: action-expert layer-0 input norm."""
+    return _launch(x, out, out_scale, eps, "ada_rms_norm", mod_scale=mod_scale, mod_shift=mod_shift)
+
+
+def gated_add_ada_rms_norm(residual: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, mod_scale: torch.Tensor,
+                           mod_shift: torch.Tensor, eps: float = 1e-6, *, out: torch.Tensor,
+                           out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """residual += y * gate; out = ada_rms_norm(residual). Sites: expert post-attention norm, next layer's
+    input norm after the MLP, the expert's final norm."""
+    return _launch(y, out, out_scale, eps, "gated_add_ada_rms_norm", residual=residual, gate=gate,
+                   mod_scale=mod_scale, mod_shift=mod_shift)
