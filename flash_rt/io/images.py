@@ -15,14 +15,15 @@ Resize method, measured on a 640x480 -> 224x168 uint8 RGB downscale (2-core x86 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from flash_rt.errors import InputError
 
 CAMERA_NAMES = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 
-_INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+# cv2 is imported on first resize: GPU images without opencv (the device tool's) still import flash_rt and
+# accept images that are already size x size.
+_INTERPOLATIONS = {"area": "INTER_AREA", "linear": "INTER_LINEAR"}
 
 _EXPECTED = "an HxWx3 uint8 RGB image, an HxWx3 float32/float64 image in [0, 1], or a 3xHxW (CHW) one"
 
@@ -121,7 +122,8 @@ def resize_with_pad(img_u8: np.ndarray, size: int = 224, out: np.ndarray | None 
     out[top:top + rh, :left] = 0
     out[top:top + rh, left + rw:] = 0
     window = out[top:top + rh, left:left + rw]
-    res = cv2.resize(img_u8, (rw, rh), dst=window, interpolation=_INTERPOLATIONS[interpolation])
+    import cv2
+    res = cv2.resize(img_u8, (rw, rh), dst=window, interpolation=getattr(cv2, _INTERPOLATIONS[interpolation]))
     if res is not window and not np.shares_memory(res, window):  # cv2 could not write in place
         window[...] = res
     return out

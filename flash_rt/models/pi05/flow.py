@@ -34,8 +34,9 @@ def precompute_modulation(w: dict, cfg: Pi05Config, times: list[float]) -> torch
     Row 2i is layer i's pre-attention norm, 2i+1 its pre-FFW norm, the last row the final norm (its gate is
     unused). `w` holds the fp32 dense/time-MLP weights under the _pi05_*_spec names.
     """
-    t = torch.tensor(times, dtype=torch.float32)
-    te = torch.empty(len(times), cfg.ex_width, dtype=torch.float32)
+    dev = w["time_in_w"].device
+    t = torch.tensor(times, dtype=torch.float32, device=dev)
+    te = torch.empty(len(times), cfg.ex_width, dtype=torch.float32, device=dev)
     time_embedding(t, cfg.ex_width, cfg.min_period, cfg.max_period, out=te)
     cond = F.silu(F.linear(F.silu(F.linear(te, w["time_in_w"], w["time_in_b"])), w["time_out_w"], w["time_out_b"]))
     rows = []

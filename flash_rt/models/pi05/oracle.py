@@ -14,14 +14,14 @@ from flash_rt.models.pi05.reference import Pi05Reference
 
 
 class ReferenceOracle:
-    def __init__(self, source, cfg, device="cpu"):
-        self.model = Pi05Reference({k: source.get(k) for k in source.keys()}, cfg, device=device)
+    def __init__(self, source, cfg, device="cpu", dtype=torch.float32):
+        self.model = Pi05Reference({k: source.get(k) for k in source.keys()}, cfg, device=device, dtype=dtype)
         self.cfg = cfg
 
     @classmethod
-    def for_policy(cls, policy, device="cpu") -> "ReferenceOracle":
+    def for_policy(cls, policy, device="cpu", dtype=torch.float32) -> "ReferenceOracle":
         fe = policy.frontend
-        return cls(fe.source, fe.cfg, device=device)
+        return cls(fe.source, fe.cfg, device=device, dtype=dtype)
 
     def model_space(self, host) -> np.ndarray:
         img = torch.from_numpy(np.ascontiguousarray(host.images)).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0

@@ -55,7 +55,7 @@ def attention(q, k, v, mask):
     v = v.repeat_interleave(rep, dim=2)
     s = torch.einsum("bqnh,bknh->bnqk", q, k) * (h ** -0.5)
     s = s.masked_fill(~mask[:, None], MASK_VALUE)
-    p = torch.softmax(s.float(), dim=-1)
+    p = torch.softmax(s.float(), dim=-1).to(v.dtype)
     return torch.einsum("bnqk,bknh->bqnh", p, v).reshape(b, tq, n * h)
 
 
@@ -74,25 +74,30 @@ def sinusoidal_time_embedding(t: torch.Tensor, dim: int, min_period: float, max_
 
 
 class Pi05Reference:
-    """Pi0.5 in FP32 on any torch device. `weights` maps canonical openpi key -> tensor (any float dtype)."""
+    """Pi0.5 in FP32 on any torch device. `weights` maps canonical openpi key -> tensor (any float dtype).
 
-    def __init__(self, weights: Mapping[str, torch.Tensor], cfg: Pi05Config, device="cpu"):
-        self.cfg = cfg
-        self.w = {k: v.to(device=device, dtype=torch.float32) for k, v in weights.items()
+    `dtype=torch.bfloat16` gives the eager BF16 baseline of the benchmarks (weights and GEMMs in bf16, norms
+    and softmax in fp32, as openpi's mixed layout); the oracle is always the fp32 default.
+    """
+
+    def __init__(self, weights: Mapping[str, torch.Tensor], cfg: Pi05Config, device="cpu", dtype=torch.float32):
+        self.cfg, self.dtype = cfg, dtype
+        self.w = {k: v.to(device=device, dtype=dtype) for k, v in weights.items()
                   if not k.endswith("lm_head.weight") or k == embedding_key(weights)}
         self.embed = self.w[embedding_key(weights)]
         self.device = device
 
     def lin(self, x, key, bias=True):
         b = self.w.get(key + ".bias") if bias else None
-        return F.linear(x, self.w[key + ".weight"], b)
+        wt = self.w[key + ".weight"]
+        return F.linear(x.to(wt.dtype), wt, b)
 
     # -- vision -----------------------------------------------------------------------------------
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, V, 3, S, S] in [-1, 1] -> [B, V * num_patches, width] (projected, unscaled)."""
         c, w = self.cfg, self.w
         b, nv = images.shape[:2]
-        x = F.conv2d(images.reshape(b * nv, *images.shape[2:]).float(), w[VIS + "embeddings.patch_embedding.weight"],
+        x = F.conv2d(images.reshape(b * nv, *images.shape[2:]).to(self.dtype), w[VIS + "embeddings.patch_embedding.weight"],
                      w[VIS + "embeddings.patch_embedding.bias"], stride=c.patch_size)
         x = x.flatten(2).transpose(1, 2) + w[VIS + "embeddings.position_embedding.weight"]
         hd = c.vis_head_dim

@@ -1,0 +1,159 @@
+"""Pi0.5 latency on a GPU: full-size random weights, graph replay and end-to-end predict, vs eager BF16.
+
+For each (views, horizon): load (weight cache warm after the first), first predict (= calibrate + capture),
+then >= 200 graph replays timed with CUDA events (device time, no host I/O) and >= 200 end-to-end `predict`
+calls timed on the host (uint8 images + state in -> unnormalized actions out, pinned buffers). In the same
+process, on the same card: the eager BF16 baseline (the reference model in bf16, same inputs). Optionally a
+per-kernel breakdown of one replay (torch.profiler). Prints a markdown table.
+
+    python3 benchmarks/latency.py --views 1 2 3 --horizons 10 50 --profile
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import flash_rt  # noqa: E402
+from flash_rt.models.pi05.oracle import ReferenceOracle, cosine64  # noqa: E402
+from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
+
+
+def pct(x, q):
+    return float(np.percentile(np.asarray(x), q))
+
+
+def time_replays(fe, n):
+    start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
+        start[i].record(fe.stream)
+        fe.replay_only()
+        end[i].record(fe.stream)
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(start, end)]
+
+
+def time_predict(pol, images, state, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        pol.predict(images, state)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def time_baseline(oracle, host, n):
+    ms = []
+    for _ in range(n):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        oracle.model_space(host)
+        torch.cuda.synchronize()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return ms
+
+
+def profile_replay(fe, path):
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fe.replay_only()
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        dt = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if dt > 0:
+            rows.append((e.key, e.count, dt / 1e3))
+    rows.sort(key=lambda r: -r[2])
+    total = sum(r[2] for r in rows)
+    lines = [f"| kernel | calls | ms | % |", "|---|---|---|---|"]
+    lines += [f"| {k[:90]} | {c} | {t:.3f} | {100 * t / total:.1f} |" for k, c, t in rows[:30]]
+    lines.append(f"| **total (sum of kernel time)** | {sum(r[1] for r in rows)} | {total:.3f} | 100 |")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--views", type=int, nargs="+", default=[2])
+    ap.add_argument("--horizons", type=int, nargs="+", default=[50])
+    ap.add_argument("--max-token-len", type=int, default=64)
+    ap.add_argument("--precision", default="fp8")
+    ap.add_argument("--replays", type=int, default=200)
+    ap.add_argument("--baseline-runs", type=int, default=10)
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args(argv)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    out = Path(args.out)
+    work = Path(tempfile.mkdtemp(prefix="frt_bench_"))
+    t0 = time.perf_counter()
+    ckpt = Path(args.ckpt) if args.ckpt else build_full_checkpoint(work / "ckpt", device="cuda")[0]
+    print(f"checkpoint ready in {time.perf_counter() - t0:.1f} s ({torch.cuda.get_device_name(0)})", flush=True)
+    rng = np.random.default_rng(0)
+    state = rng.uniform(-1, 1, 8)
+    prompt = "pick up the red block and put it in the blue bowl on the left side of the table"
+    results, baseline_oracle = [], None
+    for v in args.views:
+        for h in args.horizons:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
+                                      action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache")
+            t_load = time.perf_counter() - t0
+            images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
+            t0 = time.perf_counter()
+            pol.predict(images, state, prompt)
+            t_first = time.perf_counter() - t0
+            fe = pol.frontend
+            mem_gb = torch.cuda.max_memory_allocated() / 2**30
+            n_tok = fe.host.n_tokens
+            for _ in range(20):
+                fe.replay_only()
+            rep = time_replays(fe, args.replays)
+            e2e = time_predict(pol, images, state, args.replays)
+            row = dict(views=v, horizon=h, tokens=n_tok, max_token_len=args.max_token_len,
+                       replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
+                       load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
+                       calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
+            if args.profile and v == 2 and h == 50:
+                lines = profile_replay(fe, out / "profile_v2_h50.md")
+                print("\n".join(lines), flush=True)
+            if not args.no_baseline:
+                if baseline_oracle is None:
+                    baseline_oracle = ReferenceOracle.for_policy(pol, device="cuda", dtype=torch.bfloat16)
+                base = time_baseline(baseline_oracle, fe.host, args.baseline_runs)
+                row["baseline_p50"] = pct(base, 50)
+                row["speedup_vs_bf16_eager"] = row["baseline_p50"] / row["replay_p50"]
+                ref_bf16 = baseline_oracle.model_space(fe.host)
+                row["cos_vs_bf16_eager"] = cosine64(fe.host.model_out, ref_bf16)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+            del pol, fe
+    (out / "latency.json").write_text(json.dumps(results, indent=1))
+    print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.precision}, "
+          f"{args.replays} replays, max_token_len {args.max_token_len}")
+    print("| views | horizon | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
+          " load s | 1st predict s | GPU GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['views']} | {r['horizon']} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+              f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
+              f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
+              f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

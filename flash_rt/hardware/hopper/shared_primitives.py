@@ -1,0 +1,101 @@
+"""Model-agnostic Hopper (sm90) helpers: GEMMs and the quantization contexts.
+
+GEMMs: FP8 e4m3 with per-tensor scales through torch._scaled_mm (cuBLASLt), bf16 out, optional fused bias;
+BF16 through torch.mm/addmm. Weights are stored [N, K] row-major; `w.t()` is the column-major [K, N] operand
+cuBLASLt wants for FP8, so no transposed copy is ever made. Every call writes into a preallocated `out`.
+
+Quantization contexts let ONE forward function serve as the production path and as its calibration twin
+(instead of two hand-synchronised copies, FlashRT's main source of mismatched-pointer bugs):
+  * Fp8Context   -- production: norms/activations write FP8 with the site's static scale, FP8 GEMMs;
+  * Bf16Context  -- the BF16 path (precision ladder rung 3): bf16 activations and bf16 weights;
+  * CalibContext -- the twin: bf16 activations, weights dequantized from the same FP8 bytes production uses,
+                    and the amax of every site's activation recorded on the device.
+A context maps a site name to the buffer and scale its producer must write; the forward never branches.
+"""
+from __future__ import annotations
+
+import torch
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+
+def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None):
+    """out = x @ w.T (+ bias). FP8 when w is FP8 (x must be FP8 with x_scale), else a plain mm."""
+    if w.dtype == FP8:
+        torch._scaled_mm(x, w.t(), scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=out.dtype, out=out)
+    elif bias is not None:
+        torch.addmm(bias, x, w.t(), out=out)
+    else:
+        torch.mm(x, w.t(), out=out)
+    return out
+
+
+class Fp8Context:
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize):
+        self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
+
+    def act(self, site, bf16_buf, fp8_buf):
+        return fp8_buf, self.s[site]
+
+    def post(self, site, t):
+        pass
+
+    def cast(self, site, x, fp8_buf):
+        self._quantize(x, self.s[site], out=fp8_buf)
+        return fp8_buf
+
+    def linear(self, x, site, wname, out, bias=None):
+        w = self.w[wname]
+        return linear(x, w, out, x_scale=self.s[site] if w.dtype == FP8 else None,
+                      w_scale=self.ws.get(wname), bias=bias)
+
+
+class Bf16Context:
+    def __init__(self, w: dict):
+        self.w = w
+
+    def act(self, site, bf16_buf, fp8_buf):
+        return bf16_buf, None
+
+    def post(self, site, t):
+        pass
+
+    def cast(self, site, x, fp8_buf):
+        return x
+
+    def linear(self, x, site, wname, out, bias=None):
+        return linear(x, self.w[wname], out, bias=bias)
+
+
+class CalibContext:
+    """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots)."""
+
+    def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor):
+        self.w, self.ws, self.amax, self._upd, self.scratch = w, w_scales, amax, amax_update, scratch
+
+    def act(self, site, bf16_buf, fp8_buf):
+        return bf16_buf, None
+
+    def post(self, site, t):
+        self._upd(t, self.amax[site])
+
+    def cast(self, site, x, fp8_buf):
+        self._upd(x, self.amax[site])
+        return x
+
+    def linear(self, x, site, wname, out, bias=None):
+        w = self.w[wname]
+        if w.dtype == FP8:  # the same bytes production multiplies, widened once into scratch
+            wd = self.scratch[: w.numel()].view(w.shape)
+            wd.copy_(w.float() * self.ws[wname])
+            w = wd
+        return linear(x, w, out, bias=bias)
+
+
+def im2col_patches(img, patch: int, out):
+    """[V, C, S, S] -> [V * (S/p)^2, C*p*p] patch rows (conv weight order c, kh, kw) into `out` (1 copy)."""
+    v, c, s, _ = img.shape
+    g = s // patch
+    out.view(v, g, g, c, patch, patch).copy_(img.view(v, c, g, patch, g, patch).permute(0, 2, 4, 1, 3, 5))
+    return out

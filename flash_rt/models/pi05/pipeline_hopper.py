@@ -1,0 +1,163 @@
+"""Pi0.5 compute path on Hopper (sm90): one graph-safe forward, run under a quantization context.
+
+`forward(w, b, d, attn, q)` is the whole inference -- SigLIP x views -> projector -> Gemma prefix + KV ->
+num_steps unrolled expert steps -- written once. `q` decides precision (see hardware/hopper/
+shared_primitives.py): Fp8Context is the production path captured into one CUDA graph, CalibContext is its
+calibration twin (bf16 activations, amax per site), Bf16Context the BF16 rung of the precision ladder.
+
+Graph safety: every tensor read or written is preallocated by the frontend (`b`), weights are in `w`,
+dims are Python ints in `d`; no .item(), no host sync, no branching on data. Per-tick inputs (uint8
+images, masks, token ids, noise) are device buffers the frontend fills before replay; positions and key
+padding are rebuilt from the masks inside the graph, so a new prompt or a new state-token count never
+forces a recapture.
+
+Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
+The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
+move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
+"""
+from __future__ import annotations
+
+import torch
+
+from flash_rt.hardware.hopper.shared_primitives import im2col_patches
+from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_update,
+                                     gated_add_ada_rms_norm, geglu, gelu_tanh, key_padding_bias, layer_norm,
+                                     prefix_positions, rms_norm, rope_qkv_split, uint8_to_model)
+
+
+def quant_sites(d) -> list[str]:
+    """Every site where production quantizes an activation to FP8, in execution order."""
+    s = []
+    for i in range(d["vis_layers"]):
+        s += [f"vis.{i}.ln1", f"vis.{i}.attn", f"vis.{i}.ln2", f"vis.{i}.gelu"]
+    s.append("vis.post_ln")
+    for i in range(d["layers"]):
+        s.append(f"llm.{i}.norm1")
+        if i < d["layers"] - 1:
+            s += [f"llm.{i}.attn", f"llm.{i}.norm2", f"llm.{i}.geglu"]
+    for st in range(d["num_steps"]):
+        for i in range(d["layers"]):
+            s += [f"ex.{st}.{i}.norm1", f"ex.{st}.{i}.attn", f"ex.{st}.{i}.norm2", f"ex.{st}.{i}.geglu"]
+    return s
+
+
+def vision_forward(w, b, d, attn, q):
+    nv, npch, vw, nh = d["num_views"], d["num_patches"], d["vis_width"], d["vis_heads"]
+    uint8_to_model(b["images_u8"], out=b["img"])
+    im2col_patches(b["img"], d["patch_size"], b["patches"])
+    x, o = b["vx"], b["vo"]
+    torch.mm(b["patches"], w["patch_w"].t(), out=o)
+    torch.add(o.view(nv, npch, vw), w["pos_emb_b"], out=x.view(nv, npch, vw))  # pos + patch bias, fp32
+    qkv = b["vqkv"].view(nv, npch, 3, nh, vw // nh).permute(2, 0, 3, 1, 4)
+    for i in range(d["vis_layers"]):
+        p = f"vis.{i}."
+        hb, hs = q.act(p + "ln1", b["vh"], b["vh8"])
+        if i == 0:
+            layer_norm(x, w[p + "ln1_w"], w[p + "ln1_b"], d["ln_eps"], out=hb, out_scale=hs)
+        else:
+            add_layer_norm(x, o, w[p + "ln1_w"], w[p + "ln1_b"], d["ln_eps"], out=hb, out_scale=hs)
+        q.post(p + "ln1", hb)
+        q.linear(hb, p + "ln1", p + "qkv_w", b["vqkv"], bias=w[p + "qkv_b"])
+        attn.run("siglip", i, qkv[0], qkv[1], qkv[2], None, b["vatt"].view(nv, npch, vw))
+        a = q.cast(p + "attn", b["vatt"], b["vatt8"])
+        q.linear(a, p + "attn", p + "o_w", o, bias=w[p + "o_b"])
+        hb, hs = q.act(p + "ln2", b["vh"], b["vh8"])
+        add_layer_norm(x, o, w[p + "ln2_w"], w[p + "ln2_b"], d["ln_eps"], out=hb, out_scale=hs)
+        q.post(p + "ln2", hb)
+        q.linear(hb, p + "ln2", p + "fc1_w", b["vf1"], bias=w[p + "fc1_b"])
+        fb, fs = q.act(p + "gelu", b["vf1a"], b["vf1a8"])
+        gelu_tanh(b["vf1"], out=fb, out_scale=fs)
+        q.post(p + "gelu", fb)
+        q.linear(fb, p + "gelu", p + "fc2_w", o, bias=w[p + "fc2_b"])
+    hb, hs = q.act("vis.post_ln", b["vh"], b["vh8"])
+    add_layer_norm(x, o, w["post_ln_w"], w["post_ln_b"], d["ln_eps"], out=hb, out_scale=hs)
+    q.post("vis.post_ln", hb)
+    q.linear(hb, "vis.post_ln", "proj_w", b["proj_out"], bias=w["proj_b"])
+    b["x"][: nv * npch].copy_(b["proj_out"])
+
+
+def embed_prompt(w, b, d):
+    n_img = d["num_views"] * d["num_patches"]
+    P = d["prefix_len"]
+    torch.index_select(w["embed"], 0, b["token_ids"], out=b["emb_rows"])
+    torch.mul(b["emb_rows"], d["embed_scale"], out=b["x"][n_img:n_img + d["max_tokens"]])
+    b["pad"][:n_img].view(d["num_views"], d["num_patches"]).copy_(b["image_mask"][:, None])
+    b["pad"][n_img:n_img + d["max_tokens"]].copy_(b["token_mask"])
+    key_padding_bias(b["pad"], out=b["dec_bias"][:P])
+    prefix_positions(b["pad"], out=b["pos"], suffix_out=b["suffix_pos"])
+
+
+def prefix_forward(w, b, d, attn, q):
+    P, eps = d["prefix_len"], d["rms_eps"]
+    x = b["x"]
+    bias = b["dec_bias"][:P]
+    for i in range(d["layers"]):
+        p = f"llm.{i}."
+        hb, hs = q.act(p + "norm1", b["h"], b["h8"])
+        if i == 0:
+            rms_norm(x, None, eps, out=hb, out_scale=hs)
+        else:
+            add_rms_norm(x, b["down"], None, eps, out=hb, out_scale=hs)
+        q.post(p + "norm1", hb)
+        q.linear(hb, p + "norm1", p + "qkv_w", b["qkv"])
+        kc, vc = b["k_cache"][i], b["v_cache"][i]
+        rope_qkv_split(b["qkv"], b["pos"], q_out=b["q"], k_out=kc[:, :P], v_out=vc[:, :P], theta=d["rope_theta"])
+        if i == d["layers"] - 1:
+            break  # the expert reads only this layer's K/V
+        attn.run("prefix", i, b["q"][None], kc[None, :, :P], vc[None, :, :P], bias, b["att"][None])
+        a = q.cast(p + "attn", b["att"], b["att8"])
+        q.linear(a, p + "attn", p + "o_w", b["o"])
+        hb, hs = q.act(p + "norm2", b["h"], b["h8"])
+        add_rms_norm(x, b["o"], None, eps, out=hb, out_scale=hs)
+        q.post(p + "norm2", hb)
+        q.linear(hb, p + "norm2", p + "gu_w", b["gu"])
+        ab, as_ = q.act(p + "geglu", b["act"], b["act8"])
+        geglu(b["gu"], out=ab, out_scale=as_)
+        q.post(p + "geglu", ab)
+        q.linear(ab, p + "geglu", p + "down_w", b["down"])
+
+
+def expert_step(w, b, d, attn, q, s: int):
+    P, S, eps = d["prefix_len"], d["horizon"], d["rms_eps"]
+    x, mods = b["ex_x"], b["mods"][s]
+    torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=x)
+    kv_len = d["kv_len"]
+    for i in range(d["layers"]):
+        p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
+        hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
+        if i == 0:
+            ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
+        else:
+            gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
+        q.post(site + "norm1", hb)
+        q.linear(hb, site + "norm1", p + "qkv_w", b["ex_qkv"])
+        kc, vc = b["k_cache"][i], b["v_cache"][i]
+        rope_qkv_split(b["ex_qkv"], b["suffix_pos"], q_out=b["ex_q"], k_out=kc[:, P:P + S], v_out=vc[:, P:P + S],
+                       theta=d["rope_theta"])
+        attn.run("decoder", i, b["ex_q"][None], kc[None, :, :kv_len], vc[None, :, :kv_len], b["dec_bias"],
+                 b["ex_att"][None])
+        a = q.cast(site + "attn", b["ex_att"], b["ex_att8"])
+        q.linear(a, site + "attn", p + "o_w", b["ex_o"])
+        hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
+        gated_add_ada_rms_norm(x, b["ex_o"], m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
+        q.post(site + "norm2", hb)
+        q.linear(hb, site + "norm2", p + "gu_w", b["ex_gu"])
+        ab, as_ = q.act(site + "geglu", b["ex_act"], b["ex_act8"])
+        geglu(b["ex_gu"], out=ab, out_scale=as_)
+        q.post(site + "geglu", ab)
+        q.linear(ab, site + "geglu", p + "down_w", b["ex_down"])
+    L = d["layers"]
+    gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps,
+                           out=b["ex_hf"])
+    torch.addmm(w["action_out_b"], b["ex_hf"], w["action_out_w"], out=b["v"])
+    flow_update(b["x_t"], b["v"], None, d["dt"])
+
+
+def forward(w, b, d, attn, q):
+    """Observation buffers -> model-space action chunk in b["x_t"] (fp32 [horizon, 32])."""
+    b["x_t"].copy_(b["noise"])
+    vision_forward(w, b, d, attn, q)
+    embed_prompt(w, b, d)
+    prefix_forward(w, b, d, attn, q)
+    for s in range(d["num_steps"]):
+        expert_step(w, b, d, attn, q, s)

@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run with -m gpu on the device)")
+    for it in items:
+        if "gpu" in it.keywords:
+            it.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _strict_fp32():
+    # the FP32 oracle must be FP32: no TF32 in matmul or conv
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+
+
+@pytest.fixture(scope="session")
+def full_ckpt(tmp_path_factory):
+    from flash_rt.testing.full_size import build_full_checkpoint
+    path, _ = build_full_checkpoint(tmp_path_factory.mktemp("pi05_full"), device="cuda")
+    return path
