@@ -48,8 +48,9 @@ class AttentionSpec:
 class AttentionBackend(Protocol):
     spec: AttentionSpec
 
-    def run(self, site: str, layer: int, q, k, v, key_bias, out) -> None:
-        """q [B, Nq, Tq, H], k/v [B, Nkv, Tk, H], key_bias [Tk] additive or None; out [B, Tq, Nq*H]."""
+    def run(self, site: str, layer: int, q, k, v, key_bias, out, out_scale=None) -> None:
+        """q [B, Nq, Tq, H], k/v [B, Nkv, Tk, H], key_bias [Tk] additive or None; out [B, Tq, Nq*H].
+        out_scale: a device fp32 scalar when the backend writes `out` in FP8 (where supported)."""
         ...
 
 

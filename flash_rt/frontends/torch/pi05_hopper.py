@@ -25,7 +25,7 @@ from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_hopper_spec import build_spec, gemm_names
 from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
-from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context
+from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
 from flash_rt.models.pi05 import pipeline_hopper
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 
@@ -88,8 +88,11 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
         self.ws = {}
         if self.precision == "fp8":
-            for name, grp, i in gemm_names(self.cfg):
-                self.ws[name] = flat[f"s.{grp}"][0 if i is None else i]
+            names = gemm_names(self.cfg)
+            self._w_scale_store, views = aligned_scalars(len(names), self.device)
+            for (name, grp, i), view in zip(names, views):
+                view.copy_(flat[f"s.{grp}"][0 if i is None else i])
+                self.ws[name] = view
         c, w = self.cfg, self.w
         w["patch_w"] = w["patch_w"].reshape(c.vis_width, -1).contiguous()
         w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
@@ -147,10 +150,11 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
-        self.attn = make_pi05_hopper_attention(c, nv, P, S)
+        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev)
         self.sites = pipeline_hopper.quant_sites(d)
-        self.act_scales = torch.ones(len(self.sites), dtype=f32, device=dev)
-        self.site_scale = {s: self.act_scales[i] for i, s in enumerate(self.sites)}
+        self._act_store, views = aligned_scalars(len(self.sites), dev)
+        self.act_scales = self._act_store[:, 0]  # strided view: writing it updates every site's scale
+        self.site_scale = dict(zip(self.sites, views))
         self.amax = torch.zeros(len(self.sites), dtype=f32, device=dev)
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":

@@ -11,7 +11,9 @@ class CpuAttnBackend:
     def __init__(self, spec: AttentionSpec):
         self.spec = spec
 
-    def run(self, site, layer, q, k, v, key_bias, out):
+    def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
+        if out_scale is not None:
+            raise ValueError("the CPU path is exact FP32: no FP8 attention output")
         s = self.spec.site(site)
         mask = None if key_bias is None else key_bias.view(1, 1, 1, -1)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=s.head_dim ** -0.5,

@@ -20,6 +20,17 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
 
 
+SCALE_STRIDE = 64  # floats: 256-byte spacing between scalar scales
+
+
+def aligned_scalars(n: int, device, fill: float = 1.0):
+    """n fp32 scalars, each on its own 256-byte boundary: cuBLASLt rejects FP8 scale pointers that are not
+    aligned (CUBLAS_STATUS_NOT_SUPPORTED for a view at a 4-byte offset, seen on H100 with torch 2.11).
+    Returns (storage [n, SCALE_STRIDE], list of 0-dim views)."""
+    store = torch.full((n, SCALE_STRIDE), fill, dtype=torch.float32, device=device)
+    return store, [store[i, 0] for i in range(n)]
+
+
 def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None):
     """out = x @ w.T (+ bias). FP8 when w is FP8 (x must be FP8 with x_scale), else a plain mm."""
     if w.dtype == FP8:

@@ -104,9 +104,10 @@ def prefix_forward(w, b, d, attn, q):
         rope_qkv_split(b["qkv"], b["pos"], q_out=b["q"], k_out=kc[:, :P], v_out=vc[:, :P], theta=d["rope_theta"])
         if i == d["layers"] - 1:
             break  # the expert reads only this layer's K/V
-        attn.run("prefix", i, b["q"][None], kc[None, :, :P], vc[None, :, :P], bias, b["att"][None])
-        a = q.cast(p + "attn", b["att"], b["att8"])
-        q.linear(a, p + "attn", p + "o_w", b["o"])
+        ab, as_ = q.act(p + "attn", b["att"], b["att8"])
+        attn.run("prefix", i, b["q"][None], kc[None, :, :P], vc[None, :, :P], bias, ab[None], out_scale=as_)
+        q.post(p + "attn", ab)
+        q.linear(ab, p + "attn", p + "o_w", b["o"])
         hb, hs = q.act(p + "norm2", b["h"], b["h8"])
         add_rms_norm(x, b["o"], None, eps, out=hb, out_scale=hs)
         q.post(p + "norm2", hb)
@@ -134,10 +135,11 @@ def expert_step(w, b, d, attn, q, s: int):
         kc, vc = b["k_cache"][i], b["v_cache"][i]
         rope_qkv_split(b["ex_qkv"], b["suffix_pos"], q_out=b["ex_q"], k_out=kc[:, P:P + S], v_out=vc[:, P:P + S],
                        theta=d["rope_theta"])
+        ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
         attn.run("decoder", i, b["ex_q"][None], kc[None, :, :kv_len], vc[None, :, :kv_len], b["dec_bias"],
-                 b["ex_att"][None])
-        a = q.cast(site + "attn", b["ex_att"], b["ex_att8"])
-        q.linear(a, site + "attn", p + "o_w", b["ex_o"])
+                 ab[None], out_scale=as_)
+        q.post(site + "attn", ab)
+        q.linear(ab, site + "attn", p + "o_w", b["ex_o"])
         hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
         gated_add_ada_rms_norm(x, b["ex_o"], m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
         q.post(site + "norm2", hb)

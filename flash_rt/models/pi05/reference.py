@@ -38,7 +38,7 @@ def gemma_rms_norm(x, w, eps):
 def rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
     """x [B, T, heads, H]; pos [B, T]. Half-split rotation (dim i pairs with i + H/2)."""
     h = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (torch.arange(0, h, 2, dtype=torch.float32) / h))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, h, 2, dtype=torch.float32, device=x.device) / h))
     ang = pos.float()[..., None] * inv_freq  # [B, T, H/2]
     cos = torch.cat([ang.cos(), ang.cos()], -1)[:, :, None, :]
     sin = torch.cat([ang.sin(), ang.sin()], -1)[:, :, None, :]
@@ -67,7 +67,7 @@ def make_att_2d_masks(pad: torch.Tensor, ar: torch.Tensor) -> torch.Tensor:
 
 
 def sinusoidal_time_embedding(t: torch.Tensor, dim: int, min_period: float, max_period: float) -> torch.Tensor:
-    frac = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64)
+    frac = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=t.device)
     period = min_period * (max_period / min_period) ** frac
     ang = t.double()[:, None] * (2 * math.pi / period)[None, :]
     return torch.cat([ang.sin(), ang.cos()], dim=1).float()
