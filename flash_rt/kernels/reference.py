@@ -237,3 +237,18 @@ def uint8_to_model(img: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"uint8_to_model: expected uint8 [V, H, W, 3], got {img.dtype} {tuple(img.shape)}")
     out.copy_(img.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0)
     return out
+
+
+def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], *,
+                  out: torch.Tensor, sm_scale: float, out_scale: Scale = None, ws=None) -> torch.Tensor:
+    """Multi-query attention (N query heads, one K/V head) with an additive key bias.
+
+    q [N, T, H], k/v [Lk, H], bias [Lk] or None -> out [T, N*H] (quantized when out_scale is given).
+    Twin of the Triton flash-decoding kernel (``ws`` is its workspace; unused here)."""
+    n, t, h = q.shape
+    s = torch.einsum("nth,kh->ntk", q.float(), k.float()) * sm_scale
+    if bias is not None:
+        s = s + bias.float()
+    p = torch.softmax(s, dim=-1)
+    y = torch.einsum("ntk,kh->tnh", p, v.float()).reshape(t, n * h)
+    return _store(y, out, out_scale)
