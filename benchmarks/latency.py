@@ -93,6 +93,7 @@ def main(argv=None):
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--fast-accum", action="store_true", help="cuBLASLt FP8 fast accumulation")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -111,7 +112,8 @@ def main(argv=None):
             torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
-                                      action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache")
+                                      action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
+                                      fast_accum=args.fast_accum)
             t_load = time.perf_counter() - t0
             images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
             t0 = time.perf_counter()

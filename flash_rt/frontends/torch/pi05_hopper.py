@@ -41,11 +41,13 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     hardware = "hopper"
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
-                 calibration_percentile: float | None = None, device: str = "cuda", **kw):
+                 calibration_percentile: float | None = None, fast_accum: bool = False, device: str = "cuda",
+                 **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
         self.default_percentile = calibration_percentile
+        self.fast_accum = fast_accum
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -159,7 +161,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
             from flash_rt.kernels.triton import amax_update, quantize_fp8
-            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8)
+            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8, fast_accum=self.fast_accum)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch: CalibContext(self.w, self.ws, self.site_amax, amax_update, scratch)
             self._scratch_numel = biggest

@@ -31,10 +31,12 @@ def aligned_scalars(n: int, device, fill: float = 1.0):
     return store, [store[i, 0] for i in range(n)]
 
 
-def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None):
-    """out = x @ w.T (+ bias). FP8 when w is FP8 (x must be FP8 with x_scale), else a plain mm."""
+def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None, fast_accum: bool = False):
+    """out = x @ w.T (+ bias). FP8 when w is FP8 (x must be FP8 with x_scale), else a plain mm.
+    fast_accum: cuBLASLt's FP8 fast accumulation (fewer promotions to fp32; faster, slightly less exact)."""
     if w.dtype == FP8:
-        torch._scaled_mm(x, w.t(), scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=out.dtype, out=out)
+        torch._scaled_mm(x, w.t(), scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=out.dtype,
+                         use_fast_accum=fast_accum, out=out)
     elif bias is not None:
         torch.addmm(bias, x, w.t(), out=out)
     else:
@@ -43,8 +45,9 @@ def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None):
 
 
 class Fp8Context:
-    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize):
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
+        self.fast_accum = fast_accum
 
     def act(self, site, bf16_buf, fp8_buf):
         return fp8_buf, self.s[site]
@@ -59,7 +62,7 @@ class Fp8Context:
     def linear(self, x, site, wname, out, bias=None):
         w = self.w[wname]
         return linear(x, w, out, x_scale=self.s[site] if w.dtype == FP8 else None,
-                      w_scale=self.ws.get(wname), bias=bias)
+                      w_scale=self.ws.get(wname), bias=bias, fast_accum=self.fast_accum)
 
 
 class Bf16Context:

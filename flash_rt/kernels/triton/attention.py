@@ -25,8 +25,9 @@ __all__ = ["mqa_attention", "MqaWorkspace"]
 
 
 @triton.jit
-def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, R, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
-                 H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr):
+def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
+                 H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 FINAL: tl.constexpr, QUANT: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -53,10 +54,19 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, R, LK, KEYS_PER_SPLIT, sk, sv, sm_
         v = tl.load(V + cols[:, None].to(tl.int64) * sv + dh[None, :], mask=cmask[:, None], other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
-    base = pid_s * R + rows
-    tl.store(PM + base, m_i, mask=rmask)
-    tl.store(PL + base, l_i, mask=rmask)
-    tl.store(PACC + base[:, None].to(tl.int64) * H + dh[None, :], acc, mask=rmask[:, None])
+    if FINAL:  # one split: normalize and write [T, N*H] directly (no merge launch)
+        y = acc / l_i[:, None]
+        n = rows // T
+        t = rows - n * T
+        dst = OUT + t[:, None].to(tl.int64) * so_t + n[:, None] * H + dh[None, :]
+        if QUANT:
+            y = tl.minimum(tl.maximum(y / tl.load(SCALE), -448.0), 448.0)
+        tl.store(dst, y.to(OUT.dtype.element_ty), mask=rmask[:, None])
+    else:
+        base = pid_s * R + rows
+        tl.store(PM + base, m_i, mask=rmask)
+        tl.store(PL + base, l_i, mask=rmask)
+        tl.store(PACC + base[:, None].to(tl.int64) * H + dh[None, :], acc, mask=rmask[:, None])
 
 
 @triton.jit
@@ -90,12 +100,18 @@ class MqaWorkspace:
 
     The split count is fixed from the site's shape: enough key splits that ~`target_programs` programs run."""
 
-    def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int = 64, block_n: int = 64,
-                 target_programs: int = 132):
+    def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
+                 block_n: int = 64, target_programs: int = 132):
+        # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism;
+        # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
+        block_m = block_m or (32 if rows <= 1024 else 64)
         self.block_m, self.block_n = block_m, block_n
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
-        self.splits = max(1, min(max_splits, triton.cdiv(target_programs, m_blocks)))
+        if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge
+            self.splits = 1
+        else:
+            self.splits = max(1, min(max_splits, triton.cdiv(target_programs, m_blocks)))
         self.keys_per_split = triton.cdiv(triton.cdiv(keys, self.splits), block_n) * block_n
         self.splits = triton.cdiv(keys, self.keys_per_split)
         self.rows, self.keys = rows, keys
@@ -124,10 +140,15 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     if bias is not None and bias.shape != (lk,):
         raise ValueError(f"mqa_attention: bias must be [{lk}], got {tuple(bias.shape)}")
     grid = (triton.cdiv(r, ws.block_m), ws.splits)
-    _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, r, lk, ws.keys_per_split,
-                       k.stride(0), v.stride(0), float(sm_scale), H=h, BLOCK_M=ws.block_m, BLOCK_N=ws.block_n,
-                       HAS_BIAS=bias is not None, num_warps=8 if h >= 128 else 4, num_stages=2)
-    block_r = max(1, min(16, 4096 // h))
+    final = ws.splits == 1
+    scale = out_scale if out_scale is not None else ws.pm
+    _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, r, t,
+                       out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
+                       BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, HAS_BIAS=bias is not None, FINAL=final,
+                       QUANT=out_scale is not None, num_warps=8 if h * ws.block_m >= 8192 else 4, num_stages=2)
+    if final:
+        return out
+    block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
     _mqa_merge[(triton.cdiv(r, block_r),)](ws.pm, ws.pl, ws.pacc, out, out_scale if out_scale is not None else ws.pm,
                                            r, t, out.stride(0), SPLITS=ws.splits, H=h, BLOCK_R=block_r,
                                            QUANT=out_scale is not None, num_warps=4)
