@@ -252,3 +252,21 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     p = torch.softmax(s, dim=-1)
     y = torch.einsum("ntk,kh->tnh", p, v.float()).reshape(t, n * h)
     return _store(y, out, out_scale)
+
+
+def decoder_attention(qkv: torch.Tensor, positions: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor,
+                      bias: torch.Tensor, *, out: torch.Tensor, sm_scale: float, theta: float = 10000.0,
+                      out_scale: Scale = None, ws=None) -> torch.Tensor:
+    """Action-expert attention with RoPE fused (twin of the Triton kernel): rotate q and the suffix k from the
+    raw QKV output, attend over [prefix cache ; own keys] with the prefix key bias."""
+    s_len = positions.shape[0]
+    p_len, h = k_prefix.shape
+    n = qkv.shape[1] // h - 2
+    q = torch.empty(n, s_len, h, dtype=torch.float32, device=qkv.device)
+    k = torch.empty(1, s_len, h, dtype=torch.float32, device=qkv.device)
+    v = torch.empty(1, s_len, h, dtype=torch.float32, device=qkv.device)
+    rope_qkv_split(qkv.float(), positions, q_out=q, k_out=k, v_out=v, theta=theta)
+    keys = torch.cat([k_prefix.float(), k[0].to(k_prefix.dtype).float()], 0)
+    vals = torch.cat([v_prefix.float(), v[0].to(v_prefix.dtype).float()], 0)
+    full_bias = torch.cat([bias.float(), torch.zeros(s_len, device=bias.device)])
+    return mqa_attention(q.to(qkv.dtype), keys, vals, full_bias, out=out, sm_scale=sm_scale, out_scale=out_scale)

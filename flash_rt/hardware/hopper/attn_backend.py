@@ -14,14 +14,37 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from flash_rt.hardware.backend import AttentionSpec, SiteSpec
-from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
+from flash_rt.kernels.triton import rope_qkv_split
+from flash_rt.kernels.triton.attention import DecoderWorkspace, MqaWorkspace, decoder_attention, mqa_attention
 
 
 class HopperAttnBackend:
-    def __init__(self, spec: AttentionSpec, device):
+    def __init__(self, spec: AttentionSpec, device, prefix_len: int | None = None):
         self.spec = spec
         self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device)
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
+        dec = spec.sites.get("decoder")
+        # RoPE-on-load needs head_dim/2 >= 16 for tensor-core dots; smaller (test) heads take rope + MQA
+        self.fused_decoder = dec is not None and dec.head_dim >= 32 and dec.num_kv_heads == 1
+        if self.fused_decoder:
+            self.dec_ws = DecoderWorkspace(dec.num_q_heads, dec.max_q, prefix_len, dec.head_dim, device)
+        self.prefix_len = prefix_len
+
+    def decoder(self, layer, qkv, positions, k_cache, v_cache, key_bias, q_buf, out, out_scale=None,
+                theta: float = 10000.0):
+        """The action expert's attention from the raw QKV GEMM output: qkv [S, (N+2)*H], positions [S],
+        k_cache/v_cache [1, L, H] of this layer (prefix rotated in [0, P)), key_bias [L], out [S, N*H].
+        Fused path: q and the suffix keys are rotated on load and never stored. Fallback: RoPE into q_buf and
+        the cache's suffix rows, then MQA over the whole cache."""
+        s = self.spec.site("decoder")
+        P, S = self.prefix_len, positions.shape[0]
+        if self.fused_decoder:
+            decoder_attention(qkv, positions, k_cache[0, :P], v_cache[0, :P], key_bias[:P], out=out, ws=self.dec_ws,
+                              sm_scale=s.head_dim ** -0.5, theta=theta, out_scale=out_scale)
+            return
+        rope_qkv_split(qkv, positions, q_out=q_buf, k_out=k_cache[:, P:P + S], v_out=v_cache[:, P:P + S],
+                       theta=theta)
+        self.run("decoder", layer, q_buf[None], k_cache[None], v_cache[None], key_bias, out[None], out_scale)
 
     def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
         """q [1, N, T, H] head-major, k/v [1, K, Tk, H]; key_bias [Tk] or None; out [1, T, N*H] (bf16, or
@@ -49,4 +72,4 @@ def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: in
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon, kv_len,
                            masked=True))
-    return HopperAttnBackend(spec, device)
+    return HopperAttnBackend(spec, device, prefix_len=prefix_len)

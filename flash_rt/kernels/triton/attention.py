@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["mqa_attention", "MqaWorkspace"]
+__all__ = ["mqa_attention", "MqaWorkspace", "decoder_attention", "DecoderWorkspace"]
 
 
 @triton.jit
@@ -152,4 +152,140 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     _mqa_merge[(triton.cdiv(r, block_r),)](ws.pm, ws.pl, ws.pacc, out, out_scale if out_scale is not None else ws.pm,
                                            r, t, out.stride(0), SPLITS=ws.splits, H=h, BLOCK_R=block_r,
                                            QUANT=out_scale is not None, num_warps=4)
+    return out
+
+
+# -- the decoder site with RoPE applied on load ------------------------------------------------------------
+@triton.jit
+def _rope_inv_freq(H2: tl.constexpr, THETA: tl.constexpr):
+    """theta^(-2i/H) for i < H/2, the same expression as rope.py (fp64 power, fp32 result)."""
+    j = tl.arange(0, H2)
+    expo = tl.math.div_rn((2 * j).to(tl.float32), H2 * 2.0)
+    p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([H2], THETA, tl.float64))).to(tl.float32)
+    return tl.math.div_rn(1.0, p)
+
+
+@triton.jit
+def _decoder_partial(QKV, sq, POS, KC, VC, sk, sv, BIAS, PM, PL, PACC, R, S, P, KEYS_PER_SPLIT, sm_scale,
+                     NQ: tl.constexpr, H: tl.constexpr, PREFIX_SPLITS: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, THETA: tl.constexpr):
+    H2: tl.constexpr = H // 2
+    pid_m = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rmask = rows < R
+    n = rows // S
+    t = rows - n * S
+    j = tl.arange(0, H2)
+    inv = _rope_inv_freq(H2, THETA)
+    # q rows straight from the fused QKV GEMM output, rotated here (no separate RoPE launch)
+    ang = tl.load(POS + t, mask=rmask, other=0).to(tl.float32)[:, None] * inv[None, :]
+    c, s_ = tl.cos(ang), tl.sin(ang)
+    qsrc = QKV + t[:, None].to(tl.int64) * sq + n[:, None] * H + j[None, :]
+    a = tl.load(qsrc, mask=rmask[:, None], other=0.0).to(tl.float32)
+    b = tl.load(qsrc + H2, mask=rmask[:, None], other=0.0).to(tl.float32)
+    q_lo = (a * c - b * s_).to(KC.dtype.element_ty)
+    q_hi = (b * c + a * s_).to(KC.dtype.element_ty)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc_lo = tl.zeros([BLOCK_M, H2], tl.float32)
+    acc_hi = tl.zeros([BLOCK_M, H2], tl.float32)
+    # 1) this split's share of the cached prefix keys (already rotated, key-padding bias applied)
+    pstart = pid_s * KEYS_PER_SPLIT  # the suffix split starts past P: its prefix loop is empty
+    pend = tl.minimum(pstart + KEYS_PER_SPLIT, P)
+    for n0 in range(pstart, pend, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        cmask = cols < pend
+        kp = KC + cols[:, None].to(tl.int64) * sk + j[None, :]
+        k_lo = tl.load(kp, mask=cmask[:, None], other=0.0)
+        k_hi = tl.load(kp + H2, mask=cmask[:, None], other=0.0)
+        sc = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * sm_scale
+        sc += tl.load(BIAS + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        sc = tl.where(cmask[None, :], sc, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(sc, 1))
+        p = tl.exp(sc - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vp = VC + cols[:, None].to(tl.int64) * sv + j[None, :]
+        pb = p.to(KC.dtype.element_ty)
+        acc_lo = acc_lo * alpha[:, None] + tl.dot(pb, tl.load(vp, mask=cmask[:, None], other=0.0))
+        acc_hi = acc_hi * alpha[:, None] + tl.dot(pb, tl.load(vp + H2, mask=cmask[:, None], other=0.0))
+        m_i = m_new
+    # 2) the last split: the action tokens' own keys/values, rotated on load from the QKV output
+    send = S * (pid_s == PREFIX_SPLITS).to(tl.int32)
+    for n0 in range(0, send, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        cmask = cols < send
+        angk = tl.load(POS + cols, mask=cmask, other=0).to(tl.float32)[:, None] * inv[None, :]
+        ck, sk_ = tl.cos(angk), tl.sin(angk)
+        ksrc = QKV + cols[:, None].to(tl.int64) * sq + NQ * H + j[None, :]
+        ka = tl.load(ksrc, mask=cmask[:, None], other=0.0).to(tl.float32)
+        kb = tl.load(ksrc + H2, mask=cmask[:, None], other=0.0).to(tl.float32)
+        k_lo = (ka * ck - kb * sk_).to(KC.dtype.element_ty)
+        k_hi = (kb * ck + ka * sk_).to(KC.dtype.element_ty)
+        sc = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * sm_scale
+        sc = tl.where(cmask[None, :], sc, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(sc, 1))
+        p = tl.exp(sc - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vsrc = ksrc + H
+        pb = p.to(KC.dtype.element_ty)
+        acc_lo = acc_lo * alpha[:, None] + tl.dot(pb, tl.load(vsrc, mask=cmask[:, None], other=0.0))
+        acc_hi = acc_hi * alpha[:, None] + tl.dot(pb, tl.load(vsrc + H2, mask=cmask[:, None], other=0.0))
+        m_i = m_new
+    base = pid_s * R + rows
+    tl.store(PM + base, m_i, mask=rmask)
+    tl.store(PL + base, l_i, mask=rmask)
+    dst = PACC + base[:, None].to(tl.int64) * H + j[None, :]
+    tl.store(dst, acc_lo, mask=rmask[:, None])
+    tl.store(dst + H2, acc_hi, mask=rmask[:, None])
+
+
+class DecoderWorkspace:
+    """Split-softmax buffers for `decoder_attention`: prefix keys split across programs, plus one split for the
+    action tokens' own keys. Fixed from the shapes at construction (graph-safe)."""
+
+    def __init__(self, heads: int, horizon: int, prefix_len: int, head_dim: int, device, block_m: int = 32,
+                 block_n: int = 64, target_programs: int = 132):
+        rows = heads * horizon
+        m_blocks = triton.cdiv(rows, block_m)
+        want = max(1, triton.cdiv(target_programs, m_blocks) - 1)
+        nps = max(1, min(triton.cdiv(prefix_len, block_n), want))
+        self.keys_per_split = triton.cdiv(triton.cdiv(prefix_len, nps), block_n) * block_n
+        self.prefix_splits = triton.cdiv(prefix_len, self.keys_per_split)
+        self.splits = self.prefix_splits + 1
+        self.block_m, self.block_n = block_m, block_n
+        self.rows, self.heads, self.horizon, self.prefix_len = rows, heads, horizon, prefix_len
+        self.pm = torch.empty(self.splits * rows, dtype=torch.float32, device=device)
+        self.pl = torch.empty_like(self.pm)
+        self.pacc = torch.empty(self.splits * rows, head_dim, dtype=torch.float32, device=device)
+
+
+def decoder_attention(qkv: torch.Tensor, positions: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor,
+                      bias: torch.Tensor, *, out: torch.Tensor, ws: DecoderWorkspace, sm_scale: float,
+                      theta: float = 10000.0, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Action-expert attention of one layer, RoPE fused: qkv [S, (N+2)*H] raw GEMM output (N q heads, one k,
+    one v), positions [S], k_prefix/v_prefix [P, H] (the prefix cache, rotated), bias [P] prefix key bias;
+    out [S, N*H]. The action tokens see all real prefix tokens and each other (pi05_spec.md 1c)."""
+    s_len = positions.shape[0]
+    p_len, h = k_prefix.shape
+    n = qkv.shape[1] // h - 2
+    if qkv.shape != (s_len, (n + 2) * h) or qkv.stride(1) != 1:
+        raise ValueError(f"decoder_attention: qkv must be [S, (N+2)*H] with contiguous rows, got {tuple(qkv.shape)}")
+    if (ws.heads, ws.horizon, ws.prefix_len) != (n, s_len, p_len):
+        raise ValueError(f"decoder_attention: workspace is for N={ws.heads}, S={ws.horizon}, P={ws.prefix_len}; "
+                         f"got N={n}, S={s_len}, P={p_len}")
+    if v_prefix.shape != (p_len, h) or k_prefix.stride(1) != 1 or v_prefix.stride(1) != 1 or bias.shape != (p_len,):
+        raise ValueError("decoder_attention: k/v prefix must be [P, H] with contiguous rows and bias [P]")
+    if out.shape != (s_len, n * h) or out.stride(1) != 1:
+        raise ValueError(f"decoder_attention: out must be [S, N*H] = {(s_len, n * h)}, got {tuple(out.shape)}")
+    r = n * s_len
+    _decoder_partial[(triton.cdiv(r, ws.block_m), ws.splits)](
+        qkv, qkv.stride(0), positions, k_prefix, v_prefix, k_prefix.stride(0), v_prefix.stride(0), bias, ws.pm, ws.pl,
+        ws.pacc, r, s_len, p_len, ws.keys_per_split, float(sm_scale), NQ=n, H=h, PREFIX_SPLITS=ws.prefix_splits,
+        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, THETA=float(theta), num_warps=4, num_stages=2)
+    _mqa_merge[(triton.cdiv(r, 4),)](ws.pm, ws.pl, ws.pacc, out, out_scale if out_scale is not None else ws.pm,
+                                     r, s_len, out.stride(0), SPLITS=ws.splits, H=h, BLOCK_R=4,
+                                     QUANT=out_scale is not None, num_warps=4)
     return out

@@ -133,11 +133,9 @@ def expert_step(w, b, d, attn, q, s: int):
         q.post(site + "norm1", hb)
         q.linear(hb, site + "norm1", p + "qkv_w", b["ex_qkv"])
         kc, vc = b["k_cache"][i], b["v_cache"][i]
-        rope_qkv_split(b["ex_qkv"], b["suffix_pos"], q_out=b["ex_q"], k_out=kc[:, P:P + S], v_out=vc[:, P:P + S],
-                       theta=d["rope_theta"])
         ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
-        attn.run("decoder", i, b["ex_q"][None], kc[None, :, :kv_len], vc[None, :, :kv_len], b["dec_bias"],
-                 ab[None], out_scale=as_)
+        attn.decoder(i, b["ex_qkv"], b["suffix_pos"], kc[:, :kv_len], vc[:, :kv_len], b["dec_bias"], b["ex_q"], ab,
+                     out_scale=as_, theta=d["rope_theta"])
         q.post(site + "attn", ab)
         q.linear(ab, site + "attn", p + "o_w", b["ex_o"])
         hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
