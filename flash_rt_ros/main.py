@@ -1,0 +1,76 @@
+"""Console entry point `flash-rt-node` (and lib/flash_rt_ros/flash_rt_node, which ros2 launch runs).
+
+    flash-rt-node --ros-args --params-file config/pi05_cpu.yaml -p checkpoint:=/path/to/ckpt
+    python -m flash_rt_ros.main --ros-args --params-file config/pi05_cpu.yaml ...
+
+autostart (parameter, default true) configures and activates the node itself, since `ros2 lifecycle` may not be
+available; with autostart:=false it waits for lifecycle_msgs/srv/ChangeState calls on ~/change_state.
+The executor comes from the `executor` parameter: "events" (rclpy.experimental.EventsExecutor, the default,
+chosen by measurement: docs/benchmarks.md "ROS node (CPU)") or "single" (SingleThreadedExecutor).
+"""
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+
+def make_executor(kind: str, context=None):
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
+
+
+def spin(executor) -> None:
+    """spin_once until shutdown. EventsExecutor.spin() in the rclpy 9.1.2 wheel busy-loops without running any
+    callback (and ignores SIGTERM); spin_once works for both executors, so both use this loop."""
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=0.5)
+
+
+def main(argv=None) -> int:
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args)
+    from flash_rt_ros.node import FlashRTNode  # after init: imports torch (slow) only when actually starting
+
+    node = FlashRTNode()
+    kind = node.get_parameter("executor").value
+    if kind not in ("events", "single"):
+        node.get_logger().error(f"parameter 'executor' must be 'events' or 'single'; got {kind!r}; using events")
+        kind = "events"
+    executor = make_executor(kind)
+    # SingleThreadedExecutor does not run timers while a coroutine callback waits, so only the events executor
+    # gets the worker-thread prompt switch; with "single" the (short) set_prompt runs inline.
+    node.async_prompt = kind == "events"
+    executor.add_node(node)
+    node.get_logger().info(f"executor: {type(executor).__name__}")
+
+    # SIGINT / SIGTERM: rclpy's own handlers (installed by rclpy.init) shut the context down, which ends spin().
+    rc = 0
+    try:
+        if node.get_parameter("autostart").value:
+            from rclpy.lifecycle import TransitionCallbackReturn
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            else:
+                node.get_logger().error("autostart: configure failed (see above); the node stays up, unconfigured; "
+                                        "fix the parameters and call ~/change_state configure")
+        spin(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node.trigger_shutdown() if node.policy is not None else None
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

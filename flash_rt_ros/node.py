@@ -1,0 +1,423 @@
+"""flash_rt_node: a managed (lifecycle) ROS 2 node that turns camera + joint-state topics into action chunks.
+
+  configure  read + validate parameters, load the checkpoint (flash_rt.load_model), set the prompt, warm up,
+             create the ~/set_prompt and ~/calibrate services        (failure -> stays unconfigured, says why)
+  activate   subscribe to cameras (sensor-data QoS) and joint states, start the control-rate timer, enable
+             ~/action_chunk and ~/joint_trajectory
+  deactivate stop the timer and the subscriptions;  cleanup  drop the model
+
+Hot path (ARCHITECTURE.md section 4): image callbacks resize straight into the policy's preallocated slots,
+the joint-state callback maps by name into a preallocated state vector; the timer checks freshness, writes the
+state (and seeded noise), runs policy.step() and fills preallocated messages. All callbacks run on one executor
+thread, so a slot is never written while step() reads it. A prompt change is validated and tokenized on a
+worker thread (service callback awaits it; EventsExecutor keeps ticking meanwhile) and switched atomically by
+the engine, so the tick never waits for it.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import time
+
+import numpy as np
+import rclpy
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.task import Future
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from diagnostic_msgs.msg import DiagnosticArray
+from trajectory_msgs.msg import JointTrajectory
+
+import flash_rt
+from flash_rt.errors import FlashRTError, InputError
+from flash_rt.noise import seeded_noise
+from flash_rt_ros import diagnostics as diag
+from flash_rt_ros import params as params_mod
+from flash_rt_ros.chunk_msgs import ChunkMessages
+from flash_rt_ros.conversions import SlotWriter
+from flash_rt_ros.joint_state import JointStateMapper
+from flash_rt_ros.msg import ActionChunk
+from flash_rt_ros.params import NodeParams, ParamError
+from flash_rt_ros.srv import Calibrate, SetPrompt
+from flash_rt_ros.stats import TickStats
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class FlashRTNode(LifecycleNode):
+    def __init__(self, node_name: str = "flash_rt_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+        params_mod.declare(self)
+        self.async_prompt = False        # set by main(): True when the executor resumes coroutines while waiting
+        self.p: NodeParams | None = None
+        self.policy = None
+        self.stats: TickStats | None = None
+        self.config_error = ""           # why the last configure failed (for diagnostics)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self._timer = None
+        self._subs: list = []
+        self._services: list = []
+        self._prompt_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reset_runtime()
+
+    # ------------------------------------------------------------------------------------------------
+    # lifecycle
+    # ------------------------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            p = params_mod.read(self)
+        except ParamError as e:
+            return self._configure_failed(f"invalid parameters: {e}")
+        self.p = p
+        log = self.get_logger()
+        log.info(f"loading {p.model} checkpoint {p.checkpoint!r} on hardware={p.hardware} ...")
+        t0 = time.perf_counter()
+        if p.cpu_threads > 0:
+            import torch  # a process-wide knob of the engine's framework, not a flash_rt internal
+            torch.set_num_threads(p.cpu_threads)
+        try:
+            policy = flash_rt.load_model(
+                p.checkpoint, config=p.model, framework=p.framework, hardware=p.hardware, num_views=p.views,
+                action_horizon=p.action_horizon or None, num_steps=p.num_steps, tokenizer=p.tokenizer or None,
+                norm_stats=p.norm_stats or None, action_dim=p.action_dim or None,
+                image_interpolation=p.image_interpolation, cache_dir=p.weight_cache_dir or None)
+        except (FlashRTError, OSError, ValueError, RuntimeError, TypeError) as e:
+            return self._configure_failed(f"cannot load checkpoint {p.checkpoint!r}: {type(e).__name__}: {e}")
+        try:
+            self._setup(policy, p)
+        except (FlashRTError, ValueError) as e:
+            return self._configure_failed(str(e))
+        self.policy = policy
+        self.config_error = ""
+        self._diag_timer.timer_period_ns = int(p.diagnostics_period_s * 1e9)
+        log.info(f"configured in {time.perf_counter() - t0:.2f} s: {policy.num_views} views, horizon "
+                 f"{policy.action_horizon}, action_dim {policy.action_dim}, state_dim {policy.state_dim}, "
+                 f"{p.control_rate_hz:g} Hz, hardware {policy.hardware}, prompt {policy.prompt!r}")
+        return SUCCESS
+
+    def _configure_failed(self, why: str) -> TransitionCallbackReturn:
+        self.get_logger().error(f"configure failed, the node stays unconfigured and will not activate: {why}")
+        self.config_error = why
+        self.policy = None
+        self._publish_diagnostics()
+        return FAILURE
+
+    def _setup(self, policy, p: NodeParams) -> None:
+        """Validate the parameters against the loaded model and allocate everything the hot path uses."""
+        if p.views > policy.num_views:
+            raise ParamError(f"camera_slots need {p.views} camera slots; the model has {policy.num_views}")
+        if policy.state_dim is not None and policy.state_dim != len(p.state_joint_names):
+            raise ParamError(f"state_joint_names has {len(p.state_joint_names)} joints but the model's state "
+                             f"has {policy.state_dim} dims (norm stats)")
+        adim = policy.action_dim
+        names = list(p.action_joint_names) or [f"action_{i}" for i in range(adim)]
+        if len(names) != adim:
+            raise ParamError(f"action_joint_names has {len(names)} names but the model returns {adim} "
+                             "action dims (set action_dim or fix the list)")
+        self._cams = [SlotWriter(policy.image_slot(s), p.image_interpolation, p.expected_size)
+                      for s in p.camera_slots]
+        self._state = np.zeros(len(p.state_joint_names), np.float32)
+        self._joints = JointStateMapper(p.state_joint_names, self._state)
+        self._msgs = ChunkMessages(names, policy.action_horizon, adim, p.dt)
+        self._noise = np.zeros((policy.action_horizon, policy.config.action_dim), np.float32)
+        n_inputs = len(p.camera_topics) + 1
+        self._input_names = [p.subscription_topic(i) for i in range(len(p.camera_topics))] + [p.joint_state_topic]
+        self._rx_ns = np.zeros(n_inputs, np.int64)
+        self._stamp_ns = np.zeros(n_inputs, np.int64)
+        self._bad_count = np.zeros(n_inputs, np.int64)
+        self._bad_reported = np.zeros(n_inputs, np.int64)
+        self._last_error = [""] * n_inputs
+        self.stats = TickStats(p.period_s)
+        if p.prompt:
+            policy.set_prompt(p.prompt)
+        self._warm_up(policy, p)
+        # the services work while inactive too (set the prompt before activating)
+        self._services = [self.create_service(SetPrompt, "~/set_prompt", self._srv_set_prompt),
+                          self.create_service(Calibrate, "~/calibrate", self._srv_calibrate)]
+        self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", QoSProfile(depth=10))
+        self._traj_pub = (self.create_lifecycle_publisher(JointTrajectory, "~/joint_trajectory", QoSProfile(depth=10))
+                          if p.publish_trajectory else None)
+        self._prompt_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flash_rt_prompt")
+
+    def _warm_up(self, policy, p: NodeParams) -> None:
+        if p.warmup_steps <= 0 or policy.prompt is None:
+            return
+        for s in p.camera_slots:
+            policy.image_slot(s).fill(0)
+            policy.set_image_mask(s, True)
+        policy.write_state(self._state)
+        for _ in range(p.warmup_steps):
+            policy.step(self._noise)
+        for s in p.camera_slots:
+            policy.set_image_mask(s, False)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        self._reset_runtime()
+        self._rx_ns[:] = 0
+        self._stamp_ns[:] = 0
+        self.stats.reset()
+        for i, topic in enumerate(self._input_names[:-1]):
+            if p.compressed[i]:
+                cb = functools.partial(self._on_compressed, i)
+                self._subs.append(self.create_subscription(CompressedImage, topic, cb, qos_profile_sensor_data))
+            else:
+                cb = functools.partial(self._on_image, i)
+                self._subs.append(self.create_subscription(Image, topic, cb, qos_profile_sensor_data))
+        self._subs.append(self.create_subscription(JointState, p.joint_state_topic, self._on_joint_state,
+                                                   qos_profile_sensor_data))
+        self._timer = self.create_timer(p.period_s, self._tick)
+        self.get_logger().info(f"active: {p.control_rate_hz:g} Hz, cameras {self._input_names[:-1]} -> slots "
+                               f"{list(p.camera_slots)}, joints from {p.joint_state_topic!r}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        self._release()
+        return SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        self._release()
+        return SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in lifecycle transition from {state.label}; cleaning up")
+        self._stop_io()
+        self._release()
+        return SUCCESS
+
+    def _stop_io(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs = []
+
+    def _release(self) -> None:
+        for s in self._services:
+            self.destroy_service(s)
+        self._services = []
+        for pub in (getattr(self, "_chunk_pub", None), getattr(self, "_traj_pub", None)):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._chunk_pub = self._traj_pub = None
+        if self._prompt_pool is not None:
+            self._prompt_pool.shutdown(wait=False)
+            self._prompt_pool = None
+        self.policy = None
+
+    def _reset_runtime(self) -> None:
+        self.sequence = 0
+        self._skip_reason = ""
+        self._skip_reported = ""
+        self._pending_calibration: list = []
+
+    # ------------------------------------------------------------------------------------------------
+    # inputs
+    # ------------------------------------------------------------------------------------------------
+    def _stamp_of(self, msg, now_ns: int) -> int:
+        s = msg.header.stamp
+        t = s.sec * 1_000_000_000 + s.nanosec
+        return t if t > 0 else now_ns
+
+    def _on_image(self, i: int, msg: Image) -> None:
+        try:
+            self._cams[i].write_image(msg)
+        except InputError as e:
+            return self._bad_input(i, e)
+        self._received(i, msg)
+
+    def _on_compressed(self, i: int, msg: CompressedImage) -> None:
+        try:
+            self._cams[i].write_compressed(msg)
+        except InputError as e:
+            return self._bad_input(i, e)
+        self._received(i, msg)
+
+    def _received(self, i: int, msg) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        self.policy.set_image_mask(self.p.camera_slots[i], True)
+        self._rx_ns[i] = now_ns
+        self._stamp_ns[i] = self._stamp_of(msg, now_ns)
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        j = len(self._input_names) - 1
+        try:
+            self._joints.write_msg(msg)
+        except InputError as e:
+            return self._bad_input(j, e)
+        now_ns = self.get_clock().now().nanoseconds
+        self._rx_ns[j] = now_ns
+        self._stamp_ns[j] = self._stamp_of(msg, now_ns)
+
+    def _bad_input(self, i: int, err: Exception) -> None:
+        self._bad_count[i] += 1
+        self._last_error[i] = str(err)
+        self.get_logger().error(f"rejected message on {self._input_names[i]!r}: {err}", throttle_duration_sec=1.0)
+
+    # ------------------------------------------------------------------------------------------------
+    # the control tick
+    # ------------------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        t0 = time.perf_counter_ns()
+        st = self.stats
+        st.tick_start(t0)
+        p, policy = self.p, self.policy
+        now_ns = self.get_clock().now().nanoseconds
+        oldest_rx = int(self._rx_ns.min())
+        if oldest_rx == 0 or now_ns - oldest_rx > p.max_observation_age_s * 1e9:
+            return self._skip(self._stale_reason(now_ns))
+        if policy.prompt is None:
+            return self._skip("no prompt set: call ~/set_prompt")
+        obs_ns = int(self._stamp_ns.min())
+        try:
+            policy.write_state(self._state)
+            noise = None
+            if p.noise_seed >= 0:
+                noise = seeded_noise(p.noise_seed, self.sequence, self._noise.shape[0], self._noise.shape[1],
+                                     out=self._noise)
+            prompt = policy.prompt
+            t1 = time.perf_counter_ns()
+            actions = policy.step(noise)
+            t2 = time.perf_counter_ns()
+        except (FlashRTError, ValueError) as e:
+            return self._skip(f"engine rejected the observation: {e}")
+        if self._skip_reason:
+            self.get_logger().info(f"publishing again (was skipping: {self._skip_reason})")
+            self._skip_reason = ""
+            self._publish_diagnostics()
+        if self._pending_calibration:
+            self._collect_calibration_observation()
+        m = self._msgs
+        m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None)
+        self._chunk_pub.publish(m.chunk)
+        if self._traj_pub is not None:
+            self._traj_pub.publish(m.trajectory)
+        self.sequence += 1
+        t3 = time.perf_counter_ns()
+        st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), self.get_clock().now().nanoseconds - obs_ns)
+
+    def _stale_reason(self, now_ns: int) -> str:
+        max_ns = self.p.max_observation_age_s * 1e9
+        parts = []
+        for name, rx in zip(self._input_names, self._rx_ns):
+            if rx == 0:
+                parts.append(f"{name}: no message yet")
+            elif now_ns - rx > max_ns:
+                parts.append(f"{name}: last message {(now_ns - rx) * 1e-9:.2f} s ago")
+        return "stale input (max_observation_age_s=%g): %s" % (self.p.max_observation_age_s, "; ".join(parts))
+
+    def _skip(self, reason: str) -> None:
+        self.stats.skipped += 1
+        self._skip_reason = reason
+        if reason != self._skip_reported:  # log + publish diagnostics once per new reason, not every tick
+            self._skip_reported = reason
+            self.get_logger().warn(f"skipping ticks: {reason}")
+            self._publish_diagnostics()
+
+    # ------------------------------------------------------------------------------------------------
+    # services
+    # ------------------------------------------------------------------------------------------------
+    def _apply_prompt(self, text: str):
+        try:
+            return True, float(self.policy.set_prompt(text)), f"prompt set: {self.policy.prompt!r}"
+        except (FlashRTError, ValueError) as e:
+            return False, 0.0, f"prompt rejected ({type(e).__name__}): {e}"
+
+    async def _srv_set_prompt(self, request, response):
+        policy, pool = self.policy, self._prompt_pool
+        if policy is None or pool is None:
+            response.success, response.message = False, "node is not configured (no model loaded)"
+            return response
+        text = request.prompt
+        if self.async_prompt:
+            fut = Future()
+            pool.submit(lambda: fut.set_result(self._apply_prompt(text)))
+            ok, setup, msg = await fut
+        else:
+            ok, setup, msg = self._apply_prompt(text)
+        response.success, response.setup_time, response.message = ok, setup, msg
+        log = self.get_logger()
+        (log.info if ok else log.error)(f"set_prompt: {msg} (setup {setup * 1e3:.2f} ms)"[:600])
+        return response
+
+    async def _srv_calibrate(self, request, response):
+        policy = self.policy
+        if policy is None:
+            response.success, response.message = False, "node is not configured (no model loaded)"
+            return response
+        observations = None
+        n = int(request.num_observations)
+        if n > 1:
+            if self._timer is None:
+                response.success, response.message = False, "collecting observations needs an active node"
+                return response
+            fut = Future()
+            self._pending_calibration = [fut, n, []]
+            observations = await fut
+        try:
+            result = policy.calibrate(observations, float(request.percentile) or None)
+        except NotImplementedError as e:
+            response.success, response.message = False, f"calibration not available: {e}"
+        except (FlashRTError, ValueError, RuntimeError) as e:
+            response.success, response.message = False, f"calibration failed ({type(e).__name__}): {e}"
+        else:
+            response.success = True
+            response.cache_path = str(result) if result is not None else ""
+            response.message = "calibrated" + (f"; cache {response.cache_path}" if response.cache_path else "")
+        self.get_logger().info(f"calibrate: success={response.success}: {response.message}")
+        return response
+
+    def _collect_calibration_observation(self) -> None:
+        fut, n, obs = self._pending_calibration
+        obs.append({"images": [self.policy.image_slot(s).copy() for s in self.p.camera_slots],
+                    "state": self._state.copy()})
+        if len(obs) >= n:
+            self._pending_calibration = []
+            fut.set_result(obs)
+
+    # ------------------------------------------------------------------------------------------------
+    # diagnostics
+    # ------------------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        name = self.get_fully_qualified_name()
+        now = self.get_clock().now()
+        if self.policy is None or self.stats is None:
+            why = self.config_error or "waiting for configure"
+            level = diag.ERROR if self.config_error else diag.WARN
+            sts = [diag.status(f"{name}: engine", level, f"not configured: {why}")]
+        else:
+            active = self._timer is not None
+            s = self.stats.summary(now.nanoseconds)
+            if not active:
+                level, msg = diag.OK, "configured, inactive"
+            elif self._skip_reason:
+                level, msg = diag.WARN, f"skipping ticks: {self._skip_reason}"
+            else:
+                level, msg = diag.OK, (f"{s['rate_hz']:.1f} chunks/s, inference p50 {s['inference_ms']['p50']:.1f} "
+                                       f"ms, jitter p99 {s['jitter_ms']['p99']:.2f} ms")
+            state = "active" if active else "inactive"
+            sts = [diag.status(f"{name}: engine", level, msg, self.policy.hardware,
+                               diag.engine_values(s, self.policy.prompt, state))]
+            max_ns = self.p.max_observation_age_s * 1e9
+            for i, topic in enumerate(self._input_names):
+                rx, bad = int(self._rx_ns[i]), int(self._bad_count[i] - self._bad_reported[i])
+                age = (now.nanoseconds - rx) * 1e-9 if rx else float("nan")
+                if bad:
+                    lvl, m = diag.WARN, f"{bad} bad message(s): {self._last_error[i]}"
+                elif active and (rx == 0 or now.nanoseconds - rx > max_ns):
+                    lvl, m = diag.WARN, "stale: " + ("no message yet" if rx == 0 else f"last message {age:.2f} s ago")
+                else:
+                    lvl, m = diag.OK, "ok"
+                self._bad_reported[i] = self._bad_count[i]
+                sts.append(diag.status(f"{name}: input {topic}", lvl, m, "",
+                                       {"age_s": age, "rejected_total": int(self._bad_count[i])}))
+        self._diag_pub.publish(diag.array_msg(now.to_msg(), sts))
