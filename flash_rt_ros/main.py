@@ -11,6 +11,7 @@ chosen by measurement: docs/benchmarks.md "ROS node (CPU)") or "single" (SingleT
 from __future__ import annotations
 
 import sys
+import traceback
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -23,11 +24,21 @@ def make_executor(kind: str, context=None):
     return SingleThreadedExecutor(context=context)
 
 
-def spin(executor) -> None:
+def spin(executor, logger=None) -> None:
     """spin_once until shutdown. EventsExecutor.spin() in the rclpy 9.1.2 wheel busy-loops without running any
-    callback (and ignores SIGTERM); spin_once works for both executors, so both use this loop."""
+    callback (and ignores SIGTERM); spin_once works for both executors, so both use this loop.
+
+    An exception escaping a callback would end spin(); here it is logged with its traceback and the node keeps
+    serving (callbacks already turn every expected bad input into a logged error, so this is the last line)."""
     while rclpy.ok():
-        executor.spin_once(timeout_sec=0.5)
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception:  # noqa: BLE001
+            if logger is None or not rclpy.ok():
+                raise
+            logger.error("unexpected error in a callback (node keeps running):\n" + traceback.format_exc())
 
 
 def main(argv=None) -> int:
@@ -41,9 +52,6 @@ def main(argv=None) -> int:
         node.get_logger().error(f"parameter 'executor' must be 'events' or 'single'; got {kind!r}; using events")
         kind = "events"
     executor = make_executor(kind)
-    # SingleThreadedExecutor does not run timers while a coroutine callback waits, so only the events executor
-    # gets the worker-thread prompt switch; with "single" the (short) set_prompt runs inline.
-    node.async_prompt = kind == "events"
     executor.add_node(node)
     node.get_logger().info(f"executor: {type(executor).__name__}")
 
@@ -57,7 +65,7 @@ def main(argv=None) -> int:
             else:
                 node.get_logger().error("autostart: configure failed (see above); the node stays up, unconfigured; "
                                         "fix the parameters and call ~/change_state configure")
-        spin(executor)
+        spin(executor, node.get_logger())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -9,13 +9,11 @@
 Hot path (ARCHITECTURE.md section 4): image callbacks resize straight into the policy's preallocated slots,
 the joint-state callback maps by name into a preallocated state vector; the timer checks freshness, writes the
 state (and seeded noise), runs policy.step() and fills preallocated messages. All callbacks run on one executor
-thread, so a slot is never written while step() reads it. A prompt change is validated and tokenized on a
-worker thread (service callback awaits it; EventsExecutor keeps ticking meanwhile) and switched atomically by
-the engine, so the tick never waits for it.
+thread, so a slot is never written while step() reads it. A prompt change is prepared aside by the engine (the
+running prompt keeps serving) and switched with one reference assignment between two ticks.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import time
 
@@ -24,7 +22,6 @@ import rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
@@ -49,7 +46,6 @@ class FlashRTNode(LifecycleNode):
     def __init__(self, node_name: str = "flash_rt_node", **kwargs):
         super().__init__(node_name, **kwargs)
         params_mod.declare(self)
-        self.async_prompt = False        # set by main(): True when the executor resumes coroutines while waiting
         self.p: NodeParams | None = None
         self.policy = None
         self.stats: TickStats | None = None
@@ -59,7 +55,6 @@ class FlashRTNode(LifecycleNode):
         self._timer = None
         self._subs: list = []
         self._services: list = []
-        self._prompt_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._reset_runtime()
 
     # ------------------------------------------------------------------------------------------------
@@ -129,6 +124,7 @@ class FlashRTNode(LifecycleNode):
         self._bad_count = np.zeros(n_inputs, np.int64)
         self._bad_reported = np.zeros(n_inputs, np.int64)
         self._last_error = [""] * n_inputs
+        self._last_logged = [0.0] * n_inputs
         self.stats = TickStats(p.period_s)
         if p.prompt:
             policy.set_prompt(p.prompt)
@@ -139,7 +135,6 @@ class FlashRTNode(LifecycleNode):
         self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", QoSProfile(depth=10))
         self._traj_pub = (self.create_lifecycle_publisher(JointTrajectory, "~/joint_trajectory", QoSProfile(depth=10))
                           if p.publish_trajectory else None)
-        self._prompt_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flash_rt_prompt")
 
     def _warm_up(self, policy, p: NodeParams) -> None:
         if p.warmup_steps <= 0 or policy.prompt is None:
@@ -209,16 +204,12 @@ class FlashRTNode(LifecycleNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._chunk_pub = self._traj_pub = None
-        if self._prompt_pool is not None:
-            self._prompt_pool.shutdown(wait=False)
-            self._prompt_pool = None
         self.policy = None
 
     def _reset_runtime(self) -> None:
         self.sequence = 0
         self._skip_reason = ""
         self._skip_reported = ""
-        self._pending_calibration: list = []
 
     # ------------------------------------------------------------------------------------------------
     # inputs
@@ -259,9 +250,15 @@ class FlashRTNode(LifecycleNode):
         self._stamp_ns[j] = self._stamp_of(msg, now_ns)
 
     def _bad_input(self, i: int, err: Exception) -> None:
+        """Count it, keep the reason for /diagnostics, log it: at once when the reason is new for this input,
+        else at most once a second (a camera stuck on a bad encoding must not flood the log)."""
         self._bad_count[i] += 1
-        self._last_error[i] = str(err)
-        self.get_logger().error(f"rejected message on {self._input_names[i]!r}: {err}", throttle_duration_sec=1.0)
+        msg = str(err)
+        now = time.monotonic()
+        if msg != self._last_error[i] or now - self._last_logged[i] >= 1.0:
+            self._last_logged[i] = now
+            self.get_logger().error(f"rejected message on {self._input_names[i]!r}: {msg}")
+        self._last_error[i] = msg
 
     # ------------------------------------------------------------------------------------------------
     # the control tick
@@ -294,8 +291,6 @@ class FlashRTNode(LifecycleNode):
             self.get_logger().info(f"publishing again (was skipping: {self._skip_reason})")
             self._skip_reason = ""
             self._publish_diagnostics()
-        if self._pending_calibration:
-            self._collect_calibration_observation()
         m = self._msgs
         m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None)
         self._chunk_pub.publish(m.chunk)
@@ -332,39 +327,37 @@ class FlashRTNode(LifecycleNode):
         except (FlashRTError, ValueError) as e:
             return False, 0.0, f"prompt rejected ({type(e).__name__}): {e}"
 
-    async def _srv_set_prompt(self, request, response):
-        policy, pool = self.policy, self._prompt_pool
-        if policy is None or pool is None:
-            response.success, response.message = False, "node is not configured (no model loaded)"
-            return response
-        text = request.prompt
-        if self.async_prompt:
-            fut = Future()
-            pool.submit(lambda: fut.set_result(self._apply_prompt(text)))
-            ok, setup, msg = await fut
-        else:
-            ok, setup, msg = self._apply_prompt(text)
-        response.success, response.setup_time, response.message = ok, setup, msg
-        log = self.get_logger()
-        (log.info if ok else log.error)(f"set_prompt: {msg} (setup {setup * 1e3:.2f} ms)"[:600])
-        return response
-
-    async def _srv_calibrate(self, request, response):
+    def _srv_set_prompt(self, request, response):
+        """Runs on the executor thread, between ticks: policy.set_prompt validates and tokenizes the new prompt
+        aside (the live one keeps serving) and then switches with one reference assignment, so no tick ever sees
+        a half-set prompt. It takes ~0.2-2 ms on CPU; a tick that falls due meanwhile starts that much late."""
         policy = self.policy
         if policy is None:
             response.success, response.message = False, "node is not configured (no model loaded)"
             return response
-        observations = None
-        n = int(request.num_observations)
-        if n > 1:
-            if self._timer is None:
-                response.success, response.message = False, "collecting observations needs an active node"
-                return response
-            fut = Future()
-            self._pending_calibration = [fut, n, []]
-            observations = await fut
+        ok, setup, msg = self._apply_prompt(request.prompt)
+        response.success, response.setup_time, response.message = ok, setup, msg
+        text = f"set_prompt: {msg} (setup {setup * 1e3:.2f} ms)"[:600]
+        if ok:  # rclpy's logger rejects one call site used with two severities, hence two lines
+            self.get_logger().info(text)
+        else:
+            self.get_logger().error(text)
+        return response
+
+    def _srv_calibrate(self, request, response):
+        """FP8 recalibration on the latest observation (GPU frontends; blocks the executor while it runs, which is
+        why it is an explicit maintenance call). The CPU frontend answers success=false with its reason."""
+        policy = self.policy
+        if policy is None:
+            response.success, response.message = False, "node is not configured (no model loaded)"
+            return response
+        if request.num_observations > 1:
+            response.success = False
+            response.message = ("num_observations > 1 is not supported by the node yet: use 0 or 1 (the latest "
+                                "observation), or calibrate offline with flash_rt")
+            return response
         try:
-            result = policy.calibrate(observations, float(request.percentile) or None)
+            result = policy.calibrate(None, float(request.percentile) or None)
         except NotImplementedError as e:
             response.success, response.message = False, f"calibration not available: {e}"
         except (FlashRTError, ValueError, RuntimeError) as e:
@@ -375,14 +368,6 @@ class FlashRTNode(LifecycleNode):
             response.message = "calibrated" + (f"; cache {response.cache_path}" if response.cache_path else "")
         self.get_logger().info(f"calibrate: success={response.success}: {response.message}")
         return response
-
-    def _collect_calibration_observation(self) -> None:
-        fut, n, obs = self._pending_calibration
-        obs.append({"images": [self.policy.image_slot(s).copy() for s in self.p.camera_slots],
-                    "state": self._state.copy()})
-        if len(obs) >= n:
-            self._pending_calibration = []
-            fut.set_result(obs)
 
     # ------------------------------------------------------------------------------------------------
     # diagnostics
