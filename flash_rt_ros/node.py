@@ -54,7 +54,7 @@ class FlashRTNode(LifecycleNode):
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self._timer = None
         self._subs: list = []
-        self._services: list = []
+        self._srv_handles: list = []
         self._reset_runtime()
 
     # ------------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class FlashRTNode(LifecycleNode):
             policy.set_prompt(p.prompt)
         self._warm_up(policy, p)
         # the services work while inactive too (set the prompt before activating)
-        self._services = [self.create_service(SetPrompt, "~/set_prompt", self._srv_set_prompt),
+        self._srv_handles = [self.create_service(SetPrompt, "~/set_prompt", self._srv_set_prompt),
                           self.create_service(Calibrate, "~/calibrate", self._srv_calibrate)]
         self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", QoSProfile(depth=10))
         self._traj_pub = (self.create_lifecycle_publisher(JointTrajectory, "~/joint_trajectory", QoSProfile(depth=10))
@@ -197,9 +197,9 @@ class FlashRTNode(LifecycleNode):
         self._subs = []
 
     def _release(self) -> None:
-        for s in self._services:
+        for s in self._srv_handles:
             self.destroy_service(s)
-        self._services = []
+        self._srv_handles = []
         for pub in (getattr(self, "_chunk_pub", None), getattr(self, "_traj_pub", None)):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
