@@ -129,6 +129,24 @@ def test_seeded_chunks_equal_policy_predict(env, reference_policy):
 
 
 # -- services -----------------------------------------------------------------------------------------------
+def latest_prompt_after(env, sec: float = 0.6) -> str:
+    """The prompt of the newest chunk after draining what was queued (chunks published before now)."""
+    env["mon"].spin(sec)
+    return env["mon"].chunks[-1][1].prompt
+
+
+def wait_for_prompt(env, prompt: str, timeout: float = 10.0):
+    mon = env["mon"]
+    end = time.monotonic() + timeout
+    n0 = len(mon.chunks)
+    while time.monotonic() < end:
+        mon.spin(0.05)
+        hits = [m for _, m in mon.chunks[n0:] if m.prompt == prompt]
+        if hits:
+            return hits
+    return []
+
+
 def set_prompt(env, text):
     from flash_rt_ros.srv import SetPrompt
     return env["mon"].call(SetPrompt, "/flash_rt_node/set_prompt", SetPrompt.Request(prompt=text))
@@ -142,9 +160,7 @@ def test_set_prompt_changes_output(env, reference_policy):
     res = set_prompt(env, new)
     assert res.success, res.message
     assert 0 < res.setup_time < 1.0
-    n0 = len(mon.chunks)
-    assert mon.wait_chunks(3, 10)
-    after = [m for _, m in mon.chunks[n0:] if m.prompt == new]
+    after = wait_for_prompt(env, new)
     assert after, "chunks never carried the new prompt"
     m = after[-1]
     images, state = node_inputs(env["ckpt"])
@@ -155,6 +171,7 @@ def test_set_prompt_changes_output(env, reference_policy):
     assert np.abs(got - with_new).max() <= 1e-5
     assert np.abs(got - with_old).max() > 1e-4, "the prompt did not change the output"
     assert set_prompt(env, PROMPT).success
+    assert wait_for_prompt(env, PROMPT)
     assert_still_serving(env)
 
 
@@ -171,7 +188,7 @@ def test_empty_prompt_rejected(env):
     for text in ("", "   ", "___"):
         res = set_prompt(env, text)
         assert not res.success and "empty" in res.message, res.message
-    assert env["mon"].chunks[-1][1].prompt == PROMPT
+    assert latest_prompt_after(env) == PROMPT
     assert_still_serving(env)
 
 
@@ -179,7 +196,7 @@ def test_10kb_prompt_rejected(env):
     res = set_prompt(env, "pick up the cup " * 640)  # 10240 characters
     assert not res.success and "characters" in res.message, res.message
     assert_still_serving(env)
-    assert env["mon"].chunks[-1][1].prompt == PROMPT
+    assert latest_prompt_after(env) == PROMPT
 
 
 def test_service_calls_during_inference(env):
@@ -204,6 +221,7 @@ def test_service_calls_during_inference(env):
     assert all(f.done() for f in futs), "some service calls were never answered"
     assert all(f.result().success for f in futs[0::2])
     assert set_prompt(env, PROMPT).success
+    assert wait_for_prompt(env, PROMPT)
     dt = time.monotonic() - t0
     got = len(mon.chunks) - n0
     assert got >= 0.85 * RATE * dt, f"{got} chunks in {dt:.1f} s during the service storm"
