@@ -1,0 +1,522 @@
+"""Every Triton kernel (flash_rt.kernels.triton) vs its torch twin (flash_rt.kernels.reference), on the GPU.
+
+Run on the H100:  python -m pytest -m gpu test/gpu/test_kernels.py -q
+
+What is checked, for every kernel, at the model's real shapes (M up to 1100 rows, D up to 16384):
+* fresh random inputs (never zeros), outputs poisoned with NaN / e4m3 NaN / -12345 first, and every
+  element must be written;
+* bf16 outputs vs the fp32 twin on the same inputs: within bf16 rounding (elementwise <= 2^-8 |ref| +
+  1e-5 scale; max error <= 1e-2 of the tensor's max-abs);
+* fp8 outputs vs the twin's fp8 output: dequantized |diff| <= 1 e4m3 ulp everywhere and >= 99.9% of
+  bytes identical;
+* residuals updated in place (same storage, <= 1 bf16 ulp from the twin's residual, >= 99.9% identical);
+* rope vs the twin and vs a naive fp64 rotation, with k/v written into strided slices of a bigger KV
+  cache and nothing outside the slices touched;
+* CUDA-graph capture of a chain of kernels: replay == eager, new inputs / new scales without recapture,
+  and no allocation across 100 replays.
+"""
+import math
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU (run with -m gpu on the device)", allow_module_level=True)
+pytest.importorskip("triton")
+
+from flash_rt.kernels import reference as R  # noqa: E402
+from flash_rt.kernels import triton as T  # noqa: E402
+
+DEV = "cuda"
+F8 = torch.float8_e4m3fn
+BF = torch.bfloat16
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+def rand(*shape, seed, scale=1.0, shift=0.0, dtype=BF):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    x = torch.randn(*shape, generator=g, device=DEV, dtype=torch.float32) * scale + shift
+    x = torch.where(x == 0, torch.full_like(x, 0.5), x)
+    return x.to(dtype)
+
+
+def poison(shape, dtype):
+    if dtype == F8:
+        return torch.full(shape, 0x7F, dtype=torch.uint8, device=DEV).view(F8)     # e4m3 NaN
+    if dtype.is_floating_point:
+        return torch.full(shape, float("nan"), dtype=dtype, device=DEV)
+    return torch.full(shape, -12345, dtype=dtype, device=DEV)
+
+
+def e4m3_ulp(v):
+    return torch.exp2(torch.floor(torch.log2(v.abs().clamp_min(2.0 ** -6))) - 3)
+
+
+def check_fp8(got, want, what):
+    assert got.dtype == F8 and want.dtype == F8
+    g, w = got.float(), want.float()
+    assert not torch.isnan(g).any(), f"{what}: unwritten elements (e4m3 NaN poison left)"
+    bad = (g - w).abs() > e4m3_ulp(torch.maximum(g.abs(), w.abs()))
+    assert not bad.any(), f"{what}: {int(bad.sum())} elements > 1 e4m3 ulp off"
+    # Bytes differ only where the fp32 value sits within ~1e-7 of a rounding tie; with bf16 inputs one
+    # unlucky mantissa can repeat across a row, so the identical-bytes floor is 99%, not 99.9%.
+    same = (got.view(torch.uint8) == want.view(torch.uint8)).float().mean().item()
+    assert same >= 0.99, f"{what}: only {same:.4%} bytes identical"
+
+
+def check_lowp_vs_fp32(got, ref32, what):
+    """A bf16 (or fp32) kernel output vs the fp32 twin: within the output's rounding."""
+    g, r = got.float(), ref32.float()
+    assert not torch.isnan(g).any(), f"{what}: unwritten elements (NaN poison left)"
+    scale = r.abs().max().item()
+    err = (g - r).abs()
+    assert err.max().item() <= 1e-2 * scale, f"{what}: max err {err.max().item():.3g} vs scale {scale:.3g}"
+    rel = 2.0 ** -8 if got.dtype == BF else 1e-5
+    bad = err > rel * r.abs() + 1e-5 * scale
+    assert not bad.any(), f"{what}: {int(bad.sum())} elements outside rounding (max err {err.max().item():.3g})"
+
+
+def check_same_dtype(got, want, what):
+    """In-place residuals: kernel vs twin, both rounded once into the same dtype. The kernel may contract
+    r + y * g into one FMA (ptxas does by default), so fp32 results can differ in the last bit; that
+    almost never moves a bf16 rounding."""
+    g, w = got.float(), want.float()
+    assert not torch.isnan(g).any(), what
+    scale = w.abs().max().item()
+    if got.dtype == BF:
+        assert torch.all((g - w).abs() <= 2.0 ** -7 * w.abs() + 1e-30), f"{what}: > 1 bf16 ulp"
+        assert (g == w).float().mean().item() >= 0.999, f"{what}: too many 1-ulp differences"
+    else:
+        assert torch.all((g - w).abs() <= 2.0 ** -22 * (w.abs() + scale)), f"{what}: > fp32 rounding"
+
+
+def scale_for(ref32):
+    """A per-tensor scale as calibration makes it: ~amax / 448 (a device fp32 tensor [1]). The odd factor
+    keeps x / scale of the amax row off exact e4m3 ties (x / x_max * 448 is rational for bf16 x)."""
+    return (ref32.float().abs().amax() * (1.0 + 1.234e-4) / 448.0).reshape(1).to(torch.float32)
+
+
+# -- norms ----------------------------------------------------------------------------------------------
+NORM_SHAPES = [(50, 1024), (562, 2048), (512, 1152), (1100, 2048), (7, 16384), (3, 72)]
+NORMS = ["rms_norm", "rms_norm_noweight", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm",
+         "gated_add_ada_rms_norm"]
+
+
+def _params(d, seed):
+    return dict(w=rand(d, seed=seed, scale=0.2), b=rand(d, seed=seed + 1, scale=0.5),
+                sc=rand(d, seed=seed + 2, scale=0.3), sh=rand(d, seed=seed + 3, scale=0.5),
+                g=rand(d, seed=seed + 4))
+
+
+def _norm_call(lib, name, x, y, res, p, out, scale):
+    eps = 1e-6
+    return {
+        "rms_norm": lambda: lib.rms_norm(x, p["w"], eps, out=out, out_scale=scale),
+        "rms_norm_noweight": lambda: lib.rms_norm(x, None, eps, out=out, out_scale=scale),
+        "add_rms_norm": lambda: lib.add_rms_norm(res, y, p["w"], eps, out=out, out_scale=scale),
+        "layer_norm": lambda: lib.layer_norm(x, p["w"], p["b"], eps, out=out, out_scale=scale),
+        "add_layer_norm": lambda: lib.add_layer_norm(res, y, p["w"], p["b"], eps, out=out, out_scale=scale),
+        "ada_rms_norm": lambda: lib.ada_rms_norm(x, p["sc"], p["sh"], eps, out=out, out_scale=scale),
+        "gated_add_ada_rms_norm": lambda: lib.gated_add_ada_rms_norm(res, y, p["g"], p["sc"], p["sh"], eps,
+                                                                     out=out, out_scale=scale),
+    }[name]()
+
+
+def _plain_norm(name, x, p, out, scale):
+    """The norm part alone (for residual kernels: applied to the kernel's own updated residual)."""
+    base = name.replace("gated_add_", "").replace("add_", "")
+    return _norm_call(R, base if name != "rms_norm_noweight" else name, x, None, None, p, out, scale)
+
+
+@pytest.mark.parametrize("name", NORMS)
+@pytest.mark.parametrize("m,d", NORM_SHAPES)
+@pytest.mark.parametrize("kind", ["bf16", "fp8", "fp32"])
+@pytest.mark.parametrize("res_dtype", [BF, torch.float32])
+def test_norm(name, m, d, kind, res_dtype):
+    has_res = "add" in name
+    if not has_res and res_dtype != BF:
+        pytest.skip("no residual")
+    x = rand(m, d, seed=1, scale=2.0, shift=0.3)
+    y = rand(m, d, seed=2)
+    res0 = rand(m, d, seed=3, scale=3.0, dtype=res_dtype)
+    p = _params(d, 10)
+    res_k, res_t = res0.clone(), res0.clone()
+    ptr = res_k.data_ptr()
+
+    ref32 = poison((m, d), torch.float32)
+    _norm_call(R, name, x, y, res_t, p, ref32, None)                  # twin, fp32 out
+    if has_res:
+        check_same_dtype(res_t, (res0.float() + y.float() * (p["g"].float() if "gated" in name else 1.0))
+                         .to(res_dtype), f"{name} twin residual")
+
+    if kind == "fp8":
+        scale = scale_for(ref32) * 0.9                              # a few saturate, like real calibration
+        out = poison((m, d), F8)
+    else:
+        scale, out = None, poison((m, d), BF if kind == "bf16" else torch.float32)
+    assert _norm_call(T, name, x, y, res_k, p, out, scale) is out
+    torch.cuda.synchronize()
+    if has_res:
+        assert res_k.data_ptr() == ptr
+        check_same_dtype(res_k, res_t, f"{name} residual in place")
+    src = res_k if has_res else x
+    if kind == "fp8":
+        want = poison((m, d), F8)
+        _plain_norm(name, src, p, want, scale)
+        check_fp8(out, want, f"{name} fp8")
+    else:
+        want = poison((m, d), torch.float32)
+        _plain_norm(name, src, p, want, None)
+        check_lowp_vs_fp32(out, want, f"{name} {kind}")
+
+
+# -- activations / quantization -------------------------------------------------------------------------
+@pytest.mark.parametrize("m,f", [(562, 16384), (50, 4096), (1100, 16384), (5, 40)])
+@pytest.mark.parametrize("kind", ["bf16", "fp8"])
+def test_geglu(m, f, kind):
+    gu = rand(m, 2 * f, seed=20, scale=2.0)
+    ref32 = poison((m, f), torch.float32)
+    R.geglu(gu, out=ref32)
+    if kind == "fp8":
+        scale = scale_for(ref32) * 0.9
+        out, want = poison((m, f), F8), poison((m, f), F8)
+        T.geglu(gu, out=out, out_scale=scale)
+        R.geglu(gu, out=want, out_scale=scale)
+        check_fp8(out, want, "geglu fp8")
+    else:
+        out = poison((m, f), BF)
+        T.geglu(gu, out=out)
+        check_lowp_vs_fp32(out, ref32, "geglu bf16")
+
+
+@pytest.mark.parametrize("m,n", [(512, 4304), (1536, 4304), (3, 100)])
+@pytest.mark.parametrize("kind", ["bf16", "fp8"])
+def test_gelu_tanh(m, n, kind):
+    x = rand(m, n, seed=21, scale=2.0)
+    ref32 = poison((m, n), torch.float32)
+    R.gelu_tanh(x, out=ref32)
+    if kind == "fp8":
+        scale = scale_for(ref32)
+        out, want = poison((m, n), F8), poison((m, n), F8)
+        T.gelu_tanh(x, out=out, out_scale=scale)
+        R.gelu_tanh(x, out=want, out_scale=scale)
+        check_fp8(out, want, "gelu fp8")
+    else:
+        out = poison((m, n), BF)
+        T.gelu_tanh(x, out=out)
+        check_lowp_vs_fp32(out, ref32, "gelu bf16")
+
+
+@pytest.mark.parametrize("m,n", [(562, 2048), (50, 2048), (512, 1152)])
+@pytest.mark.parametrize("in_dtype", [BF, torch.float32])
+def test_quantize_fp8(m, n, in_dtype):
+    x = rand(m, n, seed=22, scale=3.0, dtype=in_dtype)
+    scale = scale_for(x) * 0.8                                     # the top 20% saturate
+    out, want = poison((m, n), F8), poison((m, n), F8)
+    T.quantize_fp8(x, scale, out=out)
+    R.quantize_fp8(x, scale, out=want)
+    check_fp8(out, want, "quantize")
+    assert torch.equal(out.view(torch.uint8), want.view(torch.uint8))   # a pure divide + cast: exact
+    assert out.float().abs().max().item() == 448.0
+
+
+# -- rope -----------------------------------------------------------------------------------------------
+def check_rope(got, ref32, what):
+    """RoPE outputs vs the fp32 twin: the output's rounding, plus the fp32 angle itself: pos * inv_freq
+    with inv_freq differing by an ulp between pow implementations moves the angle by ~pos * 6e-8 rad."""
+    g, r = got.float(), ref32.float()
+    assert not torch.isnan(g).any(), f"{what}: unwritten elements"
+    scale = r.abs().max().item()
+    rel = 2.0 ** -8 if got.dtype == BF else 0.0
+    bad = (g - r).abs() > rel * r.abs() + 1e-3 * scale
+    assert not bad.any(), f"{what}: {int(bad.sum())} elements off (max {(g - r).abs().max().item():.3g})"
+
+
+def naive_rope(qkv, pos, n, k, h, theta=10000.0):
+    m = qkv.shape[0]
+    x = qkv.double().reshape(m, n + 2 * k, h)
+    i = torch.arange(h // 2, device=DEV, dtype=torch.float64)
+    ang = pos.double()[:, None] * theta ** (-2.0 * i / h)[None, :]
+    c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    a, b = x[:, : n + k, : h // 2], x[:, : n + k, h // 2:]
+    rot = torch.cat([a * c - b * s, b * c + a * s], -1)
+    return rot[:, :n].transpose(0, 1), rot[:, n:].transpose(0, 1), x[:, n + k:].transpose(0, 1)
+
+
+@pytest.mark.parametrize("m,off,ltot", [(562, 0, 612), (50, 562, 612), (1100, 0, 1100), (7, 3, 20)])
+@pytest.mark.parametrize("pos_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("out_dtype", [BF, torch.float32])
+def test_rope_qkv_split(m, off, ltot, pos_dtype, out_dtype):
+    n, k, h = 8, 1, 256
+    qkv = rand(m, (n + 2 * k) * h, seed=23, scale=2.0)
+    real = torch.rand(m, device=DEV, generator=torch.Generator(device=DEV).manual_seed(24)) > 0.1
+    pos = (torch.cumsum(real.long(), 0) - 1).clamp_min(0) + off          # repeats at padding, like the model
+    pos = pos.to(pos_dtype)
+    q = poison((n, m, h), out_dtype)
+    ck, cv = poison((k, ltot, h), out_dtype), poison((k, ltot, h), out_dtype)
+    T.rope_qkv_split(qkv, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m])
+    torch.cuda.synchronize()
+    q32, k32, v32 = poison((n, m, h), torch.float32), poison((k, m, h), torch.float32), poison((k, m, h),
+                                                                                              torch.float32)
+    R.rope_qkv_split(qkv, pos, q_out=q32, k_out=k32, v_out=v32)
+    qn, kn, vn = naive_rope(qkv, pos, n, k, h)
+    kk, vv = ck[:, off:off + m], cv[:, off:off + m]
+    for got, twin, naive, nm in ((q, q32, qn, "q"), (kk, k32, kn, "k")):
+        check_rope(got, twin, f"rope {nm} vs twin")
+        err = (got.double() - naive).abs().max().item()
+        assert err <= 1e-2 * naive.abs().max().item(), f"rope {nm} vs naive: {err}"
+    assert torch.equal(vv.float(), v32), "v must be copied exactly"
+    assert torch.equal(vv.double(), vn.to(out_dtype).double())
+    for c in (ck, cv):
+        assert c[:, :off].isnan().all() and c[:, off + m:].isnan().all(), "wrote outside the cache slice"
+
+
+def test_rope_two_kernels_fill_one_cache():
+    """Prefix and suffix written into the same [K, P+S, H] cache by two calls; the result equals the
+    twin on the concatenated input."""
+    n, k, h, p_len, s_len = 8, 1, 256, 300, 50
+    qkv = rand(p_len + s_len, (n + 2 * k) * h, seed=25)
+    pos = torch.arange(p_len + s_len, device=DEV, dtype=torch.int32)
+    ck, cv = poison((k, p_len + s_len, h), BF), poison((k, p_len + s_len, h), BF)
+    qp, qs = poison((n, p_len, h), BF), poison((n, s_len, h), BF)
+    T.rope_qkv_split(qkv[:p_len], pos[:p_len], q_out=qp, k_out=ck[:, :p_len], v_out=cv[:, :p_len])
+    T.rope_qkv_split(qkv[p_len:], pos[p_len:], q_out=qs, k_out=ck[:, p_len:], v_out=cv[:, p_len:])
+    q32, k32, v32 = (poison((n, p_len + s_len, h), torch.float32), poison((k, p_len + s_len, h), torch.float32),
+                     poison((k, p_len + s_len, h), torch.float32))
+    R.rope_qkv_split(qkv, pos, q_out=q32, k_out=k32, v_out=v32)
+    check_rope(torch.cat([qp, qs], 1), q32, "q")
+    check_rope(ck, k32, "k cache")
+    assert torch.equal(cv.float(), v32)
+
+
+# -- misc -----------------------------------------------------------------------------------------------
+def test_time_embedding():
+    t = torch.tensor([1.0 - 0.1 * i for i in range(10)], device=DEV, dtype=torch.float32)
+    for dim in (1024, 64):
+        out, want = poison((10, dim), torch.float32), poison((10, dim), torch.float32)
+        T.time_embedding(t, dim, 4e-3, 4.0, out=out)
+        R.time_embedding(t, dim, 4e-3, 4.0, out=want)
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+        half = dim // 2
+        i = 5
+        ang = float(t[3]) * 2 * math.pi / (4e-3 * (4.0 / 4e-3) ** (i / (half - 1)))
+        assert abs(out[3, i].item() - math.sin(ang)) < 1e-6 and abs(out[3, half + i].item() - math.cos(ang)) < 1e-6
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("device_dt", [True, False])
+@pytest.mark.parametrize("v_dtype", [BF, torch.float32])
+def test_flow_update(bias, device_dt, v_dtype):
+    x0 = rand(50, 32, seed=26, dtype=torch.float32)
+    v = rand(50, 32, seed=27, dtype=v_dtype)
+    b = rand(32, seed=28, dtype=torch.float32) if bias else None
+    dt = torch.tensor([-0.1], device=DEV) if device_dt else -0.1
+    x_k, x_t = x0.clone(), x0.clone()
+    ptr = x_k.data_ptr()
+    assert T.flow_update(x_k, v, b, dt) is x_k and x_k.data_ptr() == ptr
+    R.flow_update(x_t, v, b, dt)
+    torch.testing.assert_close(x_k, x_t, rtol=1e-6, atol=1e-6)   # an FMA may contract x + dt*v
+    out = poison((50, 32), torch.float32)
+    x1 = x0.clone()
+    T.flow_update(x1, v, b, dt, out=out)
+    assert torch.equal(x1, x0)
+    torch.testing.assert_close(out, x_t, rtol=1e-6, atol=1e-6)
+
+
+def test_amax_update():
+    x = rand(562, 2048, seed=29, scale=3.0)
+    slot = torch.zeros(1, device=DEV)
+    T.amax_update(x, slot)
+    assert slot.item() == x.float().abs().max().item()
+    slot.fill_(1e3)
+    T.amax_update(x, slot)
+    assert slot.item() == 1e3
+    y = rand(50, 4096, seed=30, dtype=torch.float32)
+    s2 = torch.zeros(1, device=DEV)
+    T.amax_update(y, s2)
+    ref = torch.zeros(1, device=DEV)
+    R.amax_update(y, ref)
+    assert s2.item() == ref.item()
+
+
+@pytest.mark.parametrize("out_dtype", [BF, torch.float32])
+def test_uint8_to_model(out_dtype):
+    img = torch.randint(0, 256, (3, 224, 224, 3), dtype=torch.uint8, device=DEV,
+                        generator=torch.Generator(device=DEV).manual_seed(31))
+    out, want = poison((3, 3, 224, 224), out_dtype), poison((3, 3, 224, 224), out_dtype)
+    T.uint8_to_model(img, out=out)
+    R.uint8_to_model(img, out=want)
+    assert torch.equal(out, want)
+    # a slot of a bigger [B, V, 3, S, S] buffer
+    big = poison((2, 3, 3, 224, 224), out_dtype)
+    T.uint8_to_model(img, out=big[1])
+    assert torch.equal(big[1], want) and big[0].isnan().all()
+
+
+@pytest.mark.parametrize("out_dtype", [BF, torch.float32])
+def test_key_padding_bias(out_dtype):
+    mask = torch.rand(968, device=DEV, generator=torch.Generator(device=DEV).manual_seed(32)) > 0.3
+    out, want = poison((968,), out_dtype), poison((968,), out_dtype)
+    T.key_padding_bias(mask, out=out)
+    R.key_padding_bias(mask, out=want)
+    assert torch.equal(out, want)
+    assert (out[~mask].float() < -1e38).all() and (out[mask] == 0).all()
+
+
+@pytest.mark.parametrize("n,s", [(968, 50), (768 + 200, 10), (5000, 16)])
+@pytest.mark.parametrize("pos_dtype", [torch.int32, torch.int64])
+def test_prefix_positions(n, s, pos_dtype):
+    mask = torch.rand(n, device=DEV, generator=torch.Generator(device=DEV).manual_seed(33)) > 0.3
+    mask[256:512] = False                          # a masked camera
+    out, want = poison((n,), pos_dtype), poison((n,), pos_dtype)
+    so, sw = poison((s,), pos_dtype), poison((s,), pos_dtype)
+    T.prefix_positions(mask, out=out, suffix_out=so)
+    R.prefix_positions(mask, out=want, suffix_out=sw)
+    assert torch.equal(out, want) and torch.equal(so, sw)
+    assert so[0].item() == int(mask.sum().item())
+
+
+# -- CUDA graph -----------------------------------------------------------------------------------------
+def test_graph_capture_replay_matches_eager():
+    """A Pi0.5-like chain of kernels captured once; replay == eager; new inputs and a new FP8 scale take
+    effect without recapture; no allocation across 100 replays."""
+    torch.manual_seed(0)
+    P, S, D, F, N, K, H, A = 300, 50, 1024, 4096, 8, 1, 256, 32
+    st = dict(
+        img=torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8, device=DEV),
+        mask=torch.rand(P, device=DEV) > 0.2,
+        x=rand(S, D, seed=40), res0=rand(S, D, seed=41, scale=2.0), y=rand(S, D, seed=42),
+        qkv=rand(S, (N + 2 * K) * H, seed=43), gu=rand(S, 2 * F, seed=44),
+        sc=rand(D, seed=45, scale=0.2), sh=rand(D, seed=46), g=rand(D, seed=47), w=rand(D, seed=48, scale=0.1),
+        xa0=rand(S, A, seed=49, dtype=torch.float32), v=rand(S, A, seed=50), bias=rand(A, seed=51),
+        dt=torch.tensor([-0.1], device=DEV), s_norm=torch.tensor([0.02], device=DEV),
+        s_act=torch.tensor([0.05], device=DEV), t=torch.tensor([0.7], device=DEV),
+    )
+    buf = dict(
+        pix=poison((2, 3, 224, 224), BF), pos=poison((P,), torch.int32), spos=poison((S,), torch.int32),
+        kbias=poison((P,), torch.float32), res=st["res0"].clone(), h8=poison((S, D), F8), hb=poison((S, D), BF),
+        q=poison((N, S, H), BF), kc=poison((K, P + S, H), BF), vc=poison((K, P + S, H), BF),
+        a8=poison((S, F), F8), xa=st["xa0"].clone(), amax=torch.zeros(1, device=DEV),
+        temb=poison((1, D), torch.float32),
+    )
+
+    def chain():
+        T.uint8_to_model(st["img"], out=buf["pix"])
+        T.prefix_positions(st["mask"], out=buf["pos"], suffix_out=buf["spos"])
+        T.key_padding_bias(st["mask"], out=buf["kbias"])
+        T.time_embedding(st["t"], D, 4e-3, 4.0, out=buf["temb"])
+        T.ada_rms_norm(st["x"], st["sc"], st["sh"], 1e-6, out=buf["h8"], out_scale=st["s_norm"])
+        T.rope_qkv_split(st["qkv"], buf["spos"], q_out=buf["q"], k_out=buf["kc"][:, P:], v_out=buf["vc"][:, P:])
+        T.gated_add_ada_rms_norm(buf["res"], st["y"], st["g"], st["sc"], st["sh"], 1e-6, out=buf["hb"])
+        T.add_rms_norm(buf["res"], st["y"], st["w"], 1e-6, out=buf["h8"], out_scale=st["s_norm"])
+        T.amax_update(st["gu"], buf["amax"])
+        T.geglu(st["gu"], out=buf["a8"], out_scale=st["s_act"])
+        T.flow_update(buf["xa"], st["v"], st["bias"], st["dt"])
+
+    def reset():
+        buf["res"].copy_(st["res0"])
+        buf["xa"].copy_(st["xa0"])
+        buf["amax"].zero_()
+
+    def snapshot():
+        return {k: (v.view(torch.uint8) if v.dtype == F8 else v).clone() for k, v in buf.items()}
+
+    def same(a, b):
+        for k in a:
+            assert torch.equal(a[k], b[k]) or (a[k].dtype.is_floating_point and
+                                               torch.equal(a[k].nan_to_num(7.0), b[k].nan_to_num(7.0))), k
+
+    reset()
+    chain()                                      # eager warm-up: every kernel compiles here, not in capture
+    torch.cuda.synchronize()
+    reset()
+    chain()
+    torch.cuda.synchronize()
+    eager = snapshot()
+
+    graph = torch.cuda.CUDAGraph()
+    reset()
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        chain()
+    reset()
+    graph.replay()
+    torch.cuda.synchronize()
+    same(eager, snapshot())
+
+    # new inputs and a new scale, written into the static buffers: replay follows, no recapture
+    st["x"].copy_(rand(S, D, seed=60))
+    st["gu"].copy_(rand(S, 2 * F, seed=61))
+    st["mask"].copy_(torch.rand(P, device=DEV) > 0.5)
+    st["s_norm"].fill_(0.035)
+    st["img"].copy_(torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8, device=DEV))
+    reset()
+    graph.replay()
+    torch.cuda.synchronize()
+    replayed = snapshot()
+    reset()
+    chain()
+    torch.cuda.synchronize()
+    same(snapshot(), replayed)
+    assert not torch.equal(replayed["h8"], eager["h8"]) and not torch.equal(replayed["pos"], eager["pos"])
+
+    # no allocation across replays
+    before = torch.cuda.memory_allocated()
+    for _ in range(100):
+        graph.replay()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before
+
+
+# -- timings (informational; run with -s to see them) ---------------------------------------------------
+def _graph_time_us(fn, reps=20):
+    """GPU time of one call, measured as a CUDA graph of `reps` back-to-back calls (the production regime)."""
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        torch.cuda.synchronize()
+        best = min(best, a.elapsed_time(b) * 1e3 / reps)
+    return best
+
+
+def test_report_kernel_timings():
+    s = torch.tensor([0.02], device=DEV)
+    cases = []
+    for m, d in ((50, 1024), (562, 2048), (512, 1152)):
+        res, y, w = rand(m, d, seed=70), rand(m, d, seed=71), rand(d, seed=72)
+        sc, sh = rand(d, seed=73), rand(d, seed=74)
+        o8 = poison((m, d), F8)
+        cases.append((f"add_rms_norm->fp8 {m}x{d}", 3 * m * d * 2 + m * d,
+                      lambda res=res, y=y, w=w, o8=o8: T.add_rms_norm(res, y, w, 1e-6, out=o8, out_scale=s)))
+        cases.append((f"gated_add_ada_rms_norm->fp8 {m}x{d}", 3 * m * d * 2 + m * d,
+                      lambda res=res, y=y, w=w, sc=sc, sh=sh, o8=o8:
+                      T.gated_add_ada_rms_norm(res, y, w, sc, sh, 1e-6, out=o8, out_scale=s)))
+    for m, f in ((50, 4096), (562, 16384)):
+        gu, o8 = rand(m, 2 * f, seed=75), poison((m, f), F8)
+        cases.append((f"geglu->fp8 {m}x{f}", m * 2 * f * 2 + m * f,
+                      lambda gu=gu, o8=o8: T.geglu(gu, out=o8, out_scale=s)))
+    for m in (50, 562):
+        qkv = rand(m, 10 * 256, seed=76)
+        pos = torch.arange(m, device=DEV, dtype=torch.int32)
+        q, kc, vc = poison((8, m, 256), BF), poison((1, 612, 256), BF), poison((1, 612, 256), BF)
+        cases.append((f"rope_qkv_split {m}", m * 2560 * 2 * 2,
+                      lambda qkv=qkv, pos=pos, q=q, kc=kc, vc=vc:
+                      T.rope_qkv_split(qkv, pos, q_out=q, k_out=kc[:, :m], v_out=vc[:, :m])))
+    print()
+    for name, nbytes, fn in cases:
+        us = _graph_time_us(fn)
+        print(f"  {name:40s} {us:7.2f} us  {nbytes / us / 1e3:7.1f} GB/s")
+        assert us < 1000, f"{name}: {us} us is pathological"
