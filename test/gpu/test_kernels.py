@@ -222,6 +222,20 @@ def test_quantize_fp8(m, n, in_dtype):
     assert out.float().abs().max().item() == 448.0
 
 
+def test_exact_alias_in_place():
+    """gelu_tanh(x, out=x) (the SigLIP fc1 buffer) and a norm written over its own input."""
+    x = rand(512, 4304, seed=35, scale=2.0)
+    want = poison((512, 4304), torch.float32)
+    R.gelu_tanh(x, out=want)
+    T.gelu_tanh(x, out=x)
+    check_lowp_vs_fp32(x, want, "gelu_tanh in place")
+    y = rand(562, 2048, seed=36)
+    want = poison((562, 2048), torch.float32)
+    R.rms_norm(y, None, 1e-6, out=want)
+    T.rms_norm(y, None, 1e-6, out=y)
+    check_lowp_vs_fp32(y, want, "rms_norm in place")
+
+
 # -- rope -----------------------------------------------------------------------------------------------
 def check_rope(got, ref32, what):
     """RoPE outputs vs the fp32 twin: the output's rounding, plus the fp32 angle itself: pos * inv_freq

@@ -200,6 +200,18 @@ else:
         check(o_t, o_r, "quantize_fp8")
         assert o_t[0, :4].float().tolist() == [448.0, -448.0, 448.0, -448.0]
 
+    def test_exact_alias_in_place():
+        x = _rand(3, 1500, seed=30, scale=2.0)
+        want = _poison((3, 1500), torch.float32)
+        R.gelu_tanh(x, out=want)
+        T.gelu_tanh(x, out=x)
+        check(x, want, "gelu_tanh in place")
+        y = _rand(4, 72, seed=31)
+        want = _poison((4, 72), torch.float32)
+        R.rms_norm(y, None, 1e-6, out=want)
+        T.rms_norm(y, None, 1e-6, out=y)
+        check(y, want, "rms_norm in place")
+
     # -- rope -------------------------------------------------------------------------------------------
     @pytest.mark.parametrize("n,k,h", [(8, 1, 256), (2, 1, 72), (4, 2, 16)])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
