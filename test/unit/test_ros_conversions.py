@@ -1,0 +1,186 @@
+"""flash_rt_ros.conversions and joint_state: pure functions, no ROS graph (messages are duck-typed)."""
+from __future__ import annotations
+
+import math
+import tracemalloc
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from flash_rt.errors import InputError
+from flash_rt.io.images import resize_with_pad
+from flash_rt_ros.conversions import SlotWriter, image_view
+from flash_rt_ros.joint_state import JointStateMapper
+
+
+def rgb_image(h=480, w=640, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def msg(img, encoding, pad=0):
+    h, w = img.shape[:2]
+    arr = img.reshape(h, -1)
+    row = arr.shape[1]
+    buf = np.zeros((h, row + pad), np.uint8)
+    buf[:, :row] = arr
+    return SimpleNamespace(encoding=encoding, height=h, width=w, step=row + pad, data=buf.tobytes())
+
+
+def expected(img, interp="linear"):
+    return resize_with_pad(img, out=np.zeros((224, 224, 3), np.uint8), interpolation=interp)
+
+
+@pytest.fixture
+def slot():
+    return np.zeros((224, 224, 3), np.uint8)
+
+
+@pytest.mark.parametrize("interp", ["linear", "area"])
+def test_rgb8(slot, interp):
+    img = rgb_image()
+    SlotWriter(slot, interp).write_image(msg(img, "rgb8"))
+    assert np.array_equal(slot, expected(img, interp))
+
+
+def test_bgr8_equals_rgb(slot):
+    img = rgb_image()
+    SlotWriter(slot).write_image(msg(np.ascontiguousarray(img[..., ::-1]), "bgr8"))
+    assert np.array_equal(slot, expected(img))
+
+
+def test_mono8(slot):
+    gray = rgb_image()[..., 0].copy()
+    SlotWriter(slot).write_image(msg(gray[..., None], "mono8"))
+    assert np.array_equal(slot, expected(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)))
+
+
+def test_bgra8(slot):
+    img = rgb_image()
+    bgra = cv2.cvtColor(img, cv2.COLOR_RGB2BGRA)
+    SlotWriter(slot).write_image(msg(bgra, "bgra8"))
+    assert np.array_equal(slot, expected(img))
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "bgra8"])
+def test_padded_step_equals_unpadded(encoding):
+    img = rgb_image(240, 320)
+    src = {"rgb8": img, "bgr8": img[..., ::-1], "mono8": img[..., :1],
+           "bgra8": cv2.cvtColor(img, cv2.COLOR_RGB2BGRA)}[encoding]
+    src = np.ascontiguousarray(src)
+    a, b = np.zeros((224, 224, 3), np.uint8), np.zeros((224, 224, 3), np.uint8)
+    SlotWriter(a).write_image(msg(src, encoding))
+    SlotWriter(b).write_image(msg(src, encoding, pad=64))
+    assert np.array_equal(a, b)
+
+
+def test_view_is_zero_copy():
+    m = msg(rgb_image(10, 12), "rgb8", pad=4)
+    v, enc = image_view(m)
+    assert enc == "rgb8" and v.shape == (10, 12, 3) and v.strides == (40, 3, 1)
+    assert np.shares_memory(v, np.frombuffer(m.data, np.uint8))
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (dict(encoding="yuv422"), "unsupported image encoding 'yuv422'"),
+    (dict(encoding="16UC1"), "unsupported image encoding"),
+    (dict(width=0), "invalid"),
+    (dict(height=100000), "invalid"),
+    (dict(step=100), "smaller than width*channels"),
+    (dict(data=bytes(1000)), "truncated"),
+])
+def test_bad_image_rejected_slot_untouched(slot, mutate, needle):
+    m = msg(rgb_image(48, 64), "rgb8")
+    for k, v in mutate.items():
+        setattr(m, k, v)
+    slot[...] = 7
+    with pytest.raises(InputError, match=needle.replace("*", r"\*")):
+        SlotWriter(slot).write_image(m)
+    assert (slot == 7).all()
+
+
+def test_expected_size(slot):
+    w = SlotWriter(slot, expected_size=(640, 480))
+    w.write_image(msg(rgb_image(), "rgb8"))
+    with pytest.raises(InputError, match="does not match the configured 640x480"):
+        w.write_image(msg(rgb_image(240, 320), "rgb8"))
+
+
+def test_compressed(slot):
+    img = rgb_image(120, 160)
+    img = cv2.GaussianBlur(img, (9, 9), 3)
+    ok, jpg = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    SlotWriter(slot).write_compressed(SimpleNamespace(format="png", data=jpg.tobytes()))
+    assert np.array_equal(slot, expected(img))
+    with pytest.raises(InputError, match="could not decode"):
+        SlotWriter(slot).write_compressed(SimpleNamespace(format="jpeg", data=b"\xff\xd8garbage"))
+    with pytest.raises(InputError, match="empty"):
+        SlotWriter(slot).write_compressed(SimpleNamespace(format="jpeg", data=b""))
+
+
+def test_real_sensor_msgs_image(slot):
+    from sensor_msgs.msg import Image
+    img = rgb_image(48, 64)
+    m = Image(height=48, width=64, encoding="rgb8", step=64 * 3)
+    m.data = img.tobytes()
+    SlotWriter(slot).write_image(m)
+    assert np.array_equal(slot, expected(img))
+
+
+def test_no_allocation_growth_per_frame(slot):
+    w = SlotWriter(slot)
+    ms = [msg(rgb_image(seed=s), e) for s, e in ((0, "rgb8"), (1, "bgr8"), (2, "mono8"))]
+    ms[2] = msg(rgb_image(seed=2)[..., :1].copy(), "mono8")
+    for m in ms * 3:
+        w.write_image(m)
+    tracemalloc.start()
+    s1 = tracemalloc.take_snapshot()
+    for _ in range(100):
+        for m in ms:
+            w.write_image(m)
+    s2 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(d.size_diff for d in s2.compare_to(s1, "lineno") if "tracemalloc" not in str(d))
+    assert growth < 2048, growth
+
+
+# -- joint states ------------------------------------------------------------------------------------------
+NAMES = ["a", "b", "c"]
+
+
+def test_joint_mapping_by_name():
+    m = JointStateMapper(NAMES)
+    out = m.write(["x", "c", "a", "b"], [9.0, 3.0, 1.0, 2.0])
+    assert out.dtype == np.float32 and out.tolist() == [1.0, 2.0, 3.0]
+    import array
+    m.write(["b", "a", "c"], array.array("d", [20.0, 10.0, 30.0]))
+    assert m.out.tolist() == [10.0, 20.0, 30.0]
+
+
+def test_joint_missing_names_keeps_last_state():
+    m = JointStateMapper(NAMES)
+    m.write(NAMES, [1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"missing joints \['c'\]"):
+        m.write(["a", "b"], [5.0, 6.0])
+    assert m.out.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_joint_nan_rejected():
+    m = JointStateMapper(NAMES)
+    m.write(NAMES, [1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"NaN/inf positions for \['b'\]"):
+        m.write(NAMES, [1.0, math.nan, 3.0])
+    with pytest.raises(InputError, match="NaN/inf"):
+        m.write(NAMES, [math.inf, 0.0, 0.0])
+    assert m.out.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_joint_short_positions_and_config_errors():
+    m = JointStateMapper(NAMES)
+    with pytest.raises(InputError, match="3 names but 2 positions"):
+        m.write(NAMES, [1.0, 2.0])
+    with pytest.raises(InputError, match="empty"):
+        JointStateMapper([])
+    with pytest.raises(InputError, match="duplicates"):
+        JointStateMapper(["a", "a"])

@@ -1,0 +1,138 @@
+"""Parameters (pure validation), the config YAMLs, and a static check of every launch file: `ros2 launch` can't run
+here, so this proves each launch file's package / executable / params-file references resolve to files this repo
+installs, and that the console entry point runs the same program."""
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flash_rt_ros.params import SPEC, NodeParams, ParamError
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
+CONFIGS = sorted((REPO / "config").glob("pi05_*.yaml"))
+BASE = dict(checkpoint="/x", camera_topics=["a", "b/compressed"], state_joint_names=["j1", "j2"])
+
+
+def test_minimal_params_and_defaults():
+    p = NodeParams.from_values(BASE)
+    assert p.camera_slots == (0, 1) and p.views == 2 and p.compressed == (False, True)
+    assert p.period_s == pytest.approx(0.1) and p.dt == pytest.approx(0.1) and p.noise_seed == -1
+    assert p.subscription_topic(0) == "a"
+    p = NodeParams.from_values(dict(BASE, image_transport="compressed", action_dt=0.05, num_views=3))
+    assert p.subscription_topic(0) == "a/compressed" and p.subscription_topic(1) == "b/compressed"
+    assert p.dt == 0.05 and p.views == 3
+
+
+@pytest.mark.parametrize("change, needle", [
+    (dict(checkpoint=""), "'checkpoint': is required"),
+    (dict(camera_topics=[]), "at least one image topic"),
+    (dict(camera_topics=["a", "a"]), "duplicate topics"),
+    (dict(camera_slots=[0]), "one slot per camera"),
+    (dict(camera_slots=[1, 1]), "distinct"),
+    (dict(num_views=1), "does not exist with num_views=1"),
+    (dict(state_joint_names=[]), "state_joint_names"),
+    (dict(action_joint_names=["x", "x"]), "duplicate names"),
+    (dict(image_transport="theora"), "'raw' or 'compressed'"),
+    (dict(image_interpolation="cubic"), "image_interpolation"),
+    (dict(hardware="tpu"), "hardware"),
+    (dict(executor="multi"), "executor"),
+    (dict(control_rate_hz=0.0), "control_rate_hz"),
+    (dict(control_rate_hz=float("nan")), "control_rate_hz"),
+    (dict(max_observation_age_s=-1.0), "max_observation_age_s"),
+    (dict(noise_seed=-5), "noise_seed"),
+    (dict(num_steps=0), "num_steps"),
+])
+def test_bad_params_name_the_parameter(change, needle):
+    with pytest.raises(ParamError, match=re.escape(needle)):
+        NodeParams.from_values(dict(BASE, **change))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda p: p.name)
+def test_config_yaml_is_valid(cfg):
+    doc = yaml.safe_load(cfg.read_text())
+    params = doc["/**"]["ros__parameters"]
+    unknown = set(params) - set(SPEC)
+    assert not unknown, f"{cfg.name}: unknown parameters {unknown}"
+    p = NodeParams.from_values(dict(params, checkpoint="/models/x"))
+    assert len(p.camera_topics) == 3 and p.camera_slots == (0, 1, 2)
+    assert not any(t.startswith("/") for t in p.camera_topics), "relative topics follow the namespace"
+
+
+def test_every_spec_parameter_is_a_field():
+    fields = set(NodeParams.__dataclass_fields__)
+    assert set(SPEC) <= fields
+
+
+def _launch_constants(path: Path) -> tuple[dict, list, set]:
+    tree = ast.parse(path.read_text())
+    consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    args = {c.args[0].value for c in calls if getattr(c.func, "id", "") == "DeclareLaunchArgument"}
+    return consts, calls, args
+
+
+def test_there_are_four_launch_files():
+    assert {p.name for p in LAUNCH} >= {"pi05_thor.launch.py", "pi05_rtx.launch.py", "pi05_hopper.launch.py",
+                                        "pi05_cpu.launch.py"}
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_file_references_resolve(path):
+    consts, calls, args = _launch_constants(path)
+    assert {"checkpoint", "params_file", "namespace", "prompt"} <= args
+    nodes = [c for c in calls if getattr(c.func, "id", "") == "Node"]
+    assert len(nodes) == 1
+    kw = {k.arg: k.value for k in nodes[0].keywords}
+    resolve = lambda v: consts[v.id] if isinstance(v, ast.Name) else v.value  # noqa: E731
+    package, executable = resolve(kw["package"]), resolve(kw["executable"])
+    # package: this repository's package.xml / CMake project
+    assert package == ET.parse(REPO / "package.xml").getroot().findtext("name") == "flash_rt_ros"
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert f"project({package})" in cmake
+    # executable: installed to lib/<package>/ by CMakeLists.txt, and runs flash_rt_ros.main like the console script
+    assert re.search(rf"install\(PROGRAMS[^)]*scripts/{executable}\b[^)]*DESTINATION lib/\$\{{PROJECT_NAME\}}", cmake)
+    script = (REPO / "scripts" / executable).read_text()
+    assert "from flash_rt_ros.main import main" in script
+    assert "flash-rt-node=flash_rt_ros.main:main" in (REPO / "setup.py").read_text()
+    # params file + DDS profile: in config/, which CMakeLists installs to share/<package>/config
+    assert (REPO / "config" / consts["PARAMS_FILE"]).is_file()
+    assert (REPO / "config" / consts["FASTDDS_PROFILE"]).is_file()
+    assert re.search(r"install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}", cmake)
+    assert consts["PARAMS_FILE"] == path.name.replace(".launch.py", ".yaml")
+
+
+def test_fastdds_profile_is_loopback_and_shm():
+    root = ET.parse(REPO / "config" / "fastdds_loopback_shm.xml").getroot()
+    ns = {"d": "http://www.eprosima.com"}
+    types = [e.text for e in root.iterfind(".//d:transport_descriptor/d:type", ns)]
+    assert sorted(types) == ["SHM", "UDPv4"]
+    addrs = {e.text for e in root.iterfind(".//d:address", ns)}
+    assert addrs == {"127.0.0.1"}
+    assert root.find(".//d:useBuiltinTransports", ns).text == "false"
+    assert int(root.find(".//d:segment_size", ns).text) >= 4 * 640 * 480 * 3
+
+
+def test_package_xml_lists_every_ros_import():
+    """Every ROS package that flash_rt_ros/*.py imports is an exec_depend (or depend) of package.xml."""
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {e.text for tag in ("depend", "exec_depend", "build_depend") for e in root.iter(tag)}
+    ros_pkgs = {"rclpy", "sensor_msgs", "std_msgs", "trajectory_msgs", "diagnostic_msgs", "builtin_interfaces",
+                "lifecycle_msgs", "rcl_interfaces", "std_srvs", "geometry_msgs"}
+    used = set()
+    for f in (REPO / "flash_rt_ros").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                used.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                used.update(a.name.split(".")[0] for a in node.names)
+    missing = (used & ros_pkgs) - deps
+    assert not missing, f"package.xml lacks {missing}"
+    assert {"rosidl_default_generators", "ament_cmake"} <= {e.text for e in root.iter("buildtool_depend")}
+    assert "rosidl_interface_packages" in {e.text for e in root.iter("member_of_group")}
