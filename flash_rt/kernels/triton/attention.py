@@ -101,11 +101,12 @@ class MqaWorkspace:
     The split count is fixed from the site's shape: enough key splits that ~`target_programs` programs run."""
 
     def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
-                 block_n: int = 64, target_programs: int = 132):
+                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None):
         # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism;
         # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
         block_m = block_m or (32 if rows <= 1024 else 64)
         self.block_m, self.block_n = block_m, block_n
+        self.num_warps = num_warps or (8 if head_dim * block_m >= 8192 else 4)
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
         if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge
@@ -145,7 +146,7 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, r, t,
                        out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
                        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, HAS_BIAS=bias is not None, FINAL=final,
-                       QUANT=out_scale is not None, num_warps=8 if h * ws.block_m >= 8192 else 4, num_stages=2)
+                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=2)
     if final:
         return out
     block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
@@ -247,7 +248,8 @@ class DecoderWorkspace:
     action tokens' own keys. Fixed from the shapes at construction (graph-safe)."""
 
     def __init__(self, heads: int, horizon: int, prefix_len: int, head_dim: int, device, block_m: int = 32,
-                 block_n: int = 64, target_programs: int = 132):
+                 block_n: int = 64, target_programs: int = 132, num_warps: int = 4):
+        self.num_warps = num_warps
         rows = heads * horizon
         m_blocks = triton.cdiv(rows, block_m)
         want = max(1, triton.cdiv(target_programs, m_blocks) - 1)
@@ -284,7 +286,7 @@ def decoder_attention(qkv: torch.Tensor, positions: torch.Tensor, k_prefix: torc
     _decoder_partial[(triton.cdiv(r, ws.block_m), ws.splits)](
         qkv, qkv.stride(0), positions, k_prefix, v_prefix, k_prefix.stride(0), v_prefix.stride(0), bias, ws.pm, ws.pl,
         ws.pacc, r, s_len, p_len, ws.keys_per_split, float(sm_scale), NQ=n, H=h, PREFIX_SPLITS=ws.prefix_splits,
-        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, THETA=float(theta), num_warps=4, num_stages=2)
+        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, THETA=float(theta), num_warps=ws.num_warps, num_stages=2)
     _mqa_merge[(triton.cdiv(r, 4),)](ws.pm, ws.pl, ws.pacc, out, out_scale if out_scale is not None else ws.pm,
                                      r, s_len, out.stride(0), SPLITS=ws.splits, H=h, BLOCK_R=4,
                                      QUANT=out_scale is not None, num_warps=4)

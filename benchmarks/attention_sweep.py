@@ -1,0 +1,69 @@
+"""Decoder-site attention configs on a GPU: per-call time inside a CUDA graph (18 calls captured, as one
+expert step has), for the RoPE kernel + MQA path and the fused RoPE-on-load kernel.
+
+    python3 benchmarks/attention_sweep.py
+"""
+import itertools
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from flash_rt.kernels.triton import rope_qkv_split  # noqa: E402
+from flash_rt.kernels.triton.attention import (DecoderWorkspace, MqaWorkspace, decoder_attention,  # noqa: E402
+                                               mqa_attention)
+
+
+def graph_us(fn, calls=18, reps=20):
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        fn()
+        fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=s):
+        for _ in range(calls):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ts = []
+    for _ in range(reps):
+        e0.record()
+        g.replay()
+        e1.record()
+        torch.cuda.synchronize()
+        ts.append(e0.elapsed_time(e1) * 1e3 / calls)
+    return sorted(ts)[len(ts) // 2]
+
+
+def main():
+    n, s_len, p_len, h = 8, 50, 576, 256
+    kv = p_len + 64
+    qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()
+    pos = torch.arange(s_len, device="cuda") + p_len
+    cache_k = torch.randn(1, kv, h, device="cuda").bfloat16()
+    cache_v = torch.randn(1, kv, h, device="cuda").bfloat16()
+    bias = torch.zeros(kv, device="cuda", dtype=torch.bfloat16)
+    q = torch.empty(n, s_len, h, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty(s_len, n * h, device="cuda", dtype=torch.bfloat16)
+    rope = lambda: rope_qkv_split(qkv, pos, q_out=q, k_out=cache_k[:, p_len:p_len + s_len],  # noqa: E731
+                                  v_out=cache_v[:, p_len:p_len + s_len])
+    print(f"rope_qkv_split alone: {graph_us(rope):.2f} us")
+    rows = []
+    for bm, tp, nw in itertools.product([16, 32, 64], [66, 132, 264], [4, 8]):
+        ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, target_programs=tp, num_warps=nw)
+        f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa
+        rows.append((graph_us(f), f"mqa bm={bm} target={tp} warps={nw} splits={ws.splits}"))
+    for bm, tp, nw in itertools.product([16, 32], [66, 132], [4, 8]):
+        ws = DecoderWorkspace(n, s_len, p_len, h, "cuda", block_m=bm, target_programs=tp, num_warps=nw)
+        f = lambda ws=ws: decoder_attention(qkv, pos, cache_k[0, :p_len], cache_v[0, :p_len], bias[:p_len],  # noqa
+                                            out=out, ws=ws, sm_scale=h ** -0.5)
+        rows.append((graph_us(f), f"fused bm={bm} target={tp} warps={nw} splits={ws.splits}"))
+    for t, name in sorted(rows):
+        print(f"{t:8.2f} us  {name}")
+
+
+if __name__ == "__main__":
+    main()
