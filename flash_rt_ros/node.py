@@ -381,7 +381,7 @@ class FlashRTNode(LifecycleNode):
             sts = [diag.status(f"{name}: engine", level, f"not configured: {why}")]
         else:
             active = self._timer is not None
-            s = self.stats.summary(now.nanoseconds)
+            s = self.stats.summary(time.perf_counter_ns())
             if not active:
                 level, msg = diag.OK, "configured, inactive"
             elif self._skip_reason:
