@@ -19,6 +19,7 @@ setup(
             "flash-rt-node=flash_rt_ros.main:main",
             "flash-rt-ros-demo=flash_rt_ros.demo:main",
             "flash-rt-synthetic-sensors=flash_rt_ros.synthetic_sensors:main",
+            "flash-rt-bag=flash_rt_ros.bag.cli:main",
         ],
     },
 )
