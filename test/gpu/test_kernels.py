@@ -362,11 +362,14 @@ def test_uint8_to_model(out_dtype):
     out, want = poison((3, 3, 224, 224), out_dtype), poison((3, 3, 224, 224), out_dtype)
     T.uint8_to_model(img, out=out)
     R.uint8_to_model(img, out=want)
-    assert torch.equal(out, want)
+    # torch divides by a scalar through its reciprocal on CUDA, the kernel divides correctly rounded: the two
+    # may differ by one fp32 ulp (seen on H100), which can also move a bf16 rounding by one bf16 ulp
+    tol = 2.0 ** -7 if out_dtype == BF else 1e-6
+    assert torch.isfinite(out).all() and (out.float() - want.float()).abs().max().item() <= tol
     # a slot of a bigger [B, V, 3, S, S] buffer
     big = poison((2, 3, 3, 224, 224), out_dtype)
     T.uint8_to_model(img, out=big[1])
-    assert torch.equal(big[1], want) and big[0].isnan().all()
+    assert torch.equal(big[1], out) and big[0].isnan().all()
 
 
 @pytest.mark.parametrize("out_dtype", [BF, torch.float32])
@@ -527,7 +530,7 @@ def test_report_kernel_timings():
         pos = torch.arange(m, device=DEV, dtype=torch.int32)
         q, kc, vc = poison((8, m, 256), BF), poison((1, 612, 256), BF), poison((1, 612, 256), BF)
         cases.append((f"rope_qkv_split {m}", m * 2560 * 2 * 2,
-                      lambda qkv=qkv, pos=pos, q=q, kc=kc, vc=vc:
+                      lambda qkv=qkv, pos=pos, q=q, kc=kc, vc=vc, m=m:
                       T.rope_qkv_split(qkv, pos, q_out=q, k_out=kc[:, :m], v_out=vc[:, :m])))
     print()
     for name, nbytes, fn in cases:
