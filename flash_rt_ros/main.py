@@ -52,6 +52,9 @@ def main(argv=None) -> int:
         node.get_logger().error(f"parameter 'executor' must be 'events' or 'single'; got {kind!r}; using events")
         kind = "events"
     executor = make_executor(kind)
+    # SingleThreadedExecutor (rclpy 9.1.2) does not run timers while a coroutine callback waits, so the
+    # worker-thread prompt switch is used with the events executor only; "single" runs set_prompt inline.
+    node.async_prompt = kind == "events"
     executor.add_node(node)
     node.get_logger().info(f"executor: {type(executor).__name__}")
 

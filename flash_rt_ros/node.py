@@ -9,11 +9,14 @@
 Hot path (ARCHITECTURE.md section 4): image callbacks resize straight into the policy's preallocated slots,
 the joint-state callback maps by name into a preallocated state vector; the timer checks freshness, writes the
 state (and seeded noise), runs policy.step() and fills preallocated messages. All callbacks run on one executor
-thread, so a slot is never written while step() reads it. A prompt change is prepared aside by the engine (the
-running prompt keeps serving) and switched with one reference assignment between two ticks.
+thread, so a slot is never written while step() reads it. A prompt change runs policy.set_prompt on a worker
+thread (the service coroutine awaits it; EventsExecutor keeps ticking): the engine prepares the new prompt aside
+while the old one keeps serving, then switches with one reference assignment, so the tick never waits for it.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
 import time
 
@@ -22,6 +25,7 @@ import rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
@@ -55,6 +59,14 @@ class FlashRTNode(LifecycleNode):
         self._timer = None
         self._subs: list = []
         self._srv_handles: list = []
+        # prompt changes run on a worker thread; results come back through a deque that a 2 ms timer drains on the
+        # executor thread (only while a change is pending), so rclpy Futures are only completed there
+        self.async_prompt = True
+        self._prompt_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flash_rt_prompt")
+        self._prompt_results: collections.deque = collections.deque()
+        self._prompt_pending = 0
+        self._prompt_poll = self.create_timer(0.002, self._drain_prompt_results)
+        self._prompt_poll.cancel()
         self._reset_runtime()
 
     # ------------------------------------------------------------------------------------------------
@@ -196,6 +208,10 @@ class FlashRTNode(LifecycleNode):
             self.destroy_subscription(s)
         self._subs = []
 
+    def destroy_node(self):
+        self._prompt_pool.shutdown(wait=False)
+        return super().destroy_node()
+
     def _release(self) -> None:
         for s in self._srv_handles:
             self.destroy_service(s)
@@ -321,21 +337,31 @@ class FlashRTNode(LifecycleNode):
     # ------------------------------------------------------------------------------------------------
     # services
     # ------------------------------------------------------------------------------------------------
-    def _apply_prompt(self, text: str):
+    def _apply_prompt(self, text: str, policy=None):
+        policy = policy or self.policy
         try:
-            return True, float(self.policy.set_prompt(text)), f"prompt set: {self.policy.prompt!r}"
+            return True, float(policy.set_prompt(text)), f"prompt set: {policy.prompt!r}"
         except (FlashRTError, ValueError) as e:
             return False, 0.0, f"prompt rejected ({type(e).__name__}): {e}"
 
-    def _srv_set_prompt(self, request, response):
-        """Runs on the executor thread, between ticks: policy.set_prompt validates and tokenizes the new prompt
-        aside (the live one keeps serving) and then switches with one reference assignment, so no tick ever sees
-        a half-set prompt. It takes ~0.2-2 ms on CPU; a tick that falls due meanwhile starts that much late."""
+    async def _srv_set_prompt(self, request, response):
+        """policy.set_prompt validates and tokenizes the new prompt aside (the live one keeps serving) and then
+        switches with one reference assignment, so a tick sees the old or the new prompt, never a mix. It runs on
+        a worker thread while this coroutine waits, so the executor keeps ticking meanwhile (async_prompt=False
+        runs it inline instead, ~0.2-3 ms on CPU)."""
         policy = self.policy
         if policy is None:
             response.success, response.message = False, "node is not configured (no model loaded)"
             return response
-        ok, setup, msg = self._apply_prompt(request.prompt)
+        if self.async_prompt:
+            fut = Future()
+            self._prompt_pending += 1
+            if self._prompt_pending == 1:
+                self._prompt_poll.reset()
+            self._prompt_pool.submit(self._prompt_job, policy, fut, request.prompt)
+            ok, setup, msg = await fut
+        else:
+            ok, setup, msg = self._apply_prompt(request.prompt)
         response.success, response.setup_time, response.message = ok, setup, msg
         text = f"set_prompt: {msg} (setup {setup * 1e3:.2f} ms)"[:600]
         if ok:  # rclpy's logger rejects one call site used with two severities, hence two lines
@@ -343,6 +369,22 @@ class FlashRTNode(LifecycleNode):
         else:
             self.get_logger().error(text)
         return response
+
+    def _prompt_job(self, policy, fut, text: str) -> None:  # worker thread: no rclpy calls here
+        try:
+            result = self._apply_prompt(text, policy)
+        except Exception as e:  # noqa: BLE001 - always answer the service
+            result = (False, 0.0, f"prompt rejected ({type(e).__name__}): {e}")
+        self._prompt_results.append((fut, result))
+
+    def _drain_prompt_results(self) -> None:  # executor thread; the timer runs only while a change is pending
+        while self._prompt_results:
+            fut, result = self._prompt_results.popleft()
+            self._prompt_pending -= 1
+            fut.set_result(result)
+        if self._prompt_pending <= 0:
+            self._prompt_pending = 0
+            self._prompt_poll.cancel()
 
     def _srv_calibrate(self, request, response):
         """FP8 recalibration on the latest observation (GPU frontends; blocks the executor while it runs, which is
