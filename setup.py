@@ -15,7 +15,7 @@ setup(
     install_requires=["torch", "numpy", "safetensors", "sentencepiece", "opencv-python-headless", "PyYAML"],
     entry_points={
         "console_scripts": [
-            "flash-rt-demo=flash_rt.demo:main",
+            "flash-rt-demo=flash_rt_ros.demo:main",
             "flash-rt-node=flash_rt_ros.main:main",
             "flash-rt-ros-demo=flash_rt_ros.demo:main",
             "flash-rt-synthetic-sensors=flash_rt_ros.synthetic_sensors:main",
