@@ -5,6 +5,7 @@
     flash-rt-bag report REPLAY_BAG [--out DIR] [--min-cos C] [--max-abs A]
     flash-rt-bag check  IN_BAG --params-file node.yaml [-p name:=value]     # can the node take this bag?
     flash-rt-bag info   BAG
+    flash-rt-bag make-test-bag OUT_BAG [--duration 2]   # a synthetic robot bag (3 cameras, joints, 2 prompts)
 
 Exit status: 0 ok; 1 the report's thresholds failed; 2 a bag / parameter / node problem (the message says
 which and what to do); 130 interrupted (record: Ctrl-C is the normal stop and exits 0).
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="topics, counts, duration and stored node parameters of a bag")
     i.add_argument("bag")
+
+    m = sub.add_parser("make-test-bag", help="write a synthetic robot bag (no robot needed)",
+                       description=__import__("flash_rt_ros.bag.synthetic", fromlist=["x"]).__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("out_bag")
+    m.add_argument("--duration", type=float, default=2.0, metavar="S")
     return ap
 
 
@@ -145,8 +152,8 @@ def _report(a) -> int:
     ok, summary = report(a.replay_bag, ReportOptions(
         out_dir=a.out, input_bag=a.input_bag, checkpoint=a.checkpoint, params_files=tuple(a.params_file),
         overrides=tuple(a.param), min_cos=a.min_cos, max_abs=a.max_abs, min_chunks=a.min_chunks,
-        reference_device=a.reference_device, threads=a.threads, engine_check=not a.no_engine_check, latency_only=a.latency_only,
-        plot=not a.no_plot, quiet=a.quiet))
+        reference_device=a.reference_device, threads=a.threads, engine_check=not a.no_engine_check,
+        latency_only=a.latency_only, plot=not a.no_plot, quiet=a.quiet))
     if a.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "per_chunk"}, indent=1))
     else:
@@ -196,7 +203,21 @@ def _info(a) -> int:
     return 0
 
 
-COMMANDS = {"record": _record, "replay": _replay, "report": _report, "check": _check, "info": _info}
+def _make_test_bag(a) -> int:
+    from flash_rt_ros.bag.synthetic import node_camera_topics, write_test_bag
+
+    if a.duration <= 0:
+        raise BagError(f"--duration must be > 0, got {a.duration:g}")
+    from pathlib import Path
+    if Path(a.out_bag).exists():
+        raise BagError(f"output bag {a.out_bag!r} exists already; choose a new path (bags are never overwritten)")
+    path = write_test_bag(a.out_bag, duration_s=a.duration)
+    print(f"wrote {path}; start the node with -p 'camera_topics:={json.dumps(node_camera_topics())}'")
+    return 0
+
+
+COMMANDS = {"record": _record, "replay": _replay, "report": _report, "check": _check, "info": _info,
+            "make-test-bag": _make_test_bag}
 
 
 def main(argv=None) -> int:

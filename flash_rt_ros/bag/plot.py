@@ -146,7 +146,8 @@ def executed_path(t: list[float], dt: list[float], arrays: list[np.ndarray]) -> 
 def plot_trajectories(path, series: dict, title: str = "", min_cos: float | None = None, width: int = 1600) -> Path:
     """Write the PNG. `series`: t, dt, node, reference (lists of [H, D] arrays), cos, prompts, joint_names."""
     t, dt = list(series["t"]), list(series["dt"])
-    node, ref = [np.asarray(a, np.float64) for a in series["node"]], [np.asarray(a, np.float64) for a in series["reference"]]
+    node = [np.asarray(a, np.float64) for a in series["node"]]
+    ref = [np.asarray(a, np.float64) for a in series["reference"]]
     if not node:
         raise ValueError("nothing to plot")
     dims = node[0].shape[1]
@@ -221,6 +222,6 @@ def plot_trajectories(path, series: dict, title: str = "", min_cos: float | None
         cv2.circle(img, (int(round(X)), int(round(Y))), 3, NODE, -1, cv2.LINE_AA)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), img):
+    if not cv2.imwrite(str(out), img, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {out}")
     return out

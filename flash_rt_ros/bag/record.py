@@ -7,11 +7,13 @@ The topics come from the running node's own parameters (its camera topics, joint
 --no-node (node not running yet, or another publisher) only the --topic list is recorded.
 
 Messages are taken raw (`create_subscription(..., raw=True)`) and written byte for byte, with the receipt time
-(wall clock, ns) as log time: no deserialize/serialize round trip, nothing changed. Each topic's type comes
-from the ROS graph (the tool waits up to --discovery-timeout for a publisher of every topic and fails, naming
-them, when one never shows up); its definition and RIHS01 hash from the rosbags typestore (ROS 2 Kilted +
-flash_rt_ros/msg/ActionChunk from its .msg). The QoS adapts to the publishers: reliable when all are reliable,
-best effort otherwise (what `ros2 bag record` does).
+(wall clock, ns) as log time: no deserialize/serialize round trip, nothing changed. The node's own topics have
+known types (Image / CompressedImage per camera_topics, JointState, ActionChunk) and are subscribed at once, the
+inputs best effort (matches sensor-data and reliable publishers alike), the chunks reliable. An extra --topic's
+type comes from the ROS graph (the tool waits up to --discovery-timeout for a publisher and fails, naming the
+topic, when none shows up) and its QoS adapts to the publishers: reliable when all are, else best effort (what
+`ros2 bag record` does). Definitions and RIHS01 hashes come from the rosbags typestore (ROS 2 Kilted +
+flash_rt_ros/msg/ActionChunk from its .msg).
 
 The node's parameters are stored as JSON in custom_data (key flash_rt_bag.node_params), so a later
 `replay` / `report` knows the configuration the data was recorded with.
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from flash_rt_ros.bag import bagio
 from flash_rt_ros.bag.topics import NODE_NAME_KEY, NODE_PARAMS_KEY, NodeConfig
-from flash_rt_ros.bag.types import ACTION_CHUNK, BagError, typestore
+from flash_rt_ros.bag.types import ACTION_CHUNK, JOINT_TRAJECTORY, BagError, typestore
 
 
 @dataclasses.dataclass
@@ -64,8 +66,12 @@ def _log(opts, text: str) -> None:
 
 
 def record(out_bag, opts: RecordOptions) -> RecordResult:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
     from flash_rt_ros.bag import rosutil
     from flash_rt_ros.bag.types import python_class
+
+    BEST_EFFORT = ReliabilityPolicy.BEST_EFFORT
 
     rosutil.check_network_scope(opts.allow_network)
     out_bag = Path(out_bag)
@@ -79,19 +85,22 @@ def record(out_bag, opts: RecordOptions) -> RecordResult:
     with rosutil.RosSession("flash_rt_bag_record") as ros:
         custom, topics = {}, list(opts.topics)
         chunk_topic = None
+        types: dict[str, str] = {}      # known types: the node's own topics (no need to wait for publishers)
+        qos: dict[str, object] = {}
         if not opts.no_node:
             values = rosutil.fetch_node_params(ros, opts.node, opts.discovery_timeout_s)
             cfg = NodeConfig.from_values(values, opts.node)
             custom = {NODE_PARAMS_KEY: cfg.to_json(), NODE_NAME_KEY: opts.node}
             chunk_topic = cfg.chunk_topic
-            node_topics = [i.topic for i in cfg.inputs] + [cfg.chunk_topic]
+            for i in cfg.inputs:        # sensors publish best effort (sensor-data QoS), replay reliable: match both
+                types[i.topic], qos[i.topic] = i.msgtype, QoSProfile(depth=100, reliability=BEST_EFFORT)
+            types[cfg.chunk_topic], qos[cfg.chunk_topic] = ACTION_CHUNK, QoSProfile(depth=100)
             if opts.trajectory:
-                node_topics.append(cfg.trajectory_topic)
-            topics = node_topics + [t for t in topics if t not in node_topics]
+                types[cfg.trajectory_topic] = JOINT_TRAJECTORY
+                qos[cfg.trajectory_topic] = QoSProfile(depth=100)
+            topics = list(types) + [t for t in topics if t not in types]
         if not topics:
             raise BagError("nothing to record: give --topic names (with --no-node) or a running node")
-
-        types: dict[str, str] = {}
 
         def discovered() -> bool:
             graph = rosutil.topic_types(ros)
@@ -127,10 +136,9 @@ def record(out_bag, opts: RecordOptions) -> RecordResult:
 
             for t in topics:
                 subs.append(ros.node.create_subscription(python_class(types[t]), t, make_cb(t),
-                                                         rosutil.subscription_qos(ros, t), raw=True))
+                                                         qos.get(t) or rosutil.subscription_qos(ros, t), raw=True))
             _log(opts, f"recording {topics} -> {out_bag} (Ctrl-C to stop)")
             t0 = time.monotonic()
-            res.stopped_by = "SIGINT/SIGTERM"
             try:
                 while not ros.interrupted:
                     ros.executor.spin_once(timeout_sec=0.05)
@@ -145,6 +153,7 @@ def record(out_bag, opts: RecordOptions) -> RecordResult:
                         break
             except KeyboardInterrupt:
                 pass
+            res.stopped_by = res.stopped_by or ros.interrupted or "interrupted"
             for s in subs:
                 ros.node.destroy_subscription(s)
             res.seconds = time.monotonic() - t0

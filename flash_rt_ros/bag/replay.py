@@ -36,10 +36,13 @@ replay call the node's ~/set_prompt before it publishes the first set with t_k >
 t (verbatim). A bag made by `record` has no prompt topic; then the prompts of its recorded ActionChunks are
 used. Every chunk carries the prompt it was computed with, which is what report uses.
 
-Output bag (MCAP, metadata v9): the node's ~/action_chunk as received (log time = receipt, wall clock),
-/flash_rt_bag/steps (std_msgs/String, one JSON object per step: k, stamp_ns, begin_ns, published_ns, prompt,
-inputs = [bag topic, message index, log time, original stamp] per input) and custom_data with the
-node's parameters (read from the running node), the node name, the input bag's path and these options.
+Output bag (MCAP, metadata v9):
+* the node's ~/action_chunk as received (log time = receipt, wall clock);
+* /flash_rt_bag/steps, std_msgs/String, one JSON object per step: k, t_ns (bag time of the set), stamp_ns (the
+  header stamp published: t_ns, or 1 if t_ns is 0), begin_ns / published_ns (wall clock), prompt, and inputs =
+  [bag topic, message index, log time, original stamp] per input;
+* custom_data: the node's parameters (read from the running node), the node name, the input bag's path and
+  these options.
 
 The node must run with noise_seed >= 0 (chunk k then uses seeded_noise(seed, sequence)); replay refuses an
 unseeded node unless --allow-unseeded (latency-only runs).
@@ -258,13 +261,14 @@ class _Runner:
                 self._set_prompt(prompt)
             msgs = cursor.at(t)
             self._check_new(msgs, seen)
-            payloads = [with_header_stamp(m.raw, t) for m in msgs]
+            stamp = max(t, 1)  # the node takes a zero stamp as "unset" and uses its receive time instead
+            payloads = [with_header_stamp(m.raw, stamp) for m in msgs]
             self._publish(payloads)
-            self._write_step({"k": k, "stamp_ns": t, "begin_ns": begin, "published_ns": time.time_ns(),
+            self._write_step({"k": k, "t_ns": t, "stamp_ns": stamp, "begin_ns": begin, "published_ns": time.time_ns(),
                               "prompt": self._prompt, "inputs": [m.ref() for m in msgs]})
             self.result.steps += 1
             if opts.mode == "lockstep":
-                self._await_chunk(t, payloads, k)
+                self._await_chunk(stamp, payloads, k)
         if opts.mode == "realtime":
             self.ros.spin_for(self.drain_s)
 

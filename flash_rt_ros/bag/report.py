@@ -400,8 +400,8 @@ def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chun
         rec = Recomputer(cfg, ib, bindings, opts.reference_device, opts.threads or cfg.params.cpu_threads)
         cursor = bagio.ObservationCursor(ib, bindings)
         seed = cfg.params.noise_seed
-        for c in sorted(clean, key=lambda c: (c.stamp_ns, c.sequence)):
-            msgs = cursor.at(c.stamp_ns)
+        for c in sorted(clean, key=lambda c: (c.step, c.sequence)):
+            msgs = cursor.at(int(steps[c.step].get("t_ns", c.stamp_ns)))
             want = steps[c.step]["inputs"]
             if msgs is None or [m.ref() for m in msgs] != want:
                 raise BagError(f"input bag {str(ib.path)!r} does not match the replay {str(replay_bag)!r}: step "
