@@ -14,8 +14,9 @@ to t_k (a 12-byte patch of the CDR payload; pixels and joint positions are untou
 
 * a chunk stamped t_k used set k for *every* input (its stamp is the minimum over inputs, and nothing newer
   than set k was published before set k+1), and
-* a chunk stamped t_k that the replay received before it began step k+1 is **clean**: no message of set k+1
-  can have reached the node before that chunk was computed. Only clean chunks are compared with the
+* a chunk stamped t_k that the replay received after publishing set k and before it began step k+1 is
+  **clean**: no message of set k+1 can have reached the node before that chunk was computed (and it is not a
+  left-over of an earlier replay of the same bag, whose last set may carry the same stamp). Only clean chunks are compared with the
   reference; report.py applies this rule from what replay records (the /flash_rt_bag/steps topic).
 
 The rule for set k ("latest message by bag log time <= t_k", ObservationCursor) is the rule report uses to
@@ -164,7 +165,7 @@ class _Runner:
         self.drain_s = opts.drain_s or max(1.0, 3 * self.period)
         self.result = ReplayResult()
         self.store = typestore()
-        self._chunk_stamps: dict[int, int] = {}   # stamp -> chunks received with it
+        self._chunk_recv: dict[int, int] = {}     # stamp -> receipt time (ns) of the last chunk with it
         self._writer = None
         self._prompt = None
 
@@ -207,7 +208,7 @@ class _Runner:
         now = time.time_ns()
         msg = deserialize_message(raw, self._chunk_cls)
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self._chunk_stamps[stamp] = self._chunk_stamps.get(stamp, 0) + 1
+        self._chunk_recv[stamp] = now
         self._writer.write(self._conn_chunk, now, raw)
         self.result.chunks += 1
 
@@ -264,11 +265,12 @@ class _Runner:
             stamp = max(t, 1)  # the node takes a zero stamp as "unset" and uses its receive time instead
             payloads = [with_header_stamp(m.raw, stamp) for m in msgs]
             self._publish(payloads)
-            self._write_step({"k": k, "t_ns": t, "stamp_ns": stamp, "begin_ns": begin, "published_ns": time.time_ns(),
+            published = time.time_ns()
+            self._write_step({"k": k, "t_ns": t, "stamp_ns": stamp, "begin_ns": begin, "published_ns": published,
                               "prompt": self._prompt, "inputs": [m.ref() for m in msgs]})
             self.result.steps += 1
             if opts.mode == "lockstep":
-                self._await_chunk(stamp, payloads, k)
+                self._await_chunk(stamp, published, payloads, k)
         if opts.mode == "realtime":
             self.ros.spin_for(self.drain_s)
 
@@ -287,10 +289,11 @@ class _Runner:
         for pub, data in zip(self.pubs, payloads):
             pub.publish(bytes(data))
 
-    def _await_chunk(self, stamp: int, payloads, k: int) -> int:
+    def _await_chunk(self, stamp: int, published_ns: int, payloads, k: int) -> int:
+        """Until a chunk stamped `stamp` arrives after the set was published (report's clean rule)."""
         attempts, start = 1, time.monotonic()
         while True:
-            if self.ros.spin_until(lambda: self._chunk_stamps.get(stamp, 0) > 0, self.retry_s):
+            if self.ros.spin_until(lambda: self._chunk_recv.get(stamp, 0) >= published_ns, self.retry_s):
                 return attempts
             if time.monotonic() - start > self.opts.step_timeout_s:
                 raise BagError(f"step {k}: the node published no chunk for this observation within "

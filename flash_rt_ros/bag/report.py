@@ -2,8 +2,8 @@
 
     flash-rt-bag report REPLAY_BAG [--input-bag IN_BAG] [--out DIR] [--min-cos C] [--max-abs A]
 
-For every **clean** chunk of the replay (see replay.py: a chunk stamped t_k, received before the replay began
-step k+1) the report rebuilds the exact observation the node computed it from and recomputes it:
+For every **clean** chunk of the replay (see replay.py: a chunk stamped t_k, received after the replay published
+set k and before it began step k+1) the report rebuilds the exact observation the node computed it from and recomputes it:
 
 1. observation: the latest message of every input with bag log time <= t_k (ObservationCursor on the input
    bag: the same rule and code replay used to build set k; the message numbers are checked against what replay
@@ -98,20 +98,22 @@ def max_abs(a, b) -> float:
 
 
 def attribute(chunks: list[Chunk], steps: list[dict]) -> None:
-    """Mark each chunk's step and whether it is clean (stamp == step k's stamp and received before step k+1
-    began; the last step's chunks are all clean since nothing newer was ever published)."""
+    """Mark each chunk's step and whether it is clean: its stamp is step k's stamp, and it was received after
+    replay published set k and before replay began step k+1 (the last step has no k+1). The first condition
+    keeps out chunks computed before this replay (a node still holding the same set from an earlier replay of
+    the same bag); the second any chunk that may have seen part of set k+1."""
     by_stamp = {}
     ordered = sorted(steps, key=lambda s: s["k"])
     for i, s in enumerate(ordered):
         nxt = ordered[i + 1]["begin_ns"] if i + 1 < len(ordered) else None
-        by_stamp[int(s["stamp_ns"])] = (int(s["k"]), nxt)
+        by_stamp[int(s["stamp_ns"])] = (int(s["k"]), int(s.get("published_ns") or s["begin_ns"]), nxt)
     for c in chunks:
         hit = by_stamp.get(c.stamp_ns)
         if hit is None:
             c.step, c.clean = None, False
             continue
         c.step = hit[0]
-        c.clean = hit[1] is None or c.recv_ns < hit[1]
+        c.clean = c.recv_ns >= hit[1] and (hit[2] is None or c.recv_ns < hit[2])
 
 
 def observation_latency_ms(clean: list[Chunk], steps: list[dict]) -> list[float]:

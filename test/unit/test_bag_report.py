@@ -39,10 +39,11 @@ def test_attribution_rule():
     cs = [chunk(100, 1500), chunk(100, 1999), chunk(100, 2000),   # clean, clean, began step 1 -> not clean
           chunk(200, 2500), chunk(200, 3500),                       # clean, not clean
           chunk(300, 9999),                                         # last step: always clean
-          chunk(250, 2600)]                                         # no such step -> unattributed
+          chunk(250, 2600),                                         # no such step -> unattributed
+          chunk(300, 900)]                                          # before set 2 was published: a left-over
     attribute(cs, list(reversed(steps)))
     assert [(c.step, c.clean) for c in cs] == [(0, True), (0, True), (0, False), (1, True), (1, False),
-                                               (2, True), (None, False)]
+                                               (2, True), (None, False), (2, False)]
     # observation -> first clean chunk, per step
     assert observation_latency_ms([c for c in cs if c.clean], steps) == pytest.approx([499e-6, 498e-6, 6996e-6])
 
