@@ -72,10 +72,13 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        try:
-            node.trigger_shutdown() if node.policy is not None else None
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
+        # Ctrl-C / SIGTERM already shut the context down (rclpy moves the node to shuttingdown itself); a normal
+        # return with a live context gets a proper lifecycle shutdown
+        if rclpy.ok() and node.policy is not None:
+            try:
+                node.trigger_shutdown()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
         executor.shutdown()
         node.destroy_node()
         if rclpy.ok():
