@@ -46,7 +46,8 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
         return dict(num_views=self.num_views, num_patches=c.num_patches, vis_width=c.vis_width,
                     vis_heads=c.vis_heads, vis_layers=c.vis_layers, patch_size=c.patch_size, layers=c.layers,
                     prefix_len=c.prefix_len(self.num_views), horizon=c.action_horizon, num_steps=len(self.mods),
-                    rms_eps=c.rms_eps, ln_eps=c.ln_eps, rope_theta=c.rope_theta, dt=self.dt,
+                    rms_eps=c.rms_eps, ln_eps=c.ln_eps, rope_theta=c.rope_theta,
+                    dt=torch.tensor(self.dt, dtype=torch.float32),  # a tensor: no per-step torch.tensor()
                     embed_scale=math.sqrt(c.width))
 
     def _alloc_buffers(self) -> None:
