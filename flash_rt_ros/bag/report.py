@@ -348,7 +348,7 @@ def report(replay_bag, opts: ReportOptions) -> tuple[bool, dict]:
         "replay_bag": str(replay_bag),
         "input_bag": rinfo.get("input_bag") if not opts.input_bag else str(opts.input_bag),
         "node": cfg.node, "hardware": hw, "checkpoint": p.checkpoint, "noise_seed": p.noise_seed,
-        "mode": ("realtime-verbatim" if rinfo.get("verbatim") else rinfo.get("mode", "unknown")),
+        "mode": ("realtime-verbatim" if rinfo.get("verbatim") else rinfo.get("mode", "recording")),
         "chunks": {"received": len(chunks), "clean": len(clean), "compared": len(per_chunk),
                    "unattributed": sum(c.step is None for c in chunks),
                    "not_clean": sum(c.step is not None and not c.clean for c in chunks)},
@@ -441,7 +441,8 @@ def plot_series(per_chunk: list[dict], arrays: list, chunks: list[Chunk]) -> dic
 
 def format_summary(s: dict) -> str:
     ch = s["chunks"]
-    lines = [f"node {s['node']} ({s['hardware']}), {s['mode']} replay: {ch['received']} chunks received, "
+    what = "recording" if s["mode"] == "recording" else f"{s['mode']} replay"
+    lines = [f"node {s['node']} ({s['hardware']}), {what}: {ch['received']} chunks received, "
              f"{ch['clean']} clean, {ch['compared']} compared with the FP32 reference"]
     if s["min_cos_ref"] is not None:
         lines.append(f"  vs reference : worst cos {s['min_cos_ref']:.8f}, max |diff| {s['max_abs_ref']:.3g} "
