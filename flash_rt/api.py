@@ -21,6 +21,7 @@ class Policy:
     def __init__(self, frontend, config_name: str):
         self._fe = frontend
         self.config_name = config_name
+        self._oracle = None
 
     # -- one-shot ------------------------------------------------------------------------------------
     def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
@@ -53,11 +54,26 @@ class Policy:
         """Run on the current buffers; returns a preallocated view that the next step overwrites."""
         return self._fe.step(noise)
 
+    def prepare_inputs(self, noise=None) -> None:
+        """Do a step's host work (state -> prompt tokens, noise) without running the model, e.g. before
+        reference_chunk() when only the reference is wanted."""
+        self._fe.host.prepare_step(noise)
+
     def calibrate(self, observations=None, percentile: float | None = None):
         return self._fe.calibrate(observations, percentile)
 
     def latency_stats(self) -> dict:
         return self._fe.latency.stats()
+
+    def reference_chunk(self, device: str = "cpu") -> np.ndarray:
+        """The FP32 reference model's chunk for exactly the inputs of the last step (images, masks, prompt and
+        state tokens, noise), unnormalized and sliced like step()'s output: the oracle for precision checks
+        (rosbag reports, acceptance tests). Builds the reference on first use (holds an fp32 copy of the
+        weights on `device`)."""
+        if self._oracle is None or self._oracle_device != device:
+            from flash_rt.models.pi05.oracle import ReferenceOracle
+            self._oracle, self._oracle_device = ReferenceOracle.for_policy(self, device=device), device
+        return self._oracle.chunk(self._fe.host)
 
     # -- facts ---------------------------------------------------------------------------------------
     @property
@@ -90,7 +106,14 @@ class Policy:
 
     @property
     def prompt(self):
+        """The current prompt (what the next step uses)."""
         return self._fe.host.prompt_text
+
+    @property
+    def last_step_prompt(self):
+        """The prompt the last step() actually used; label its output with this, not `prompt`, when prompts
+        can be switched from another thread."""
+        return self._fe.host.step_prompt
 
     @property
     def frontend(self):

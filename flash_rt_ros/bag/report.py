@@ -232,7 +232,6 @@ class Recomputer:
 
     def __init__(self, cfg: NodeConfig, bag: bagio.Bag, bindings, reference_device: str = "cpu", threads: int = 0):
         import flash_rt
-        from flash_rt.models.pi05.oracle import ReferenceOracle
         from flash_rt_ros.conversions import SlotWriter
         from flash_rt_ros.joint_state import JointStateMapper
 
@@ -251,8 +250,7 @@ class Recomputer:
             raise BagError(f"cannot load the node's checkpoint {p.checkpoint!r} on the CPU for the reference "
                            f"({type(e).__name__}: {e}); pass --checkpoint if it lives elsewhere here") from None
         pol = self.policy
-        self.oracle = ReferenceOracle.for_policy(pol, device=reference_device)
-        self.host = pol.frontend.host
+        self.reference_device = reference_device
         self.cams = {b.input.index: SlotWriter(pol.image_slot(b.input.slot), p.image_interpolation,
                                                p.expected_size) for b in bindings if b.input.is_camera}
         for b in bindings:  # as the node's warm-up leaves them: camera slots black and masked until a frame comes
@@ -296,8 +294,8 @@ class Recomputer:
         if engine:
             out = self.policy.step(noise).copy()
         else:
-            self.host.prepare_step(noise)
-        return out, self.oracle.chunk(self.host)
+            self.policy.prepare_inputs(noise)
+        return out, self.policy.reference_chunk(self.reference_device)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -107,3 +107,18 @@ def test_no_camera_image_is_an_error(tiny_openpi):
     pol = flash_rt.load_model(tiny_openpi, hardware="cpu")
     with pytest.raises(InputError, match="no camera image"):
         pol.predict([None, None, None], np.zeros(TINY_STATE_DIM), "open the drawer")
+
+
+def test_reference_chunk_and_last_step_prompt(policy):
+    rng = np.random.default_rng(9)
+    img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    noise = rng.standard_normal((policy.action_horizon, 32)).astype(np.float32)
+    out = policy.predict([img], np.zeros(TINY_STATE_DIM), "open the drawer", noise)
+    assert policy.last_step_prompt == "open the drawer"
+    ref = policy.reference_chunk()
+    assert ref.shape == out.shape and np.abs(ref - out).max() <= 1e-4
+    policy.set_prompt("stack the green cube")          # a switch after the step does not relabel it
+    assert policy.last_step_prompt == "open the drawer" and policy.prompt == "stack the green cube"
+    policy.prepare_inputs(noise)                       # reference without running the engine
+    ref2 = policy.reference_chunk()
+    assert policy.last_step_prompt == "stack the green cube" and np.abs(ref2 - ref).max() > 1e-4

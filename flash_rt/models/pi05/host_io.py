@@ -64,6 +64,7 @@ class Pi05HostIO:
         self._rng = np.random.default_rng(seed)
         self._prompt: _Prompt | None = None
         self.n_tokens = 0
+        self.step_prompt: str | None = None  # the prompt the last step actually used (a switch may follow it)
 
     # -- observations ------------------------------------------------------------------------------
     def slot_index(self, slot) -> int:
@@ -158,9 +159,10 @@ class Pi05HostIO:
     # -- per tick ----------------------------------------------------------------------------------
     def prepare_step(self, noise=None) -> None:
         """Everything the host does before the model runs: tokens for this state, the noise."""
-        p = self._prompt
+        p = self._prompt  # read once: a concurrent switch lands before or after this step, never inside it
         if p is None:
             raise InputError("no prompt set: call set_prompt(text) or pass prompt= to predict")
+        self.step_prompt = p.text if p.text is not None else "<pre-tokenized>"
         if p.text is not None:
             if self.cfg.discrete_state_input and self._state_len == 0:
                 raise InputError("no state written: this Pi0.5 model puts the state into the prompt; "
