@@ -301,6 +301,9 @@ class FlashRTNode(LifecycleNode):
             t1 = time.perf_counter_ns()
             actions = policy.step(noise)
             t2 = time.perf_counter_ns()
+            # label with the prompt step() actually used (a switch on the worker thread may land in between);
+            # Policy.last_step_prompt is new in flash_rt, the pre-step read is the fallback
+            prompt = getattr(policy, "last_step_prompt", None) or prompt
         except (FlashRTError, ValueError) as e:
             return self._skip(f"engine rejected the observation: {e}")
         if self._skip_reason:
