@@ -54,6 +54,11 @@ class Policy:
         """Run on the current buffers; returns a preallocated view that the next step overwrites."""
         return self._fe.step(noise)
 
+    def warmup(self, steps: int = 1, noise=None) -> None:
+        """Compile kernels / capture graphs on the current buffers (placeholder frames are fine) before the
+        first real tick. GPU frontends do not calibrate FP8 on warm-up inputs (see calibration.md)."""
+        self._fe.warmup(steps, noise)
+
     def prepare_inputs(self, noise=None) -> None:
         """Do a step's host work (state -> prompt tokens, noise) without running the model, e.g. before
         reference_chunk() when only the reference is wanted."""

@@ -30,7 +30,6 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
-import flash_rt
 from flash_rt.errors import FlashRTError, InputError
 from flash_rt.noise import seeded_noise
 from flash_rt_ros import diagnostics as diag
@@ -40,6 +39,7 @@ from flash_rt_ros.conversions import SlotWriter
 from flash_rt_ros.joint_state import JointStateMapper
 from flash_rt_ros.msg import ActionChunk
 from flash_rt_ros.params import NodeParams, ParamError
+from flash_rt_ros.policy_loader import load_policy
 from flash_rt_ros.srv import Calibrate, SetPrompt
 from flash_rt_ros.stats import TickStats
 
@@ -81,15 +81,8 @@ class FlashRTNode(LifecycleNode):
         log = self.get_logger()
         log.info(f"loading {p.model} checkpoint {p.checkpoint!r} on hardware={p.hardware} ...")
         t0 = time.perf_counter()
-        if p.cpu_threads > 0:
-            import torch  # a process-wide knob of the engine's framework, not a flash_rt internal
-            torch.set_num_threads(p.cpu_threads)
         try:
-            policy = flash_rt.load_model(
-                p.checkpoint, config=p.model, framework=p.framework, hardware=p.hardware, num_views=p.views,
-                action_horizon=p.action_horizon or None, num_steps=p.num_steps, tokenizer=p.tokenizer or None,
-                norm_stats=p.norm_stats or None, action_dim=p.action_dim or None,
-                image_interpolation=p.image_interpolation, cache_dir=p.weight_cache_dir or None)
+            policy = load_policy(p)
         except (FlashRTError, OSError, ValueError, RuntimeError, TypeError) as e:
             return self._configure_failed(f"cannot load checkpoint {p.checkpoint!r}: {type(e).__name__}: {e}")
         try:
@@ -155,8 +148,7 @@ class FlashRTNode(LifecycleNode):
             policy.image_slot(s).fill(0)
             policy.set_image_mask(s, True)
         policy.write_state(self._state)
-        for _ in range(p.warmup_steps):
-            policy.step(self._noise)
+        policy.warmup(p.warmup_steps, self._noise)  # GPU: compiles + captures, calibrates on live frames
         for s in p.camera_slots:
             policy.set_image_mask(s, False)
 
@@ -297,13 +289,11 @@ class FlashRTNode(LifecycleNode):
             if p.noise_seed >= 0:
                 noise = seeded_noise(p.noise_seed, self.sequence, self._noise.shape[0], self._noise.shape[1],
                                      out=self._noise)
-            prompt = policy.prompt
             t1 = time.perf_counter_ns()
             actions = policy.step(noise)
             t2 = time.perf_counter_ns()
-            # label with the prompt step() actually used (a switch on the worker thread may land in between);
-            # Policy.last_step_prompt is new in flash_rt, the pre-step read is the fallback
-            prompt = getattr(policy, "last_step_prompt", None) or prompt
+            # label with the prompt step() actually used (a switch on the worker thread may land in between)
+            prompt = policy.last_step_prompt
         except (FlashRTError, ValueError) as e:
             return self._skip(f"engine rejected the observation: {e}")
         if self._skip_reason:

@@ -231,24 +231,20 @@ class Recomputer:
     """A CPU policy + the node's converters + the FP32 oracle, fed one observation set at a time."""
 
     def __init__(self, cfg: NodeConfig, bag: bagio.Bag, bindings, reference_device: str = "cpu", threads: int = 0):
-        import flash_rt
         from flash_rt_ros.conversions import SlotWriter
+        from flash_rt_ros.policy_loader import load_policy
         from flash_rt_ros.joint_state import JointStateMapper
 
         p = cfg.params
         self.p, self.bag, self.bindings = p, bag, bindings
-        if threads > 0:
-            import torch
-            torch.set_num_threads(threads)
         try:
-            self.policy = flash_rt.load_model(
-                p.checkpoint, config=p.model, framework=p.framework, hardware="cpu", num_views=p.views,
-                action_horizon=p.action_horizon or None, num_steps=p.num_steps, tokenizer=p.tokenizer or None,
-                norm_stats=p.norm_stats or None, action_dim=p.action_dim or None,
-                image_interpolation=p.image_interpolation, cache_dir=p.weight_cache_dir or None)
+            self.policy = load_policy(p, hardware="cpu")
         except Exception as e:  # noqa: BLE001 - any load failure is a usage error here
             raise BagError(f"cannot load the node's checkpoint {p.checkpoint!r} on the CPU for the reference "
                            f"({type(e).__name__}: {e}); pass --checkpoint if it lives elsewhere here") from None
+        if threads > 0:  # after loading: the node's cpu_threads applies to the load, the report's wins here
+            import torch
+            torch.set_num_threads(threads)
         pol = self.policy
         self.reference_device = reference_device
         self.cams = {b.input.index: SlotWriter(pol.image_slot(b.input.slot), p.image_interpolation,

@@ -97,3 +97,19 @@ def test_full_size_rungs(full_ckpt, tmp_path, precision, bar):
     torch.cuda.empty_cache()
     print(f"full-size {precision}: worst cos per run {coss}")
     assert min(coss) >= bar
+
+
+def test_warmup_does_not_calibrate_on_placeholder_frames(tiny_openpi, tmp_path):
+    pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path)
+    pol.write_image(0, np.zeros((224, 224, 3), np.uint8))
+    pol.write_state(np.zeros(TINY_STATE_DIM))
+    pol.set_prompt("open the drawer")
+    pol.warmup(2)
+    fe = pol.frontend
+    assert fe.graph is not None and not fe.calibrated
+    g = fe.graph
+    rng = np.random.default_rng(3)
+    images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, pol.action_horizon)
+    out = pol.predict(images, state, prompt, noise)
+    assert fe.calibrated and fe.calibration_info["source"] == "calibrated" and fe.graph is g
+    assert cosine64(out, pol.reference_chunk(device="cuda")) >= 0.995

@@ -116,6 +116,14 @@ class Pi05TorchFrontendBase:
         self.latency.add((time.perf_counter() - t0) * 1e3)
         return out
 
+    def warmup(self, steps: int = 1, noise=None) -> None:
+        """Run `steps` inferences on whatever is in the buffers (e.g. black frames) so every kernel is
+        compiled / every graph captured before the first real tick. Not recorded in latency stats."""
+        n = self.latency._n
+        for _ in range(steps):
+            self.step(noise)
+        self.latency._n = n
+
     def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
         self.host.write_images(images)
         if state is not None:

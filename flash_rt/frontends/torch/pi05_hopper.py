@@ -53,6 +53,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.graph = None
         self.calibrated = precision == "bf16"
         self.calibration_info: dict = {}
+        self._warming = False
         super().__init__(checkpoint, **kw)
 
     # -- host buffers: pinned, so H2D/D2H are async DMA ----------------------------------------------
@@ -184,9 +185,11 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     @torch.no_grad()
     def _run_model(self) -> None:
         with torch.cuda.stream(self.stream):
-            if not self.calibrated:
-                self._upload()
-                self._auto_calibrate()
+            if not self.calibrated and not self._load_cached_calibration() and not self._warming:
+                self._upload()  # calibrate on this (real) observation, once; the cache serves later starts
+                self._calibrate_on_buffers(1, self.default_percentile)
+                self._save(calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir), 1,
+                           self.default_percentile)
             if self.use_graph and self.graph is None:
                 self._capture()
             self._upload()
@@ -217,19 +220,28 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         d = self.d
         return f"pi05-hopper-{self.precision}-v{d['num_views']}-h{d['horizon']}-s{d['num_steps']}-t{d['max_tokens']}"
 
-    def _auto_calibrate(self) -> None:
+    def warmup(self, steps: int = 1, noise=None) -> None:
+        """Compile and capture on placeholder inputs WITHOUT calibrating on them (black warm-up frames would
+        give useless FP8 scales): a cached calibration is used if there is one, else the first real step
+        calibrates. Scales are data in the captured graph, so nothing is recaptured then."""
+        self._warming = True
+        try:
+            super().warmup(steps, noise)
+        finally:
+            self._warming = False
+
+    def _load_cached_calibration(self) -> bool:
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
         try:
             amax = load_calibration(path, self.sites, ckpt_hash=self.ckpt_hash, shape_key=self.shape_key())
-            self._set_scales(amax)
-            self.calibration_info = {"source": "cache", "path": str(path)}
-            return
         except FileNotFoundError:
-            pass
+            return False
         except CacheError as e:
             warnings.warn(f"{e}; recalibrating")
-        self._calibrate_on_buffers(1, self.default_percentile)
-        self._save(path, 1, self.default_percentile)
+            return False
+        self._set_scales(amax)
+        self.calibration_info = {"source": "cache", "path": str(path)}
+        return True
 
     def _set_scales(self, amax) -> None:
         self.act_scales.copy_(torch.tensor(scales_from_amax(amax), dtype=torch.float32))

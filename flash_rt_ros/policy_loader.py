@@ -1,0 +1,18 @@
+"""The one place the node's parameters become a flash_rt Policy (used by the node and the rosbag report,
+so a replay report recomputes chunks with exactly the engine settings the node ran)."""
+from __future__ import annotations
+
+import flash_rt
+
+
+def load_policy(p, hardware: str | None = None):
+    """`p` is a NodeParams; `hardware` overrides p.hardware (the report recomputes on the CPU)."""
+    hw = hardware or p.hardware
+    opts = {}
+    if hw == "cpu" and p.cpu_threads > 0:
+        opts["num_threads"] = p.cpu_threads
+    return flash_rt.load_model(
+        p.checkpoint, config=p.model, framework=p.framework, hardware=hw, num_views=p.views,
+        action_horizon=p.action_horizon or None, num_steps=p.num_steps, tokenizer=p.tokenizer or None,
+        norm_stats=p.norm_stats or None, action_dim=p.action_dim or None,
+        image_interpolation=p.image_interpolation, cache_dir=p.weight_cache_dir or None, **opts)
