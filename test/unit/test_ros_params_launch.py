@@ -69,7 +69,7 @@ def test_every_spec_parameter_is_a_field():
     assert set(SPEC) <= fields
 
 
-def _launch_constants(path: Path) -> tuple[dict, list, set]:
+def _module_constants(path: Path) -> tuple[dict, list, set]:
     tree = ast.parse(path.read_text())
     consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
               for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
@@ -78,14 +78,16 @@ def _launch_constants(path: Path) -> tuple[dict, list, set]:
     return consts, calls, args
 
 
+COMMON = REPO / "flash_rt_ros" / "launch_common.py"
+
+
 def test_there_are_four_launch_files():
     assert {p.name for p in LAUNCH} >= {"pi05_thor.launch.py", "pi05_rtx.launch.py", "pi05_hopper.launch.py",
                                         "pi05_cpu.launch.py"}
 
 
-@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
-def test_launch_file_references_resolve(path):
-    consts, calls, args = _launch_constants(path)
+def test_shared_launch_description_references_resolve():
+    consts, calls, args = _module_constants(COMMON)
     assert {"checkpoint", "params_file", "namespace", "prompt"} <= args
     nodes = [c for c in calls if getattr(c.func, "id", "") == "Node"]
     assert len(nodes) == 1
@@ -101,11 +103,22 @@ def test_launch_file_references_resolve(path):
     script = (REPO / "scripts" / executable).read_text()
     assert "from flash_rt_ros.main import main" in script
     assert "flash-rt-node=flash_rt_ros.main:main" in (REPO / "setup.py").read_text()
-    # params file + DDS profile: in config/, which CMakeLists installs to share/<package>/config
-    assert (REPO / "config" / consts["PARAMS_FILE"]).is_file()
     assert (REPO / "config" / consts["FASTDDS_PROFILE"]).is_file()
     assert re.search(r"install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}", cmake)
+    from flash_rt_ros.launch_common import LAUNCH_ARGUMENTS  # importable without launch/launch_ros
+    assert set(LAUNCH_ARGUMENTS) == args
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_file_references_resolve(path):
+    consts, calls, _ = _module_constants(path)
+    text = path.read_text()
+    assert "from flash_rt_ros.launch_common import pi05_launch_description" in text
+    assert "generate_launch_description" in text
+    # params file: in config/ (installed to share/<package>/config), named after the launch file
     assert consts["PARAMS_FILE"] == path.name.replace(".launch.py", ".yaml")
+    assert (REPO / "config" / consts["PARAMS_FILE"]).is_file()
+    assert any(getattr(c.func, "id", "") == "pi05_launch_description" for c in calls)
 
 
 def test_fastdds_profile_is_loopback_and_shm():
