@@ -2,10 +2,10 @@
 # Assemble .rosgpu/: the ROS 2 (pip wheels) runtime for a machine that has Python but no ROS and no network
 # (the GPU box), to travel inside the working tree. scripts/device_ros_env.sh puts it on the paths there.
 #
-#   /root/.pyenv/versions/3.12.1/bin/python3.12 -m venv /tmp/ros312
+#   python3.12 -m venv /tmp/ros312
 #   /tmp/ros312/bin/pip install -r requirements-ros.txt -r requirements-ros-build.txt rosbags==0.11.9 numpy setuptools
 #   FLASH_RT_VENV=/tmp/ros312 bash scripts/build_interfaces.sh
-#   FLASH_RT_VENV=/tmp/ros312 bash scripts/make_device_ros_bundle.sh          # -> .rosgpu/ (ignored via .git/info/exclude)
+#   FLASH_RT_VENV=/tmp/ros312 bash scripts/make_device_ros_bundle.sh          # -> .rosgpu/ (ignored via .gitignore)
 #
 # The venv's Python minor version must be the target machine's (cp312 for the GPU box). Layout:
 #   .rosgpu/site      rclpy, the message packages, rosidl_parser, rosbags + its deps (not numpy/yaml/torch/cv2)
