@@ -191,7 +191,9 @@ class _Runner:
                 unmatched.append(f"{self.cfg.chunk_topic} (no publisher)")
             raise BagError(f"node {opts.node} is not connected on {unmatched} after {opts.discovery_timeout_s:g} s "
                            "(same ROS_DOMAIN_ID? same namespace?)")
-        self.ros.spin_for(0.3)  # let discovery of any other publisher finish before checking for them
+        # let discovery finish before the first set: other publishers (checked below) and other subscribers, e.g.
+        # a recorder started just before this replay (with 0.3 s a recorder sometimes matched too late, CI)
+        self.ros.spin_for(1.0)
         others = [b.input.topic for b in self.bindings if self.ros.node.count_publishers(b.input.topic) > 1]
         if others:
             raise BagError(f"other nodes also publish {others}: stop the live sensors (or run the node in its own "

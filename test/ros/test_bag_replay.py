@@ -106,7 +106,7 @@ def test_record_then_replay_the_recording(env):
     rec = Proc(bag_cli("record", rec_bag), env["tmp"] / "record.log", env["domain"])
     try:
         assert rec.wait_for_log("Ctrl-C to stop", 30), rec.text()   # subscribed (the node's inputs + chunks)
-        rc, log = run(bag_cli("replay", env["in"], env["tmp"] / "replay_for_record", "--step", STEP, "--max-steps", 12),
+        rc, log = run(bag_cli("replay", env["in"], env["tmp"] / "replay_for_record", "--step", STEP, "--max-steps", 30),
                       env["tmp"] / "replay_for_record.log", env["domain"])
         assert rc == 0, log
     finally:
