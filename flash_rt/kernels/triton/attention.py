@@ -25,6 +25,27 @@ __all__ = ["mqa_attention", "MqaWorkspace", "decoder_attention", "DecoderWorkspa
 
 
 @triton.jit
+def _online_softmax(s, m_i, l_i):
+    """One key block of the streaming softmax: probabilities p, the rescale alpha of the running sums, the
+    new running max and normalizer."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    p = tl.exp(s - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
+    return p, alpha, m_new, l_i * alpha + tl.sum(p, 1)
+
+
+@triton.jit
+def _store_rows(OUT, SCALE, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT: tl.constexpr):
+    """Query row r = n*T + t -> out[t, n*H : (n+1)*H] (the o-projection's layout), FP8 when QUANT."""
+    n = rows // T
+    t = rows - n * T
+    dst = OUT + t[:, None].to(tl.int64) * so_t + n[:, None] * H + dh[None, :]
+    if QUANT:
+        y = tl.minimum(tl.maximum(y / tl.load(SCALE), -448.0), 448.0)
+    tl.store(dst, y.to(OUT.dtype.element_ty), mask=rmask[:, None])
+
+
+@triton.jit
 def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
                  H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
                  FINAL: tl.constexpr, QUANT: tl.constexpr):
@@ -47,21 +68,11 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
         if HAS_BIAS:
             s += tl.load(BIAS + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
         s = tl.where(cmask[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
+        p, alpha, m_i, l_i = _online_softmax(s, m_i, l_i)
         v = tl.load(V + cols[:, None].to(tl.int64) * sv + dh[None, :], mask=cmask[:, None], other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
     if FINAL:  # one split: normalize and write [T, N*H] directly (no merge launch)
-        y = acc / l_i[:, None]
-        n = rows // T
-        t = rows - n * T
-        dst = OUT + t[:, None].to(tl.int64) * so_t + n[:, None] * H + dh[None, :]
-        if QUANT:
-            y = tl.minimum(tl.maximum(y / tl.load(SCALE), -448.0), 448.0)
-        tl.store(dst, y.to(OUT.dtype.element_ty), mask=rmask[:, None])
+        _store_rows(OUT, SCALE, acc / l_i[:, None], rows, rmask, dh, T, so_t, H, QUANT)
     else:
         base = pid_s * R + rows
         tl.store(PM + base, m_i, mask=rmask)
@@ -86,13 +97,7 @@ def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl
         l_tot += w * tl.load(PL + s * R + rows, mask=rmask, other=0.0)
         a = tl.load(PACC + (s * R + rows)[:, None].to(tl.int64) * H + dh[None, :], mask=rmask[:, None], other=0.0)
         acc += w[:, None] * a
-    y = acc / l_tot[:, None]
-    n = rows // T
-    t = rows - n * T
-    dst = OUT + t[:, None].to(tl.int64) * so_t + n[:, None] * H + dh[None, :]
-    if QUANT:
-        y = tl.minimum(tl.maximum(y / tl.load(SCALE), -448.0), 448.0)
-    tl.store(dst, y.to(OUT.dtype.element_ty), mask=rmask[:, None])
+    _store_rows(OUT, SCALE, acc / l_tot[:, None], rows, rmask, dh, T, so_t, H, QUANT)
 
 
 class MqaWorkspace:
@@ -204,15 +209,11 @@ def _decoder_partial(QKV, sq, POS, KC, VC, sk, sv, BIAS, PM, PL, PACC, R, S, P, 
         sc = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * sm_scale
         sc += tl.load(BIAS + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
         sc = tl.where(cmask[None, :], sc, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(sc, 1))
-        p = tl.exp(sc - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
+        p, alpha, m_i, l_i = _online_softmax(sc, m_i, l_i)
         vp = VC + cols[:, None].to(tl.int64) * sv + j[None, :]
         pb = p.to(KC.dtype.element_ty)
         acc_lo = acc_lo * alpha[:, None] + tl.dot(pb, tl.load(vp, mask=cmask[:, None], other=0.0))
         acc_hi = acc_hi * alpha[:, None] + tl.dot(pb, tl.load(vp + H2, mask=cmask[:, None], other=0.0))
-        m_i = m_new
     # 2) the last split: the action tokens' own keys/values, rotated on load from the QKV output
     send = S * (pid_s == PREFIX_SPLITS).to(tl.int32)
     for n0 in range(0, send, BLOCK_N):
@@ -227,15 +228,11 @@ def _decoder_partial(QKV, sq, POS, KC, VC, sk, sv, BIAS, PM, PL, PACC, R, S, P, 
         k_hi = (kb * ck + ka * sk_).to(KC.dtype.element_ty)
         sc = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * sm_scale
         sc = tl.where(cmask[None, :], sc, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(sc, 1))
-        p = tl.exp(sc - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
+        p, alpha, m_i, l_i = _online_softmax(sc, m_i, l_i)
         vsrc = ksrc + H
         pb = p.to(KC.dtype.element_ty)
         acc_lo = acc_lo * alpha[:, None] + tl.dot(pb, tl.load(vsrc, mask=cmask[:, None], other=0.0))
         acc_hi = acc_hi * alpha[:, None] + tl.dot(pb, tl.load(vsrc + H2, mask=cmask[:, None], other=0.0))
-        m_i = m_new
     base = pid_s * R + rows
     tl.store(PM + base, m_i, mask=rmask)
     tl.store(PL + base, l_i, mask=rmask)
