@@ -108,21 +108,20 @@ class Pi05TorchFrontendBase:
         self.host.apply_prompt(self.host.prepare_prompt(prompt))
         return time.perf_counter() - t0
 
-    def step(self, noise=None) -> np.ndarray:
+    def step(self, noise=None, record: bool = True) -> np.ndarray:
         t0 = time.perf_counter()
         self.host.prepare_step(noise)
         self._run_model()
         out = self.host.finish_step()
-        self.latency.add((time.perf_counter() - t0) * 1e3)
+        if record:
+            self.latency.add((time.perf_counter() - t0) * 1e3)
         return out
 
     def warmup(self, steps: int = 1, noise=None) -> None:
         """Run `steps` inferences on whatever is in the buffers (e.g. black frames) so every kernel is
         compiled / every graph captured before the first real tick. Not recorded in latency stats."""
-        n = self.latency._n
         for _ in range(steps):
-            self.step(noise)
-        self.latency._n = n
+            self.step(noise, record=False)
 
     def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
         self.host.write_images(images)

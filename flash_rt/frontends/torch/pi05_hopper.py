@@ -164,7 +164,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             from flash_rt.kernels.triton import amax_update, quantize_fp8
             self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8, fast_accum=self.fast_accum)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
-            self._calib_ctx = lambda scratch: CalibContext(self.w, self.ws, self.site_amax, amax_update, scratch)
+            self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
+                                                                        update or amax_update, scratch)
             self._scratch_numel = biggest
         else:
             self.q_prod = Bf16Context(self.w)
@@ -252,10 +253,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         if reset:
             self.amax.zero_()
         scratch = torch.empty(self._scratch_numel, dtype=torch.bfloat16, device=self.device)
-        ctx = self._calib_ctx(scratch)
-        if percentile is not None:
-            ctx._upd = _percentile_update(percentile)
-        self._forward(ctx)
+        self._forward(self._calib_ctx(scratch, None if percentile is None else _percentile_update(percentile)))
         del scratch
         self._set_scales(self.amax.cpu().tolist())
 
