@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-topic", default="/flash_rt_bag/prompt",
                    help="std_msgs/String prompt changes in the bag (default %(default)s)")
     p.add_argument("--remap", action="append", default=[], metavar="/BAG/TOPIC:=/NODE/TOPIC")
+    p.add_argument("--subscribers", type=int, default=1, metavar="N",
+                   help="wait until every input topic has N matched subscribers before the first message: 2 when "
+                        "`flash-rt-bag record` runs beside the node and must get every message (default 1)")
     p.add_argument("--no-shm-profile", action="store_true",
                    help="don't publish through config/fastdds_loopback_shm.xml when FASTDDS_DEFAULT_PROFILES_FILE "
                         "is unset (the default transports drop most large raw frames)")
@@ -140,7 +143,7 @@ def _replay(a) -> int:
         duration_s=a.duration, max_steps=a.max_steps, step_timeout_s=a.step_timeout, retry_s=a.retry,
         prompt_topic=a.prompt_topic, remaps=tuple(a.remap), allow_unseeded=a.allow_unseeded,
         allow_network=a.allow_network, discovery_timeout_s=a.discovery_timeout, shm_profile=not a.no_shm_profile,
-        quiet=a.quiet))
+        min_subscribers=a.subscribers, quiet=a.quiet))
     if a.quiet:
         print(res.line())
     return 0

@@ -83,6 +83,9 @@ class ReplayOptions:
     allow_unseeded: bool = False
     allow_network: bool = False
     discovery_timeout_s: float = 15.0
+    # matched subscriptions every input topic needs before the first set: 1 is the node; 2 when a recorder (or
+    # another consumer) must see every replayed message too (a fixed settle time missed a recorder under CI load)
+    min_subscribers: int = 1
     shm_profile: bool = True               # publish through the loopback/SHM Fast DDS profile (rosutil.RosSession)
     quiet: bool = False
 
@@ -183,16 +186,19 @@ class _Runner:
         self._chunk_sub = node.create_subscription(ActionChunk, self.cfg.chunk_topic, self._on_chunk,
                                                    QoSProfile(depth=100), raw=True)
         self._chunk_cls = ActionChunk
-        ok = self.ros.spin_until(lambda: all(pub.get_subscription_count() > 0 for pub in self.pubs)
+        need = max(1, opts.min_subscribers)
+        ok = self.ros.spin_until(lambda: all(pub.get_subscription_count() >= need for pub in self.pubs)
                                  and self._chunk_sub.get_publisher_count() > 0, opts.discovery_timeout_s)
         if not ok:
-            unmatched = [b.input.topic for b, pub in zip(self.bindings, self.pubs) if pub.get_subscription_count() == 0]
+            unmatched = [f"{b.input.topic} ({pub.get_subscription_count()} of {need} subscribers)"
+                         for b, pub in zip(self.bindings, self.pubs) if pub.get_subscription_count() < need]
             if self._chunk_sub.get_publisher_count() == 0:
                 unmatched.append(f"{self.cfg.chunk_topic} (no publisher)")
             raise BagError(f"node {opts.node} is not connected on {unmatched} after {opts.discovery_timeout_s:g} s "
-                           "(same ROS_DOMAIN_ID? same namespace?)")
-        # let discovery finish before the first set: other publishers (checked below) and other subscribers, e.g.
-        # a recorder started just before this replay (with 0.3 s a recorder sometimes matched too late, CI)
+                           "(same ROS_DOMAIN_ID? same namespace? a recorder counted in --subscribers running?)")
+        # let discovery finish before the first set: other publishers (checked below) and other subscribers. A
+        # recorder that must see every set is waited for explicitly (--subscribers 2): this settle alone once let
+        # a recorder under CI load match after the last set and record no inputs
         self.ros.spin_for(1.0)
         others = [b.input.topic for b in self.bindings if self.ros.node.count_publishers(b.input.topic) > 1]
         if others:

@@ -106,7 +106,8 @@ def test_record_then_replay_the_recording(env):
     rec = Proc(bag_cli("record", rec_bag), env["tmp"] / "record.log", env["domain"])
     try:
         assert rec.wait_for_log("Ctrl-C to stop", 30), rec.text()   # subscribed (the node's inputs + chunks)
-        rc, log = run(bag_cli("replay", env["in"], env["tmp"] / "replay_for_record", "--step", STEP, "--max-steps", 30),
+        rc, log = run(bag_cli("replay", env["in"], env["tmp"] / "replay_for_record", "--step", STEP, "--max-steps", 30,
+                               "--subscribers", 2),   # the node and the recorder: the recorder gets every set
                       env["tmp"] / "replay_for_record.log", env["domain"])
         assert rc == 0, log
     finally:
@@ -133,6 +134,9 @@ def test_bad_replays_are_refused_and_the_node_keeps_serving(env, tmp_path):
         (bag_cli("replay", no_camera, tmp_path / "o2"), "missing topic '/camera/left_wrist/image_raw'"),
         (bag_cli("replay", env["in"], tmp_path / "o3", "--node", "/nobody", "--discovery-timeout", "2"),
          "no service '/nobody/get_parameters'"),
+        # waiting for a recorder that isn't running: says which topics lack subscribers, sends nothing
+        (bag_cli("replay", env["in"], tmp_path / "o4", "--subscribers", "2", "--discovery-timeout", "2"),
+         "(1 of 2 subscribers)"),
     ]
     for i, (cmd, needle) in enumerate(cases):
         rc, log = run(cmd, tmp_path / f"bad{i}.log", env["domain"], timeout=60)
@@ -144,7 +148,7 @@ def test_bad_replays_are_refused_and_the_node_keeps_serving(env, tmp_path):
     shutil.copytree(env["in"], trunc)
     f = next(trunc.glob("*.mcap"))
     f.write_bytes(f.read_bytes()[:100_000])
-    rc, log = run(bag_cli("replay", trunc, tmp_path / "o4"), tmp_path / "bad_trunc.log", env["domain"])
+    rc, log = run(bag_cli("replay", trunc, tmp_path / "o5"), tmp_path / "bad_trunc.log", env["domain"])
     assert rc == 2 and "truncated or corrupt" in log, log
     # and the node is still fine: a short replay still matches
     rc, log = run(bag_cli("replay", env["in"], tmp_path / "after", "--max-steps", "3"), tmp_path / "after.log",
