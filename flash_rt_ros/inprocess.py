@@ -58,9 +58,9 @@ class Harness:
         is warm-up, not a per-tick allocation."""
         node = self.node
         for _ in range(n):
-            node._chunk_pub.publish(node._msgs.chunk)
+            node._chunk_pub.publish(node._msgs.chunk_bytes())
             if node._traj_pub is not None:
-                node._traj_pub.publish(node._msgs.trajectory)
+                node._traj_pub.publish(node._msgs.trajectory_bytes())
 
     def tick(self) -> None:
         self.node._tick()

@@ -31,7 +31,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
 from flash_rt.errors import FlashRTError, InputError
-from flash_rt.noise import seeded_noise
 from flash_rt_ros import diagnostics as diag
 from flash_rt_ros import params as params_mod
 from flash_rt_ros.chunk_msgs import ChunkMessages
@@ -40,6 +39,7 @@ from flash_rt_ros.joint_state import JointStateMapper
 from flash_rt_ros.msg import ActionChunk
 from flash_rt_ros.params import NodeParams, ParamError
 from flash_rt_ros.policy_loader import load_policy
+from flash_rt_ros.seeded_noise import SeededNoise
 from flash_rt_ros.srv import Calibrate, SetPrompt
 from flash_rt_ros.stats import TickStats
 
@@ -121,7 +121,9 @@ class FlashRTNode(LifecycleNode):
         self._state = np.zeros(len(p.state_joint_names), np.float32)
         self._joints = JointStateMapper(p.state_joint_names, self._state)
         self._msgs = ChunkMessages(names, policy.action_horizon, adim, p.dt)
+        self._msgs.check_against_rclpy()
         self._noise = np.zeros((policy.action_horizon, policy.config.action_dim), np.float32)
+        self._seeded = SeededNoise(p.noise_seed, self._noise) if p.noise_seed >= 0 else None
         n_inputs = len(p.camera_topics) + 1
         self._input_names = [p.subscription_topic(i) for i in range(len(p.camera_topics))] + [p.joint_state_topic]
         self._rx_ns = np.zeros(n_inputs, np.int64)
@@ -285,10 +287,7 @@ class FlashRTNode(LifecycleNode):
         obs_ns = int(self._stamp_ns.min())
         try:
             policy.write_state(self._state)
-            noise = None
-            if p.noise_seed >= 0:
-                noise = seeded_noise(p.noise_seed, self.sequence, self._noise.shape[0], self._noise.shape[1],
-                                     out=self._noise)
+            noise = None if self._seeded is None else self._seeded.fill(self.sequence)
             t1 = time.perf_counter_ns()
             actions = policy.step(noise)
             t2 = time.perf_counter_ns()
@@ -302,9 +301,9 @@ class FlashRTNode(LifecycleNode):
             self._publish_diagnostics()
         m = self._msgs
         m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None)
-        self._chunk_pub.publish(m.chunk)
+        self._chunk_pub.publish(m.chunk_bytes())  # serialized: see chunk_msgs.py for why
         if self._traj_pub is not None:
-            self._traj_pub.publish(m.trajectory)
+            self._traj_pub.publish(m.trajectory_bytes())
         self.sequence += 1
         t3 = time.perf_counter_ns()
         st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), self.get_clock().now().nanoseconds - obs_ns)
