@@ -1,5 +1,6 @@
 """Decoder-site attention configs on a GPU: per-call time inside a CUDA graph (18 calls captured, as one
-expert step has), for the RoPE kernel + MQA path and the fused RoPE-on-load kernel.
+expert step has), for the RoPE kernel and the MQA flash-decoding configs. (A RoPE-on-load attention kernel was
+measured here too and lost, 19.6 vs 12.2 us; RoPE now rides in the qkv GEMM's epilogue, gemm_fused.py.)
 
     python3 benchmarks/attention_sweep.py
 """
@@ -11,8 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.kernels.triton import rope_qkv_split  # noqa: E402
-from flash_rt.kernels.triton.attention import (DecoderWorkspace, MqaWorkspace, decoder_attention,  # noqa: E402
-                                               mqa_attention)
+from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention  # noqa: E402
 
 
 def graph_us(fn, calls=18, reps=20):
@@ -56,11 +56,6 @@ def main():
         ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, target_programs=tp, num_warps=nw)
         f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa
         rows.append((graph_us(f), f"mqa bm={bm} target={tp} warps={nw} splits={ws.splits}"))
-    for bm, tp, nw in itertools.product([16, 32], [66, 132], [4, 8]):
-        ws = DecoderWorkspace(n, s_len, p_len, h, "cuda", block_m=bm, target_programs=tp, num_warps=nw)
-        f = lambda ws=ws: decoder_attention(qkv, pos, cache_k[0, :p_len], cache_v[0, :p_len], bias[:p_len],  # noqa
-                                            out=out, ws=ws, sm_scale=h ** -0.5)
-        rows.append((graph_us(f), f"fused bm={bm} target={tp} warps={nw} splits={ws.splits}"))
     for t, name in sorted(rows):
         print(f"{t:8.2f} us  {name}")
 

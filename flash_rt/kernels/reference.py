@@ -30,6 +30,7 @@ __all__ = [
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
     "flow_update", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
+    "fp8_gemm_geglu", "fp8_gemm_rope_qkv",
 ]
 
 FP8_MAX = 448.0                      # largest finite torch.float8_e4m3fn
@@ -133,6 +134,25 @@ def geglu(gu: torch.Tensor, *, out: torch.Tensor, out_scale: Scale = None) -> to
 def quantize_fp8(x: torch.Tensor, scale: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
     """out = e4m3(clamp(x / scale, -448, 448)), per-tensor device scale [1]."""
     return _store(x.float(), out, scale)
+
+
+def _fp8_matmul(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+    """(x @ w.T) * x_scale * w_scale in fp32 from e4m3 x [M, K] and w [N, K] (exact products, fp32 sums)."""
+    return (x.float() @ w.float().t()) * (x_scale.float() * w_scale.float())
+
+
+def fp8_gemm_geglu(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
+                   out: torch.Tensor, out_scale: Scale = None, cfg=None) -> torch.Tensor:
+    """geglu(fp8 GEMM) without the bf16 round trip: w = [gate; up] [2F, K] e4m3 (twin of the fused kernel)."""
+    return geglu(_fp8_matmul(x, x_scale, w, w_scale), out=out, out_scale=out_scale)
+
+
+def fp8_gemm_rope_qkv(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor,
+                      positions: torch.Tensor, *, q_out: torch.Tensor, k_out: torch.Tensor, v_out: torch.Tensor,
+                      theta: float = 10000.0, cfg=None):
+    """rope_qkv_split(fp8 GEMM) without the bf16 round trip (twin of the fused kernel)."""
+    return rope_qkv_split(_fp8_matmul(x, x_scale, w, w_scale), positions, q_out=q_out, k_out=k_out, v_out=v_out,
+                          theta=theta)
 
 
 # -- attention plumbing ---------------------------------------------------------------------------------
@@ -252,21 +272,3 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     p = torch.softmax(s, dim=-1)
     y = torch.einsum("ntk,kh->tnh", p, v.float()).reshape(t, n * h)
     return _store(y, out, out_scale)
-
-
-def decoder_attention(qkv: torch.Tensor, positions: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor,
-                      bias: torch.Tensor, *, out: torch.Tensor, sm_scale: float, theta: float = 10000.0,
-                      out_scale: Scale = None, ws=None) -> torch.Tensor:
-    """Action-expert attention with RoPE fused (twin of the Triton kernel): rotate q and the suffix k from the
-    raw QKV output, attend over [prefix cache ; own keys] with the prefix key bias."""
-    s_len = positions.shape[0]
-    p_len, h = k_prefix.shape
-    n = qkv.shape[1] // h - 2
-    q = torch.empty(n, s_len, h, dtype=torch.float32, device=qkv.device)
-    k = torch.empty(1, s_len, h, dtype=torch.float32, device=qkv.device)
-    v = torch.empty(1, s_len, h, dtype=torch.float32, device=qkv.device)
-    rope_qkv_split(qkv.float(), positions, q_out=q, k_out=k, v_out=v, theta=theta)
-    keys = torch.cat([k_prefix.float(), k[0].to(k_prefix.dtype).float()], 0)
-    vals = torch.cat([v_prefix.float(), v[0].to(v_prefix.dtype).float()], 0)
-    full_bias = torch.cat([bias.float(), torch.zeros(s_len, device=bias.device)])
-    return mqa_attention(q.to(qkv.dtype), keys, vals, full_bias, out=out, sm_scale=sm_scale, out_scale=out_scale)

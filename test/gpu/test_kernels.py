@@ -305,6 +305,84 @@ def test_rope_two_kernels_fill_one_cache():
     assert torch.equal(cv.float(), v32)
 
 
+# -- fused small-M FP8 GEMMs (expert qkv + RoPE, gate+up + GeGLU) ------------------------------------------
+def fp8_operands(m, n, k, seed):
+    """e4m3 x [M, K] and w [N, K] with per-tensor scales, as the FP8 path quantizes them."""
+    x32, w32 = rand(m, k, seed=seed, scale=2.0, dtype=torch.float32), rand(n, k, seed=seed + 1, dtype=torch.float32)
+    xs, ws = scale_for(x32), scale_for(w32)
+    return (x32 / xs).clamp(-448, 448).to(F8), xs, (w32 / ws).clamp(-448, 448).to(F8), ws
+
+
+@pytest.mark.parametrize("m", [50, 10, 64, 100])
+@pytest.mark.parametrize("kind", ["fp8", "bf16"])
+def test_fp8_gemm_geglu(m, kind):
+    f, k = 4096, 1024
+    x, xs, w, ws = fp8_operands(m, 2 * f, k, seed=40)
+    ref32 = poison((m, f), torch.float32)
+    R.fp8_gemm_geglu(x, xs, w, ws, out=ref32)
+    # The twin sums in fp32; the tensor cores accumulate 128 products at a time at lower precision before
+    # promoting (as cuBLASLt does), so near-zero outputs of GeGLU (gelu(g) * u with cancelling sums) may be
+    # off by a few 1e-4 of the tensor's range: allowed on top of the output's own rounding. The unfused
+    # production path (bf16 GEMM output, then GeGLU) must not be more exact than this kernel.
+    scale = scale_for(ref32) * 0.9 if kind == "fp8" else None
+    out = poison((m, f), F8 if kind == "fp8" else BF)
+    T.fp8_gemm_geglu(x, xs, w, ws, out=out, out_scale=scale)
+    gu = torch.empty(m, 2 * f, device=DEV, dtype=BF)
+    torch._scaled_mm(x, w.t(), scale_a=xs, scale_b=ws, out_dtype=BF, out=gu)
+    unfused = poison((m, f), out.dtype)
+    T.geglu(gu, out=unfused, out_scale=scale)
+    deq = (lambda t: t.float() * scale) if kind == "fp8" else (lambda t: t.float())
+    g, r = deq(out), ref32
+    if kind == "fp8":   # the scale is 0.9 x amax on purpose: the top values saturate at +-448 (as production's)
+        r = r.clamp(-448.0 * scale, 448.0 * scale)
+    assert not torch.isnan(g).any(), "unwritten elements"
+    rounding = e4m3_ulp(r / scale) * scale if kind == "fp8" else 2.0 ** -8 * r.abs()
+    err = (g - r).abs()
+    bad = err > rounding + 2.0 ** -11 * r.abs().max()
+    assert not bad.any(), f"{int(bad.sum())} elements off (max err {err.max().item():.3g})"
+    err_unfused = (deq(unfused) - r).abs()
+    assert err.mean() <= err_unfused.mean() * 1.05, f"fused {err.mean().item():.3g} vs unfused " \
+                                                     f"{err_unfused.mean().item():.3g}"
+
+
+@pytest.mark.parametrize("m,off,ltot", [(50, 576, 640), (10, 576, 592), (64, 0, 64), (70, 5, 80)])
+def test_fp8_gemm_rope_qkv(m, off, ltot):
+    n, kh, h, k = 8, 1, 256, 1024
+    x, xs, w, ws = fp8_operands(m, (n + 2 * kh) * h, k, seed=41)
+    pos = (torch.arange(m, device=DEV) + off).to(torch.int64)
+    q = poison((n, m, h), BF)
+    ck, cv = poison((kh, ltot, h), BF), poison((kh, ltot, h), BF)
+    T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m])
+    torch.cuda.synchronize()
+    q32, k32, v32 = (poison((n, m, h), torch.float32), poison((kh, m, h), torch.float32),
+                     poison((kh, m, h), torch.float32))
+    R.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q32, k_out=k32, v_out=v32)
+    check_rope(q, q32, "fused q vs twin")
+    check_rope(ck[:, off:off + m], k32, "fused k vs twin")
+    check_rope(cv[:, off:off + m], v32, "fused v vs twin")     # same bound: bf16 rounding + accumulation noise
+    for c in (ck, cv):
+        assert c[:, :off].isnan().all() and c[:, off + m:].isnan().all(), "wrote outside the cache slice"
+    # and it equals the unfused production path (cuBLASLt GEMM -> bf16 -> rope kernel) within bf16 rounding
+    qkv = torch.empty(m, (n + 2 * kh) * h, device=DEV, dtype=BF)
+    torch._scaled_mm(x, w.t(), scale_a=xs, scale_b=ws, out_dtype=BF, out=qkv)
+    q2, k2, v2 = poison((n, m, h), BF), poison((kh, m, h), BF), poison((kh, m, h), BF)
+    T.rope_qkv_split(qkv, pos, q_out=q2, k_out=k2, v_out=v2)
+    for got, other, nm in ((q, q2, "q"), (ck[:, off:off + m], k2, "k"), (cv[:, off:off + m], v2, "v")):
+        err = (got.float() - other.float()).abs().max().item()
+        assert err <= 2 ** -7 * other.float().abs().max().item(), f"fused {nm} vs unfused: {err}"
+
+
+def test_fused_gemm_shape_errors():
+    x, xs, w, ws = fp8_operands(50, 8192, 1000, seed=42)
+    with pytest.raises(ValueError, match="multiple of"):
+        T.fp8_gemm_geglu(x, xs, w, ws, out=poison((50, 4096), BF))
+    x, xs, w, ws = fp8_operands(50, 8192, 1024, seed=42)
+    with pytest.raises(ValueError, match=r"\[M, F\]"):
+        T.fp8_gemm_geglu(x, xs, w, ws, out=poison((50, 4000), BF))
+    with pytest.raises(ValueError, match="float8_e4m3fn"):
+        T.fp8_gemm_geglu(x.to(BF), xs, w, ws, out=poison((50, 4096), BF))
+
+
 # -- misc -----------------------------------------------------------------------------------------------
 def test_time_embedding():
     t = torch.tensor([1.0 - 0.1 * i for i in range(10)], device=DEV, dtype=torch.float32)

@@ -41,13 +41,21 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     hardware = "hopper"
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
-                 calibration_percentile: float | None = None, fast_accum: bool = False, device: str = "cuda",
-                 **kw):
+                 calibration_percentile: float | None = None, fast_accum: bool = False,
+                 fused_expert_gemms=("rope_qkv", "geglu"), device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
         self.default_percentile = calibration_percentile
         self.fast_accum = fast_accum
+        # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write) and/or "geglu"
+        # (gate+up + GeGLU + FP8); True = both, False/() = none. See docs/benchmarks.md for the measured choice.
+        if fused_expert_gemms is True:
+            fused_expert_gemms = ("rope_qkv", "geglu")
+        self.fused_expert_gemms = tuple(fused_expert_gemms or ())
+        unknown = set(self.fused_expert_gemms) - {"rope_qkv", "geglu"}
+        if unknown:
+            raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected 'rope_qkv' and/or 'geglu'")
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -161,8 +169,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.amax = torch.zeros(len(self.sites), dtype=f32, device=dev)
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
+            from flash_rt.kernels import triton as kernels
             from flash_rt.kernels.triton import amax_update, quantize_fp8
-            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8, fast_accum=self.fast_accum)
+            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8, fast_accum=self.fast_accum,
+                                     fused=kernels, fused_ops=self.fused_expert_gemms)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
                                                                         update or amax_update, scratch)

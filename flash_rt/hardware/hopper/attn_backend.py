@@ -8,46 +8,23 @@
 
 The backend owns the split-softmax workspaces of its sites (allocated here, once), so `run` allocates
 nothing and is graph-safe. Key-padding bias rows are kept 16-aligned in length by the frontend's layout.
+RoPE is not applied here: the prefix runs rope_qkv_split after its qkv GEMM, the expert does it in the qkv
+GEMM's epilogue (kernels/triton/gemm_fused.py), and both write K/V straight into the cache.
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
 
 from flash_rt.hardware.backend import AttentionSpec, SiteSpec
-from flash_rt.kernels.triton import rope_qkv_split
-from flash_rt.kernels.triton.attention import DecoderWorkspace, MqaWorkspace, decoder_attention, mqa_attention
+from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
 
 
 class HopperAttnBackend:
-    def __init__(self, spec: AttentionSpec, device, prefix_len: int | None = None, fused_rope_decoder: bool = False):
+    def __init__(self, spec: AttentionSpec, device, prefix_len: int | None = None):
         self.spec = spec
         self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device)
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
-        dec = spec.sites.get("decoder")
-        # RoPE-on-load (decoder_attention) is correct but measured 48 us/call vs 9.6 us for RoPE kernel + MQA
-        # (H100, 2026-11-26, 2 views h50: replay 20.0 ms vs 13.3 ms), so it is opt-in until tuned. It needs
-        # head_dim/2 >= 16 for tensor-core dots.
-        self.fused_decoder = (fused_rope_decoder and dec is not None and dec.head_dim >= 32
-                              and dec.num_kv_heads == 1)
-        if self.fused_decoder:
-            self.dec_ws = DecoderWorkspace(dec.num_q_heads, dec.max_q, prefix_len, dec.head_dim, device)
         self.prefix_len = prefix_len
-
-    def decoder(self, layer, qkv, positions, k_cache, v_cache, key_bias, q_buf, out, out_scale=None,
-                theta: float = 10000.0):
-        """The action expert's attention from the raw QKV GEMM output: qkv [S, (N+2)*H], positions [S],
-        k_cache/v_cache [1, L, H] of this layer (prefix rotated in [0, P)), key_bias [L], out [S, N*H].
-        Fused path: q and the suffix keys are rotated on load and never stored. Fallback: RoPE into q_buf and
-        the cache's suffix rows, then MQA over the whole cache."""
-        s = self.spec.site("decoder")
-        P, S = self.prefix_len, positions.shape[0]
-        if self.fused_decoder:
-            decoder_attention(qkv, positions, k_cache[0, :P], v_cache[0, :P], key_bias[:P], out=out, ws=self.dec_ws,
-                              sm_scale=s.head_dim ** -0.5, theta=theta, out_scale=out_scale)
-            return
-        rope_qkv_split(qkv, positions, q_out=q_buf, k_out=k_cache[:, P:P + S], v_out=v_cache[:, P:P + S],
-                       theta=theta)
-        self.run("decoder", layer, q_buf[None], k_cache[None], v_cache[None], key_bias, out[None], out_scale)
 
     def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
         """q [1, N, T, H] head-major, k/v [1, K, Tk, H]; key_bias [Tk] or None; out [1, T, N*H] (bf16, or

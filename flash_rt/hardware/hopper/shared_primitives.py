@@ -44,10 +44,53 @@ def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None, fast_accum: bool
     return out
 
 
-class Fp8Context:
-    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False):
+class _Composite:
+    """GEMM + the op that consumes its output, as two steps (the calibration twin, BF16, and FP8 where no fused
+    kernel applies). Fp8Context replaces both with one fused kernel when it is given them."""
+
+    def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
+        """gu = x @ W.T, then act = geglu(gu) written as the out_site activation; returns that activation."""
+        from flash_rt.kernels.triton import geglu
+        self.linear(x, site, wname, gu)
+        ab, as_ = self.act(out_site, act_bf16, act_fp8)
+        geglu(gu, out=ab, out_scale=as_)
+        self.post(out_site, ab)
+        return ab
+
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
+        """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out."""
+        from flash_rt.kernels.triton import rope_qkv_split
+        self.linear(x, site, wname, qkv)
+        rope_qkv_split(qkv, positions, q_out=q_out, k_out=k_out, v_out=v_out, theta=theta)
+
+
+class Fp8Context(_Composite):
+    """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
+    fused_ops: which of "rope_qkv" / "geglu" to run fused, for GEMMs of at most `fused_max_m` rows (the
+    expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
+
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False,
+                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
         self.fast_accum = fast_accum
+        self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
+
+    def _use_fused(self, op, x, wname, head_dim=None) -> bool:
+        return (self.fused is not None and op in self.fused_ops and x.shape[0] <= self.fused_max_m
+                and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim))
+
+    def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
+        if not self._use_fused("geglu", x, wname):
+            return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
+        self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
+                                  out_scale=self.s[out_site])
+        return act_fp8
+
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
+        if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
+            return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
+        self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
+                                     k_out=k_out, v_out=v_out, theta=theta)
 
     def act(self, site, bf16_buf, fp8_buf):
         return fp8_buf, self.s[site]
@@ -65,7 +108,7 @@ class Fp8Context:
                       w_scale=self.ws.get(wname), bias=bias, fast_accum=self.fast_accum)
 
 
-class Bf16Context:
+class Bf16Context(_Composite):
     def __init__(self, w: dict):
         self.w = w
 
@@ -82,7 +125,7 @@ class Bf16Context:
         return linear(x, self.w[wname], out, bias=bias)
 
 
-class CalibContext:
+class CalibContext(_Composite):
     """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots)."""
 
     def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor):

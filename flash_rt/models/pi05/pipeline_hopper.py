@@ -14,6 +14,8 @@ forces a recapture.
 Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
 move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
+In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
+(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins.
 """
 from __future__ import annotations
 
@@ -131,20 +133,17 @@ def expert_step(w, b, d, attn, q, s: int):
         else:
             gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
         q.post(site + "norm1", hb)
-        q.linear(hb, site + "norm1", p + "qkv_w", b["ex_qkv"])
-        kc, vc = b["k_cache"][i], b["v_cache"][i]
+        kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
+        q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
+                          kc[:, P:P + S], vc[:, P:P + S], d["rope_theta"])
         ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
-        attn.decoder(i, b["ex_qkv"], b["suffix_pos"], kc[:, :kv_len], vc[:, :kv_len], b["dec_bias"], b["ex_q"], ab,
-                     out_scale=as_, theta=d["rope_theta"])
+        attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
         q.post(site + "attn", ab)
         q.linear(ab, site + "attn", p + "o_w", b["ex_o"])
         hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
         gated_add_ada_rms_norm(x, b["ex_o"], m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
         q.post(site + "norm2", hb)
-        q.linear(hb, site + "norm2", p + "gu_w", b["ex_gu"])
-        ab, as_ = q.act(site + "geglu", b["ex_act"], b["ex_act8"])
-        geglu(b["ex_gu"], out=ab, out_scale=as_)
-        q.post(site + "geglu", ab)
+        ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
         q.linear(ab, site + "geglu", p + "down_w", b["ex_down"])
     L = d["layers"]
     gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps,

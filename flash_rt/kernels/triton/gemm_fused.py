@@ -1,0 +1,221 @@
+"""FP8 GEMMs for small M (the action expert's M = horizon = 10..64 rows) with the next op in the epilogue.
+
+Why: in the 10 expert steps every GEMM is latency-bound (M = 50: cuBLASLt runs the [50 x 1024] x [1024 x 8192]
+gate+up in 5.1 us at 165 TF/s, H100; docs/benchmarks.md), and each is followed by a small elementwise kernel
+that re-reads its output: GeGLU after gate+up (~3 us) and RoPE + QKV split + KV-cache write after qkv (3.7 us),
+x 18 layers x 10 steps. Doing that work in the GEMM's epilogue deletes 360 launches per inference and a bf16
+round trip of the GEMM output.
+
+One kernel, two accumulators: a program owns a column tile c1 and its partner c2 and streams the FP8 weight
+rows of both while the (tiny, L2-resident) activation tile is re-read per K step.
+* GeGLU: c1 = gate columns [n, n + BN), c2 = the matching up columns F + [n, n + BN);
+  out = e4m3(gelu_tanh(gate) * up / out_scale).
+* RoPE QKV: c1 = dims [j, j + BN) of one head, c2 = dims H/2 + [j, j + BN) (rotate_half partners); q heads go
+  to q_out [N, M, H], k heads rotated and v heads copied into the KV-cache slices [K, M, H].
+Weights are stored [N, K] row-major (the cuBLASLt layout), so the B operand is K-major as wgmma wants.
+Accumulation: fp32, promoted once per BLOCK_K (max_num_imprecise_acc = BLOCK_K), like cuBLASLt without fast
+accumulation. Every shape must tile exactly (K % BLOCK_K, F % BN, (H/2) % BN); rows are masked.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import FP8, check_out, check_scale
+
+__all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fused_gemm_supported", "FusedGemmConfig"]
+
+_FP8_MAX = tl.constexpr(448.0)
+_K0 = tl.constexpr(0.7978845608028654)   # sqrt(2/pi)
+_K1 = tl.constexpr(0.044715)
+
+
+class FusedGemmConfig:
+    """Tile rule (no autotune: one compile per shape before capture). benchmarks/gemm_sweep.py measures them;
+    BN 16 maximises programs (80 for the expert qkv, 256 for its gate+up), which is what a weight-streaming
+    M = 50 GEMM needs."""
+
+    def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4):
+        self.block_n, self.block_k, self.stages, self.warps = block_n, block_k, stages, warps
+        self.block_n_qkv = block_n
+
+    def __repr__(self):
+        return f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps})"
+
+
+# best of the sweep on an H100 (isolated, 2026-11-26): qkv+RoPE 5.3 us, gate+up+GeGLU 6.6 us at M = 50
+DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
+DEFAULT_GEGLU = FusedGemmConfig(block_n=16, block_k=128, stages=4, warps=4)
+
+
+@triton.jit
+def _gelu_tanh_f32(x):
+    u = _K0 * (x + _K1 * x * x * x)
+    return x / (1.0 + tl.exp(-2.0 * u))
+
+
+@triton.jit
+def _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K: tl.constexpr, n1, n2,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    rows = row0 + tl.arange(0, BLOCK_M)
+    cn = tl.arange(0, BLOCK_N)
+    ck = tl.arange(0, BLOCK_K)
+    rmask = rows < M
+    xp = X + rows.to(tl.int64)[:, None] * s_x + ck[None, :]
+    w1 = W + (n1 + cn).to(tl.int64)[:, None] * s_w + ck[None, :]
+    w2 = W + (n2 + cn).to(tl.int64)[:, None] * s_w + ck[None, :]
+    acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for _ in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        a = tl.load(xp, mask=rmask[:, None], other=0.0)
+        b1 = tl.load(w1)
+        b2 = tl.load(w2)
+        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
+        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
+        xp += BLOCK_K
+        w1 += BLOCK_K
+        w2 += BLOCK_K
+    return acc1, acc2
+
+
+@triton.jit
+def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr, F,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+                       QUANT: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N
+    row0 = tl.program_id(1) * BLOCK_M
+    g, u = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
+    sc = tl.load(XS) * tl.load(WS)
+    y = _gelu_tanh_f32(g * sc) * (u * sc)
+    if QUANT:
+        y = tl.minimum(tl.maximum(tl.math.div_rn(y, tl.load(OS)), -_FP8_MAX), _FP8_MAX)
+    rows = row0 + tl.arange(0, BLOCK_M)
+    cols = n + tl.arange(0, BLOCK_N)
+    tl.store(OUT + rows.to(tl.int64)[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty),
+             mask=(rows < M)[:, None])
+
+
+@triton.jit
+def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
+                          K: tl.constexpr,
+                          NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, THETA: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                          STAGES: tl.constexpr):
+    HALF: tl.constexpr = H // 2
+    TILES: tl.constexpr = HALF // BLOCK_N
+    head = tl.program_id(0) // TILES
+    j0 = (tl.program_id(0) % TILES) * BLOCK_N
+    row0 = tl.program_id(1) * BLOCK_M
+    n1 = head * H + j0
+    x1, x2 = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
+    sc = tl.load(XS) * tl.load(WS)
+    a = x1 * sc
+    b = x2 * sc
+    rows = row0 + tl.arange(0, BLOCK_M)
+    rmask = (rows < M)[:, None]
+    r64 = rows.to(tl.int64)[:, None]
+    j = j0 + tl.arange(0, BLOCK_N)
+    if head < NQ + NK:
+        # the angle exactly as rope.py computes it (fp64 pow rounded to fp32), so both paths rotate alike
+        pos = tl.load(POS + rows, mask=rows < M, other=0).to(tl.float32)
+        expo = tl.math.div_rn((2 * j).to(tl.float32), H * 1.0)
+        p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([BLOCK_N], THETA, tl.float64))).to(tl.float32)
+        inv_freq = tl.math.div_rn(1.0, p)
+        ang = pos[:, None] * inv_freq[None, :]
+        c = tl.cos(ang)
+        s = tl.sin(ang)
+        o1 = a * c - b * s
+        o2 = b * c + a * s
+        if head < NQ:
+            dst = Q + head * sq_h + r64 * sq_m + j[None, :]
+        else:
+            dst = KC + (head - NQ) * sk_h + r64 * sk_m + j[None, :]
+        tl.store(dst, o1.to(dst.dtype.element_ty), mask=rmask)
+        tl.store(dst + HALF, o2.to(dst.dtype.element_ty), mask=rmask)
+    else:
+        dst = VC + (head - NQ - NK) * sv_h + r64 * sv_m + j[None, :]
+        tl.store(dst, a.to(dst.dtype.element_ty), mask=rmask)
+        tl.store(dst + HALF, b.to(dst.dtype.element_ty), mask=rmask)
+
+
+def fused_gemm_supported(op: str, x, w, head_dim: int | None = None) -> bool:
+    """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not): callers fall
+    back to GEMM + separate epilogue kernel otherwise."""
+    if x.dtype != FP8 or w.dtype != FP8 or x.shape[0] > 256:
+        return False
+    if op == "geglu":
+        c = DEFAULT_GEGLU
+        return x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
+    if op == "rope_qkv":
+        c = DEFAULT_QKV
+        return head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
+    raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
+
+
+def _check_fp8_operands(x, x_scale, w, w_scale, name):
+    if x.dtype != FP8 or w.dtype != FP8:
+        raise ValueError(f"{name}: x and w must be float8_e4m3fn, got {x.dtype} and {w.dtype}")
+    if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"{name}: x {tuple(x.shape)} and w {tuple(w.shape)} must be [M, K] and [N, K]")
+    if x.stride(1) != 1 or w.stride(1) != 1:
+        raise ValueError(f"{name}: x and w need a contiguous last dim, strides {x.stride()} {w.stride()}")
+    check_scale(x_scale, name + " x_scale")
+    check_scale(w_scale, name + " w_scale")
+
+
+def _block_m(m: int) -> int:
+    """Always 64 rows (masked): one Hopper warpgroup MMA tile; the kernel streams weights, so padded rows cost
+    nothing, and M = 10 (horizon 10) takes the same compiled path as M = 50."""
+    return 64
+
+
+def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
+    """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
+    FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
+    quant = check_out(out, out_scale, "fp8_gemm_geglu")
+    m, k = x.shape
+    f = w.shape[0] // 2
+    if w.shape[0] != 2 * f or tuple(out.shape) != (m, f) or out.stride(1) != 1:
+        raise ValueError(f"fp8_gemm_geglu: w {tuple(w.shape)} must be [2F, K] and out {tuple(out.shape)} [M, F]")
+    if f % cfg.block_n or k % cfg.block_k:
+        raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
+    bm = _block_m(m)
+    grid = (f // cfg.block_n, triton.cdiv(m, bm))
+    _gemm_geglu_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, out, out.stride(0),
+                             out_scale if quant else x_scale, m, k, f, BLOCK_M=bm, BLOCK_N=cfg.block_n,
+                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps)
+    return out
+
+
+def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta: float = 10000.0,
+                      cfg: FusedGemmConfig = DEFAULT_QKV):
+    """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
+    rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
+    reach memory. Site: the expert's fused qkv GEMM."""
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv")
+    n, m, h = q_out.shape
+    kh = k_out.shape[0]
+    bn = cfg.block_n_qkv
+    if w.shape[0] != (n + 2 * kh) * h or tuple(k_out.shape) != (kh, m, h) or tuple(v_out.shape) != (kh, m, h) \
+            or x.shape[0] != m or tuple(positions.shape) != (m,):
+        raise ValueError(f"fp8_gemm_rope_qkv: x {tuple(x.shape)}, w {tuple(w.shape)}, positions "
+                         f"{tuple(positions.shape)}, q_out {tuple(q_out.shape)}, k_out {tuple(k_out.shape)}, "
+                         f"v_out {tuple(v_out.shape)} disagree")
+    if (h // 2) % bn or x.shape[1] % cfg.block_k or h % 2:
+        raise ValueError(f"fp8_gemm_rope_qkv: head_dim/2={h // 2} must be a multiple of {bn} and "
+                         f"K={x.shape[1]} of {cfg.block_k}")
+    if positions.dtype not in (torch.int32, torch.int64) or (m > 1 and positions.stride(0) != 1):
+        raise ValueError("fp8_gemm_rope_qkv: positions must be contiguous int32/int64")
+    for t, nm in ((q_out, "q_out"), (k_out, "k_out"), (v_out, "v_out")):
+        if t.stride(-1) != 1:
+            raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
+    bm = _block_m(m)
+    grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, bm))
+    _gemm_rope_qkv_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, positions,
+                                q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
+                                v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
+                                THETA=float(theta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=cfg.block_k,
+                                STAGES=cfg.stages, num_warps=cfg.warps)
+    return q_out, k_out, v_out
