@@ -14,7 +14,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.kernels.triton import geglu, rope_qkv_split  # noqa: E402
-from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig, fp8_gemm_geglu, fp8_gemm_rope_qkv  # noqa: E402
+from flash_rt.kernels.triton.gemm_fused import (FusedGemmConfig, fp8_gemm_geglu, fp8_gemm_rope_qkv,  # noqa: E402
+                                                fp8_gemm_splitk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attention_sweep import graph_us  # noqa: E402
@@ -81,7 +82,26 @@ def main():
                 rows.append((name, t(fn), f"bn={bn} bk={bk} stages={st} warps={nw}"))
             except Exception as e:  # a config the compiler rejects (shared memory, layout) is skipped
                 print(f"{name} bn={bn} bk={bk} stages={st} warps={nw}: {type(e).__name__}")
-    for name in ("geglu", "qkv+rope"):
+    # o (K 2048) and down (K 4096), N = 1024: cuBLASLt bf16 out vs split-K fp32 partials (summed by the norm)
+    for kk, nm in ((2 * d, "o"), (4 * d, "down")):
+        xk = fp8(m, kk)
+        ws_ = [fp8(d, kk) for _ in range(N_W)]
+        y = torch.empty(m, d, device="cuda", dtype=torch.bfloat16)
+        t_cublas = t(lambda i: torch._scaled_mm(xk, ws_[i].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16,
+                                                out=y))
+        print(f"cuBLASLt {nm}: {t_cublas:.2f} us", flush=True)
+        for sp, bn, bk in itertools.product([2, 4, 8], [16, 32, 64], [128, 256]):
+            if kk % (sp * bk):
+                continue
+            parts = torch.empty(sp, m, d, device="cuda")
+            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4)
+            try:
+                rows.append((f"splitk-{nm}", t(lambda i, c=cfg, pp=parts: fp8_gemm_splitk(xk, one, ws_[i], one,
+                                                                                          out_partials=pp, cfg=c)),
+                             f"splits={sp} bn={bn} bk={bk}"))
+            except Exception as e:
+                print(f"splitk-{nm} splits={sp} bn={bn} bk={bk}: {type(e).__name__}")
+    for name in ("geglu", "qkv+rope", "splitk-o", "splitk-down"):
         for r in sorted((r for r in rows if r[0] == name), key=lambda r: r[1])[:5]:
             print(f"fused {name:9s} {r[1]:6.2f} us  {r[2]}")
 

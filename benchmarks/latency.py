@@ -94,9 +94,9 @@ def main(argv=None):
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--fast-accum", action="store_true", help="cuBLASLt FP8 fast accumulation")
-    ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "ab"), default="default",
+    ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "splitk", "ab"), default="default",
                     help="expert fused GEMM epilogues: the frontend default, none, qkv+RoPE, qkv+RoPE and "
-                         "gate+up+GeGLU, or ab = off, qkv and all in one process")
+                         "gate+up+GeGLU, all + split-K o/down, or ab = off, all and splitk in one process")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -109,9 +109,9 @@ def main(argv=None):
     state = rng.uniform(-1, 1, 8)
     prompt = "pick up the red block and put it in the blue bowl on the left side of the table"
     results, baseline_oracle = [], None
-    named = {"off": (), "qkv": ("rope_qkv",), "all": ("rope_qkv", "geglu")}
+    named = {"off": (), "qkv": ("rope_qkv",), "all": ("rope_qkv", "geglu"), "splitk": ("rope_qkv", "geglu", "splitk")}
     variants = ([None] if args.fused == "default" else
-                [named[k] for k in ("off", "qkv", "all")] if args.fused == "ab" else [named[args.fused]])
+                [named[k] for k in ("off", "all", "splitk")] if args.fused == "ab" else [named[args.fused]])
     for v, h, fused in ((v, h, f) for v in args.views for h in args.horizons for f in variants):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -138,7 +138,7 @@ def main(argv=None):
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
         if args.profile and v == 2 and h == 50:
-            lines = profile_replay(fe, out / f"profile_v2_h50_{fused}.md")
+            lines = profile_replay(fe, out / f"profile_v2_h50_{fused.replace('+', '-')}.md")
             print("\n".join(lines), flush=True)
         if not args.no_baseline:
             if baseline_oracle is None:

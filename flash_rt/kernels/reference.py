@@ -30,7 +30,7 @@ __all__ = [
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
     "flow_update", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
-    "fp8_gemm_geglu", "fp8_gemm_rope_qkv",
+    "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 
 FP8_MAX = 448.0                      # largest finite torch.float8_e4m3fn
@@ -110,7 +110,13 @@ def ada_rms_norm(x: torch.Tensor, mod_scale: torch.Tensor, mod_shift: torch.Tens
 def gated_add_ada_rms_norm(residual: torch.Tensor, y: torch.Tensor, gate: torch.Tensor,
                            mod_scale: torch.Tensor, mod_shift: torch.Tensor, eps: float = 1e-6, *,
                            out: torch.Tensor, out_scale: Scale = None) -> torch.Tensor:
-    """residual += y * gate (in place, Pi0.5 gated residual), then out = ada_rms_norm(residual, ...)."""
+    """residual += y * gate (in place, Pi0.5 gated residual), then out = ada_rms_norm(residual, ...).
+    y may be split-K partials [S, M, D]: summed in split order first (as the kernel does)."""
+    if y.dim() == residual.dim() + 1:
+        acc = y[0].float().clone()
+        for part in y[1:]:
+            acc += part.float()
+        y = acc
     r = _residual_add(residual, y.float() * gate.float())
     return ada_rms_norm(r, mod_scale, mod_shift, eps, out=out, out_scale=out_scale)
 
@@ -153,6 +159,16 @@ def fp8_gemm_rope_qkv(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w
     """rope_qkv_split(fp8 GEMM) without the bf16 round trip (twin of the fused kernel)."""
     return rope_qkv_split(_fp8_matmul(x, x_scale, w, w_scale), positions, q_out=q_out, k_out=k_out, v_out=v_out,
                           theta=theta)
+
+
+def fp8_gemm_splitk(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
+                    out_partials: torch.Tensor, cfg=None) -> torch.Tensor:
+    """out_partials[s] = (x[:, Ks] @ w[:, Ks].T) * scales for the S equal K ranges Ks (fp32 [S, M, N])."""
+    sp = out_partials.shape[0]
+    kc = x.shape[1] // sp
+    for i in range(sp):
+        out_partials[i].copy_(_fp8_matmul(x[:, i * kc:(i + 1) * kc], x_scale, w[:, i * kc:(i + 1) * kc], w_scale))
+    return out_partials
 
 
 # -- attention plumbing ---------------------------------------------------------------------------------

@@ -372,6 +372,29 @@ def test_fp8_gemm_rope_qkv(m, off, ltot):
         assert err <= 2 ** -7 * other.float().abs().max().item(), f"fused {nm} vs unfused: {err}"
 
 
+@pytest.mark.parametrize("m,k,splits", [(50, 2048, 4), (50, 4096, 4), (10, 4096, 8), (100, 2048, 2)])
+def test_fp8_gemm_splitk_and_the_norm_that_sums_it(m, k, splits):
+    n = 1024
+    x, xs, w, ws = fp8_operands(m, n, k, seed=43)
+    parts, want = poison((splits, m, n), torch.float32), poison((splits, m, n), torch.float32)
+    T.fp8_gemm_splitk(x, xs, w, ws, out_partials=parts)
+    R.fp8_gemm_splitk(x, xs, w, ws, out_partials=want)
+    ref = R._fp8_matmul(x, xs, w, ws)
+    # each partial vs its fp32 twin: tensor-core accumulation noise only
+    assert (parts - want).abs().max().item() <= 2.0 ** -11 * ref.abs().max().item()
+    assert (parts.sum(0) - ref).abs().max().item() <= 2.0 ** -10 * ref.abs().max().item()
+    # the expert's gated adaRMS norm consumes the partials directly; == the twin given the same partials
+    p = _params(n, seed=44)
+    res = rand(m, n, seed=45, dtype=torch.float32)
+    res_t = res.clone()
+    scale = torch.full((64,), 0.02, device=DEV)[:1]
+    out, out_t = poison((m, n), F8), poison((m, n), F8)
+    T.gated_add_ada_rms_norm(res, parts, p["g"], p["sc"], p["sh"], 1e-6, out=out, out_scale=scale)
+    R.gated_add_ada_rms_norm(res_t, parts, p["g"], p["sc"], p["sh"], 1e-6, out=out_t, out_scale=scale)
+    check_fp8(out, out_t, "norm over split-K partials")
+    assert (res - res_t).abs().max().item() <= 1e-6 * res_t.abs().max().item()
+
+
 def test_fused_gemm_shape_errors():
     x, xs, w, ws = fp8_operands(50, 8192, 1000, seed=42)
     with pytest.raises(ValueError, match="multiple of"):

@@ -83,10 +83,13 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
     assert fe._pin(fe.host.model_out).is_pinned() and fe._pin(fe.host.images).is_pinned()
 
 
-@pytest.mark.parametrize("precision, bar", [("bf16", 0.999), ("fp8", 0.995)])
-def test_full_size_rungs(full_ckpt, tmp_path, precision, bar):
+@pytest.mark.parametrize("precision, bar, fused", [("bf16", 0.999, None), ("fp8", 0.995, None),
+                                                   ("fp8", 0.995, ("rope_qkv", "geglu", "splitk"))],
+                         ids=["bf16", "fp8", "fp8-splitk"])
+def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, fused):
+    kw = {} if fused is None else {"fused_expert_gemms": fused}
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
-                              action_horizon=50, cache_dir=tmp_path)
+                              action_horizon=50, cache_dir=tmp_path, **kw)
     oracle = ReferenceOracle.for_policy(pol, device="cuda")
     runs = 3 if precision == "fp8" else 1
     coss = []
@@ -95,7 +98,7 @@ def test_full_size_rungs(full_ckpt, tmp_path, precision, bar):
         coss.append(cos)
     del oracle
     torch.cuda.empty_cache()
-    print(f"full-size {precision}: worst cos per run {coss}")
+    print(f"full-size {precision} {fused or 'default'}: worst cos per run {coss}")
     assert min(coss) >= bar
 
 

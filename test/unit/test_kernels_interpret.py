@@ -309,3 +309,67 @@ else:
         assert torch.equal(o_t, o_r)
         if s:
             assert torch.equal(s_t, s_r)
+
+    # -- fused small-M FP8 GEMMs: the index math of the epilogues (tiles, RoPE pairs, cache slices, splits) ----
+    def _fp8_operands(m, n, k, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = (torch.randn(m, k, generator=g) * 30).to(F8)
+        w = (torch.randn(n, k, generator=g) * 30).to(F8)
+        return x, torch.tensor([0.01]), w, torch.tensor([0.02])
+
+    def _close(got, want, what):
+        err = (got.float() - want.float()).abs().max().item()
+        assert err <= 1e-5 * want.float().abs().max().item(), f"{what}: max err {err}"
+
+    def _small_cfg():
+        from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
+        return FusedGemmConfig(block_n=16, block_k=128, stages=1, warps=4)
+
+    @pytest.mark.parametrize("m", [50, 70])
+    def test_fp8_gemm_geglu(m):
+        x, xs, w, ws = _fp8_operands(m, 2 * 64, 256, seed=30)
+        o_t, o_r = _poison((m, 64), torch.float32), _poison((m, 64), torch.float32)
+        T.fp8_gemm_geglu(x, xs, w, ws, out=o_t, cfg=_small_cfg())
+        R.fp8_gemm_geglu(x, xs, w, ws, out=o_r)
+        _close(o_t, o_r, "fp8_gemm_geglu")
+
+    @pytest.mark.parametrize("m,off", [(50, 7), (10, 0)])
+    def test_fp8_gemm_rope_qkv(m, off):
+        n, kh, h = 2, 1, 64
+        x, xs, w, ws = _fp8_operands(m, (n + 2 * kh) * h, 256, seed=31)
+        pos = torch.arange(m) + 300
+        cfg = _small_cfg()
+        q_t, ck, cv = (_poison((n, m, h), torch.float32), _poison((kh, m + off + 3, h), torch.float32),
+                       _poison((kh, m + off + 3, h), torch.float32))
+        T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q_t, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m],
+                            cfg=cfg)
+        q_r, k_r, v_r = (_poison((n, m, h), torch.float32), _poison((kh, m, h), torch.float32),
+                         _poison((kh, m, h), torch.float32))
+        R.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q_r, k_out=k_r, v_out=v_r)
+        for got, want, nm in ((q_t, q_r, "q"), (ck[:, off:off + m], k_r, "k"), (cv[:, off:off + m], v_r, "v")):
+            # fp32 angles at positions ~300: an ulp of inv_freq moves cos/sin by ~2e-5
+            err = (got - want).abs().max().item()
+            assert err <= 1e-4 * want.abs().max().item(), f"{nm}: {err}"
+        for c in (ck, cv):
+            assert c[:, :off].isnan().all() and c[:, off + m:].isnan().all()
+
+    @pytest.mark.parametrize("m,splits", [(50, 4), (70, 2)])
+    def test_fp8_gemm_splitk_into_the_gated_norm(m, splits):
+        n, k = 64, 1024
+        x, xs, w, ws = _fp8_operands(m, n, k, seed=32)
+        p_t, p_r = _poison((splits, m, n), torch.float32), _poison((splits, m, n), torch.float32)
+        from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
+        T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t, cfg=FusedGemmConfig(block_n=32, block_k=128, stages=1))
+        R.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_r)
+        _close(p_t, p_r, "split-K partials")
+        g = torch.Generator().manual_seed(33)
+        res = torch.randn(m, n, generator=g)
+        gate, sc, sh = torch.randn(n, generator=g), torch.randn(n, generator=g) * 0.1, torch.randn(n, generator=g)
+        res_r = res.clone()
+        o_t, o_r = _poison((m, n), torch.float32), _poison((m, n), torch.float32)
+        T.gated_add_ada_rms_norm(res, p_t, gate, sc, sh, 1e-6, out=o_t)
+        R.gated_add_ada_rms_norm(res_r, p_t, gate, sc, sh, 1e-6, out=o_r)
+        assert torch.equal(res, res_r)          # same partials, same summation order, fp32 residual
+        _close(o_t, o_r, "norm over partials")
+        with pytest.raises(ValueError, match="multiple of"):
+            T.fp8_gemm_splitk(x, xs, w, ws, out_partials=_poison((3, m, n), torch.float32))

@@ -33,6 +33,9 @@ _NP_TO_TORCH = {np.uint8: torch.uint8, np.bool_: torch.bool, np.int64: torch.int
                 np.float64: torch.float64}
 
 
+SPLIT_K = 4  # K ranges of the expert's o / down GEMMs when "splitk" is on: 32 column tiles x 4 = 128 programs
+
+
 def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
@@ -49,13 +52,15 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.default_percentile = calibration_percentile
         self.fast_accum = fast_accum
         # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write) and/or "geglu"
-        # (gate+up + GeGLU + FP8); True = both, False/() = none. See docs/benchmarks.md for the measured choice.
+        # (gate+up + GeGLU + FP8); "splitk" (opt-in, not yet measured on a GPU): o and down as split-K partials
+        # summed by the next norm. True = rope_qkv + geglu, False/() = none. docs/benchmarks.md has the A/B.
         if fused_expert_gemms is True:
             fused_expert_gemms = ("rope_qkv", "geglu")
         self.fused_expert_gemms = tuple(fused_expert_gemms or ())
-        unknown = set(self.fused_expert_gemms) - {"rope_qkv", "geglu"}
+        unknown = set(self.fused_expert_gemms) - {"rope_qkv", "geglu", "splitk"}
         if unknown:
-            raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected 'rope_qkv' and/or 'geglu'")
+            raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected any of 'rope_qkv', "
+                             "'geglu', 'splitk'")
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -156,6 +161,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             "ex_qkv": z(S, qn + 2 * kvn), "ex_q": z(c.heads, S, c.head_dim), "ex_att": z(S, qn),
             "ex_att8": z(S, qn, dtype=FP8), "ex_o": z(S, c.ex_width), "ex_gu": z(S, 2 * c.ex_mlp),
             "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
+            "ex_o_parts": z(SPLIT_K, S, c.ex_width, dtype=f32), "ex_down_parts": z(SPLIT_K, S, c.ex_width, dtype=f32),
             "v": z(S, c.action_dim, dtype=f32),
         }
         # key bias: the suffix's own keys are always visible, the unused tail never

@@ -57,6 +57,11 @@ class _Composite:
         self.post(out_site, ab)
         return ab
 
+    def linear_partials(self, x, site, wname, out, partials):
+        """y = x @ W.T for a consumer that accepts split-K partials (gated_add_ada_rms_norm): returns `out`
+        [M, N] here, `partials` [S, M, N] (fp32, summed by the consumer) where split-K runs."""
+        return self.linear(x, site, wname, out)
+
     def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
         """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out."""
         from flash_rt.kernels.triton import rope_qkv_split
@@ -66,8 +71,8 @@ class _Composite:
 
 class Fp8Context(_Composite):
     """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
-    fused_ops: which of "rope_qkv" / "geglu" to run fused, for GEMMs of at most `fused_max_m` rows (the
-    expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
+    fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
+    (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False,
                  fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64):
@@ -75,9 +80,14 @@ class Fp8Context(_Composite):
         self.fast_accum = fast_accum
         self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
 
-    def _use_fused(self, op, x, wname, head_dim=None) -> bool:
+    def _use_fused(self, op, x, wname, head_dim=None, splits=None) -> bool:
         return (self.fused is not None and op in self.fused_ops and x.shape[0] <= self.fused_max_m
-                and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim))
+                and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits))
+
+    def linear_partials(self, x, site, wname, out, partials):
+        if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
+            return super().linear_partials(x, site, wname, out, partials)
+        return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials)
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         if not self._use_fused("geglu", x, wname):

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from ._common import FP8, check_out, check_scale
 
-__all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fused_gemm_supported", "FusedGemmConfig"]
+__all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
 _FP8_MAX = tl.constexpr(448.0)
 _K0 = tl.constexpr(0.7978845608028654)   # sqrt(2/pi)
@@ -47,6 +47,8 @@ class FusedGemmConfig:
 # best of the sweep on an H100 (isolated, 2026-11-26): qkv+RoPE 5.3 us, gate+up+GeGLU 6.6 us at M = 50
 DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=16, block_k=128, stages=4, warps=4)
+# split-K (o and down, N = 1024): 32 column tiles x S splits; not yet measured on a GPU (opt-in "splitk")
+DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=128, stages=4, warps=4)
 
 
 @triton.jit
@@ -77,6 +79,30 @@ def _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K: tl.constexpr, n1, n2,
         w1 += BLOCK_K
         w2 += BLOCK_K
     return acc1, acc2
+
+
+@triton.jit
+def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N
+    k0 = tl.program_id(1) * K_SPLIT
+    row0 = tl.program_id(2) * BLOCK_M
+    rows = row0 + tl.arange(0, BLOCK_M)
+    cn = tl.arange(0, BLOCK_N)
+    ck = tl.arange(0, BLOCK_K)
+    rmask = rows < M
+    xp = X + rows.to(tl.int64)[:, None] * s_x + k0 + ck[None, :]
+    wp = W + (n + cn).to(tl.int64)[:, None] * s_w + k0 + ck[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for _ in tl.range(0, K_SPLIT, BLOCK_K, num_stages=STAGES):
+        a = tl.load(xp, mask=rmask[:, None], other=0.0)
+        b = tl.load(wp)
+        acc = tl.dot(a, tl.trans(b), acc, max_num_imprecise_acc=BLOCK_K)
+        xp += BLOCK_K
+        wp += BLOCK_K
+    acc = acc * (tl.load(XS) * tl.load(WS))
+    tl.store(P + tl.program_id(1) * s_ps + rows.to(tl.int64)[:, None] * s_pm + (n + cn)[None, :], acc,
+             mask=rmask[:, None])
 
 
 @triton.jit
@@ -139,7 +165,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
         tl.store(dst + HALF, b.to(dst.dtype.element_ty), mask=rmask)
 
 
-def fused_gemm_supported(op: str, x, w, head_dim: int | None = None) -> bool:
+def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None) -> bool:
     """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not): callers fall
     back to GEMM + separate epilogue kernel otherwise."""
     if x.dtype != FP8 or w.dtype != FP8 or x.shape[0] > 256:
@@ -150,6 +176,9 @@ def fused_gemm_supported(op: str, x, w, head_dim: int | None = None) -> bool:
     if op == "rope_qkv":
         c = DEFAULT_QKV
         return head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
+    if op == "splitk":
+        c = DEFAULT_SPLITK
+        return bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
     raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
 
 
@@ -219,3 +248,29 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
                                 THETA=float(theta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=cfg.block_k,
                                 STAGES=cfg.stages, num_warps=cfg.warps)
     return q_out, k_out, v_out
+
+
+def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig = DEFAULT_SPLITK):
+    """out_partials[s] = (x[:, Ks] @ w[:, Ks].T) * x_scale * w_scale (fp32 [S, M, N]) for S equal K ranges.
+    Why: the expert's o (K = 2048) and down (K = 4096) GEMMs have N = 1024, i.e. only 32 column tiles, too few
+    programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
+    gated_add_ada_rms_norm, sums the S partials in a fixed order, so results are deterministic, and the GEMM
+    output is never rounded to bf16."""
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk")
+    m, k = x.shape
+    n = w.shape[0]
+    p = out_partials
+    if p.dim() != 3 or tuple(p.shape[1:]) != (m, n) or p.dtype != torch.float32 or p.stride(2) != 1 \
+            or p.stride(1) != n:
+        raise ValueError(f"fp8_gemm_splitk: out_partials must be contiguous fp32 [S, {m}, {n}], got "
+                         f"{tuple(p.shape)} {p.dtype}")
+    sp = p.shape[0]
+    if k % (sp * cfg.block_k) or n % cfg.block_n:
+        raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
+                         f"{cfg.block_n}")
+    bm = _block_m(m)
+    grid = (n // cfg.block_n, sp, triton.cdiv(m, bm))
+    _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
+                              K_SPLIT=k // sp, BLOCK_M=bm, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                              STAGES=cfg.stages, num_warps=cfg.warps)
+    return p

@@ -29,14 +29,16 @@ _FP8_MAX = tl.constexpr(448.0)
 
 
 @triton.jit
-def _norm_row_kernel(X, sx, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
+def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
                      D: tl.constexpr, BLOCK: tl.constexpr, HAS_RES: tl.constexpr, GATED: tl.constexpr,
                      IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
-                     QUANT: tl.constexpr):
+                     QUANT: tl.constexpr, SPLITS: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < D
     x = tl.load(X + row * sx + cols, mask=mask, other=0.0).to(tl.float32)
+    for sp in tl.static_range(1, SPLITS):     # split-K GEMM partials, summed in a fixed order (deterministic)
+        x += tl.load(X + sp * sx_split + row * sx + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
         # X holds the branch output y; R is the residual stream, updated in place.
         r = tl.load(R + row * sr + cols, mask=mask, other=0.0).to(tl.float32)
@@ -74,6 +76,12 @@ def _norm_row_kernel(X, sx, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
 
 def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=None, bias=None,
             mod_scale=None, mod_shift=None, is_ln=False):
+    splits, s_split = 1, 0
+    if residual is not None and x.dim() == residual.dim() + 1:   # y given as split-K partials [S, M, D]
+        if x.stride(-1) != 1 or (x.dim() == 3 and x.shape[1] > 1 and x.stride(1) != x.shape[2]):
+            raise ValueError(f"{name}: split-K partials {tuple(x.shape)} need contiguous [M, D] slices")
+        splits, s_split = x.shape[0], x.stride(0)
+        x = x[0]
     xr = as_rows(x, name + " x")
     orows = as_rows(out, name + " out")
     same_rows(xr, orows, name)
@@ -95,13 +103,13 @@ def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=No
     dummy = xr[0]
     block = next_pow2(d)
     _norm_row_kernel[(m,)](
-        xr[0], sx, r_t, sr,
+        xr[0], sx, s_split, r_t, sr,
         dummy if gate is None else gate, dummy if weight is None else weight, dummy if bias is None else bias,
         dummy if mod_scale is None else mod_scale, dummy if mod_shift is None else mod_shift,
         orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps),
         D=d, BLOCK=block, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
         HAS_W=weight is not None, HAS_B=bias is not None, ADA=mod_scale is not None, QUANT=quant,
-        num_warps=row_warps(block))
+        SPLITS=splits, num_warps=row_warps(block))
     return out
 
 
@@ -144,6 +152,7 @@ def gated_add_ada_rms_norm(residual: torch.Tensor, y: torch.Tensor, gate: torch.
                            mod_shift: torch.Tensor, eps: float = 1e-6, *, out: torch.Tensor,
                            out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """residual += y * gate; out = ada_rms_norm(residual). Sites: expert post-attention norm, next layer's
-    input norm after the MLP, the expert's final norm."""
+    input norm after the MLP, the expert's final norm. y may be split-K partials [S, M, D] (fp32, from
+    fp8_gemm_splitk): they are summed in split order first."""
     return _launch(y, out, out_scale, eps, "gated_add_ada_rms_norm", residual=residual, gate=gate,
                    mod_scale=mod_scale, mod_shift=mod_shift)

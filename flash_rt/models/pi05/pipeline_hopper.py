@@ -15,7 +15,8 @@ Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); G
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
 move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
 In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
-(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins.
+(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins; `q.linear_partials` returns the
+o / down output either as [M, N] or as split-K partials [S, M, N] that the next gated norm sums.
 """
 from __future__ import annotations
 
@@ -125,13 +126,14 @@ def expert_step(w, b, d, attn, q, s: int):
     x, mods = b["ex_x"], b["mods"][s]
     torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=x)
     kv_len = d["kv_len"]
+    down = None
     for i in range(d["layers"]):
         p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
         hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
         if i == 0:
             ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
         else:
-            gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
+            gated_add_ada_rms_norm(x, down, mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
         q.post(site + "norm1", hb)
         kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
         q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
@@ -139,15 +141,14 @@ def expert_step(w, b, d, attn, q, s: int):
         ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
         attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
         q.post(site + "attn", ab)
-        q.linear(ab, site + "attn", p + "o_w", b["ex_o"])
+        o = q.linear_partials(ab, site + "attn", p + "o_w", b["ex_o"], b["ex_o_parts"])
         hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
-        gated_add_ada_rms_norm(x, b["ex_o"], m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
+        gated_add_ada_rms_norm(x, o, m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
         q.post(site + "norm2", hb)
         ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
-        q.linear(ab, site + "geglu", p + "down_w", b["ex_down"])
+        down = q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
     L = d["layers"]
-    gated_add_ada_rms_norm(x, b["ex_down"], mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps,
-                           out=b["ex_hf"])
+    gated_add_ada_rms_norm(x, down, mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps, out=b["ex_hf"])
     torch.addmm(w["action_out_b"], b["ex_hf"], w["action_out_w"], out=b["v"])
     flow_update(b["x_t"], b["v"], None, d["dt"])
 
