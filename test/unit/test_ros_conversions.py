@@ -184,3 +184,135 @@ def test_joint_short_positions_and_config_errors():
         JointStateMapper([])
     with pytest.raises(InputError, match="duplicates"):
         JointStateMapper(["a", "a"])
+
+
+# -- pad zeroed once per camera size, raw CDR ------------------------------------------------------------------
+def _sizes_stream():
+    """(h, w, encoding) frames: steady, then the size changes mid-stream (both aspect directions, a square frame,
+    the slot size itself, an upscale), then back."""
+    return [(480, 640, "rgb8"), (480, 640, "rgb8"), (480, 640, "bgr8"), (640, 480, "rgb8"), (640, 480, "mono8"),
+            (300, 300, "rgb8"), (224, 224, "rgb8"), (100, 60, "bgra8"), (480, 641, "rgb8"), (480, 640, "rgb8"),
+            (480, 640, "bgr8"), (224, 224, "bgr8"), (480, 640, "rgb8")]
+
+
+def _encode(img, enc):
+    return np.ascontiguousarray({"rgb8": img, "bgr8": img[..., ::-1], "mono8": img[..., :1],
+                                 "bgra8": cv2.cvtColor(img, cv2.COLOR_RGB2BGRA)}[enc])
+
+
+def _rgb_of(img, enc):
+    return cv2.cvtColor(img[..., 0].copy(), cv2.COLOR_GRAY2RGB) if enc == "mono8" else img
+
+
+@pytest.mark.parametrize("interp", ["linear", "area"])
+def test_size_changes_mid_stream_equal_resize_with_pad(interp):
+    """Every frame, whatever came before, leaves exactly resize_with_pad's output in the slot (pad included)."""
+    slot = np.full((224, 224, 3), 99, np.uint8)
+    w = SlotWriter(slot, interp)
+    for k, (h, wd, enc) in enumerate(_sizes_stream()):
+        img = rgb_image(h, wd, seed=k)
+        w.write_image(msg(_encode(img, enc), enc, pad=8 * (k % 2)))
+        assert np.array_equal(slot, expected(_rgb_of(img, enc), interp)), (k, h, wd, enc)
+
+
+def test_bad_frame_between_good_ones_keeps_slot_and_pad():
+    slot = np.zeros((224, 224, 3), np.uint8)
+    w = SlotWriter(slot)
+    img = rgb_image(seed=1)
+    w.write_image(msg(img, "rgb8"))
+    before = slot.copy()
+    with pytest.raises(InputError, match="truncated"):
+        w.write_image(SimpleNamespace(encoding="rgb8", height=240, width=320, step=960, data=bytes(10)))
+    assert np.array_equal(slot, before)
+    img2 = rgb_image(seed=2)
+    w.write_image(msg(img2, "rgb8"))
+    assert np.array_equal(slot, expected(img2))
+
+
+def test_reset_rezeroes_the_pad():
+    slot = np.zeros((224, 224, 3), np.uint8)
+    w = SlotWriter(slot)
+    w.write_image(msg(rgb_image(seed=1), "rgb8"))
+    slot[...] = 5  # someone else wrote the slot
+    w.reset()
+    img = rgb_image(seed=2)
+    w.write_image(msg(img, "rgb8"))
+    assert np.array_equal(slot, expected(img))
+
+
+def _ros_image(img, enc, pad=0, stamp=(0, 0), frame_id="camera"):
+    from sensor_msgs.msg import Image
+    src = _encode(img, enc)
+    h, wd = src.shape[:2]
+    row = src.reshape(h, -1)
+    buf = np.zeros((h, row.shape[1] + pad), np.uint8)
+    buf[:, :row.shape[1]] = row
+    m = Image(height=h, width=wd, encoding=enc, step=row.shape[1] + pad)
+    m.header.stamp.sec, m.header.stamp.nanosec = stamp
+    m.header.frame_id = frame_id
+    m.data = buf.tobytes()
+    return m
+
+
+@pytest.mark.parametrize("enc,pad,frame_id", [("rgb8", 0, "camera"), ("bgr8", 5, ""), ("mono8", 3, "a_b"),
+                                              ("bgra8", 0, "wrist_camera_link")])
+def test_cdr_equals_message_path(enc, pad, frame_id):
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    img = rgb_image(240, 320, seed=3)
+    m = _ros_image(img, enc, pad, stamp=(12, 345), frame_id=frame_id)
+    a, b = np.zeros((224, 224, 3), np.uint8), np.zeros((224, 224, 3), np.uint8)
+    SlotWriter(a).write_image(m)
+    data = serialize_message(m)
+    assert SlotWriter(b).write_cdr(data) == 12 * 10**9 + 345
+    assert np.array_equal(a, b)
+    v, e, _ = __import__("flash_rt_ros.conversions").conversions.image_view_cdr(data)
+    assert e == enc and np.shares_memory(v, np.frombuffer(data, np.uint8))  # zero copy
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (dict(encoding="yuv422"), "unsupported image encoding 'yuv422'"),
+    (dict(width=0), "invalid"),
+    (dict(height=100000), "invalid"),
+    (dict(step=100), "smaller than width*channels"),
+    (dict(data=bytes(1000)), "truncated"),
+])
+def test_cdr_bad_image_same_errors(mutate, needle):
+    """A raw subscription must reject bad images with the same messages as the message path."""
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    m = _ros_image(rgb_image(48, 64), "rgb8")
+    for k, v in mutate.items():
+        setattr(m, k, v)
+    slot = np.full((224, 224, 3), 7, np.uint8)
+    with pytest.raises(InputError, match=needle.replace("*", r"\*")):
+        SlotWriter(slot).write_cdr(serialize_message(m))
+    assert (slot == 7).all()
+
+
+def test_cdr_malformed_bytes():
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    data = serialize_message(_ros_image(rgb_image(48, 64), "rgb8"))
+    slot = np.full((224, 224, 3), 7, np.uint8)
+    for bad in (b"", b"\x00\x01", data[:30], data[:-1], b"\x01\x02\x00\x00" + data[4:], data[:20] + b"\xff" * 8):
+        with pytest.raises(InputError, match="malformed serialized sensor_msgs/Image"):
+            SlotWriter(slot).write_cdr(bad)
+    assert (slot == 7).all()
+    SlotWriter(slot).write_cdr(data[:2] + b"\x00\x00" + data[4:])  # options bytes are ignored
+
+
+def test_cdr_big_endian():
+    """A big-endian CDR Image (encapsulation 00 00) reads the same as little-endian."""
+    pytest.importorskip("rclpy")
+    import struct
+    from rclpy.serialization import serialize_message
+    img = rgb_image(24, 32)
+    le = serialize_message(_ros_image(img, "rgb8", stamp=(1, 2), frame_id="ab"))
+    # re-encode field by field: stamp, frame_id, height, width, encoding, is_bigendian, step, data
+    be = bytearray(b"\x00\x00\x00\x00") + struct.pack(">iII", 1, 2, 3) + b"ab\x00" + b"\x00"
+    be += struct.pack(">III", 24, 32, 5) + b"rgb8\x00" + b"\x00" + b"\x00\x00"
+    be += struct.pack(">II", 96, 24 * 96) + img.tobytes()
+    a, b = np.zeros((224, 224, 3), np.uint8), np.zeros((224, 224, 3), np.uint8)
+    assert SlotWriter(a).write_cdr(le) == SlotWriter(b).write_cdr(bytes(be)) == 10**9 + 2
+    assert np.array_equal(a, b) and np.array_equal(a, expected(img))
