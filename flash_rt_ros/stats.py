@@ -35,6 +35,12 @@ class Ring:
         k = len(self)
         return self.buf[:k]
 
+    def last(self, n: int) -> np.ndarray:
+        """A copy of the last n samples, oldest first (for benchmarks; allocates)."""
+        k = min(n, len(self))
+        idx = (self.n - k + np.arange(k)) % self.buf.shape[0]
+        return self.buf[idx]
+
     def summary(self) -> dict:
         """count, mean, p50, p99, max over the window (NaN when empty)."""
         k = len(self)
