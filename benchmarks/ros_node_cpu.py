@@ -9,7 +9,12 @@
 2. Host overhead (in-process, flash_rt_ros.inprocess): per tick, three 640x480 rgb8 frames through the image
    callbacks (conversion into the model slots) + the tick minus policy.step (freshness, state, seeded noise,
    message fill, publish). p50/p99/max over 500 ticks.
+   Each camera frame goes in as serialized bytes through the node's raw-subscription callback after the two
+   copies rclpy's raw take makes, so take copies + parse + resize are all counted (flash_rt_ros.inprocess).
 3. Allocation: tracemalloc growth over 500 ticks after warm-up, split into flash_rt_ros / rclpy / flash_rt.
+4. Take cost in a real subscriber process (the node's three camera subscriptions, nothing else): CPU time per
+   received 640x480 frame with raw (serialized) vs deserialized subscriptions, each with and without the node's
+   malloc tuning (flash_rt_ros.main.tune_malloc), from the same synthetic sensor process.
 Prints a markdown block for docs/benchmarks.md ("ROS node (CPU)").
 """
 from __future__ import annotations
@@ -83,6 +88,77 @@ def executor_run(kind: str, ckpt: str, seconds: float, domain: int, tmp: Path) -
     return ev
 
 
+def take_probe(raw: bool, seconds: float) -> None:
+    """(subprocess) Subscribe to the three cameras like the node does and print CPU ms per received frame."""
+    import resource
+
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from flash_rt_ros.conversions import SlotWriter
+    rclpy.init()
+    node = rclpy.create_node("take_probe")
+    writers = [SlotWriter(np.zeros((224, 224, 3), np.uint8), "linear") for _ in range(3)]
+    count = [0]
+
+    def cb(i, m):
+        count[0] += 1
+        writers[i].write_cdr(m) if raw else writers[i].write_image(m)
+
+    topics = ["camera/base/image_raw", "camera/left_wrist/image_raw", "camera/right_wrist/image_raw"]
+    subs = [node.create_subscription(Image, t, lambda m, i=i: cb(i, m), qos_profile_sensor_data, raw=raw)
+            for i, t in enumerate(topics)]
+    ex = EventsExecutor()
+    ex.add_node(node)
+    t_end = time.monotonic() + 3
+    while time.monotonic() < t_end:
+        ex.spin_once(timeout_sec=0.05)
+    n0, r0, t0 = count[0], resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        ex.spin_once(timeout_sec=0.05)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    k = max(count[0] - n0, 1)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    print(f"PROBE {count[0] - n0} {cpu / k * 1e3:.3f} {(r1.ru_minflt - r0.ru_minflt) / k:.0f}", flush=True)
+    del subs
+    ex.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def take_cost(seconds: float, domain: int, tmp: Path) -> list:
+    """[(mode, malloc tuned, frames, CPU ms / frame, minor faults / frame)] from take_probe subprocesses."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="SYSTEM_DEFAULT",
+               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_loopback_shm.xml"))
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    sens = subprocess.Popen([sys.executable, "-m", "flash_rt_ros.synthetic_sensors", "--width", "640",
+                             "--height", "480", "--camera-rate", "30", "--joint-rate", "100"],
+                            stdout=open(tmp / "sensors_probe.log", "wb"), stderr=subprocess.STDOUT, env=env,
+                            cwd=str(REPO), start_new_session=True)
+    rows = []
+    try:
+        for mode in ("raw", "message"):
+            for tuned in (True, False):
+                e = dict(env, FLASH_RT_MALLOPT="1" if tuned else "0")
+                out = subprocess.run([sys.executable, __file__, "--probe-take", mode, "--seconds", str(seconds)],
+                                     env=e, cwd=str(REPO), capture_output=True, text=True, timeout=seconds + 60)
+                line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE")]
+                if not line:
+                    raise RuntimeError(f"take probe failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+                _, frames, ms, faults = line[0].split()
+                rows.append((mode, tuned, int(frames), float(ms), float(faults)))
+                print("take", rows[-1], flush=True)
+    finally:
+        sens.send_signal(2)
+        try:
+            sens.wait(10)
+        except subprocess.TimeoutExpired:
+            sens.kill()
+    return rows
+
+
 def _engine_values(diags):
     for d in reversed(diags):
         for s in d.status:
@@ -131,7 +207,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--skip-executors", action="store_true")
+    ap.add_argument("--skip-take", action="store_true")
+    ap.add_argument("--probe-take", choices=("raw", "message"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.probe_take:
+        from flash_rt_ros.main import tune_malloc
+        tune_malloc()
+        take_probe(a.probe_take == "raw", a.seconds)
+        return 0
     import torch
     torch.set_num_threads(1)
     from flash_rt.testing.checkpoint import build_tiny_checkpoint
@@ -147,6 +230,7 @@ def main() -> int:
             print(kind, {k: ev.get(k) for k in ("rate_hz", "jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms",
                                                  "inference_p50_ms", "overhead_p99_ms")}, flush=True)
     r, parts = host_overhead_and_alloc(ckpt, base + 5)
+    takes = [] if a.skip_take else take_cost(min(a.seconds, 10.0), base + 6, tmp)
     load1 = os.getloadavg()
     q = lambda v: f"{np.percentile(v, 50):.3f} / {np.percentile(v, 99):.3f} / {v.max():.3f}"  # noqa: E731
     print("\n### ROS node (CPU)\n")
@@ -162,8 +246,14 @@ def main() -> int:
         print()
     print("| per tick, 3 x 640x480 rgb8 (500 ticks) | p50 / p99 / max (ms) |")
     print("|---|---|")
-    for k in ("conversion_ms", "tick_overhead_ms", "host_overhead_ms", "inference_ms"):
+    for k in ("take_copies_ms", "callbacks_ms", "conversion_ms", "tick_overhead_ms", "host_overhead_ms",
+              "inference_ms"):
         print(f"| {k} | {q(r[k])} |")
+    if takes:
+        print("\n| subscription (3 x 640x480 rgb8, 30 Hz) | malloc tuned | frames | CPU ms / frame | minor faults / frame |")
+        print("|---|---|---|---|---|")
+        for mode, tuned, frames, ms, faults in takes:
+            print(f"| {mode} | {'yes' if tuned else 'no'} | {frames} | {ms:.3f} | {faults:.0f} |")
     print(f"\ntracemalloc growth over 500 ticks after warm-up (bytes): {parts}")
     return 0
 
