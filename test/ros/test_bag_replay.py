@@ -135,7 +135,8 @@ def test_bad_replays_are_refused_and_the_node_keeps_serving(env, tmp_path):
         (bag_cli("replay", env["in"], tmp_path / "o3", "--node", "/nobody", "--discovery-timeout", "2"),
          "no service '/nobody/get_parameters'"),
         # waiting for a recorder that isn't running: says which topics lack subscribers, sends nothing
-        (bag_cli("replay", env["in"], tmp_path / "o4", "--subscribers", "2", "--discovery-timeout", "2"),
+        # (the same timeout also bounds finding the node's parameter service: 2 s was too short on a loaded VM)
+        (bag_cli("replay", env["in"], tmp_path / "o4", "--subscribers", "2", "--discovery-timeout", "8"),
          "(1 of 2 subscribers)"),
     ]
     for i, (cmd, needle) in enumerate(cases):
