@@ -233,7 +233,8 @@ class FlashRTNode(LifecycleNode):
     def _reset_runtime(self) -> None:
         self.sequence = 0
         self._skip_reason = ""
-        self._skip_reported = ""
+        self._skip_key = None        # what the last WARN was about (the stale inputs, not their ages)
+        self._skip_logged_ns = 0
 
     # ------------------------------------------------------------------------------------------------
     # inputs
@@ -311,7 +312,7 @@ class FlashRTNode(LifecycleNode):
         now_ns = self._now_ns()
         oldest_rx = int(self._rx_ns.min())
         if oldest_rx == 0 or now_ns - oldest_rx > p.max_observation_age_s * 1e9:
-            return self._skip(self._stale_reason(now_ns))
+            return self._skip(*self._stale_reason(now_ns))
         if policy.prompt is None:
             return self._skip("no prompt set: call ~/set_prompt")
         obs_ns = int(self._stamp_ns.min())
@@ -328,6 +329,7 @@ class FlashRTNode(LifecycleNode):
         if self._skip_reason:
             self.get_logger().info(f"publishing again (was skipping: {self._skip_reason})")
             self._skip_reason = ""
+            self._skip_key = None
             self._publish_diagnostics()
         m = self._msgs
         m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None)
@@ -338,22 +340,33 @@ class FlashRTNode(LifecycleNode):
         t3 = time.perf_counter_ns()
         st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), self._now_ns() - obs_ns)
 
-    def _stale_reason(self, now_ns: int) -> str:
+    def _stale_reason(self, now_ns: int) -> tuple[str, tuple]:
+        """(the message, with ages; the key: which inputs are missing / stale, without the ages)."""
         max_ns = self.p.max_observation_age_s * 1e9
-        parts = []
+        parts, key = [], []
         for name, rx in zip(self._input_names, self._rx_ns):
             if rx == 0:
                 parts.append(f"{name}: no message yet")
+                key.append((name, "none"))
             elif now_ns - rx > max_ns:
                 parts.append(f"{name}: last message {(now_ns - rx) * 1e-9:.2f} s ago")
-        return "stale input (max_observation_age_s=%g): %s" % (self.p.max_observation_age_s, "; ".join(parts))
+                key.append((name, "stale"))
+        msg = "stale input (max_observation_age_s=%g): %s" % (self.p.max_observation_age_s, "; ".join(parts))
+        return msg, ("stale", tuple(key))
 
-    def _skip(self, reason: str) -> None:
+    SKIP_REPEAT_S = 5.0   # while the same condition lasts, repeat the WARN (with fresh ages) this often
+
+    def _skip(self, reason: str, key=None) -> None:
+        """Skip this tick. The WARN log and a /diagnostics update go out when the condition changes (another
+        input goes stale, or a different reason) and then every SKIP_REPEAT_S while it lasts -- not every tick:
+        the message carries the inputs' ages, so comparing messages logged 20 lines a second (seen in CI)."""
         self.stats.skipped += 1
         self._skip_reason = reason
-        if reason != self._skip_reported:  # log + publish diagnostics once per new reason, not every tick
-            self._skip_reported = reason
-            self.get_logger().warn(f"skipping ticks: {reason}")
+        key = reason if key is None else key
+        now = time.monotonic_ns()
+        if key != self._skip_key or now - self._skip_logged_ns >= self.SKIP_REPEAT_S * 1e9:
+            self._skip_key, self._skip_logged_ns = key, now
+            self.get_logger().warning(f"skipping ticks: {reason}")
             self._publish_diagnostics()
 
     # ------------------------------------------------------------------------------------------------
