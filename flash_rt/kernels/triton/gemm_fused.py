@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from ._common import FP8, check_out, check_scale
+from .rope import rope_cos_sin
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
@@ -143,14 +144,8 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     r64 = rows.to(tl.int64)[:, None]
     j = j0 + tl.arange(0, BLOCK_N)
     if head < NQ + NK:
-        # the angle exactly as rope.py computes it (fp64 pow rounded to fp32), so both paths rotate alike
         pos = tl.load(POS + rows, mask=rows < M, other=0).to(tl.float32)
-        expo = tl.math.div_rn((2 * j).to(tl.float32), H * 1.0)
-        p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([BLOCK_N], THETA, tl.float64))).to(tl.float32)
-        inv_freq = tl.math.div_rn(1.0, p)
-        ang = pos[:, None] * inv_freq[None, :]
-        c = tl.cos(ang)
-        s = tl.sin(ang)
+        c, s = rope_cos_sin(pos, j, H, THETA, BLOCK_N)    # the angles exactly as rope.py computes them
         o1 = a * c - b * s
         o2 = b * c + a * s
         if head < NQ:

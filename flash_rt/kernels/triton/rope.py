@@ -24,6 +24,16 @@ __all__ = ["rope_qkv_split"]
 
 
 @triton.jit
+def rope_cos_sin(pos, j, H: tl.constexpr, THETA: tl.constexpr, N: tl.constexpr):
+    """cos, sin [rows, N] of pos[:, None] * inv_freq[j], inv_freq_j = 1 / theta^(2j/H) (the pow in fp64 rounded
+    to fp32). Shared by this kernel and the qkv GEMM's RoPE epilogue (gemm_fused.py), so both rotate alike."""
+    expo = tl.math.div_rn((2 * j).to(tl.float32), H * 1.0)
+    p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([N], THETA, tl.float64))).to(tl.float32)
+    ang = pos[:, None] * tl.math.div_rn(1.0, p)[None, :]
+    return tl.cos(ang), tl.sin(ang)
+
+
+@triton.jit
 def _rope_qkv_kernel(QKV, s_qkv, POS, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_m, M,
                      NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, HALF_P2: tl.constexpr,
                      BLOCK_M: tl.constexpr, THETA: tl.constexpr):
@@ -39,12 +49,7 @@ def _rope_qkv_kernel(QKV, s_qkv, POS, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_
     x2 = tl.load(src + HALF, mask=mask, other=0.0)
     if head < NQ + NK:
         pos = tl.load(POS + rows, mask=rmask, other=0).to(tl.float32)
-        expo = tl.math.div_rn((2 * j).to(tl.float32), H * 1.0)
-        p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([HALF_P2], THETA, tl.float64))).to(tl.float32)
-        inv_freq = tl.math.div_rn(1.0, p)
-        ang = pos[:, None] * inv_freq[None, :]
-        c = tl.cos(ang)
-        s = tl.sin(ang)
+        c, s = rope_cos_sin(pos, j, H, THETA, HALF_P2)
         a = x1.to(tl.float32)
         b = x2.to(tl.float32)
         o1 = a * c - b * s
