@@ -32,6 +32,7 @@ def engine_values(summary: dict, prompt: str | None, state: str) -> dict:
     for group in ("jitter_ms", "inference_ms", "overhead_ms", "latency_ms"):
         for k in ("p50", "p99", "max"):
             v[f"{group[:-3]}_{k}_ms"] = summary[group][k]
+    v["startup_jitter_max_ms"] = summary["startup_jitter_max_ms"]   # first intervals after activation
     return v
 
 
