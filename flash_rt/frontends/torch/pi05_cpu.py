@@ -91,5 +91,5 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
     @torch.no_grad()
     def run_calibration_twin(self, observe) -> np.ndarray:
         """Run the calibration twin on the current buffers (used to test the calibration plumbing)."""
-        pipeline_cpu.forward_calibrate(self.w, self.b, self.d, self.attn, observe)
+        pipeline_cpu.forward(self.w, self.b, self.d, self.attn, observe)
         return self.host.model_out.copy()

@@ -126,18 +126,9 @@ def expert_step(w, b, d, attn, s: int, observe: Observer = _noop):
     K.flow_update(b["x_t"], b["v"], None, d["dt"])
 
 
-def forward(w, b, d, attn):
-    """Production forward: observation buffers -> model-space action chunk in b["x_t"]."""
-    b["x_t"].copy_(b["noise"])
-    vision_forward(w, b, d, attn)
-    embed_prompt(w, b, d)
-    prefix_forward(w, b, d, attn)
-    for s in range(d["num_steps"]):
-        expert_step(w, b, d, attn, s)
-
-
-def forward_calibrate(w, b, d, attn, observe: Observer):
-    """Calibration twin: the same computation, reporting every quantization site's activation."""
+def forward(w, b, d, attn, observe: Observer = _noop):
+    """Observation buffers -> model-space action chunk in b["x_t"]. With `observe` it is the calibration twin:
+    the same computation, reporting every quantization site's activation (production passes none)."""
     b["x_t"].copy_(b["noise"])
     vision_forward(w, b, d, attn, observe)
     embed_prompt(w, b, d)
