@@ -40,7 +40,7 @@ from flash_rt_ros.joint_state import JointStateMapper
 from flash_rt_ros.msg import ActionChunk
 from flash_rt_ros.params import NodeParams, ParamError
 from flash_rt_ros.policy_loader import load_policy
-from flash_rt_ros.seeded_noise import SeededNoise
+from flash_rt.noise import SeededNoise
 from flash_rt_ros.srv import Calibrate, SetPrompt
 from flash_rt_ros.stats import TickStats
 
@@ -243,14 +243,6 @@ class FlashRTNode(LifecycleNode):
         s = msg.header.stamp
         t = s.sec * 1_000_000_000 + s.nanosec
         return t if t > 0 else now_ns
-
-    def _on_image(self, i: int, msg: Image) -> None:
-        try:
-            self._cams[i].write_image(msg)
-        except InputError as e:
-            return self._bad_input(i, e)
-        now_ns = self._now_ns()
-        self._received(i, self._stamp_of(msg, now_ns), now_ns)
 
     def _on_image_cdr(self, i: int, data: bytes) -> None:
         """Raw subscription callback (serialized sensor_msgs/Image): skips rclpy's deserialization, which copies
