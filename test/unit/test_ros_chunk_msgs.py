@@ -16,7 +16,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from flash_rt_ros.chunk_msgs import ChunkMessages  # noqa: E402
 from flash_rt_ros.msg import ActionChunk  # noqa: E402
-from flash_rt_ros.seeded_noise import SeededNoise  # noqa: E402
+from flash_rt.noise import SeededNoise  # noqa: E402
 
 
 def _decode(m: ChunkMessages):
