@@ -20,11 +20,10 @@ from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
 
 
 class HopperAttnBackend:
-    def __init__(self, spec: AttentionSpec, device, prefix_len: int | None = None):
+    def __init__(self, spec: AttentionSpec, device):
         self.spec = spec
         self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device)
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
-        self.prefix_len = prefix_len
 
     def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
         """q [1, N, T, H] head-major, k/v [1, K, Tk, H]; key_bias [Tk] or None; out [1, T, N*H] (bf16, or
@@ -52,4 +51,4 @@ def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: in
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon, kv_len,
                            masked=True))
-    return HopperAttnBackend(spec, device, prefix_len=prefix_len)
+    return HopperAttnBackend(spec, device)

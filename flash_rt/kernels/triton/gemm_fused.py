@@ -23,13 +23,12 @@ import triton
 import triton.language as tl
 
 from ._common import FP8, check_out, check_scale
+from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
 _FP8_MAX = tl.constexpr(448.0)
-_K0 = tl.constexpr(0.7978845608028654)   # sqrt(2/pi)
-_K1 = tl.constexpr(0.044715)
 
 
 class FusedGemmConfig:
@@ -39,7 +38,6 @@ class FusedGemmConfig:
 
     def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4):
         self.block_n, self.block_k, self.stages, self.warps = block_n, block_k, stages, warps
-        self.block_n_qkv = block_n
 
     def __repr__(self):
         return f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps})"
@@ -50,12 +48,6 @@ DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=16, block_k=128, stages=4, warps=4)
 # split-K (o and down, N = 1024): 32 column tiles x S splits; not yet measured on a GPU (opt-in "splitk")
 DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=128, stages=4, warps=4)
-
-
-@triton.jit
-def _gelu_tanh_f32(x):
-    u = _K0 * (x + _K1 * x * x * x)
-    return x / (1.0 + tl.exp(-2.0 * u))
 
 
 @triton.jit
@@ -163,7 +155,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
 def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None) -> bool:
     """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not): callers fall
     back to GEMM + separate epilogue kernel otherwise."""
-    if x.dtype != FP8 or w.dtype != FP8 or x.shape[0] > 256:
+    if x.dtype != FP8 or w.dtype != FP8:
         return False
     if op == "geglu":
         c = DEFAULT_GEGLU
@@ -188,10 +180,9 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
     check_scale(w_scale, name + " w_scale")
 
 
-def _block_m(m: int) -> int:
-    """Always 64 rows (masked): one Hopper warpgroup MMA tile; the kernel streams weights, so padded rows cost
-    nothing, and M = 10 (horizon 10) takes the same compiled path as M = 50."""
-    return 64
+# Rows per program, masked: one Hopper warpgroup MMA tile. The kernels stream weights, so padded rows cost
+# nothing, and M = 10 (horizon 10) takes the same compiled path as M = 50; larger M tiles over programs.
+BLOCK_M = 64
 
 
 def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
@@ -205,10 +196,9 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
         raise ValueError(f"fp8_gemm_geglu: w {tuple(w.shape)} must be [2F, K] and out {tuple(out.shape)} [M, F]")
     if f % cfg.block_n or k % cfg.block_k:
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
-    bm = _block_m(m)
-    grid = (f // cfg.block_n, triton.cdiv(m, bm))
+    grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
     _gemm_geglu_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, out, out.stride(0),
-                             out_scale if quant else x_scale, m, k, f, BLOCK_M=bm, BLOCK_N=cfg.block_n,
+                             out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
                              BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps)
     return out
 
@@ -221,7 +211,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv")
     n, m, h = q_out.shape
     kh = k_out.shape[0]
-    bn = cfg.block_n_qkv
+    bn = cfg.block_n
     if w.shape[0] != (n + 2 * kh) * h or tuple(k_out.shape) != (kh, m, h) or tuple(v_out.shape) != (kh, m, h) \
             or x.shape[0] != m or tuple(positions.shape) != (m,):
         raise ValueError(f"fp8_gemm_rope_qkv: x {tuple(x.shape)}, w {tuple(w.shape)}, positions "
@@ -235,12 +225,11 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     for t, nm in ((q_out, "q_out"), (k_out, "k_out"), (v_out, "v_out")):
         if t.stride(-1) != 1:
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
-    bm = _block_m(m)
-    grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, bm))
+    grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
     _gemm_rope_qkv_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, positions,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
                                 v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
-                                THETA=float(theta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=cfg.block_k,
+                                THETA=float(theta), BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
                                 STAGES=cfg.stages, num_warps=cfg.warps)
     return q_out, k_out, v_out
 
@@ -263,9 +252,8 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     if k % (sp * cfg.block_k) or n % cfg.block_n:
         raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
                          f"{cfg.block_n}")
-    bm = _block_m(m)
-    grid = (n // cfg.block_n, sp, triton.cdiv(m, bm))
+    grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
     _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
-                              K_SPLIT=k // sp, BLOCK_M=bm, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                              K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
                               STAGES=cfg.stages, num_warps=cfg.warps)
     return p
