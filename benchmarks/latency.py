@@ -97,6 +97,10 @@ def main(argv=None):
     ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "splitk", "ab"), default="default",
                     help="expert fused GEMM epilogues: the frontend default, none, qkv+RoPE, qkv+RoPE and "
                          "gate+up+GeGLU, all + split-K o/down, or ab = off, all and splitk in one process")
+    ap.add_argument("--pdl", choices=("off", "on", "ab"), default="off",
+                    help="programmatic dependent launch of the Triton kernels: off, on, or ab = both in one process")
+    ap.add_argument("--fused-list", nargs="+", choices=("off", "qkv", "all", "splitk"), default=None,
+                    help="several --fused variants in one process (overrides --fused)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -110,15 +114,17 @@ def main(argv=None):
     prompt = "pick up the red block and put it in the blue bowl on the left side of the table"
     results, baseline_oracle = [], None
     named = {"off": (), "qkv": ("rope_qkv",), "all": ("rope_qkv", "geglu"), "splitk": ("rope_qkv", "geglu", "splitk")}
-    variants = ([None] if args.fused == "default" else
+    variants = ([named[k] for k in args.fused_list] if args.fused_list else [None] if args.fused == "default" else
                 [named[k] for k in ("off", "all", "splitk")] if args.fused == "ab" else [named[args.fused]])
-    for v, h, fused in ((v, h, f) for v in args.views for h in args.horizons for f in variants):
+    pdls = {"off": [False], "on": [True], "ab": [False, True]}[args.pdl]
+    for v, h, fused, pdl in ((v, h, f, p) for v in args.views for h in args.horizons for f in variants
+                             for p in pdls):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  fast_accum=args.fast_accum,
+                                  fast_accum=args.fast_accum, programmatic_launch=pdl,
                                   **({} if fused is None else {"fused_expert_gemms": fused}))
         t_load = time.perf_counter() - t0
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
@@ -133,12 +139,13 @@ def main(argv=None):
         rep = time_replays(fe, args.replays)
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
-        row = dict(views=v, horizon=h, fused=fused, tokens=n_tok, max_token_len=args.max_token_len,
+        row = dict(views=v, horizon=h, fused=fused, pdl=pdl, tokens=n_tok, max_token_len=args.max_token_len,
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
         if args.profile and v == 2 and h == 50:
-            lines = profile_replay(fe, out / f"profile_v2_h50_{fused.replace('+', '-')}.md")
+            tag = fused.replace("+", "-") + ("-pdl" if pdl else "")
+            lines = profile_replay(fe, out / f"profile_v2_h50_{tag}.md")
             print("\n".join(lines), flush=True)
         if not args.no_baseline:
             if baseline_oracle is None:
@@ -154,11 +161,11 @@ def main(argv=None):
     (out / "latency.json").write_text(json.dumps(results, indent=1))
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.precision}, "
           f"{args.replays} replays, max_token_len {args.max_token_len}")
-    print("| views | horizon | fused | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
+    print("| views | horizon | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
           " load s | 1st predict s | GPU GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['views']} | {r['horizon']} | {r['fused']} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+        print(f"| {r['views']} | {r['horizon']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
               f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")

@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ._common import ELT_BLOCK, as_rows, check_out, check_scale, next_pow2
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["gelu_tanh", "geglu", "quantize_fp8"]
 
@@ -38,7 +39,8 @@ def _gelu_tanh_f32(x):
 
 @triton.jit
 def _eltwise_kernel(X, sx, OUT, so, SCALE, N, F_OFF, ACT: tl.constexpr, QUANT: tl.constexpr,
-                    BLOCK: tl.constexpr):
+                    BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
@@ -67,7 +69,7 @@ def _launch(x, out, scale, quant, act, name, f_off=0, n=None):
     block = min(ELT_BLOCK, next_pow2(ncols))
     grid = (m, triton.cdiv(ncols, block))
     _eltwise_kernel[grid](xr[0], xr[3], orows[0], orows[3], xr[0] if scale is None else scale, ncols, f_off,
-                          ACT=act, QUANT=quant, BLOCK=block, num_warps=max(1, min(4, block // 256)))
+                          ACT=act, QUANT=quant, BLOCK=block, num_warps=max(1, min(4, block // 256)), **launch_kw())
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+from .launch import launch_kw, pdl_enter, prefetch_rows_l2
 
 __all__ = ["mqa_attention", "MqaWorkspace"]
 
@@ -48,9 +49,17 @@ def _store_rows(OUT, SCALE, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT:
 @triton.jit
 def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
                  H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 FINAL: tl.constexpr, QUANT: tl.constexpr):
+                 FINAL: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
+    ES: tl.constexpr = K.dtype.element_ty.primitive_bitwidth // 8
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
+    if PDL:  # one program per key split warms L2 with its K/V rows before the wait (safe: see launch.py)
+        if pid_m == 0:
+            k_end = tl.minimum(pid_s * KEYS_PER_SPLIT + KEYS_PER_SPLIT, LK)
+            for r0 in range(pid_s * KEYS_PER_SPLIT, k_end - BLOCK_N + 1, BLOCK_N):
+                prefetch_rows_l2(K.to(tl.pointer_type(tl.int8)), r0, sk * ES, BLOCK_N, H * ES)
+                prefetch_rows_l2(V.to(tl.pointer_type(tl.int8)), r0, sv * ES, BLOCK_N, H * ES)
+    pdl_enter(PDL)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < R
     dh = tl.arange(0, H)
@@ -82,7 +91,8 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
 
 @triton.jit
 def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl.constexpr,
-               BLOCK_R: tl.constexpr, QUANT: tl.constexpr):
+               BLOCK_R: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     dh = tl.arange(0, H)
@@ -152,11 +162,11 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, r, t,
                        out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
                        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, HAS_BIAS=bias is not None, FINAL=final,
-                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=2)
+                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=2, **launch_kw())
     if final:
         return out
     block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
     _mqa_merge[(triton.cdiv(r, block_r),)](ws.pm, ws.pl, ws.pacc, out, out_scale if out_scale is not None else ws.pm,
                                            r, t, out.stride(0), SPLITS=ws.splits, H=h, BLOCK_R=block_r,
-                                           QUANT=out_scale is not None, num_warps=4)
+                                           QUANT=out_scale is not None, num_warps=4, **launch_kw())
     return out

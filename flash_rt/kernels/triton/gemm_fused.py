@@ -25,6 +25,7 @@ import triton.language as tl
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin
+from .launch import launch_kw, pdl_enter, prefetch_rows_l2
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
@@ -76,9 +77,13 @@ def _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K: tl.constexpr, n1, n2,
 
 @triton.jit
 def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+                        PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
+    if PDL:  # the weights are constant: stream this program's slab into L2 while the predecessor finishes
+        prefetch_rows_l2(W + k0, n, s_w, BLOCK_N, K_SPLIT)
+    pdl_enter(PDL)
     row0 = tl.program_id(2) * BLOCK_M
     rows = row0 + tl.arange(0, BLOCK_M)
     cn = tl.arange(0, BLOCK_N)
@@ -101,9 +106,13 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.co
 @triton.jit
 def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr, F,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-                       QUANT: tl.constexpr):
+                       QUANT: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
+    if PDL:  # gate and up slabs of this program into L2 before the wait (see launch.py)
+        prefetch_rows_l2(W, n, s_w, BLOCK_N, K)
+        prefetch_rows_l2(W, F + n, s_w, BLOCK_N, K)
+    pdl_enter(PDL)
     g, u = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
     y = _gelu_tanh_f32(g * sc) * (u * sc)
@@ -120,13 +129,17 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
                           K: tl.constexpr,
                           NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, THETA: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          STAGES: tl.constexpr):
+                          STAGES: tl.constexpr, PDL: tl.constexpr):
     HALF: tl.constexpr = H // 2
     TILES: tl.constexpr = HALF // BLOCK_N
     head = tl.program_id(0) // TILES
     j0 = (tl.program_id(0) % TILES) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
+    if PDL:  # both RoPE-half slabs of this program into L2 before the wait (see launch.py)
+        prefetch_rows_l2(W, n1, s_w, BLOCK_N, K)
+        prefetch_rows_l2(W, n1 + HALF, s_w, BLOCK_N, K)
+    pdl_enter(PDL)
     x1, x2 = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
     a = x1 * sc
@@ -199,7 +212,7 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
     grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
     _gemm_geglu_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, out, out.stride(0),
                              out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
-                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps)
+                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps, **launch_kw())
     return out
 
 
@@ -230,7 +243,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
                                 v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
                                 THETA=float(theta), BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
-                                STAGES=cfg.stages, num_warps=cfg.warps)
+                                STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 
 
@@ -255,5 +268,5 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
     _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
                               K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                              STAGES=cfg.stages, num_warps=cfg.warps)
+                              STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
     return p

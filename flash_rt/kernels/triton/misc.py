@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ._common import ELT_BLOCK, as_rows, check_scale, next_pow2
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["time_embedding", "flow_update", "amax_update", "uint8_to_model", "key_padding_bias",
            "prefix_positions"]
@@ -32,7 +33,8 @@ _TWO_PI = tl.constexpr(6.283185307179586)
 # -- time embedding -------------------------------------------------------------------------------------
 @triton.jit
 def _time_embedding_kernel(T, OUT, so, HALF: tl.constexpr, BLOCK: tl.constexpr, MIN_P: tl.constexpr,
-                           MAX_P: tl.constexpr):
+                           MAX_P: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     b = tl.program_id(0).to(tl.int64)
     i = tl.arange(0, BLOCK)
     mask = i < HALF
@@ -66,14 +68,15 @@ def time_embedding(t: torch.Tensor, dim: int, min_period: float = 4e-3, max_peri
         return out
     half = dim // 2
     _time_embedding_kernel[(t.shape[0],)](t, out, out.stride(0), HALF=half, BLOCK=next_pow2(half),
-                                          MIN_P=float(min_period), MAX_P=float(max_period), num_warps=4)
+                                          MIN_P=float(min_period), MAX_P=float(max_period), num_warps=4, **launch_kw())
     return out
 
 
 # -- flow update ----------------------------------------------------------------------------------------
 @triton.jit
 def _flow_update_kernel(X, sx, V, sv, BIAS, DT_PTR, dt, OUT, so, A, HAS_BIAS: tl.constexpr,
-                        DT_IS_PTR: tl.constexpr, BLOCK: tl.constexpr):
+                        DT_IS_PTR: tl.constexpr, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < A
@@ -108,13 +111,14 @@ def flow_update(x: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], 
     _flow_update_kernel[(m, triton.cdiv(a, block))](
         xr[0], xr[3], vr[0], vr[3], xr[0] if bias is None else bias, dt if dt_is_ptr else xr[0],
         0.0 if dt_is_ptr else float(dt), orow[0], orow[3], a, HAS_BIAS=bias is not None, DT_IS_PTR=dt_is_ptr,
-        BLOCK=block, num_warps=max(1, min(4, block // 256)))
+        BLOCK=block, num_warps=max(1, min(4, block // 256)), **launch_kw())
     return target
 
 
 # -- calibration ----------------------------------------------------------------------------------------
 @triton.jit
-def _amax_kernel(X, sx, SLOT, N, BLOCK: tl.constexpr):
+def _amax_kernel(X, sx, SLOT, N, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(X + row * sx + cols, mask=cols < N, other=0.0).to(tl.float32)
@@ -131,13 +135,14 @@ def amax_update(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         return slot
     block = min(ELT_BLOCK, next_pow2(n))
     _amax_kernel[(m, triton.cdiv(n, block))](xr[0], xr[3], slot, n, BLOCK=block,
-                                             num_warps=max(1, min(4, block // 256)))
+                                             num_warps=max(1, min(4, block // 256)), **launch_kw())
     return slot
 
 
 # -- image upload ---------------------------------------------------------------------------------------
 @triton.jit
-def _u8_to_model_kernel(IMG, s_iv, OUT, so_v, so_c, P, BLOCK: tl.constexpr):
+def _u8_to_model_kernel(IMG, s_iv, OUT, so_v, so_c, P, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     v = tl.program_id(0).to(tl.int64)
     p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = p < P
@@ -163,13 +168,14 @@ def uint8_to_model(img: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
         return out
     block = ELT_BLOCK
     _u8_to_model_kernel[(nv, triton.cdiv(h * w, block))](img, img.stride(0), out, out.stride(0), out.stride(1),
-                                                         h * w, BLOCK=block, num_warps=4)
+                                                         h * w, BLOCK=block, num_warps=4, **launch_kw())
     return out
 
 
 # -- masks and positions --------------------------------------------------------------------------------
 @triton.jit
-def _key_padding_bias_kernel(MASK, OUT, L, BLOCK: tl.constexpr):
+def _key_padding_bias_kernel(MASK, OUT, L, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < L
     valid = tl.load(MASK + offs, mask=m, other=0).to(tl.int32) != 0
@@ -189,13 +195,14 @@ def key_padding_bias(mask: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
     if n == 0:
         return out
     block = min(ELT_BLOCK, next_pow2(n))
-    _key_padding_bias_kernel[(triton.cdiv(n, block),)](mask, out, n, BLOCK=block, num_warps=4)
+    _key_padding_bias_kernel[(triton.cdiv(n, block),)](mask, out, n, BLOCK=block, num_warps=4, **launch_kw())
     return out
 
 
 @triton.jit
 def _positions_kernel(MASK, OUT, SUF, L: tl.constexpr, S: tl.constexpr, HAS_SUFFIX: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     carry = tl.sum(tl.zeros([BLOCK], tl.int32), axis=0)
     for start in range(0, L, BLOCK):
         offs = start + tl.arange(0, BLOCK)
@@ -225,5 +232,5 @@ def prefix_positions(mask: torch.Tensor, *, out: torch.Tensor, suffix_out: Optio
     s = 0 if suffix_out is None else suffix_out.shape[0]
     block = min(ELT_BLOCK, next_pow2(max(n, s)))
     _positions_kernel[(1,)](mask, out, out if suffix_out is None else suffix_out, L=n, S=s,
-                            HAS_SUFFIX=suffix_out is not None, BLOCK=block, num_warps=4)
+                            HAS_SUFFIX=suffix_out is not None, BLOCK=block, num_warps=4, **launch_kw())
     return out

@@ -21,6 +21,7 @@ import triton.language as tl
 
 from ._common import (MAX_ROW_BLOCK, as_rows, check_out, check_vec, next_pow2, row_warps,
                       same_rows)
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm",
            "gated_add_ada_rms_norm"]
@@ -32,7 +33,8 @@ _FP8_MAX = tl.constexpr(448.0)
 def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
                      D: tl.constexpr, BLOCK: tl.constexpr, HAS_RES: tl.constexpr, GATED: tl.constexpr,
                      IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
-                     QUANT: tl.constexpr, SPLITS: tl.constexpr):
+                     QUANT: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < D
@@ -109,7 +111,7 @@ def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=No
         orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps),
         D=d, BLOCK=block, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
         HAS_W=weight is not None, HAS_B=bias is not None, ADA=mod_scale is not None, QUANT=quant,
-        SPLITS=splits, num_warps=row_warps(block))
+        SPLITS=splits, num_warps=row_warps(block), **launch_kw())
     return out
 
 

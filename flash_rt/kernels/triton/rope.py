@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from ._common import next_pow2
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["rope_qkv_split"]
 
@@ -36,7 +37,8 @@ def rope_cos_sin(pos, j, H: tl.constexpr, THETA: tl.constexpr, N: tl.constexpr):
 @triton.jit
 def _rope_qkv_kernel(QKV, s_qkv, POS, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_m, M,
                      NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, HALF_P2: tl.constexpr,
-                     BLOCK_M: tl.constexpr, THETA: tl.constexpr):
+                     BLOCK_M: tl.constexpr, THETA: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     HALF: tl.constexpr = H // 2
     head = tl.program_id(1)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -98,5 +100,5 @@ def rope_qkv_split(qkv: torch.Tensor, positions: torch.Tensor, *, q_out: torch.T
     _rope_qkv_kernel[grid](qkv, qkv.stride(0), positions, q_out, q_out.stride(0), q_out.stride(1),
                            k_out, k_out.stride(0), k_out.stride(1), v_out, v_out.stride(0), v_out.stride(1),
                            m, NQ=n, NK=kh, H=h, HALF_P2=half_p2, BLOCK_M=block_m, THETA=float(theta),
-                           num_warps=4)
+                           num_warps=4, **launch_kw())
     return q_out, k_out, v_out
