@@ -53,7 +53,7 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
     ES: tl.constexpr = K.dtype.element_ty.primitive_bitwidth // 8
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
-    if PDL:  # one program per key split warms L2 with its K/V rows before the wait (safe: see launch.py)
+    if PDL == 2:  # one program per key split warms L2 with its K/V rows before the wait (safe: see launch.py)
         if pid_m == 0:
             k_end = tl.minimum(pid_s * KEYS_PER_SPLIT + KEYS_PER_SPLIT, LK)
             for r0 in range(pid_s * KEYS_PER_SPLIT, k_end - BLOCK_N + 1, BLOCK_N):

@@ -81,7 +81,7 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.co
                         PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
-    if PDL:  # the weights are constant: stream this program's slab into L2 while the predecessor finishes
+    if PDL == 2:  # the weights are constant: stream this program's slab into L2 while the predecessor finishes
         prefetch_rows_l2(W + k0, n, s_w, BLOCK_N, K_SPLIT)
     pdl_enter(PDL)
     row0 = tl.program_id(2) * BLOCK_M
@@ -109,7 +109,7 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr,
                        QUANT: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
-    if PDL:  # gate and up slabs of this program into L2 before the wait (see launch.py)
+    if PDL == 2:  # gate and up slabs of this program into L2 before the wait (see launch.py)
         prefetch_rows_l2(W, n, s_w, BLOCK_N, K)
         prefetch_rows_l2(W, F + n, s_w, BLOCK_N, K)
     pdl_enter(PDL)
@@ -136,7 +136,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     j0 = (tl.program_id(0) % TILES) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
-    if PDL:  # both RoPE-half slabs of this program into L2 before the wait (see launch.py)
+    if PDL == 2:  # both RoPE-half slabs of this program into L2 before the wait (see launch.py)
         prefetch_rows_l2(W, n1, s_w, BLOCK_N, K)
         prefetch_rows_l2(W, n1 + HALF, s_w, BLOCK_N, K)
     pdl_enter(PDL)

@@ -36,14 +36,16 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 __all__ = ["programmatic_dependent_launch", "pdl_enabled", "launch_kw", "pdl_enter", "prefetch_rows_l2"]
 
-_PDL = [False]
+_OFF, _WAIT_ONLY, _WITH_PREFETCH = 0, 1, 2
+_PDL = [_OFF]
 
 
 @contextlib.contextmanager
-def programmatic_dependent_launch(enabled: bool = True):
-    """Launch the catalogue's Triton kernels with PDL inside this block (restores the previous setting)."""
+def programmatic_dependent_launch(enabled: bool = True, prefetch: bool = True):
+    """Launch the catalogue's Triton kernels with PDL inside this block (restores the previous setting).
+    prefetch=False keeps PDL but drops the L2 prefetches before the wait (for A/B measurements)."""
     prev = _PDL[0]
-    _PDL[0] = bool(enabled)
+    _PDL[0] = (_WITH_PREFETCH if prefetch else _WAIT_ONLY) if enabled else _OFF
     try:
         yield
     finally:
@@ -51,13 +53,14 @@ def programmatic_dependent_launch(enabled: bool = True):
 
 
 def pdl_enabled() -> bool:
-    return _PDL[0]
+    return _PDL[0] != _OFF
 
 
 def launch_kw() -> dict:
-    """Keyword arguments for `kernel[grid](...)`: the kernel's PDL constexpr and, when on, Triton's launch_pdl
-    option (which adds CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION to the launch)."""
-    return {"PDL": True, "launch_pdl": True} if _PDL[0] else {"PDL": False}
+    """Keyword arguments for `kernel[grid](...)`: the kernel's PDL constexpr (0 off, 1 wait only, 2 wait and
+    prefetch) and, when on, Triton's launch_pdl option (which adds
+    CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION to the launch)."""
+    return {"PDL": _PDL[0], "launch_pdl": True} if _PDL[0] else {"PDL": 0}
 
 
 @triton.jit
