@@ -97,9 +97,9 @@ def main(argv=None):
     ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "splitk", "ab"), default="default",
                     help="expert fused GEMM epilogues: the frontend default, none, qkv+RoPE, qkv+RoPE and "
                          "gate+up+GeGLU, all + split-K o/down, or ab = off, all and splitk in one process")
-    ap.add_argument("--pdl", choices=("off", "on", "wait_only", "ab", "abc"), default="off",
-                    help="programmatic dependent launch of the Triton kernels: off, on (with L2 weight prefetch), "
-                         "wait_only (no prefetch), ab = off and on, abc = off, wait_only and on, in one process")
+    ap.add_argument("--pdl", choices=("default", "off", "on", "ab"), default="default",
+                    help="programmatic dependent launch of the Triton kernels: the frontend default, off, on, "
+                         "or ab = off and on in one process")
     ap.add_argument("--fused-list", nargs="+", choices=("off", "qkv", "all", "splitk"), default=None,
                     help="several --fused variants in one process (overrides --fused)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -117,8 +117,7 @@ def main(argv=None):
     named = {"off": (), "qkv": ("rope_qkv",), "all": ("rope_qkv", "geglu"), "splitk": ("rope_qkv", "geglu", "splitk")}
     variants = ([named[k] for k in args.fused_list] if args.fused_list else [None] if args.fused == "default" else
                 [named[k] for k in ("off", "all", "splitk")] if args.fused == "ab" else [named[args.fused]])
-    pdls = {"off": [False], "on": [True], "wait_only": ["wait_only"], "ab": [False, True],
-            "abc": [False, "wait_only", True]}[args.pdl]
+    pdls = {"default": [None], "off": [False], "on": [True], "ab": [False, True]}[args.pdl]
     for v, h, fused, pdl in ((v, h, f, p) for v in args.views for h in args.horizons for f in variants
                              for p in pdls):
         torch.cuda.empty_cache()
@@ -126,7 +125,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  fast_accum=args.fast_accum, programmatic_launch=pdl,
+                                  fast_accum=args.fast_accum, **({} if pdl is None else {"programmatic_launch": pdl}),
                                   **({} if fused is None else {"fused_expert_gemms": fused}))
         t_load = time.perf_counter() - t0
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
@@ -141,12 +140,13 @@ def main(argv=None):
         rep = time_replays(fe, args.replays)
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
+        pdl = fe.programmatic_launch
         row = dict(views=v, horizon=h, fused=fused, pdl=pdl, tokens=n_tok, max_token_len=args.max_token_len,
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
         if args.profile and v == 2 and h == 50:
-            tag = fused.replace("+", "-") + {False: "", True: "-pdl", "wait_only": "-pdl-wait-only"}[pdl]
+            tag = fused.replace("+", "-") + ("-pdl" if pdl else "")
             lines = profile_replay(fe, out / f"profile_v2_h50_{tag}.md")
             print("\n".join(lines), flush=True)
         if not args.no_baseline:
@@ -167,7 +167,7 @@ def main(argv=None):
           " load s | 1st predict s | GPU GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['views']} | {r['horizon']} | {r['fused']} | { {False: 'off', True: 'on'}.get(r['pdl'], r['pdl']) } | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+        print(f"| {r['views']} | {r['horizon']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
               f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")

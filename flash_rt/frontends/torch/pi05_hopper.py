@@ -64,10 +64,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                              "'geglu', 'splitk'")
         # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py): each is launched while
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
-        # (True; "wait_only" keeps PDL without the L2 weight prefetch, for A/B runs)
-        if programmatic_launch not in (False, True, "wait_only"):
-            raise InputError(f"programmatic_launch must be True, False or 'wait_only', got {programmatic_launch!r}")
-        self.programmatic_launch = programmatic_launch
+        self.programmatic_launch = bool(programmatic_launch)
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -209,8 +206,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     @torch.no_grad()
     def _run_model(self) -> None:
         from flash_rt.kernels.triton.launch import programmatic_dependent_launch
-        with torch.cuda.stream(self.stream), programmatic_dependent_launch(
-                bool(self.programmatic_launch), prefetch=self.programmatic_launch is True):
+        with torch.cuda.stream(self.stream), programmatic_dependent_launch(self.programmatic_launch):
             if not self.calibrated and not self._load_cached_calibration() and not self._warming:
                 self._upload()  # calibrate on this (real) observation, once; the cache serves later starts
                 self._calibrate_on_buffers(1, self.default_percentile)

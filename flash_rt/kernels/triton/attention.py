@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
-from .launch import launch_kw, pdl_enter, prefetch_rows_l2
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["mqa_attention", "MqaWorkspace"]
 
@@ -50,15 +50,8 @@ def _store_rows(OUT, SCALE, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT:
 def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
                  H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
                  FINAL: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
-    ES: tl.constexpr = K.dtype.element_ty.primitive_bitwidth // 8
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
-    if PDL == 2:  # one program per key split warms L2 with its K/V rows before the wait (safe: see launch.py)
-        if pid_m == 0:
-            k_end = tl.minimum(pid_s * KEYS_PER_SPLIT + KEYS_PER_SPLIT, LK)
-            for r0 in range(pid_s * KEYS_PER_SPLIT, k_end - BLOCK_N + 1, BLOCK_N):
-                prefetch_rows_l2(K.to(tl.pointer_type(tl.int8)), r0, sk * ES, BLOCK_N, H * ES)
-                prefetch_rows_l2(V.to(tl.pointer_type(tl.int8)), r0, sv * ES, BLOCK_N, H * ES)
     pdl_enter(PDL)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < R

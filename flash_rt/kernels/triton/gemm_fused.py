@@ -25,7 +25,7 @@ import triton.language as tl
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin
-from .launch import launch_kw, pdl_enter, prefetch_rows_l2
+from .launch import launch_kw, pdl_enter
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
@@ -81,8 +81,6 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.co
                         PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
-    if PDL == 2:  # the weights are constant: stream this program's slab into L2 while the predecessor finishes
-        prefetch_rows_l2(W + k0, n, s_w, BLOCK_N, K_SPLIT)
     pdl_enter(PDL)
     row0 = tl.program_id(2) * BLOCK_M
     rows = row0 + tl.arange(0, BLOCK_M)
@@ -109,9 +107,6 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr,
                        QUANT: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
-    if PDL == 2:  # gate and up slabs of this program into L2 before the wait (see launch.py)
-        prefetch_rows_l2(W, n, s_w, BLOCK_N, K)
-        prefetch_rows_l2(W, F + n, s_w, BLOCK_N, K)
     pdl_enter(PDL)
     g, u = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
@@ -136,9 +131,6 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     j0 = (tl.program_id(0) % TILES) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
-    if PDL == 2:  # both RoPE-half slabs of this program into L2 before the wait (see launch.py)
-        prefetch_rows_l2(W, n1, s_w, BLOCK_N, K)
-        prefetch_rows_l2(W, n1 + HALF, s_w, BLOCK_N, K)
     pdl_enter(PDL)
     x1, x2 = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
