@@ -11,6 +11,7 @@ per-kernel breakdown of one replay (torch.profiler). Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -26,6 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import flash_rt  # noqa: E402
 from flash_rt.models.pi05.oracle import ReferenceOracle, cosine64  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
+
+
+# named frontend-option sets for A/B runs in one process (--variants); "prev-default" is the default before
+# 2026-11-27 (no split-K, no PDL, merge kernel) except that action_out + Euler step is the fused kernel
+VARIANTS = {
+    "default": {},
+    "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False,
+                       "attention_merge": "kernel"},
+    "no-pdl": {"programmatic_launch": False},
+    "merge-kernel": {"attention_merge": "kernel"},
+    "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
+    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "attention_merge": "kernel"},
+}
 
 
 def pct(x, q):
@@ -97,11 +111,9 @@ def main(argv=None):
     ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "splitk", "ab"), default="default",
                     help="expert fused GEMM epilogues: the frontend default, none, qkv+RoPE, qkv+RoPE and "
                          "gate+up+GeGLU, all + split-K o/down, or ab = off, all and splitk in one process")
-    ap.add_argument("--pdl", choices=("default", "off", "on", "ab"), default="default",
-                    help="programmatic dependent launch of the Triton kernels: the frontend default, off, on, "
-                         "or ab = off and on in one process")
-    ap.add_argument("--fused-list", nargs="+", choices=("off", "qkv", "all", "splitk"), default=None,
-                    help="several --fused variants in one process (overrides --fused)")
+    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
+                    help="named frontend-option sets run one after another in this process (overrides --fused): "
+                         + "; ".join(f"{k} = {v}" for k, v in VARIANTS.items()))
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -115,18 +127,20 @@ def main(argv=None):
     prompt = "pick up the red block and put it in the blue bowl on the left side of the table"
     results, baseline_oracle = [], None
     named = {"off": (), "qkv": ("rope_qkv",), "all": ("rope_qkv", "geglu"), "splitk": ("rope_qkv", "geglu", "splitk")}
-    variants = ([named[k] for k in args.fused_list] if args.fused_list else [None] if args.fused == "default" else
-                [named[k] for k in ("off", "all", "splitk")] if args.fused == "ab" else [named[args.fused]])
-    pdls = {"default": [None], "off": [False], "on": [True], "ab": [False, True]}[args.pdl]
-    for v, h, fused, pdl in ((v, h, f, p) for v in args.views for h in args.horizons for f in variants
-                             for p in pdls):
+    if args.variants:
+        variants = [(name, VARIANTS[name]) for name in args.variants]
+    else:
+        variants = [("default", {})] if args.fused == "default" else [
+            (k, {"fused_expert_gemms": named[k]}) for k in (("off", "all", "splitk") if args.fused == "ab"
+                                                           else (args.fused,))]
+    for v, h, (vname, opts) in ((v, h, x) for v in args.views for h in args.horizons for x in variants):
+        gc.collect()  # the previous policy (reference cycles) must be gone before its memory is measured
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  fast_accum=args.fast_accum, **({} if pdl is None else {"programmatic_launch": pdl}),
-                                  **({} if fused is None else {"fused_expert_gemms": fused}))
+                                  fast_accum=args.fast_accum, **opts)
         t_load = time.perf_counter() - t0
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
         t0 = time.perf_counter()
@@ -140,14 +154,13 @@ def main(argv=None):
         rep = time_replays(fe, args.replays)
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
-        pdl = fe.programmatic_launch
-        row = dict(views=v, horizon=h, fused=fused, pdl=pdl, tokens=n_tok, max_token_len=args.max_token_len,
+        row = dict(views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch,
+                   attention_merge=fe.attention_merge, tokens=n_tok, max_token_len=args.max_token_len,
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
         if args.profile and v == 2 and h == 50:
-            tag = fused.replace("+", "-") + ("-pdl" if pdl else "")
-            lines = profile_replay(fe, out / f"profile_v2_h50_{tag}.md")
+            lines = profile_replay(fe, out / f"profile_v2_h50_{vname}.md")
             print("\n".join(lines), flush=True)
         if not args.no_baseline:
             if baseline_oracle is None:
@@ -163,11 +176,12 @@ def main(argv=None):
     (out / "latency.json").write_text(json.dumps(results, indent=1))
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.precision}, "
           f"{args.replays} replays, max_token_len {args.max_token_len}")
-    print("| views | horizon | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
+    print("| views | horizon | variant | fused | PDL | merge | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
           " load s | 1st predict s | GPU GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['views']} | {r['horizon']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+        print(f"| {r['views']} | {r['horizon']} | {r['variant']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | "
+              f"{r['attention_merge']} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
               f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")

@@ -260,6 +260,14 @@ def flow_update(x: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
     return target
 
 
+def linear_flow_update(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dt: float, *,
+                       ws=None) -> torch.Tensor:
+    """action_out_proj + Euler step in one: x += dt * (h @ w + bias), fp32; w is [K, N] (the stored transpose).
+    ``ws`` is the Triton kernel's split-K workspace; the twin has no use for it."""
+    x.copy_(x.float() + dt * (h.float() @ w.float() + bias.float()))
+    return x
+
+
 def amax_update(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """Calibration: slot[0] = max(slot[0], max|x|) (slot is a device fp32 tensor [1])."""
     m = x.detach().abs().amax().float() if x.numel() else torch.zeros((), device=slot.device)

@@ -266,6 +266,22 @@ else:
         torch.testing.assert_close(got, want, rtol=0, atol=0)
         torch.testing.assert_close(x_t, x_r, rtol=0, atol=0)
 
+    @pytest.mark.parametrize("m", [50, 10, 70])
+    def test_linear_flow_update(m):
+        """Split-K over 16 programs per row tile; the last to arrive sums in a fixed order and steps x."""
+        from flash_rt.kernels.triton.misc import LinearFlowWorkspace
+        h, w, bb = _rand(m, 1024, seed=17), _rand(1024, 32, seed=18) / 32, _rand(32, seed=19)
+        x = _rand(m, 32, seed=20)
+        ws = LinearFlowWorkspace(m, 1024, 32, "cpu")
+        x_t, x_r = x.clone(), x.clone()
+        for _ in range(2):      # a second call proves the counters were reset by the last arrivers
+            T.linear_flow_update(x_t, h, w, bb, -0.1, ws=ws)
+            R.linear_flow_update(x_r, h, w, bb, -0.1)
+            torch.testing.assert_close(x_t, x_r, rtol=1e-6, atol=1e-6)
+        assert int(ws.counters.abs().sum()) == 0
+        with pytest.raises(ValueError, match="workspace is for"):
+            T.linear_flow_update(x_t[:5], h[:5], w, bb, -0.1, ws=ws)
+
     def test_amax_update():
         slot_t, slot_r = torch.tensor([0.5]), torch.tensor([0.5])
         x = _rand(7, 2100, seed=16, dtype=torch.bfloat16)

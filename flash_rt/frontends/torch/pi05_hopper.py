@@ -45,18 +45,19 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
-                 fused_expert_gemms=("rope_qkv", "geglu"), programmatic_launch=False,
-                 device: str = "cuda", **kw):
+                 fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
+                 attention_merge: str = "last", device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
         self.default_percentile = calibration_percentile
         self.fast_accum = fast_accum
-        # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write) and/or "geglu"
-        # (gate+up + GeGLU + FP8); "splitk" (opt-in, not yet measured on a GPU): o and down as split-K partials
-        # summed by the next norm. True = rope_qkv + geglu, False/() = none. docs/benchmarks.md has the A/B.
+        # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write), "geglu"
+        # (gate+up + GeGLU + FP8) and "splitk" (o and down as split-K partials that the next norm sums), so the
+        # whole expert layer is Triton kernels. True = all three, False/() = none (cuBLASLt + separate kernels).
+        # docs/benchmarks.md has the A/B runs behind every default here.
         if fused_expert_gemms is True:
-            fused_expert_gemms = ("rope_qkv", "geglu")
+            fused_expert_gemms = ("rope_qkv", "geglu", "splitk")
         self.fused_expert_gemms = tuple(fused_expert_gemms or ())
         unknown = set(self.fused_expert_gemms) - {"rope_qkv", "geglu", "splitk"}
         if unknown:
@@ -65,6 +66,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py): each is launched while
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
         self.programmatic_launch = bool(programmatic_launch)
+        # split-softmax merge of the MQA attention: "last" (the last key split to finish merges) or "kernel"
+        if attention_merge not in ("last", "kernel"):
+            raise InputError(f"attention_merge must be 'last' or 'kernel', got {attention_merge!r}")
+        self.attention_merge = attention_merge
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -134,6 +139,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                     dt=self.dt, embed_scale=math.sqrt(c.width))
 
     def _alloc_buffers(self) -> None:
+        from flash_rt.kernels.triton.misc import LinearFlowWorkspace
         c, nv, h, dev = self.cfg, self.num_views, self.host, self.device
         self.d = d = self.dims()
         P, S, L = d["prefix_len"], d["horizon"], d["kv_len"]
@@ -166,12 +172,12 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             "ex_att8": z(S, qn, dtype=FP8), "ex_o": z(S, c.ex_width), "ex_gu": z(S, 2 * c.ex_mlp),
             "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
             "ex_o_parts": z(SPLIT_K, S, c.ex_width, dtype=f32), "ex_down_parts": z(SPLIT_K, S, c.ex_width, dtype=f32),
-            "v": z(S, c.action_dim, dtype=f32),
+            "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
         }
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
-        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev)
+        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev, merge=self.attention_merge)
         self.sites = pipeline_hopper.quant_sites(d)
         self._act_store, views = aligned_scalars(len(self.sites), dev)
         self.act_scales = self._act_store[:, 0]  # strided view: writing it updates every site's scale

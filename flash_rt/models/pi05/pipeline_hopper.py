@@ -13,7 +13,8 @@ forces a recapture.
 
 Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
-move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
+move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical);
+action_out and the Euler step are one split-K kernel (linear_flow_update).
 In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
 (kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins; `q.linear_partials` returns the
 o / down output either as [M, N] or as split-K partials [S, M, N] that the next gated norm sums.
@@ -23,9 +24,9 @@ from __future__ import annotations
 import torch
 
 from flash_rt.hardware.hopper.shared_primitives import im2col_patches
-from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_update,
-                                     gated_add_ada_rms_norm, geglu, gelu_tanh, key_padding_bias, layer_norm,
-                                     prefix_positions, rms_norm, rope_qkv_split, uint8_to_model)
+from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, gated_add_ada_rms_norm, geglu,
+                                     gelu_tanh, key_padding_bias, layer_norm, linear_flow_update, prefix_positions,
+                                     rms_norm, rope_qkv_split, uint8_to_model)
 
 
 def quant_sites(d) -> list[str]:
@@ -149,8 +150,7 @@ def expert_step(w, b, d, attn, q, s: int):
         down = q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
     L = d["layers"]
     gated_add_ada_rms_norm(x, down, mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps, out=b["ex_hf"])
-    torch.addmm(w["action_out_b"], b["ex_hf"], w["action_out_w"], out=b["v"])
-    flow_update(b["x_t"], b["v"], None, d["dt"])
+    linear_flow_update(b["x_t"], b["ex_hf"], w["action_out_w"], w["action_out_b"], d["dt"], ws=b["flow_ws"])
 
 
 def forward(w, b, d, attn, q):
