@@ -30,15 +30,13 @@ from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 
 
 # named frontend-option sets for A/B runs in one process (--variants); "prev-default" is the default before
-# 2026-11-27 (no split-K, no PDL, merge kernel) except that action_out + Euler step is the fused kernel
+# 2026-11-27 (no split-K, no PDL) except that action_out + Euler step is the fused kernel
 VARIANTS = {
     "default": {},
-    "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False,
-                       "attention_merge": "kernel"},
+    "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False},
     "no-pdl": {"programmatic_launch": False},
-    "merge-kernel": {"attention_merge": "kernel"},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
-    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "attention_merge": "kernel"},
+    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False},
 }
 
 
@@ -154,8 +152,7 @@ def main(argv=None):
         rep = time_replays(fe, args.replays)
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
-        row = dict(views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch,
-                   attention_merge=fe.attention_merge, tokens=n_tok, max_token_len=args.max_token_len,
+        row = dict(views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch, tokens=n_tok, max_token_len=args.max_token_len,
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
@@ -176,12 +173,12 @@ def main(argv=None):
     (out / "latency.json").write_text(json.dumps(results, indent=1))
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.precision}, "
           f"{args.replays} replays, max_token_len {args.max_token_len}")
-    print("| views | horizon | variant | fused | PDL | merge | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
+    print("| views | horizon | variant | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
           " load s | 1st predict s | GPU GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['views']} | {r['horizon']} | {r['variant']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | "
-              f"{r['attention_merge']} | {r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+              f"{r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
               f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")

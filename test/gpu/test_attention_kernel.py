@@ -10,8 +10,7 @@ MASK = -2.3819763e38
 
 @pytest.mark.parametrize("n, t, lk, h", [(8, 50, 640, 256), (8, 576, 576, 256), (8, 10, 848, 16), (8, 1, 64, 32)])
 @pytest.mark.parametrize("quant", [False, True])
-@pytest.mark.parametrize("merge", ["last", "kernel"])
-def test_mqa_attention_matches_twin(n, t, lk, h, quant, merge):
+def test_mqa_attention_matches_twin(n, t, lk, h, quant):
     from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
     g = torch.Generator(device="cuda").manual_seed(n * t + lk)
     q = torch.randn(n, t, h, device="cuda", generator=g).bfloat16()
@@ -19,7 +18,7 @@ def test_mqa_attention_matches_twin(n, t, lk, h, quant, merge):
     k, v = cache[0, :lk], cache[1, :lk]
     bias = torch.zeros(lk, device="cuda", dtype=torch.bfloat16)
     bias[torch.randperm(lk, generator=torch.Generator().manual_seed(1))[: lk // 3].cuda()] = MASK
-    ws = MqaWorkspace(n * t, lk, h, "cuda", merge=merge)
+    ws = MqaWorkspace(n * t, lk, h, "cuda")
     dt = torch.float8_e4m3fn if quant else torch.bfloat16
     scale = torch.full((64,), 0.01, device="cuda")[:1] if quant else None
     out = torch.full((t, n * h), float("nan"), device="cuda").to(dt)
@@ -28,7 +27,6 @@ def test_mqa_attention_matches_twin(n, t, lk, h, quant, merge):
     R.mqa_attention(q, k, v, bias, out=want, sm_scale=h ** -0.5, out_scale=scale)
     o, w = out.float(), want.float()
     assert torch.isfinite(o).all()
-    assert int(ws.counters.abs().sum()) == 0, "the last arriver must reset its row tile's counter"
     if quant:  # at most one e4m3 step (12.5 % relative) where bf16 rounding of p moved the value
         assert ((o - w).abs() <= 0.13 * w.abs() + 1e-2 * w.abs().max()).all()
     else:
@@ -54,21 +52,3 @@ def test_mqa_attention_graph_replay_equals_eager():
     torch.cuda.synchronize()
     assert torch.equal(out, eager)
 
-
-def test_mqa_last_arriver_merge_equals_merge_kernel_over_many_calls():
-    """The last-arriving key split merges in the same fixed order as the merge kernel: same bits, every call
-    (a reset that failed, or a merge that read a partial before it was visible, would show up here)."""
-    from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
-    n, t, lk, h = 8, 50, 640, 256
-    ws_last, ws_kernel = (MqaWorkspace(n * t, lk, h, "cuda", merge=m) for m in ("last", "kernel"))
-    assert ws_last.splits > 1
-    out_a, out_b = (torch.empty(t, n * h, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    g = torch.Generator(device="cuda").manual_seed(3)
-    for i in range(50):
-        q = torch.randn(n, t, h, device="cuda", generator=g).bfloat16()
-        k = torch.randn(lk, h, device="cuda", generator=g).bfloat16()
-        v = torch.randn(lk, h, device="cuda", generator=g).bfloat16()
-        mqa_attention(q, k, v, None, out=out_a, ws=ws_last, sm_scale=0.0625)
-        mqa_attention(q, k, v, None, out=out_b, ws=ws_kernel, sm_scale=0.0625)
-        assert torch.equal(out_a, out_b), f"call {i}"
-    assert int(ws_last.counters.abs().sum()) == 0

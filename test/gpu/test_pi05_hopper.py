@@ -87,8 +87,7 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
                                                    ("fp8", 0.995, ())],
                          ids=["bf16", "fp8", "fp8-unfused"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, fused):
-    kw = {} if fused is None else {"fused_expert_gemms": fused, "programmatic_launch": False,
-                                   "attention_merge": "kernel"}
+    kw = {} if fused is None else {"fused_expert_gemms": fused, "programmatic_launch": False}
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)
     oracle = ReferenceOracle.for_policy(pol, device="cuda")

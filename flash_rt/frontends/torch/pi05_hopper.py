@@ -46,7 +46,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 attention_merge: str = "last", device: str = "cuda", **kw):
+                 device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
@@ -66,10 +66,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py): each is launched while
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
         self.programmatic_launch = bool(programmatic_launch)
-        # split-softmax merge of the MQA attention: "last" (the last key split to finish merges) or "kernel"
-        if attention_merge not in ("last", "kernel"):
-            raise InputError(f"attention_merge must be 'last' or 'kernel', got {attention_merge!r}")
-        self.attention_merge = attention_merge
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -177,7 +173,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
-        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev, merge=self.attention_merge)
+        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev)
         self.sites = pipeline_hopper.quant_sites(d)
         self._act_store, views = aligned_scalars(len(self.sites), dev)
         self.act_scales = self._act_store[:, 0]  # strided view: writing it updates every site's scale

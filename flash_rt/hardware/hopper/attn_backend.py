@@ -20,9 +20,9 @@ from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
 
 
 class HopperAttnBackend:
-    def __init__(self, spec: AttentionSpec, device, merge: str = "last"):
+    def __init__(self, spec: AttentionSpec, device):
         self.spec = spec
-        self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device, merge=merge)
+        self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device)
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
 
     def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
@@ -42,9 +42,8 @@ class HopperAttnBackend:
 
 
 def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: int, kv_len: int,
-                               device, merge: str = "last") -> HopperAttnBackend:
-    """Pi0.5 sites with the Hopper layout: prefix keys = prefix_len, decoder keys = kv_len (16-aligned).
-    merge: how split-softmax partials are combined (MqaWorkspace): "last" arriving split, or a "kernel"."""
+                               device) -> HopperAttnBackend:
+    """Pi0.5 sites with the Hopper layout: prefix keys = prefix_len, decoder keys = kv_len (16-aligned)."""
     spec = AttentionSpec()
     spec.add_site(SiteSpec("siglip", cfg.vis_layers, cfg.vis_heads, cfg.vis_heads, cfg.vis_head_dim,
                            cfg.num_patches, cfg.num_patches))
@@ -52,4 +51,4 @@ def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: in
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon, kv_len,
                            masked=True))
-    return HopperAttnBackend(spec, device, merge)
+    return HopperAttnBackend(spec, device)

@@ -1,8 +1,10 @@
 """Last-arriver reduction: of N programs that each wrote a partial result, the last to finish reduces them all.
 
-Why: split work (key splits of the decoder attention, K splits of the action_out GEMM) needs a final pass over
-the partials. As a separate kernel that pass is one more launch (~2.5 us each for the attention merge, 180 per
-inference); done by the last program to arrive it costs only that program's tail, and no program waits.
+Why: split work (the K splits of the action_out GEMM in linear_flow_update) needs a final pass over the
+partials. As a separate kernel that pass is one more launch; done by the last program to arrive it costs only
+that program's tail, and no program waits. Where the reduction is big it can lose: for the decoder attention's
+split softmax (16 rows x 256 x 5 splits per tile) a last-arriver merge cost more than the merge launch it
+removed (attention.py has the numbers).
 
 Protocol (the split-K "semaphore" of CUTLASS / cuBLAS, with a counter the last arriver resets so the next
 launch and every graph replay start from 0):

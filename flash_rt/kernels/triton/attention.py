@@ -5,14 +5,17 @@ head, all N*T query rows share the keys, so the kernel treats them as one [N*T, 
 broadcast, K/V read once per key block). The decoder site is tiny (8 x 50 rows over ~600 keys) but runs 180
 times per inference: through torch SDPA it cost ~34 us a call on an H100 (cuDNN flash kernel + a bias
 tensor + an output transpose copy + memsets; 6.8 ms of an 18 ms forward, profiled 2026-11-26). Here the
-key range is split across programs (flash-decoding) so ~100 SMs work on it, the last split of each row tile
-to finish merges the partial softmaxes (merge="kernel": a second tiny kernel does), and the result is written
-straight in the [T, N*H] layout the o-projection reads,
+key range is split across programs (flash-decoding) so ~100 SMs work on it, a second tiny kernel merges the
+partial softmaxes, and the result is written straight in the [T, N*H] layout the o-projection reads,
 optionally quantized to FP8 (fusing the attention-output quantization too).
 
 q [N, T, H] head-major (contiguous rows of H), k/v [Lk, H] (row stride free: a slice of the KV cache),
 bias [Lk] additive (0 = visible, -2.38e38 = masked) or None, out [T, N*H] bf16 or fp8 (with out_scale).
 Softmax statistics in fp32; p is rounded to bf16 for the PV product (as FlashAttention does).
+
+Merging in the last key split to finish (kernels/triton/_sync.py) instead of a merge launch was measured and
+lost: 12.40 vs 12.18 ms per replay with PDL (H100, 2 views, horizon 50, 2026-11-27): the 180 merge launches
+overlap their predecessor under PDL, while a last-arriver merge adds ~4 us to the tail of every call.
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
-from ._sync import arrive_last
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["mqa_attention", "MqaWorkspace"]
@@ -49,10 +51,9 @@ def _store_rows(OUT, SCALE, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT:
 
 
 @triton.jit
-def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, COUNTERS, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv,
-                 sm_scale, H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 FINAL: tl.constexpr, QUANT: tl.constexpr, SPLITS: tl.constexpr, MERGE_LAST: tl.constexpr,
-                 PDL: tl.constexpr):
+def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_PER_SPLIT, sk, sv, sm_scale,
+                 H: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 FINAL: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
     pdl_enter(PDL)
@@ -83,27 +84,23 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, COUNTERS, R, T, so_t, 
         tl.store(PM + base, m_i, mask=rmask)
         tl.store(PL + base, l_i, mask=rmask)
         tl.store(PACC + base[:, None].to(tl.int64) * H + dh[None, :], acc, mask=rmask[:, None])
-        if MERGE_LAST:  # the last key split of this row tile to finish merges all of them (no merge launch)
-            if arrive_last(COUNTERS + pid_m, SPLITS):
-                _merge_rows(PM, PL, PACC, OUT, SCALE, rows, rmask, R, T, so_t, SPLITS, H, QUANT)
 
 
 @triton.jit
 def _merge_rows(PM, PL, PACC, OUT, SCALE, rows, rmask, R, T, so_t, SPLITS: tl.constexpr, H: tl.constexpr,
                 QUANT: tl.constexpr):
-    """Combine the SPLITS partial softmaxes of `rows` (fixed order, .cg loads: partials of other programs)."""
+    """Combine the SPLITS partial softmaxes of `rows` in a fixed split order."""
     dh = tl.arange(0, H)
     m = tl.full(rows.shape, float("-inf"), tl.float32)
     for s in tl.static_range(SPLITS):
-        m = tl.maximum(m, tl.load(PM + s * R + rows, mask=rmask, other=float("-inf"), cache_modifier=".cg"))
+        m = tl.maximum(m, tl.load(PM + s * R + rows, mask=rmask, other=float("-inf")))
     l_tot = tl.zeros(rows.shape, tl.float32)
     acc = tl.zeros([rows.shape[0], H], tl.float32)
     for s in tl.static_range(SPLITS):
-        ms = tl.load(PM + s * R + rows, mask=rmask, other=float("-inf"), cache_modifier=".cg")
+        ms = tl.load(PM + s * R + rows, mask=rmask, other=float("-inf"))
         w = tl.where(ms == float("-inf"), 0.0, tl.exp(ms - m))
-        l_tot += w * tl.load(PL + s * R + rows, mask=rmask, other=0.0, cache_modifier=".cg")
-        a = tl.load(PACC + (s * R + rows)[:, None].to(tl.int64) * H + dh[None, :], mask=rmask[:, None], other=0.0,
-                    cache_modifier=".cg")
+        l_tot += w * tl.load(PL + s * R + rows, mask=rmask, other=0.0)
+        a = tl.load(PACC + (s * R + rows)[:, None].to(tl.int64) * H + dh[None, :], mask=rmask[:, None], other=0.0)
         acc += w[:, None] * a
     _store_rows(OUT, SCALE, acc / l_tot[:, None], rows, rmask, dh, T, so_t, H, QUANT)
 
@@ -122,8 +119,7 @@ class MqaWorkspace:
     The split count is fixed from the site's shape: enough key splits that ~`target_programs` programs run."""
 
     def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
-                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None,
-                 merge: str = "last"):
+                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None):
         # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism
         # (benchmarks/attention_sweep.py);
         # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
@@ -142,12 +138,6 @@ class MqaWorkspace:
         self.pm = torch.empty(self.splits * rows, dtype=torch.float32, device=device)
         self.pl = torch.empty_like(self.pm)
         self.pacc = torch.empty(self.splits * rows, head_dim, dtype=torch.float32, device=device)
-        # "last": the last key split of each row tile to finish merges (_sync.arrive_last; one counter per row
-        # tile); "kernel": a separate merge launch over all rows
-        if merge not in ("last", "kernel"):
-            raise ValueError(f"MqaWorkspace: merge must be 'last' or 'kernel', got {merge!r}")
-        self.merge = merge
-        self.counters = torch.zeros(m_blocks, dtype=torch.int32, device=device)
 
 
 def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], *,
@@ -172,13 +162,11 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     grid = (triton.cdiv(r, ws.block_m), ws.splits)
     final = ws.splits == 1
     scale = out_scale if out_scale is not None else ws.pm
-    merge_last = not final and ws.merge == "last"
-    _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, ws.counters, r,
-                       t, out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
+    _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, r, t,
+                       out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
                        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, HAS_BIAS=bias is not None, FINAL=final,
-                       QUANT=out_scale is not None, SPLITS=ws.splits, MERGE_LAST=merge_last, num_warps=ws.num_warps,
-                       num_stages=2, **launch_kw())
-    if final or merge_last:
+                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=2, **launch_kw())
+    if final:
         return out
     block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
     _mqa_merge[(triton.cdiv(r, block_r),)](ws.pm, ws.pl, ws.pacc, out, scale, r, t, out.stride(0), SPLITS=ws.splits,
