@@ -2,8 +2,11 @@
 expert step has), for the RoPE kernel and the MQA flash-decoding configs. (A RoPE-on-load attention kernel was
 measured here too and lost, 19.6 vs 12.2 us; RoPE now rides in the qkv GEMM's epilogue, gemm_fused.py.)
 
-    python3 benchmarks/attention_sweep.py
+    python3 benchmarks/attention_sweep.py [--pdl]
+
+--pdl captures with programmatic dependent launch (kernels/triton/launch.py), as the model now runs.
 """
+import argparse
 import itertools
 import sys
 from pathlib import Path
@@ -13,18 +16,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.kernels.triton import rope_qkv_split  # noqa: E402
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention  # noqa: E402
+from flash_rt.kernels.triton.launch import programmatic_dependent_launch  # noqa: E402
+
+PDL = [False]   # set by --pdl (here and in gemm_sweep.py, which shares graph_us)
 
 
 def graph_us(fn, calls=18, reps=20):
     s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        fn()
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        for _ in range(calls):
+    with programmatic_dependent_launch(PDL[0]):
+        with torch.cuda.stream(s):
             fn()
+            fn()
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s):
+            for _ in range(calls):
+                fn()
     g.replay()
     torch.cuda.synchronize()
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -39,6 +46,9 @@ def graph_us(fn, calls=18, reps=20):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
+    PDL[0] = ap.parse_args().pdl
     n, s_len, p_len, h = 8, 50, 576, 256
     kv = p_len + 64
     qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()

@@ -3,7 +3,7 @@
 on its own weight tensor (as the 18 layers are): with one shared weight it stays in the 50 MB L2 and the sweep
 measures L2, not HBM, streaming (the first sweep did; its winners were slower in the model).
 
-    python3 benchmarks/gemm_sweep.py [--m 50]
+    python3 benchmarks/gemm_sweep.py [--m 50] [--pdl]
 """
 import argparse
 import itertools
@@ -18,7 +18,7 @@ from flash_rt.kernels.triton.gemm_fused import (FusedGemmConfig, fp8_gemm_geglu,
                                                 fp8_gemm_splitk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attention_sweep import graph_us  # noqa: E402
+from attention_sweep import PDL, graph_us  # noqa: E402
 
 F8 = torch.float8_e4m3fn
 
@@ -44,7 +44,9 @@ def rotating(fn):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--m", type=int, default=50)
+    ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
     a = ap.parse_args()
+    PDL[0] = a.pdl
     m, d, f, n, h, p_len = a.m, 1024, 4096, 8, 256, 576
     one = torch.ones(1, device="cuda")
     x = fp8(m, d)
