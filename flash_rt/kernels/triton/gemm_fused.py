@@ -44,11 +44,13 @@ class FusedGemmConfig:
         return f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps})"
 
 
-# best of the sweep on an H100 (isolated, 2026-11-26): qkv+RoPE 5.3 us, gate+up+GeGLU 6.6 us at M = 50
+# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27): qkv+RoPE 5.30 us, gate+up+GeGLU
+# 7.20 us at M = 50 (cuBLASLt + separate kernel: 7.59 / 8.20 us)
 DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=16, block_k=128, stages=4, warps=4)
-# split-K (o and down, N = 1024): 32 column tiles x S splits; not yet measured on a GPU (opt-in "splitk")
-DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=128, stages=4, warps=4)
+# split-K (o and down, N = 1024): 32 column tiles x S splits. Sweep with PDL (S = 4, the frontend's): o 3.01 us,
+# down 3.87 us vs cuBLASLt 4.79 / 6.14 us (S = 8 gains <= 0.05 us here but doubles what the norm sums)
+DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4)
 
 
 @triton.jit
