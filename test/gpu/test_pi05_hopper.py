@@ -136,6 +136,11 @@ def test_warmup_does_not_calibrate_on_placeholder_frames(tiny_openpi, tmp_path):
     g = fe.graph
     rng = np.random.default_rng(3)
     images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, pol.action_horizon)
+    assert float(fe.amax.abs().max()) == 0.0, "warm-up compiled the calibration twin but must keep nothing"
     out = pol.predict(images, state, prompt, noise)
     assert fe.calibrated and fe.calibration_info["source"] == "calibrated" and fe.graph is g
     assert cosine64(out, pol.reference_chunk(device="cuda")) >= 0.995
+    # the scales equal those of a policy that never warmed up, calibrated on the same observation
+    cold = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path / "cold")
+    cold.predict(images, state, prompt, noise)
+    assert torch.equal(cold.frontend.act_scales, fe.act_scales)
