@@ -62,11 +62,15 @@ def main():
                                   v_out=cache_v[:, p_len:p_len + s_len])
     print(f"rope_qkv_split alone: {graph_us(rope):.2f} us")
     rows = []
-    for bm, tp, nw in itertools.product([16, 32, 64], [66, 132, 264], [4, 8]):
-        ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, target_programs=tp, num_warps=nw)
+    for bm, bn, tp, nw, st in itertools.product([16, 32], [32, 64, 128], [132, 264], [4, 8], [1, 2, 3]):
+        ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, block_n=bn, target_programs=tp, num_warps=nw,
+                          num_stages=st)
         f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa
-        rows.append((graph_us(f), f"mqa bm={bm} target={tp} warps={nw} splits={ws.splits}"))
-    for t, name in sorted(rows):
+        try:
+            rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))
+        except Exception as e:  # a config the compiler rejects (shared memory) is skipped
+            print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
+    for t, name in sorted(rows)[:25]:
         print(f"{t:8.2f} us  {name}")
 
 

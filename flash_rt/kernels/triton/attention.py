@@ -119,12 +119,13 @@ class MqaWorkspace:
     The split count is fixed from the site's shape: enough key splits that ~`target_programs` programs run."""
 
     def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
-                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None):
+                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None,
+                 num_stages: int = 2):
         # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism
         # (benchmarks/attention_sweep.py);
         # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
         block_m = block_m or (16 if rows <= 1024 else 64)  # 16: best of the sweep (8.4 vs 9.3 us, H100)
-        self.block_m, self.block_n = block_m, block_n
+        self.block_m, self.block_n, self.num_stages = block_m, block_n, num_stages
         self.num_warps = num_warps or (8 if head_dim * block_m >= 8192 else 4)
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
@@ -165,7 +166,7 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
     _mqa_partial[grid](q, k, v, bias if bias is not None else q, ws.pm, ws.pl, ws.pacc, out, scale, r, t,
                        out.stride(0), lk, ws.keys_per_split, k.stride(0), v.stride(0), float(sm_scale), H=h,
                        BLOCK_M=ws.block_m, BLOCK_N=ws.block_n, HAS_BIAS=bias is not None, FINAL=final,
-                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=2, **launch_kw())
+                       QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=ws.num_stages, **launch_kw())
     if final:
         return out
     block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
