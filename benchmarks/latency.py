@@ -35,6 +35,8 @@ VARIANTS = {
     "default": {},
     "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False},
     "no-pdl": {"programmatic_launch": False},
+    "overlap": {"overlap_first_step": True},
+    "fast-accum": {"fast_accum": True},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False},
 }

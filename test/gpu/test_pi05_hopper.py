@@ -83,11 +83,11 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
     assert fe._pin(fe.host.model_out).is_pinned() and fe._pin(fe.host.images).is_pinned()
 
 
-@pytest.mark.parametrize("precision, bar, fused", [("bf16", 0.999, None), ("fp8", 0.995, None),
-                                                   ("fp8", 0.995, ())],
-                         ids=["bf16", "fp8", "fp8-unfused"])
-def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, fused):
-    kw = {} if fused is None else {"fused_expert_gemms": fused, "programmatic_launch": False}
+@pytest.mark.parametrize("precision, bar, kw", [
+    ("bf16", 0.999, {}), ("fp8", 0.995, {}),
+    ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False}),
+    ("fp8", 0.995, {"fast_accum": True})], ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum"])
+def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)
     oracle = ReferenceOracle.for_policy(pol, device="cuda")
@@ -98,26 +98,28 @@ def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, fused):
         coss.append(cos)
     del oracle
     torch.cuda.empty_cache()
-    print(f"full-size {precision} {fused or 'default'}: worst cos per run {coss}")
+    print(f"full-size {precision} {kw or 'default'}: worst cos per run {coss}")
     assert min(coss) >= bar
 
 
 @pytest.mark.parametrize("which", ["tiny", "full"])
-def test_programmatic_launch_is_bit_identical(request, tmp_path, which):
-    """The whole FP8 forward captured with programmatic dependent launch gives the same bits as without it
-    (the path has no atomics, so any difference is a kernel that read before its predecessor finished).
-    The second policy reuses the first one's calibration cache, so both run with the same scales."""
+@pytest.mark.parametrize("option", ["programmatic_launch", "overlap_first_step"])
+def test_launch_options_are_bit_identical(request, tmp_path, which, option):
+    """The whole FP8 forward captured with programmatic dependent launch, or with flow step 0 on a second
+    stream beside the prefix, gives the same bits as without (the path has no atomics, so any difference is a
+    kernel that read before its producer finished, or two streams sharing a buffer). The second policy reuses
+    the first one's calibration cache, so both run with the same scales."""
     ckpt = request.getfixturevalue("tiny_openpi" if which == "tiny" else "full_ckpt")
     kw, state_dim = ({}, TINY_STATE_DIM) if which == "tiny" else ({"num_views": 2, "action_horizon": 50}, 8)
     outs = {}
     for pdl in (False, True):
-        pol = flash_rt.load_model(ckpt, hardware="hopper", cache_dir=tmp_path, programmatic_launch=pdl, **kw)
+        pol = flash_rt.load_model(ckpt, hardware="hopper", cache_dir=tmp_path, **{option: pdl}, **kw)
         rng = np.random.default_rng(5)
         chunks = []
         for _ in range(4):
             images, state, prompt, noise = random_observation(rng, pol.num_views, state_dim, pol.action_horizon)
             chunks.append(pol.predict(images, state, prompt, noise).copy())
-        assert pol.frontend.graph is not None and pol.frontend.programmatic_launch is pdl
+        assert pol.frontend.graph is not None and getattr(pol.frontend, option) is pdl
         outs[pdl] = np.stack(chunks)
         del pol
         torch.cuda.empty_cache()

@@ -46,7 +46,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 device: str = "cuda", **kw):
+                 overlap_first_step: bool = False, device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
@@ -66,6 +66,9 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py): each is launched while
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
         self.programmatic_launch = bool(programmatic_launch)
+        # flow step 0 of the expert on a second stream beside the prefix, layer by layer (production graph only;
+        # pipeline_hopper.prefix_with_first_step)
+        self.overlap_first_step = bool(overlap_first_step)
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -174,6 +177,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
         self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev)
+        self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
+                         if self.overlap_first_step else None)
         self.sites = pipeline_hopper.quant_sites(d)
         self._act_store, views = aligned_scalars(len(self.sites), dev)
         self.act_scales = self._act_store[:, 0]  # strided view: writing it updates every site's scale
@@ -203,7 +208,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             dst.copy_(src, non_blocking=True)
 
     def _forward(self, q) -> None:
-        pipeline_hopper.forward(self.w, self.b, self.d, self.attn, q)
+        overlap = self._overlap if q is self.q_prod else None  # never the calibration twin (shared scratch)
+        pipeline_hopper.forward(self.w, self.b, self.d, self.attn, q, overlap)
 
     @torch.no_grad()
     def _run_model(self) -> None:

@@ -91,7 +91,8 @@ def embed_prompt(w, b, d):
     prefix_positions(b["pad"], out=b["pos"], suffix_out=b["suffix_pos"])
 
 
-def prefix_forward(w, b, d, attn, q):
+def prefix_forward(w, b, d, attn, q, after_kv=None):
+    """after_kv(i), if given, is called as soon as layer i's K/V are in the cache (see forward's overlap)."""
     P, eps = d["prefix_len"], d["rms_eps"]
     x = b["x"]
     bias = b["dec_bias"][:P]
@@ -106,6 +107,8 @@ def prefix_forward(w, b, d, attn, q):
         q.linear(hb, p + "norm1", p + "qkv_w", b["qkv"])
         kc, vc = b["k_cache"][i], b["v_cache"][i]
         rope_qkv_split(b["qkv"], b["pos"], q_out=b["q"], k_out=kc[:, :P], v_out=vc[:, :P], theta=d["rope_theta"])
+        if after_kv is not None:
+            after_kv(i)
         if i == d["layers"] - 1:
             break  # the expert reads only this layer's K/V
         ab, as_ = q.act(p + "attn", b["att"], b["att8"])
@@ -122,42 +125,88 @@ def prefix_forward(w, b, d, attn, q):
         q.linear(ab, p + "geglu", p + "down_w", b["down"])
 
 
-def expert_step(w, b, d, attn, q, s: int):
-    P, S, eps = d["prefix_len"], d["horizon"], d["rms_eps"]
+def expert_in(w, b, s: int) -> None:
+    """Flow step s begins: action_in_proj of x_t into the expert's residual stream."""
+    torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=b["ex_x"])
+
+
+def expert_layer(w, b, d, attn, q, s: int, i: int, down):
+    """Layer i of flow step s; `down` is layer i-1's MLP output (None for i = 0). Returns this layer's."""
+    P, S, eps, kv_len = d["prefix_len"], d["horizon"], d["rms_eps"], d["kv_len"]
     x, mods = b["ex_x"], b["mods"][s]
-    torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=x)
-    kv_len = d["kv_len"]
-    down = None
-    for i in range(d["layers"]):
-        p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
-        hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
-        if i == 0:
-            ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
-        else:
-            gated_add_ada_rms_norm(x, down, mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
-        q.post(site + "norm1", hb)
-        kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
-        q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
-                          kc[:, P:P + S], vc[:, P:P + S], d["rope_theta"])
-        ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
-        attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
-        q.post(site + "attn", ab)
-        o = q.linear_partials(ab, site + "attn", p + "o_w", b["ex_o"], b["ex_o_parts"])
-        hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
-        gated_add_ada_rms_norm(x, o, m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
-        q.post(site + "norm2", hb)
-        ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
-        down = q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
-    L = d["layers"]
-    gated_add_ada_rms_norm(x, down, mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], eps, out=b["ex_hf"])
+    p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
+    hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
+    if i == 0:
+        ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
+    else:
+        gated_add_ada_rms_norm(x, down, mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
+    q.post(site + "norm1", hb)
+    kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
+    q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
+                      kc[:, P:P + S], vc[:, P:P + S], d["rope_theta"])
+    ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
+    attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
+    q.post(site + "attn", ab)
+    o = q.linear_partials(ab, site + "attn", p + "o_w", b["ex_o"], b["ex_o_parts"])
+    hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
+    gated_add_ada_rms_norm(x, o, m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
+    q.post(site + "norm2", hb)
+    ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
+    return q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
+
+
+def expert_out(w, b, d, s: int, down) -> None:
+    """Flow step s ends: final gated adaRMS, then action_out_proj + Euler step of x_t in one kernel."""
+    L, mods = d["layers"], b["mods"][s]
+    gated_add_ada_rms_norm(b["ex_x"], down, mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], d["rms_eps"],
+                           out=b["ex_hf"])
     linear_flow_update(b["x_t"], b["ex_hf"], w["action_out_w"], w["action_out_b"], d["dt"], ws=b["flow_ws"])
 
 
-def forward(w, b, d, attn, q):
-    """Observation buffers -> model-space action chunk in b["x_t"] (fp32 [horizon, 32])."""
+def expert_step(w, b, d, attn, q, s: int):
+    expert_in(w, b, s)
+    down = None
+    for i in range(d["layers"]):
+        down = expert_layer(w, b, d, attn, q, s, i, down)
+    expert_out(w, b, d, s, down)
+
+
+def prefix_with_first_step(w, b, d, attn, q, side, events):
+    """The prefix on the current stream and flow step 0 of the expert on `side`, layer by layer: expert layer i
+    needs only prefix layer i's K/V (and the prompt's positions / key bias), so it can run while prefix layer
+    i+1 computes. The two share no written buffer: the expert writes its own K/V rows P:P+S of each cache
+    layer, the prefix rows :P. `events` are L + 2 preallocated CUDA events (fork, one per layer, join).
+    Not for the calibration twin, whose dequantization scratch is shared by all its GEMMs."""
+    main = torch.cuda.current_stream()
+    events[0].record(main)
+    side.wait_event(events[0])
+    with torch.cuda.stream(side):
+        expert_in(w, b, 0)
+    down = [None]
+
+    def after_kv(i):
+        events[i + 1].record(main)
+        side.wait_event(events[i + 1])
+        with torch.cuda.stream(side):
+            down[0] = expert_layer(w, b, d, attn, q, 0, i, down[0])
+
+    prefix_forward(w, b, d, attn, q, after_kv=after_kv)
+    with torch.cuda.stream(side):
+        expert_out(w, b, d, 0, down[0])
+        events[-1].record(side)
+    main.wait_event(events[-1])
+
+
+def forward(w, b, d, attn, q, overlap=None):
+    """Observation buffers -> model-space action chunk in b["x_t"] (fp32 [horizon, 32]).
+    overlap: None, or (side stream, L + 2 events) to run flow step 0 beside the prefix (prefix_with_first_step)."""
     b["x_t"].copy_(b["noise"])
     vision_forward(w, b, d, attn, q)
     embed_prompt(w, b, d)
-    prefix_forward(w, b, d, attn, q)
-    for s in range(d["num_steps"]):
+    if overlap is None:
+        prefix_forward(w, b, d, attn, q)
+        expert_step(w, b, d, attn, q, 0)
+    else:
+        prefix_with_first_step(w, b, d, attn, q, *overlap)
+    for s in range(1, d["num_steps"]):
         expert_step(w, b, d, attn, q, s)
