@@ -30,15 +30,16 @@ from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 
 
 # named frontend-option sets for A/B runs in one process (--variants); "prev-default" is the default before
-# 2026-11-27 (no split-K, no PDL) except that action_out + Euler step is the fused kernel
+# 2026-11-27 (no split-K, no PDL, no step-0 overlap) except that action_out + Euler step is the fused kernel
 VARIANTS = {
     "default": {},
-    "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False},
+    "prev-default": {"fused_expert_gemms": ("rope_qkv", "geglu"), "programmatic_launch": False,
+                     "overlap_first_step": False},
     "no-pdl": {"programmatic_launch": False},
-    "overlap": {"overlap_first_step": True},
+    "no-overlap": {"overlap_first_step": False},
     "fast-accum": {"fast_accum": True},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
-    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False},
+    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 
 
@@ -140,7 +141,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  fast_accum=args.fast_accum, **opts)
+                                  **{"fast_accum": args.fast_accum, **opts})
         t_load = time.perf_counter() - t0
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
         t0 = time.perf_counter()

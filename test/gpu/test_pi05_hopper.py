@@ -85,7 +85,7 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
 
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
-    ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False}),
+    ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False}),
     ("fp8", 0.995, {"fast_accum": True})], ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,

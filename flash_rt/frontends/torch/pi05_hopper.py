@@ -46,7 +46,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 overlap_first_step: bool = False, device: str = "cuda", **kw):
+                 overlap_first_step: bool = True, device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
@@ -67,7 +67,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
         self.programmatic_launch = bool(programmatic_launch)
         # flow step 0 of the expert on a second stream beside the prefix, layer by layer (production graph only;
-        # pipeline_hopper.prefix_with_first_step)
+        # pipeline_hopper.prefix_with_first_step); bit-identical to running it after the prefix
         self.overlap_first_step = bool(overlap_first_step)
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
