@@ -11,9 +11,11 @@ per-kernel breakdown of one replay (torch.profiler). Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -121,6 +123,8 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="frt_bench_"))
+    # the generated checkpoint (6.7 GB) and weight caches: a few runs on one machine filled its 64 GB disk
+    atexit.register(shutil.rmtree, work, True)
     t0 = time.perf_counter()
     ckpt = Path(args.ckpt) if args.ckpt else build_full_checkpoint(work / "ckpt", device="cuda")[0]
     print(f"checkpoint ready in {time.perf_counter() - t0:.1f} s ({torch.cuda.get_device_name(0)})", flush=True)
