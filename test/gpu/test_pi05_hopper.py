@@ -62,6 +62,19 @@ def test_capture_and_memory_stable_over_100_replays(tiny_openpi, tmp_path):
     assert pol.frontend.graph is g and np.isfinite(out).all()
 
 
+def _compiled_triton_kernels() -> int:
+    """How many compiled variants the catalogue's Triton kernels hold (every module, every device)."""
+    import triton
+
+    from flash_rt.kernels.triton import activations, attention, gemm_fused, misc, norms, rope
+    n = 0
+    for mod in (activations, attention, gemm_fused, misc, norms, rope):
+        for obj in vars(mod).values():
+            if isinstance(obj, triton.runtime.jit.JITFunction):
+                n += sum(len(caches[0]) for caches in obj.device_caches.values())
+    return n
+
+
 def test_prompt_change_and_recalibration_do_not_recapture(tiny_openpi, tmp_path):
     pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path)
     rng = np.random.default_rng(1)
@@ -70,6 +83,10 @@ def test_prompt_change_and_recalibration_do_not_recapture(tiny_openpi, tmp_path)
     g = pol.frontend.graph
     b = pol.predict(images, state, "stack the green cube on the red one", noise)
     assert pol.frontend.graph is g and np.abs(a - b).max() > 1e-4
+    compiled = _compiled_triton_kernels()
+    info = pol.calibrate([{"images": images, "state": state, "prompt": "open the drawer"}] * 2)
+    # recalibration reuses the first-step calibration's kernels: no compile inside a ~/calibrate call
+    assert _compiled_triton_kernels() == compiled
     info = pol.calibrate([{"images": images, "state": state, "prompt": "open the drawer"}] * 2, percentile=99.9)
     assert pol.frontend.graph is g and info["num_observations"] == 2
     c = pol.predict(images, state, "open the drawer", noise)

@@ -316,7 +316,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         obs = list(observations or [None])
         if percentile is not None and not 0 < percentile <= 100:
             raise InputError(f"percentile must be in (0, 100], got {percentile}")
-        with torch.no_grad(), torch.cuda.stream(self.stream):
+        from flash_rt.kernels.triton.launch import programmatic_dependent_launch
+        # the same launch mode as the first-step calibration, so the twin's compiled kernels are reused: a
+        # different mode is a different compile (seconds with a cold Triton cache, inside a ~/calibrate call)
+        with torch.no_grad(), torch.cuda.stream(self.stream), programmatic_dependent_launch(self.programmatic_launch):
             self.amax.zero_()
             for o in obs:
                 if o is not None:
