@@ -87,15 +87,18 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
 
 
 @triton.jit
-def _merge_rows(PM, PL, PACC, OUT, SCALE, rows, rmask, R, T, so_t, SPLITS: tl.constexpr, H: tl.constexpr,
-                QUANT: tl.constexpr):
-    """Combine the SPLITS partial softmaxes of `rows` in a fixed split order."""
+def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl.constexpr,
+               BLOCK_R: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
+    """Combine the SPLITS partial softmaxes of BLOCK_R query rows in a fixed split order."""
+    pdl_enter(PDL)
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
     dh = tl.arange(0, H)
-    m = tl.full(rows.shape, float("-inf"), tl.float32)
+    m = tl.full([BLOCK_R], float("-inf"), tl.float32)
     for s in tl.static_range(SPLITS):
         m = tl.maximum(m, tl.load(PM + s * R + rows, mask=rmask, other=float("-inf")))
-    l_tot = tl.zeros(rows.shape, tl.float32)
-    acc = tl.zeros([rows.shape[0], H], tl.float32)
+    l_tot = tl.zeros([BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_R, H], tl.float32)
     for s in tl.static_range(SPLITS):
         ms = tl.load(PM + s * R + rows, mask=rmask, other=float("-inf"))
         w = tl.where(ms == float("-inf"), 0.0, tl.exp(ms - m))
@@ -103,14 +106,6 @@ def _merge_rows(PM, PL, PACC, OUT, SCALE, rows, rmask, R, T, so_t, SPLITS: tl.co
         a = tl.load(PACC + (s * R + rows)[:, None].to(tl.int64) * H + dh[None, :], mask=rmask[:, None], other=0.0)
         acc += w[:, None] * a
     _store_rows(OUT, SCALE, acc / l_tot[:, None], rows, rmask, dh, T, so_t, H, QUANT)
-
-
-@triton.jit
-def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl.constexpr,
-               BLOCK_R: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
-    pdl_enter(PDL)
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    _merge_rows(PM, PL, PACC, OUT, SCALE, rows, rows < R, R, T, so_t, SPLITS, H, QUANT)
 
 
 class MqaWorkspace:
