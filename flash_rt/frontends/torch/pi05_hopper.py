@@ -26,6 +26,9 @@ from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_hopper_spec import build_spec, gemm_names
 from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
 from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
+from flash_rt.kernels import triton as kernels
+from flash_rt.kernels.triton.launch import programmatic_dependent_launch
+from flash_rt.kernels.triton.misc import LinearFlowWorkspace
 from flash_rt.models.pi05 import pipeline_hopper
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 
@@ -138,7 +141,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                     dt=self.dt, embed_scale=math.sqrt(c.width))
 
     def _alloc_buffers(self) -> None:
-        from flash_rt.kernels.triton.misc import LinearFlowWorkspace
         c, nv, h, dev = self.cfg, self.num_views, self.host, self.device
         self.d = d = self.dims()
         P, S, L = d["prefix_len"], d["horizon"], d["kv_len"]
@@ -186,13 +188,11 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.amax = torch.zeros(len(self.sites), dtype=f32, device=dev)
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
-            from flash_rt.kernels import triton as kernels
-            from flash_rt.kernels.triton import amax_update, quantize_fp8
-            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, quantize_fp8, fast_accum=self.fast_accum,
+            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, kernels.quantize_fp8, fast_accum=self.fast_accum,
                                      fused=kernels, fused_ops=self.fused_expert_gemms)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
-                                                                        update or amax_update, scratch)
+                                                                        update or kernels.amax_update, scratch)
             self._scratch_numel = biggest
         else:
             self.q_prod = Bf16Context(self.w)
@@ -213,7 +213,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
 
     @torch.no_grad()
     def _run_model(self) -> None:
-        from flash_rt.kernels.triton.launch import programmatic_dependent_launch
         with torch.cuda.stream(self.stream), programmatic_dependent_launch(self.programmatic_launch):
             if not self.calibrated and not self._load_cached_calibration():
                 self._upload()
@@ -284,10 +283,14 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def _calibrate_on_buffers(self, n_obs: int, percentile: float | None, reset: bool = True) -> None:
         if reset:
             self.amax.zero_()
+        self._run_calibration_twin(percentile)
+        self._set_scales(self.amax.cpu().tolist())
+
+    def _run_calibration_twin(self, percentile: float | None) -> None:
+        """One forward of the bf16 twin over the input buffers, accumulating amax per site."""
         scratch = torch.empty(self._scratch_numel, dtype=torch.bfloat16, device=self.device)
         self._forward(self._calib_ctx(scratch, None if percentile is None else _percentile_update(percentile)))
         del scratch
-        self._set_scales(self.amax.cpu().tolist())
 
     @torch.no_grad()
     def _compile_calibration_twin(self) -> None:
@@ -295,10 +298,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         Triton kernels (bf16 outputs, amax) are other specializations than production's; left to the first real
         tick, with a cold Triton cache, they made that tick 2.9 s instead of ~60 ms (H100, the GPU rosbag test,
         2026-11-27)."""
-        scratch = torch.empty(self._scratch_numel, dtype=torch.bfloat16, device=self.device)
-        self._forward(self._calib_ctx(scratch, None if self.default_percentile is None
-                                      else _percentile_update(self.default_percentile)))
-        del scratch
+        self._run_calibration_twin(self.default_percentile)
         self.amax.zero_()
 
     def _save(self, path, n_obs, percentile) -> None:
@@ -316,7 +316,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         obs = list(observations or [None])
         if percentile is not None and not 0 < percentile <= 100:
             raise InputError(f"percentile must be in (0, 100], got {percentile}")
-        from flash_rt.kernels.triton.launch import programmatic_dependent_launch
         # the same launch mode as the first-step calibration, so the twin's compiled kernels are reused: a
         # different mode is a different compile (seconds with a cold Triton cache, inside a ~/calibrate call)
         with torch.no_grad(), torch.cuda.stream(self.stream), programmatic_dependent_launch(self.programmatic_launch):
