@@ -389,3 +389,96 @@ else:
         _close(o_t, o_r, "norm over partials")
         with pytest.raises(ValueError, match="multiple of"):
             T.fp8_gemm_splitk(x, xs, w, ws, out_partials=_poison((3, m, n), torch.float32))
+
+    # -- deferred adaRMS norm (gemm_fused.DeferredNormWorkspace): producers, consumers, and the identity ------
+    def _deferred_ws(rows, width, tile):
+        from flash_rt.kernels.triton.gemm_fused import DeferredNormWorkspace
+        ws = DeferredNormWorkspace(rows, width, "cpu", tile=tile)
+        ws.ssq.fill_(float("nan"))           # every row < M must be written
+        return ws
+
+    @pytest.mark.parametrize("m", [50, 70])
+    def test_ada_rms_deferred(m):
+        _need_faithful("fp8")
+        g = torch.Generator().manual_seed(40)
+        d, nt = 64, 4
+        x, sc = torch.randn(m, d, generator=g) * 3, torch.randn(d, generator=g) * 0.1
+        scale = torch.tensor([0.02])
+        o_t, o_r = _poison((m, d), F8), _poison((m, d), F8)
+        s_t, s_r = _poison((nt, m + 6), torch.float32), _poison((nt, m + 6), torch.float32)
+        T.ada_rms_deferred(x, sc, out=o_t, out_scale=scale, ssq_out=s_t)
+        R.ada_rms_deferred(x, sc, out=o_r, out_scale=scale, ssq_out=s_r)
+        check(o_t, o_r, "deferred y")
+        torch.testing.assert_close(s_t[:, :m], s_r[:, :m], rtol=1e-6, atol=0)
+        assert s_t[:, m:].isnan().all()          # padding rows untouched
+        with pytest.raises(ValueError, match="power of two"):
+            T.ada_rms_deferred(x, sc, out=o_t, out_scale=scale, ssq_out=torch.zeros(3, m))
+
+    @pytest.mark.parametrize("m,splits", [(50, 4), (70, 2)])
+    def test_fp8_gemm_splitk_residual(m, splits):
+        _need_faithful("fp8")
+        from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
+        n, k = 64, 1024
+        cfg = FusedGemmConfig(block_n=16, block_k=128, stages=1)
+        x, xs, w, wsc = _fp8_operands(m, n, k, seed=41)
+        g = torch.Generator().manual_seed(42)
+        res = torch.randn(m, n, generator=g)
+        gate, sc = torch.randn(n, generator=g), torch.randn(n, generator=g) * 0.1
+        ys = torch.tensor([0.05])
+        ws_t, ws_r = _deferred_ws(m, n, 16), _deferred_ws(m, n, 16)
+        for rep in range(2):                     # the last-arriver counters reset: a second call is right too
+            res_t, res_r = res.clone(), res.clone()
+            p_t, p_r = _poison((splits, m, n), torch.float32), _poison((splits, m, n), torch.float32)
+            o_t, o_r = _poison((m, n), F8), _poison((m, n), F8)
+            T.fp8_gemm_splitk_residual(x, xs, w, wsc, out_partials=p_t, residual=res_t, gate=gate, mod_scale=sc,
+                                       out=o_t, out_scale=ys, ws=ws_t, cfg=cfg)
+            R.fp8_gemm_splitk_residual(x, xs, w, wsc, out_partials=p_r, residual=res_r, gate=gate, mod_scale=sc,
+                                       out=o_r, out_scale=ys, ws=ws_r)
+            _close(p_t, p_r, f"partials (call {rep})")
+            torch.testing.assert_close(res_t, res_r, rtol=1e-6, atol=1e-6)
+            check(o_t, o_r, f"deferred y (call {rep})")
+            torch.testing.assert_close(ws_t.ssq[:, :m], ws_r.ssq[:, :m], rtol=1e-5, atol=0)
+            assert (ws_t.counters == 0).all()
+        with pytest.raises(ValueError, match="does not fit"):
+            T.fp8_gemm_splitk_residual(x, xs, w, wsc, out_partials=p_t, residual=res_t, gate=gate, mod_scale=sc,
+                                       out=o_t, out_scale=ys, ws=_deferred_ws(m, n, 32), cfg=cfg)
+
+    def _deferred_input(m, k, seed):
+        """An FP8 deferred-norm activation with its ssq, as a producer leaves them."""
+        g = torch.Generator().manual_seed(seed)
+        xres = torch.randn(m, k, generator=g) * 2
+        ssq = torch.zeros(4, m + 14)
+        y8 = torch.empty(m, k, dtype=F8)
+        R.ada_rms_deferred(xres, torch.randn(k, generator=g) * 0.1, out=y8, out_scale=torch.tensor([0.02]),
+                           ssq_out=ssq)
+        return y8, torch.tensor([0.02]), ssq
+
+    def test_fp8_gemm_geglu_deferred():
+        m, f, k = 50, 64, 256
+        x, xs, ssq = _deferred_input(m, k, seed=43)
+        _, _, w, wsc = _fp8_operands(m, 2 * f, k, seed=44)
+        shift = torch.randn(2 * f, generator=torch.Generator().manual_seed(45))
+        o_t, o_r = _poison((m, f), torch.float32), _poison((m, f), torch.float32)
+        T.fp8_gemm_geglu(x, xs, w, wsc, out=o_t, cfg=_small_cfg(), row_ssq=ssq, shift=shift, eps=1e-6)
+        R.fp8_gemm_geglu(x, xs, w, wsc, out=o_r, row_ssq=ssq, shift=shift, eps=1e-6)
+        _close(o_t, o_r, "deferred geglu")
+        with pytest.raises(ValueError, match="come together"):
+            T.fp8_gemm_geglu(x, xs, w, wsc, out=o_t, cfg=_small_cfg(), row_ssq=ssq)
+
+    def test_fp8_gemm_rope_qkv_deferred():
+        m, n, kh, h, k = 50, 2, 1, 64, 256
+        x, xs, ssq = _deferred_input(m, k, seed=46)
+        _, _, w, wsc = _fp8_operands(m, (n + 2 * kh) * h, k, seed=47)
+        shift = torch.randn((n + 2 * kh) * h, generator=torch.Generator().manual_seed(48))
+        pos = torch.arange(m) + 300
+        outs_t = [_poison((n, m, h), torch.float32), _poison((kh, m, h), torch.float32),
+                  _poison((kh, m, h), torch.float32)]
+        outs_r = [_poison((n, m, h), torch.float32), _poison((kh, m, h), torch.float32),
+                  _poison((kh, m, h), torch.float32)]
+        T.fp8_gemm_rope_qkv(x, xs, w, wsc, pos, q_out=outs_t[0], k_out=outs_t[1], v_out=outs_t[2], cfg=_small_cfg(),
+                            row_ssq=ssq, shift=shift)
+        R.fp8_gemm_rope_qkv(x, xs, w, wsc, pos, q_out=outs_r[0], k_out=outs_r[1], v_out=outs_r[2], row_ssq=ssq,
+                            shift=shift)
+        for got, want, nm in zip(outs_t, outs_r, "qkv"):
+            err = (got - want).abs().max().item()
+            assert err <= 1e-4 * want.abs().max().item(), f"{nm}: {err}"
