@@ -41,7 +41,6 @@ VARIANTS = {
     "no-overlap": {"overlap_first_step": False},
     "fast-accum": {"fast_accum": True},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
-    "no-defer": {"defer_expert_norms": False},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 

@@ -30,7 +30,7 @@ __all__ = [
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
     "flow_update", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
-    "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fp8_gemm_splitk_residual", "ada_rms_deferred",
+    "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 
 FP8_MAX = 448.0                      # largest finite torch.float8_e4m3fn
@@ -147,34 +147,18 @@ def _fp8_matmul(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale
     return (x.float() @ w.float().t()) * (x_scale.float() * w_scale.float())
 
 
-def _deferred_finish(y: torch.Tensor, row_ssq: Optional[torch.Tensor], shift: Optional[torch.Tensor],
-                     width: int, eps: float) -> torch.Tensor:
-    """rstd * y + shift for a deferred-norm GEMM output (tile sums of squares summed in tile order)."""
-    if row_ssq is None:
-        return y
-    ss = row_ssq[0, :y.shape[0]].clone()
-    for t in range(1, row_ssq.shape[0]):
-        ss += row_ssq[t, :y.shape[0]]
-    rstd = 1.0 / torch.sqrt(ss / width + eps)
-    return y * rstd[:, None] + shift.float()
-
-
 def fp8_gemm_geglu(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
-                   out: torch.Tensor, out_scale: Scale = None, cfg=None, row_ssq=None, shift=None,
-                   eps: float = 1e-6) -> torch.Tensor:
-    """geglu(fp8 GEMM) without the bf16 round trip: w = [gate; up] [2F, K] e4m3 (twin of the fused kernel).
-    row_ssq / shift: x is a deferred-norm activation (see fp8_gemm_splitk_residual)."""
-    y = _deferred_finish(_fp8_matmul(x, x_scale, w, w_scale), row_ssq, shift, x.shape[1], eps)
-    return geglu(y, out=out, out_scale=out_scale)
+                   out: torch.Tensor, out_scale: Scale = None, cfg=None) -> torch.Tensor:
+    """geglu(fp8 GEMM) without the bf16 round trip: w = [gate; up] [2F, K] e4m3 (twin of the fused kernel)."""
+    return geglu(_fp8_matmul(x, x_scale, w, w_scale), out=out, out_scale=out_scale)
 
 
 def fp8_gemm_rope_qkv(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor,
                       positions: torch.Tensor, *, q_out: torch.Tensor, k_out: torch.Tensor, v_out: torch.Tensor,
-                      theta: float = 10000.0, cfg=None, row_ssq=None, shift=None, eps: float = 1e-6):
-    """rope_qkv_split(fp8 GEMM) without the bf16 round trip (twin of the fused kernel); row_ssq / shift as in
-    fp8_gemm_geglu."""
-    y = _deferred_finish(_fp8_matmul(x, x_scale, w, w_scale), row_ssq, shift, x.shape[1], eps)
-    return rope_qkv_split(y, positions, q_out=q_out, k_out=k_out, v_out=v_out, theta=theta)
+                      theta: float = 10000.0, cfg=None):
+    """rope_qkv_split(fp8 GEMM) without the bf16 round trip (twin of the fused kernel)."""
+    return rope_qkv_split(_fp8_matmul(x, x_scale, w, w_scale), positions, q_out=q_out, k_out=k_out, v_out=v_out,
+                          theta=theta)
 
 
 def fp8_gemm_splitk(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
@@ -185,29 +169,6 @@ def fp8_gemm_splitk(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_s
     for i in range(sp):
         out_partials[i].copy_(_fp8_matmul(x[:, i * kc:(i + 1) * kc], x_scale, w[:, i * kc:(i + 1) * kc], w_scale))
     return out_partials
-
-
-def ada_rms_deferred(x: torch.Tensor, mod_scale: torch.Tensor, *, out: torch.Tensor, out_scale: Scale,
-                     ssq_out: torch.Tensor) -> torch.Tensor:
-    """Producer half of a deferred adaRMS norm: out = x * (1 + mod_scale) [-> e4m3] and ssq_out[t, r] = sum of
-    x[r]^2 over column tile t (NT = ssq_out.shape[0] equal tiles). Consumers add rstd and the shift."""
-    x32 = x.float()
-    nt = ssq_out.shape[0]
-    ssq_out[:, :x32.shape[0]].copy_((x32 * x32).view(x32.shape[0], nt, -1).sum(-1).t())
-    return _store(x32 * (1 + mod_scale.float()), out, out_scale)
-
-
-def fp8_gemm_splitk_residual(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
-                             out_partials: torch.Tensor, residual: torch.Tensor, gate: torch.Tensor,
-                             mod_scale: torch.Tensor, out: torch.Tensor, out_scale: Scale, ws, cfg=None):
-    """fp8_gemm_splitk, residual += gate * (partials summed in split order), then ada_rms_deferred(residual)
-    into out and ws.ssq (twin of the fused kernel's last-arriver epilogue)."""
-    fp8_gemm_splitk(x, x_scale, w, w_scale, out_partials=out_partials)
-    acc = out_partials[0].clone()
-    for part in out_partials[1:]:
-        acc += part
-    _residual_add(residual, acc * gate.float())
-    return ada_rms_deferred(residual, mod_scale, out=out, out_scale=out_scale, ssq_out=ws.ssq)
 
 
 # -- attention plumbing ---------------------------------------------------------------------------------

@@ -395,68 +395,6 @@ def test_fp8_gemm_splitk_and_the_norm_that_sums_it(m, k, splits):
     assert (res - res_t).abs().max().item() <= 1e-6 * res_t.abs().max().item()
 
 
-@pytest.mark.parametrize("m,k,splits", [(50, 2048, 4), (50, 4096, 4), (10, 4096, 4), (100, 2048, 2)])
-def test_deferred_norm_producers_and_consumers(m, k, splits):
-    """fp8_gemm_splitk_residual (last-arriver residual update + y + tile sums of squares) and
-    ada_rms_deferred vs their twins, then the qkv+RoPE and gate+up+GeGLU GEMMs finishing the norm in their
-    epilogues vs the twins given the same inputs. Called three times: the arrival counters must reset."""
-    from flash_rt.kernels.triton.gemm_fused import DeferredNormWorkspace
-    n = 1024
-    x, xs, w, ws = fp8_operands(m, n, k, seed=90)
-    p = _params(n, seed=91)
-    g, sc = p["g"].float(), p["sc"].float()
-    res = rand(m, n, seed=92, scale=2.0, dtype=torch.float32)
-    ys = scale_for(res * (1 + sc))
-    nws = DeferredNormWorkspace(m, n, DEV)
-    ref_ws = type("WS", (), {"ssq": poison(tuple(nws.ssq.shape), torch.float32)})()
-    res_r, y_r = res.clone(), poison((m, n), F8)
-    R.fp8_gemm_splitk_residual(x, xs, w, ws, out_partials=poison((splits, m, n), torch.float32), residual=res_r,
-                               gate=g, mod_scale=sc, out=y_r, out_scale=ys, ws=ref_ws)
-    for rep in range(3):
-        res_t, y_t, parts = res.clone(), poison((m, n), F8), poison((splits, m, n), torch.float32)
-        nws.ssq.fill_(float("nan"))
-        T.fp8_gemm_splitk_residual(x, xs, w, ws, out_partials=parts, residual=res_t, gate=g, mod_scale=sc,
-                                   out=y_t, out_scale=ys, ws=nws)
-        torch.cuda.synchronize()
-        assert (nws.counters == 0).all(), f"call {rep}: arrival counters not reset"
-        # the partials are the tensor cores' (twin: fp32 sums): residual within accumulation noise
-        assert (res_t - res_r).abs().max().item() <= 2.0 ** -10 * res_r.abs().max().item(), f"call {rep}"
-        y_want = poison((m, n), F8)
-        R.ada_rms_deferred(res_t, sc, out=y_want, out_scale=ys, ssq_out=ref_ws.ssq)
-        check_fp8(y_t, y_want, f"y (call {rep})")     # same residual in: same bytes up to ties
-        torch.testing.assert_close(nws.ssq[:, :m], ref_ws.ssq[:, :m], rtol=1e-5, atol=0)
-    # layer 0's producer, on the same residual
-    y0, y0_want = poison((m, n), F8), poison((m, n), F8)
-    ssq0 = poison(tuple(nws.ssq.shape), torch.float32)
-    T.ada_rms_deferred(res_t, sc, out=y0, out_scale=ys, ssq_out=ssq0)
-    R.ada_rms_deferred(res_t, sc, out=y0_want, out_scale=ys, ssq_out=ref_ws.ssq)
-    check_fp8(y0, y0_want, "ada_rms_deferred")
-    torch.testing.assert_close(ssq0[:, :m], ref_ws.ssq[:, :m], rtol=1e-5, atol=0)
-    # consumers: the norm finishes in the epilogue
-    f, nh, h = 4096, 8, 256
-    wgu, wgs = fp8_operands(m, 2 * f, n, seed=93)[2:]
-    shift = rand(2 * f, seed=94, dtype=torch.float32)
-    a_s = torch.full((64,), 0.05, device=DEV)[:1]
-    act, act_want = poison((m, f), F8), poison((m, f), F8)
-    T.fp8_gemm_geglu(y_t, ys, wgu, wgs, out=act, out_scale=a_s, row_ssq=nws.ssq, shift=shift)
-    R.fp8_gemm_geglu(y_t, ys, wgu, wgs, out=act_want, out_scale=a_s, row_ssq=nws.ssq, shift=shift)
-    gd, wd_ = act.float(), act_want.float()
-    assert not torch.isnan(gd).any()
-    tol = e4m3_ulp(torch.maximum(gd.abs(), wd_.abs())) + 2.0 ** -9 * wd_.abs().max()
-    assert ((gd - wd_).abs() <= tol).all(), "deferred geglu vs twin"
-    wq, wqs = fp8_operands(m, (nh + 2) * h, n, seed=95)[2:]
-    shq = rand((nh + 2) * h, seed=96, dtype=torch.float32)
-    pos = torch.arange(576, 576 + m, device=DEV, dtype=torch.int64)
-    q, kk, vv = poison((nh, m, h), BF), poison((1, m, h), BF), poison((1, m, h), BF)
-    T.fp8_gemm_rope_qkv(y_t, ys, wq, wqs, pos, q_out=q, k_out=kk, v_out=vv, row_ssq=nws.ssq, shift=shq)
-    q32, k32, v32 = (poison((nh, m, h), torch.float32), poison((1, m, h), torch.float32),
-                     poison((1, m, h), torch.float32))
-    R.fp8_gemm_rope_qkv(y_t, ys, wq, wqs, pos, q_out=q32, k_out=k32, v_out=v32, row_ssq=nws.ssq, shift=shq)
-    check_rope(q, q32, "deferred q")
-    check_rope(kk, k32, "deferred k")
-    check_rope(vv, v32, "deferred v")
-
-
 def test_fused_gemm_shape_errors():
     x, xs, w, ws = fp8_operands(50, 8192, 1000, seed=42)
     with pytest.raises(ValueError, match="multiple of"):
@@ -679,16 +617,12 @@ def test_graph_capture_replay_matches_eager():
 
 
 # -- programmatic dependent launch -------------------------------------------------------------------------
-@pytest.mark.parametrize("deferred", [False, True], ids=["norm-kernels", "deferred-norms"])
-def test_programmatic_launch_expert_chain_is_bit_identical(deferred):
+def test_programmatic_launch_expert_chain_is_bit_identical():
     """Kernels launched with PDL start while their predecessor runs and must wait for it before touching
     memory. Twelve expert layers (norm -> qkv+RoPE GEMM -> MQA partial + merge -> split-K o -> norm that sums
     the partials -> gate+up+GeGLU GEMM -> split-K down), each reading what the last kernel wrote: the bits
     must be the same without PDL, with PDL eagerly, and replayed from a graph captured with PDL. A kernel
-    that read early would see the previous layer's data (buffers are reused every layer). `deferred`: the
-    production chain with the norms folded into the split-K GEMMs' last arrivers and the next GEMMs' epilogues
-    (its arrival counters are atomics, but the reduction order is fixed, so the bits must still match)."""
-    from flash_rt.kernels.triton.gemm_fused import DeferredNormWorkspace
+    that read early would see the previous layer's data (buffers are reused every layer)."""
     from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
     from flash_rt.kernels.triton.launch import pdl_enabled, programmatic_dependent_launch
 
@@ -711,28 +645,8 @@ def test_programmatic_launch_expert_chain_is_bit_identical(deferred):
                vc=kv0[1].clone(), att8=poison((S, N * H), F8), o_parts=poison((4, S, D), torch.float32),
                a8=poison((S, F), F8), d_parts=torch.zeros(4, S, D, device=DEV))
     ws = MqaWorkspace(N * S, P + S, H, DEV)
-    nws = DeferredNormWorkspace(S, D, DEV)
-    shq, shg = rand((N + 2) * H, seed=90, scale=0.1, dtype=torch.float32), rand(2 * F, seed=91, scale=0.1,
-                                                                                 dtype=torch.float32)
-    gf, scf = g.float(), sc.float()
-    dn = dict(row_ssq=nws.ssq, shift=None)
-
-    def layers_deferred():
-        T.ada_rms_deferred(buf["res"], scf, out=buf["h8"], out_scale=s_h, ssq_out=nws.ssq)
-        for _ in range(L):
-            T.fp8_gemm_rope_qkv(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],
-                                v_out=buf["vc"][:, P:], **dict(dn, shift=shq))
-            mqa_attention(buf["q"], buf["kc"][0], buf["vc"][0], kbias, out=buf["att8"], ws=ws, sm_scale=H ** -0.5,
-                          out_scale=s_att)
-            T.fp8_gemm_splitk_residual(buf["att8"], s_att, *wo, out_partials=buf["o_parts"], residual=buf["res"],
-                                       gate=gf, mod_scale=scf, out=buf["h8"], out_scale=s_h, ws=nws)
-            T.fp8_gemm_geglu(buf["h8"], s_h, *wgu, out=buf["a8"], out_scale=s_a, **dict(dn, shift=shg))
-            T.fp8_gemm_splitk_residual(buf["a8"], s_a, *wd, out_partials=buf["d_parts"], residual=buf["res"],
-                                       gate=gf, mod_scale=scf, out=buf["h8"], out_scale=s_h, ws=nws)
 
     def layers():
-        if deferred:
-            return layers_deferred()
         for _ in range(L):
             T.gated_add_ada_rms_norm(buf["res"], buf["d_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
             T.fp8_gemm_rope_qkv(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],

@@ -34,14 +34,6 @@ def test_tiny_bf16_rung(tiny_openpi, tmp_path):
     assert cos >= 0.999
 
 
-def test_tiny_model_keeps_the_norm_kernels(tiny_openpi, tmp_path):
-    """The tiny model's K = 64 does not tile the fused expert GEMMs, so the norms cannot be deferred into
-    them: the frontend says so and runs the norm kernels (the calibration key says which it calibrated)."""
-    pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path)
-    assert pol.frontend.expert_norms_deferred is False
-    assert not pol.frontend.shape_key().endswith("-dn")
-
-
 def test_tiny_fp8_rung_three_runs(tiny_openpi, tmp_path):
     coss = []
     for run in range(3):  # fresh loads: run 1 builds weight + calibration caches, runs 2-3 hit them
@@ -111,14 +103,10 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False}),
-    ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"defer_expert_norms": False})],
-    ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum", "fp8-norm-kernels"])
+    ("fp8", 0.995, {"fast_accum": True})], ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)
-    # the production default defers the expert's norms into its GEMMs; every other rung keeps norm kernels
-    deferred = precision == "fp8" and kw.get("defer_expert_norms", True) and kw.get("fused_expert_gemms") != ()
-    assert pol.frontend.expert_norms_deferred is deferred
     oracle = ReferenceOracle.for_policy(pol, device="cuda")
     runs = 3 if precision == "fp8" else 1
     coss = []

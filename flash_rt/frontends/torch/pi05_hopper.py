@@ -28,7 +28,6 @@ from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
 from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
 from flash_rt.kernels import triton as kernels
 from flash_rt.kernels.triton.launch import programmatic_dependent_launch
-from flash_rt.kernels.triton.gemm_fused import DEFAULT_SPLITK, DeferredNormWorkspace
 from flash_rt.kernels.triton.misc import LinearFlowWorkspace
 from flash_rt.models.pi05 import pipeline_hopper
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
@@ -50,7 +49,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 overlap_first_step: bool = True, defer_expert_norms: bool = True, device: str = "cuda", **kw):
+                 overlap_first_step: bool = True, device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
@@ -73,11 +72,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # flow step 0 of the expert on a second stream beside the prefix, layer by layer (production graph only;
         # pipeline_hopper.prefix_with_first_step); bit-identical to running it after the prefix
         self.overlap_first_step = bool(overlap_first_step)
-        # the expert's adaRMS norms folded into the o / down GEMM before them and the qkv / gate+up GEMM after
-        # (kernels/triton/gemm_fused.DeferredNormWorkspace): 340 fewer launches per inference. Needs the three
-        # fused expert GEMMs and FP8; `expert_norms_deferred` says whether it is on for this model.
-        self.defer_expert_norms = bool(defer_expert_norms)
-        self.expert_norms_deferred = False
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -181,8 +175,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             "ex_o_parts": z(SPLIT_K, S, c.ex_width, dtype=f32), "ex_down_parts": z(SPLIT_K, S, c.ex_width, dtype=f32),
             "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
         }
-        self.expert_norms_deferred = self._deferrable(b)
-        b["ex_norm_ws"] = DeferredNormWorkspace(S, c.ex_width, dev) if self.expert_norms_deferred else None
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
@@ -197,12 +189,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
             self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, kernels.quantize_fp8, fast_accum=self.fast_accum,
-                                     fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     deferred_shift=self._deferred_shifts() if self.expert_norms_deferred else None)
+                                     fused=kernels, fused_ops=self.fused_expert_gemms)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
-            self._calib_ctx = lambda scratch, update=None: CalibContext(
-                self.w, self.ws, self.site_amax, update or kernels.amax_update, scratch,
-                deferred=self.expert_norms_deferred)
+            self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
+                                                                        update or kernels.amax_update, scratch)
             self._scratch_numel = biggest
         else:
             self.q_prod = Bf16Context(self.w)
@@ -211,35 +201,6 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                     (self._pin(h.noise), b["noise"])]
         self._out = (b["x_t"], self._pin(h.model_out))
         self._done = torch.cuda.Event()
-
-    def _deferrable(self, b) -> bool:
-        """Whether the expert's norms can run deferred here: FP8, the option on, and every fused kernel they
-        ride on fits the expert's shapes (the tiny test models' K = 64 do not: they keep the norm kernels)."""
-        c = self.cfg
-        if self.precision != "fp8" or not self.defer_expert_norms \
-                or not {"rope_qkv", "geglu", "splitk"} <= set(self.fused_expert_gemms):
-            return False
-        ok = (kernels.fused_gemm_supported("rope_qkv", b["ex_h8"], self.w["ex.0.qkv_w"], c.head_dim)
-              and kernels.fused_gemm_supported("geglu", b["ex_h8"], self.w["ex.0.gu_w"])
-              and kernels.fused_gemm_supported("splitk", b["ex_att8"], self.w["ex.0.o_w"], splits=SPLIT_K)
-              and kernels.fused_gemm_supported("splitk", b["ex_act8"], self.w["ex.0.down_w"], splits=SPLIT_K))
-        tiles = c.ex_width // DEFAULT_SPLITK.block_n
-        return bool(ok) and c.ex_width % DEFAULT_SPLITK.block_n == 0 and tiles & (tiles - 1) == 0 \
-            and c.ex_width & (c.ex_width - 1) == 0
-
-    def _deferred_shifts(self) -> dict:
-        """{norm site: mod_shift @ W.T} for every deferred expert norm: the shift's share of the consuming GEMM,
-        a constant of (flow step, layer) since the modulation is. fp32, from the FP8 bytes production
-        multiplies (dequantized), ~7.7 MB at full size."""
-        out = {}
-        for i in range(self.cfg.layers):
-            for wname, row, tag in ((f"ex.{i}.qkv_w", 2 * i, "norm1"), (f"ex.{i}.gu_w", 2 * i + 1, "norm2")):
-                wd = self.w[wname].float() * self.ws[wname]
-                vals = self.mods[:, row, 1] @ wd.t()
-                for st in range(vals.shape[0]):
-                    out[f"ex.{st}.{i}.{tag}"] = vals[st].contiguous()
-                del wd
-        return out
 
     # -- running -----------------------------------------------------------------------------------
     def _upload(self) -> None:
@@ -289,10 +250,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     # -- calibration -------------------------------------------------------------------------------
     def shape_key(self) -> str:
         d = self.d
-        # deferred expert norms quantize x * (1 + scale) at the norm sites, not the normed row: other amax
-        tag = "-dn" if self.expert_norms_deferred else ""
-        return (f"pi05-hopper-{self.precision}-v{d['num_views']}-h{d['horizon']}-s{d['num_steps']}"
-                f"-t{d['max_tokens']}{tag}")
+        return f"pi05-hopper-{self.precision}-v{d['num_views']}-h{d['horizon']}-s{d['num_steps']}-t{d['max_tokens']}"
 
     def warmup(self, steps: int = 1, noise=None) -> None:
         """Compile and capture on placeholder inputs WITHOUT calibrating on them (black warm-up frames would

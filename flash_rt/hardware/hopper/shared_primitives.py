@@ -11,16 +11,8 @@ Quantization contexts let ONE forward function serve as the production path and 
   * CalibContext -- the twin: bf16 activations, weights dequantized from the same FP8 bytes production uses,
                     and the amax of every site's activation recorded on the device.
 A context maps a site name to the buffer and scale its producer must write; the forward never branches.
-
-Deferred norms (Fp8Context with `deferred_shift`): the expert's modulated RMS norms are split between the GEMM before
-them and the GEMM after (kernels/triton/gemm_fused.DeferredNormWorkspace); the producer returns a
-`DeferredNorm` instead of the normed activation and the consumer finishes the norm in its epilogue. The site's
-FP8 scale then quantizes y = x * (1 + scale) instead of the normed row, so the calibration twin records that
-(CalibContext(deferred=True)).
 """
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 
@@ -52,15 +44,6 @@ def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None, fast_accum: bool
     return out
 
 
-class DeferredNorm(NamedTuple):
-    """A GEMM input whose modulated RMS norm is half done: y8 = e4m3(x * (1 + scale) / scale_of(site)), the per-row
-    tile sums of squares of x in `ssq`, the norm `site` (which names the shift @ W.T to add) and its eps."""
-    y8: torch.Tensor
-    ssq: torch.Tensor
-    site: str
-    eps: float
-
-
 class _Composite:
     """GEMM + the op that consumes its output, as two steps (the calibration twin, BF16, and FP8 where no fused
     kernel applies). Fp8Context replaces both with one fused kernel when it is given them."""
@@ -85,29 +68,6 @@ class _Composite:
         self.linear(x, site, wname, qkv)
         rope_qkv_split(qkv, positions, q_out=q_out, k_out=k_out, v_out=v_out, theta=theta)
 
-    def mod_norm(self, site, x, mod, eps, h_bf16, h_fp8, ws):
-        """Modulated RMS norm rms(x) * (1 + mod[0]) + mod[1] as the site's activation (the expert's layer-0 input norm).
-        ws: the DeferredNormWorkspace a deferring context uses."""
-        from flash_rt.kernels.triton import ada_rms_norm
-        hb, hs = self.act(site, h_bf16, h_fp8)
-        ada_rms_norm(x, mod[0], mod[1], eps, out=hb, out_scale=hs)
-        self.post_norm(site, hb, x, mod[0])
-        return hb
-
-    def linear_residual_norm(self, a, site, wname, out, partials, x, gate, mod, eps, norm_site, h_bf16, h_fp8, ws):
-        """y = a @ W.T; x += gate * y; returns the modulated RMS norm of x (mod as in mod_norm) as the norm_site activation (the expert's o / down
-        GEMM with the norm after it)."""
-        from flash_rt.kernels.triton import gated_add_ada_rms_norm
-        y = self.linear_partials(a, site, wname, out, partials)
-        hb, hs = self.act(norm_site, h_bf16, h_fp8)
-        gated_add_ada_rms_norm(x, y, gate, mod[0], mod[1], eps, out=hb, out_scale=hs)
-        self.post_norm(norm_site, hb, x, mod[0])
-        return hb
-
-    def post_norm(self, site, h, x, mod_scale):
-        """A norm site wrote h from the residual x: what calibration records there."""
-        self.post(site, h)
-
 
 class Fp8Context(_Composite):
     """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
@@ -115,31 +75,10 @@ class Fp8Context(_Composite):
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False,
-                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, deferred_shift=None):
+                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
         self.fast_accum = fast_accum
         self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
-        # deferred_shift: None, or {norm site: mod_shift @ W.T (fp32) of the GEMM that consumes it} -- the
-        # expert's norms then run deferred (module docstring); the frontend checks the fused kernels fit first
-        self.deferred_shift = deferred_shift
-
-    def mod_norm(self, site, x, mod, eps, h_bf16, h_fp8, ws):
-        if self.deferred_shift is None:
-            return super().mod_norm(site, x, mod, eps, h_bf16, h_fp8, ws)
-        self.fused.ada_rms_deferred(x, mod[0], out=h_fp8, out_scale=self.s[site], ssq_out=ws.ssq)
-        return DeferredNorm(h_fp8, ws.ssq, site, eps)
-
-    def linear_residual_norm(self, a, site, wname, out, partials, x, gate, mod, eps, norm_site, h_bf16, h_fp8, ws):
-        if self.deferred_shift is None:
-            return super().linear_residual_norm(a, site, wname, out, partials, x, gate, mod, eps, norm_site,
-                                                h_bf16, h_fp8, ws)
-        self.fused.fp8_gemm_splitk_residual(a, self.s[site], self.w[wname], self.ws[wname], out_partials=partials,
-                                            residual=x, gate=gate, mod_scale=mod[0], out=h_fp8,
-                                            out_scale=self.s[norm_site], ws=ws)
-        return DeferredNorm(h_fp8, ws.ssq, norm_site, eps)
-
-    def _deferred_kw(self, x) -> dict:
-        return {"row_ssq": x.ssq, "shift": self.deferred_shift[x.site], "eps": x.eps}
 
     def _use_fused(self, op, x, wname, head_dim=None, splits=None) -> bool:
         return (self.fused is not None and op in self.fused_ops and x.shape[0] <= self.fused_max_m
@@ -151,10 +90,6 @@ class Fp8Context(_Composite):
         return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials)
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
-        if isinstance(x, DeferredNorm):
-            self.fused.fp8_gemm_geglu(x.y8, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
-                                      out_scale=self.s[out_site], **self._deferred_kw(x))
-            return act_fp8
         if not self._use_fused("geglu", x, wname):
             return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
         self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
@@ -162,10 +97,6 @@ class Fp8Context(_Composite):
         return act_fp8
 
     def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
-        if isinstance(x, DeferredNorm):
-            self.fused.fp8_gemm_rope_qkv(x.y8, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                         k_out=k_out, v_out=v_out, theta=theta, **self._deferred_kw(x))
-            return
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
@@ -205,20 +136,10 @@ class Bf16Context(_Composite):
 
 
 class CalibContext(_Composite):
-    """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots).
-    deferred: production defers the expert's norms, so their sites record amax(x * (1 + scale)), the tensor
-    production quantizes there, instead of the normed row."""
+    """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots)."""
 
-    def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor,
-                 deferred: bool = False):
+    def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor):
         self.w, self.ws, self.amax, self._upd, self.scratch = w, w_scales, amax, amax_update, scratch
-        self.deferred = deferred
-
-    def post_norm(self, site, h, x, mod_scale):
-        if self.deferred:   # eager (calibration only): one temporary per norm site
-            self._upd(x.float() * (1 + mod_scale.float()), self.amax[site])
-        else:
-            self.post(site, h)
 
     def act(self, site, bf16_buf, fp8_buf):
         return bf16_buf, None

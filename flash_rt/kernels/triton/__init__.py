@@ -12,17 +12,15 @@ buffers (the warm-up replay every frontend does anyway) before ``torch.cuda.grap
 import triton  # noqa: F401  (fail here, clearly, where triton is missing)
 
 from .activations import geglu, gelu_tanh, quantize_fp8
-from .gemm_fused import (DeferredNormWorkspace, fp8_gemm_geglu, fp8_gemm_rope_qkv, fp8_gemm_splitk,
-                         fp8_gemm_splitk_residual, fused_gemm_supported)
+from .gemm_fused import fp8_gemm_geglu, fp8_gemm_rope_qkv, fp8_gemm_splitk, fused_gemm_supported
 from .misc import (amax_update, flow_update, key_padding_bias, linear_flow_update, prefix_positions, time_embedding,
                    uint8_to_model)
-from .norms import (add_layer_norm, add_rms_norm, ada_rms_deferred, ada_rms_norm, gated_add_ada_rms_norm, layer_norm,
-                    rms_norm)
+from .norms import add_layer_norm, add_rms_norm, ada_rms_norm, gated_add_ada_rms_norm, layer_norm, rms_norm
 from .rope import rope_qkv_split
 
 __all__ = [
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_qkv_split", "time_embedding", "flow_update", "amax_update",
     "uint8_to_model", "key_padding_bias", "prefix_positions", "fp8_gemm_geglu", "fp8_gemm_rope_qkv",
-    "fp8_gemm_splitk", "linear_flow_update", "ada_rms_deferred", "fp8_gemm_splitk_residual",
+    "fp8_gemm_splitk", "linear_flow_update",
 ]

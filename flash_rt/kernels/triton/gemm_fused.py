@@ -25,11 +25,9 @@ import triton.language as tl
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin
-from ._sync import arrive_last
 from .launch import launch_kw, pdl_enter
 
-__all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fp8_gemm_splitk_residual", "fused_gemm_supported",
-           "FusedGemmConfig", "DeferredNormWorkspace"]
+__all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
 _FP8_MAX = tl.constexpr(448.0)
 
@@ -80,18 +78,7 @@ def _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K: tl.constexpr, n1, n2,
 
 
 @triton.jit
-def _deferred_rstd(SSQ, s_ssq, rows, rmask, NT: tl.constexpr, D: tl.constexpr, eps):
-    """Per-row factor of a deferred RMS norm, 1 / sqrt(mean x^2 + eps), from NT column-tile sums of squares
-    (summed in one fixed tree order: deterministic). Rows >= M read 0 and are never stored."""
-    t = tl.arange(0, NT)
-    ss = tl.load(SSQ + t[:, None] * s_ssq + rows[None, :], mask=rmask[None, :], other=0.0)
-    var = tl.math.div_rn(tl.sum(ss, axis=0), D * 1.0)
-    return tl.math.div_rn(1.0, tl.math.sqrt_rn(var + eps))
-
-
-@triton.jit
-def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, CNT, R, s_r, G, MSC, Y, s_y, YS, SSQ, s_ssq,
-                        K_SPLIT: tl.constexpr, SPLITS: tl.constexpr, DEFER: tl.constexpr,
+def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
                         PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
@@ -112,42 +99,20 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, CNT, R, s_r, G
         xp += BLOCK_K
         wp += BLOCK_K
     acc = acc * (tl.load(XS) * tl.load(WS))
-    r64 = rows.to(tl.int64)[:, None]
-    tile = P + r64 * s_pm + (n + cn)[None, :]
-    tl.store(tile + tl.program_id(1) * s_ps, acc, mask=rmask[:, None])
-    if DEFER:
-        # the last K split of this (column tile, row tile) to arrive finishes it: residual += gate * y,
-        # then the next adaRMS norm's deferred half (deferred_norm.py's contract)
-        if arrive_last(CNT + tl.program_id(0) * tl.num_programs(2) + tl.program_id(2), SPLITS):
-            y = tl.load(tile, mask=rmask[:, None], other=0.0, cache_modifier=".cg")
-            for j in tl.static_range(1, SPLITS):     # split order, like gated_add_ada_rms_norm: deterministic
-                y += tl.load(tile + j * s_ps, mask=rmask[:, None], other=0.0, cache_modifier=".cg")
-            cols = n + cn
-            rp = R + r64 * s_r + cols[None, :]
-            x = tl.load(rp, mask=rmask[:, None], other=0.0) + y * tl.load(G + cols)[None, :]
-            tl.store(rp, x, mask=rmask[:, None])
-            v = x * (1.0 + tl.load(MSC + cols)[None, :])
-            v = tl.minimum(tl.maximum(tl.math.div_rn(v, tl.load(YS)), -_FP8_MAX), _FP8_MAX)
-            tl.store(Y + r64 * s_y + cols[None, :], v.to(Y.dtype.element_ty), mask=rmask[:, None])
-            tl.store(SSQ + tl.program_id(0) * s_ssq + rows, tl.sum(x * x, axis=1), mask=rmask)
+    tl.store(P + tl.program_id(1) * s_ps + rows.to(tl.int64)[:, None] * s_pm + (n + cn)[None, :], acc,
+             mask=rmask[:, None])
 
 
 @triton.jit
-def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, SSQ, s_ssq, SHIFT, eps, K: tl.constexpr, F,
+def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr, F,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-                       QUANT: tl.constexpr, DEFER: tl.constexpr, NT: tl.constexpr, PDL: tl.constexpr):
+                       QUANT: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
     g, u = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
-    if DEFER:   # x is a deferred-norm activation: finish the norm here (row factor, shift @ W.T)
-        rows = row0 + tl.arange(0, BLOCK_M)
-        r = _deferred_rstd(SSQ, s_ssq, rows, rows < M, NT, K, eps)[:, None] * sc
-        cols = n + tl.arange(0, BLOCK_N)
-        y = _gelu_tanh_f32(g * r + tl.load(SHIFT + cols)[None, :]) * (u * r + tl.load(SHIFT + F + cols)[None, :])
-    else:
-        y = _gelu_tanh_f32(g * sc) * (u * sc)
+    y = _gelu_tanh_f32(g * sc) * (u * sc)
     if QUANT:
         y = tl.minimum(tl.maximum(tl.math.div_rn(y, tl.load(OS)), -_FP8_MAX), _FP8_MAX)
     rows = row0 + tl.arange(0, BLOCK_M)
@@ -158,10 +123,10 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, SSQ, s_ssq, SHIF
 
 @triton.jit
 def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
-                          SSQ, s_ssq, SHIFT, eps, K: tl.constexpr,
+                          K: tl.constexpr,
                           NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, THETA: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          STAGES: tl.constexpr, DEFER: tl.constexpr, NT: tl.constexpr, PDL: tl.constexpr):
+                          STAGES: tl.constexpr, PDL: tl.constexpr):
     HALF: tl.constexpr = H // 2
     TILES: tl.constexpr = HALF // BLOCK_N
     head = tl.program_id(0) // TILES
@@ -171,17 +136,12 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     pdl_enter(PDL)
     x1, x2 = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     sc = tl.load(XS) * tl.load(WS)
+    a = x1 * sc
+    b = x2 * sc
     rows = row0 + tl.arange(0, BLOCK_M)
-    j = j0 + tl.arange(0, BLOCK_N)
-    if DEFER:   # x is a deferred-norm activation: finish the norm here (row factor, shift @ W.T)
-        r = _deferred_rstd(SSQ, s_ssq, rows, rows < M, NT, K, eps)[:, None] * sc
-        a = x1 * r + tl.load(SHIFT + head * H + j)[None, :]
-        b = x2 * r + tl.load(SHIFT + head * H + HALF + j)[None, :]
-    else:
-        a = x1 * sc
-        b = x2 * sc
     rmask = (rows < M)[:, None]
     r64 = rows.to(tl.int64)[:, None]
+    j = j0 + tl.arange(0, BLOCK_N)
     if head < NQ + NK:
         pos = tl.load(POS + rows, mask=rows < M, other=0).to(tl.float32)
         c, s = rope_cos_sin(pos, j, H, THETA, BLOCK_N)    # the angles exactly as rope.py computes them
@@ -232,29 +192,9 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
 BLOCK_M = 64
 
 
-def _deferred_args(row_ssq, shift, m: int, k: int, n_total: int, name: str):
-    """Kernel arguments of a deferred-norm consumer: (SSQ, s_ssq, SHIFT, DEFER, NT); dummies when off."""
-    if (row_ssq is None) != (shift is None):
-        raise ValueError(f"{name}: row_ssq and shift come together (a deferred-norm input), got one of them")
-    if row_ssq is None:
-        return None, 0, None, False, 1
-    nt = row_ssq.shape[0] if row_ssq.dim() == 2 else 0
-    if row_ssq.dim() != 2 or row_ssq.dtype != torch.float32 or row_ssq.shape[1] < m or row_ssq.stride(1) != 1 \
-            or nt & (nt - 1) or k % nt:
-        raise ValueError(f"{name}: row_ssq must be fp32 [NT, >= {m}] with NT a power of two dividing K={k}, got "
-                         f"{tuple(row_ssq.shape)} {row_ssq.dtype}")
-    if shift.dtype != torch.float32 or tuple(shift.shape) != (n_total,) or shift.stride(0) != 1:
-        raise ValueError(f"{name}: shift must be a contiguous fp32 [{n_total}] (mod_shift @ w.T), got "
-                         f"{tuple(shift.shape)} {shift.dtype}")
-    return row_ssq, row_ssq.stride(0), shift, True, nt
-
-
-def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU,
-                   row_ssq=None, shift=None, eps: float = 1e-6):
+def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
-    FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM.
-    With row_ssq / shift, x is a deferred-norm activation (DeferredNormWorkspace) and [g | u] =
-    rstd * (x @ w.T) * scales + shift, rstd from row_ssq -- the norm finishes in this epilogue."""
+    FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
     quant = check_out(out, out_scale, "fp8_gemm_geglu")
     m, k = x.shape
@@ -263,22 +203,18 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
         raise ValueError(f"fp8_gemm_geglu: w {tuple(w.shape)} must be [2F, K] and out {tuple(out.shape)} [M, F]")
     if f % cfg.block_n or k % cfg.block_k:
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
-    ssq, s_ssq, sh, defer, nt = _deferred_args(row_ssq, shift, m, k, 2 * f, "fp8_gemm_geglu")
     grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
     _gemm_geglu_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, out, out.stride(0),
-                             out_scale if quant else x_scale, m, x_scale if ssq is None else ssq, s_ssq,
-                             x_scale if sh is None else sh, float(eps), k, f, BLOCK_M=BLOCK_M,
-                             BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant,
-                             DEFER=defer, NT=nt, num_warps=cfg.warps, **launch_kw())
+                             out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
+                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps, **launch_kw())
     return out
 
 
 def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta: float = 10000.0,
-                      cfg: FusedGemmConfig = DEFAULT_QKV, row_ssq=None, shift=None, eps: float = 1e-6):
+                      cfg: FusedGemmConfig = DEFAULT_QKV):
     """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
     rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
-    reach memory. Site: the expert's fused qkv GEMM. With row_ssq / shift, x is a deferred-norm activation
-    and qkv = rstd * (x @ w.T) * scales + shift before RoPE (see fp8_gemm_geglu)."""
+    reach memory. Site: the expert's fused qkv GEMM."""
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv")
     n, m, h = q_out.shape
     kh = k_out.shape[0]
@@ -296,53 +232,13 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     for t, nm in ((q_out, "q_out"), (k_out, "k_out"), (v_out, "v_out")):
         if t.stride(-1) != 1:
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
-    ssq, s_ssq, sh, defer, nt = _deferred_args(row_ssq, shift, m, x.shape[1], w.shape[0], "fp8_gemm_rope_qkv")
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
     _gemm_rope_qkv_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, positions,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
-                                v_out, v_out.stride(0), v_out.stride(1), m, x_scale if ssq is None else ssq, s_ssq,
-                                x_scale if sh is None else sh, float(eps), x.shape[1], NQ=n, NK=kh, H=h,
+                                v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
                                 THETA=float(theta), BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
-                                STAGES=cfg.stages, DEFER=defer, NT=nt, num_warps=cfg.warps, **launch_kw())
+                                STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
-
-
-class DeferredNormWorkspace:
-    """Device state of a deferred adaRMS norm over rows of width `width` (allocated once: graph-safe).
-
-    The norm h = x * rstd * (1 + scale) + shift, rstd = 1 / sqrt(mean x^2 + eps), feeds a GEMM, and
-    h @ W.T = rstd * ((x * (1 + scale)) @ W.T) + shift @ W.T. So the producer writes y = x * (1 + scale) in FP8
-    (a static per-site scale, calibrated on y) and per-row sums of squares of x over `tiles` column tiles
-    into `ssq`; the consuming GEMM multiplies its accumulator by rstd and adds shift @ W.T (fp32, precomputed:
-    the modulation is a constant of the flow step) in its epilogue. Producers: fp8_gemm_splitk_residual (the
-    expert's o / down GEMMs; `counters` are its last-arriver semaphores) and norms.ada_rms_deferred (layer 0).
-    Consumers: fp8_gemm_rope_qkv / fp8_gemm_geglu with row_ssq=ssq. Why: it deletes the expert's two norm
-    launches per layer, 340 of them per inference (docs/benchmarks.md has the A/B)."""
-
-    def __init__(self, rows: int, width: int, device, tile: int = DEFAULT_SPLITK.block_n):
-        tiles = width // tile if tile > 0 else 0
-        if tile <= 0 or width % tile or tiles & (tiles - 1):
-            raise ValueError(f"DeferredNormWorkspace: width {width} must be a power-of-two number of {tile}-wide "
-                             "column tiles")
-        self.rows, self.width, self.tile, self.tiles = rows, width, tile, tiles
-        self.row_tiles = triton.cdiv(rows, BLOCK_M)
-        self.ssq = torch.zeros(tiles, self.row_tiles * BLOCK_M, dtype=torch.float32, device=device)
-        self.counters = torch.zeros(tiles * self.row_tiles, dtype=torch.int32, device=device)
-
-
-def _check_splitk(x, x_scale, w, w_scale, p, cfg, name):
-    _check_fp8_operands(x, x_scale, w, w_scale, name)
-    m, k = x.shape
-    n = w.shape[0]
-    if p.dim() != 3 or tuple(p.shape[1:]) != (m, n) or p.dtype != torch.float32 or p.stride(2) != 1 \
-            or p.stride(1) != n:
-        raise ValueError(f"{name}: out_partials must be contiguous fp32 [S, {m}, {n}], got "
-                         f"{tuple(p.shape)} {p.dtype}")
-    sp = p.shape[0]
-    if k % (sp * cfg.block_k) or n % cfg.block_n:
-        raise ValueError(f"{name}: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
-                         f"{cfg.block_n}")
-    return m, k, n, sp
 
 
 def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig = DEFAULT_SPLITK):
@@ -351,43 +247,20 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
     gated_add_ada_rms_norm, sums the S partials in a fixed order, so results are deterministic, and the GEMM
     output is never rounded to bf16."""
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk")
+    m, k = x.shape
+    n = w.shape[0]
     p = out_partials
-    m, k, n, sp = _check_splitk(x, x_scale, w, w_scale, p, cfg, "fp8_gemm_splitk")
+    if p.dim() != 3 or tuple(p.shape[1:]) != (m, n) or p.dtype != torch.float32 or p.stride(2) != 1 \
+            or p.stride(1) != n:
+        raise ValueError(f"fp8_gemm_splitk: out_partials must be contiguous fp32 [S, {m}, {n}], got "
+                         f"{tuple(p.shape)} {p.dtype}")
+    sp = p.shape[0]
+    if k % (sp * cfg.block_k) or n % cfg.block_n:
+        raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
+                         f"{cfg.block_n}")
     grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
     _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
-                              x_scale, x_scale, 0, x_scale, x_scale, x_scale, 0, x_scale, x_scale, 0,
-                              K_SPLIT=k // sp, SPLITS=sp, DEFER=False, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
-                              BLOCK_K=cfg.block_k, STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
+                              K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                              STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
     return p
-
-
-def fp8_gemm_splitk_residual(x, x_scale, w, w_scale, *, out_partials, residual, gate, mod_scale, out, out_scale,
-                             ws: DeferredNormWorkspace, cfg: FusedGemmConfig = DEFAULT_SPLITK):
-    """fp8_gemm_splitk, then, in the same launch, residual += gate * y (y = the summed partials, in split order)
-    and the producer half of the next deferred adaRMS norm: out = e4m3(residual * (1 + mod_scale) / out_scale)
-    and ws.ssq (see DeferredNormWorkspace). The last K split to finish each column tile does that tile
-    (_sync.arrive_last), so nothing waits and the result is deterministic. residual fp32 [M, N] (updated in
-    place), gate / mod_scale fp32 [N]. Sites: the expert's o and down GEMMs (their norm2 / next norm1)."""
-    p = out_partials
-    m, k, n, sp = _check_splitk(x, x_scale, w, w_scale, p, cfg, "fp8_gemm_splitk_residual")
-    if ws.width != n or ws.tile != cfg.block_n or ws.rows < m:
-        raise ValueError(f"fp8_gemm_splitk_residual: workspace for {ws.rows} rows of {ws.width} in {ws.tile}-wide "
-                         f"tiles does not fit M={m}, N={n}, BN={cfg.block_n}")
-    if residual.dtype != torch.float32 or tuple(residual.shape) != (m, n) or residual.stride(1) != 1:
-        raise ValueError(f"fp8_gemm_splitk_residual: residual must be fp32 [{m}, {n}] with a contiguous last dim, "
-                         f"got {tuple(residual.shape)} {residual.dtype}")
-    for v, nm in ((gate, "gate"), (mod_scale, "mod_scale")):
-        if v.dtype != torch.float32 or tuple(v.shape) != (n,) or v.stride(0) != 1:
-            raise ValueError(f"fp8_gemm_splitk_residual: {nm} must be a contiguous fp32 [{n}], got "
-                             f"{tuple(v.shape)} {v.dtype}")
-    if not check_out(out, out_scale, "fp8_gemm_splitk_residual") or tuple(out.shape) != (m, n) \
-            or out.stride(1) != 1:
-        raise ValueError(f"fp8_gemm_splitk_residual: out must be e4m3 [{m}, {n}] with out_scale, got "
-                         f"{tuple(out.shape)} {out.dtype}")
-    grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
-    _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
-                              ws.counters, residual, residual.stride(0), gate, mod_scale, out, out.stride(0),
-                              out_scale, ws.ssq, ws.ssq.stride(0),
-                              K_SPLIT=k // sp, SPLITS=sp, DEFER=True, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
-                              BLOCK_K=cfg.block_k, STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
-    return out

@@ -24,16 +24,16 @@ from ._common import (MAX_ROW_BLOCK, as_rows, check_out, check_vec, next_pow2, r
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm",
-           "gated_add_ada_rms_norm", "ada_rms_deferred"]
+           "gated_add_ada_rms_norm"]
 
 _FP8_MAX = tl.constexpr(448.0)
 
 
 @triton.jit
-def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, SSQ, s_ssq, eps,
+def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
                      D: tl.constexpr, BLOCK: tl.constexpr, HAS_RES: tl.constexpr, GATED: tl.constexpr,
                      IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
-                     QUANT: tl.constexpr, SPLITS: tl.constexpr, DEFER_NT: tl.constexpr, PDL: tl.constexpr):
+                     QUANT: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
     pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
@@ -52,31 +52,24 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
         xr = x.to(R.dtype.element_ty)
         tl.store(R + row * sr + cols, xr, mask=mask)
         x = xr.to(tl.float32)          # normalize what was stored
-    if DEFER_NT > 0:
-        # deferred adaRMS (gemm_fused.DeferredNormWorkspace): y = x * (1 + scale) and the sums of squares of
-        # DEFER_NT column tiles; the consuming GEMM applies rstd and the shift. Needs D == BLOCK.
-        y = x * (1.0 + tl.load(MSC + cols).to(tl.float32))
-        t = tl.arange(0, DEFER_NT)
-        tl.store(SSQ + t * s_ssq + row, tl.sum(tl.reshape(x * x, (DEFER_NT, BLOCK // DEFER_NT)), axis=1))
-    else:
+    if IS_LN:
+        mean = tl.math.div_rn(tl.sum(x, axis=0), D * 1.0)
+        x = tl.where(mask, x - mean, 0.0)
+    var = tl.math.div_rn(tl.sum(x * x, axis=0), D * 1.0)
+    rstd = tl.math.div_rn(1.0, tl.math.sqrt_rn(var + eps))
+    y = x * rstd
+    if HAS_W:
+        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
         if IS_LN:
-            mean = tl.math.div_rn(tl.sum(x, axis=0), D * 1.0)
-            x = tl.where(mask, x - mean, 0.0)
-        var = tl.math.div_rn(tl.sum(x * x, axis=0), D * 1.0)
-        rstd = tl.math.div_rn(1.0, tl.math.sqrt_rn(var + eps))
-        y = x * rstd
-        if HAS_W:
-            w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-            if IS_LN:
-                y = y * w
-            else:
-                y = y * (1.0 + w)          # Gemma stores RMSNorm weights as offsets from 1
-        if HAS_B:
-            y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
-        if ADA:
-            sc = tl.load(MSC + cols, mask=mask, other=0.0).to(tl.float32)
-            sh = tl.load(MSH + cols, mask=mask, other=0.0).to(tl.float32)
-            y = y * (1.0 + sc) + sh
+            y = y * w
+        else:
+            y = y * (1.0 + w)          # Gemma stores RMSNorm weights as offsets from 1
+    if HAS_B:
+        y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    if ADA:
+        sc = tl.load(MSC + cols, mask=mask, other=0.0).to(tl.float32)
+        sh = tl.load(MSH + cols, mask=mask, other=0.0).to(tl.float32)
+        y = y * (1.0 + sc) + sh
     if QUANT:
         s = tl.load(SCALE)
         y = tl.minimum(tl.maximum(tl.math.div_rn(y, s), -_FP8_MAX), _FP8_MAX)
@@ -84,7 +77,7 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
 
 
 def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=None, bias=None,
-            mod_scale=None, mod_shift=None, is_ln=False, ssq_out=None):
+            mod_scale=None, mod_shift=None, is_ln=False):
     splits, s_split = 1, 0
     if residual is not None and x.dim() == residual.dim() + 1:   # y given as split-K partials [S, M, D]
         if x.stride(-1) != 1 or (x.dim() == 3 and x.shape[1] > 1 and x.stride(1) != x.shape[2]):
@@ -107,26 +100,18 @@ def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=No
     for v, vn in ((gate, "gate"), (weight, "weight"), (bias, "bias"), (mod_scale, "mod_scale"),
                   (mod_shift, "mod_shift")):
         check_vec(v, d, f"{name} {vn}")
-    block = next_pow2(d)
-    nt = 0
-    if ssq_out is not None:
-        nt = ssq_out.shape[0] if ssq_out.dim() == 2 else 0
-        if block != d or ssq_out.dim() != 2 or ssq_out.dtype != torch.float32 or ssq_out.shape[1] < m \
-                or ssq_out.stride(1) != 1 or nt < 1 or nt & (nt - 1) or d % nt:
-            raise ValueError(f"{name}: ssq_out must be fp32 [NT, >= {m}] (NT a power of two dividing the row "
-                             f"width) and the width {d} a power of two; got {tuple(ssq_out.shape)} {ssq_out.dtype}")
     if m == 0:
         return out
     dummy = xr[0]
+    block = next_pow2(d)
     _norm_row_kernel[(m,)](
         xr[0], sx, s_split, r_t, sr,
         dummy if gate is None else gate, dummy if weight is None else weight, dummy if bias is None else bias,
         dummy if mod_scale is None else mod_scale, dummy if mod_shift is None else mod_shift,
-        orows[0], orows[3], dummy if out_scale is None else out_scale, dummy if ssq_out is None else ssq_out,
-        0 if ssq_out is None else ssq_out.stride(0), float(eps),
+        orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps),
         D=d, BLOCK=block, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
         HAS_W=weight is not None, HAS_B=bias is not None, ADA=mod_scale is not None, QUANT=quant,
-        SPLITS=splits, DEFER_NT=nt, num_warps=row_warps(block), **launch_kw())
+        SPLITS=splits, num_warps=row_warps(block), **launch_kw())
     return out
 
 
@@ -173,12 +158,3 @@ def gated_add_ada_rms_norm(residual: torch.Tensor, y: torch.Tensor, gate: torch.
     fp8_gemm_splitk): they are summed in split order first."""
     return _launch(y, out, out_scale, eps, "gated_add_ada_rms_norm", residual=residual, gate=gate,
                    mod_scale=mod_scale, mod_shift=mod_shift)
-
-
-def ada_rms_deferred(x: torch.Tensor, mod_scale: torch.Tensor, *, out: torch.Tensor, out_scale: torch.Tensor,
-                     ssq_out: torch.Tensor) -> torch.Tensor:
-    """The producer half of a deferred adaRMS norm (gemm_fused.DeferredNormWorkspace): out = e4m3(x * (1 +
-    mod_scale) / out_scale) and ssq_out[t, r] = sum of x[r]^2 over column tile t of NT = ssq_out.shape[0].
-    The consuming GEMM applies rstd and the shift. Site: the action expert's layer-0 input norm, whose x comes
-    straight from action_in (later layers get theirs from fp8_gemm_splitk_residual)."""
-    return _launch(x, out, out_scale, 0.0, "ada_rms_deferred", mod_scale=mod_scale, ssq_out=ssq_out)

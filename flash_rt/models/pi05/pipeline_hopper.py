@@ -17,18 +17,15 @@ The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}
 move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical);
 action_out and the Euler step are one split-K kernel (linear_flow_update).
 In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
-(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins. `q.linear_residual_norm` is the
-o / down GEMM with the gated residual add and the adaRMS norm after it: in production the norm is deferred
-(split-K GEMM + the next GEMM's epilogue, no norm launch; shared_primitives.DeferredNorm), in the twins GEMM +
-gated_add_ada_rms_norm. `q.linear_partials` (the last layer's down) returns [M, N] or split-K partials
-[S, M, N] that the final norm sums.
+(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins; `q.linear_partials` returns the
+o / down output either as [M, N] or as split-K partials [S, M, N] that the next gated norm sums.
 """
 from __future__ import annotations
 
 import torch
 
 from flash_rt.hardware.hopper.shared_primitives import im2col_patches
-from flash_rt.kernels.triton import (add_layer_norm, add_rms_norm, gated_add_ada_rms_norm, geglu,
+from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, gated_add_ada_rms_norm, geglu,
                                      gelu_tanh, key_padding_bias, layer_norm, linear_flow_update, prefix_positions,
                                      rms_norm, rope_qkv_split, uint8_to_model)
 
@@ -129,34 +126,34 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
         q.linear(ab, p + "geglu", p + "down_w", b["down"])
 
 
-def expert_in(w, b, d, q, s: int):
-    """Flow step s begins: action_in_proj of x_t into the expert's residual stream, then layer 0's input norm
-    (returned: what layer 0's qkv GEMM consumes)."""
+def expert_in(w, b, s: int) -> None:
+    """Flow step s begins: action_in_proj of x_t into the expert's residual stream."""
     torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=b["ex_x"])
-    return q.mod_norm(f"ex.{s}.0.norm1", b["ex_x"], b["mods"][s][0], d["rms_eps"], b["ex_h"], b["ex_h8"],
-                      b["ex_norm_ws"])
 
 
-def expert_layer(w, b, d, attn, q, s: int, i: int, h):
-    """Layer i of flow step s on its normed input `h`. Returns layer i+1's normed input -- the o and down GEMMs
-    carry the residual add and the norm after them (q.linear_residual_norm) -- or, after the last layer, the
-    MLP output that expert_out's final norm sums."""
+def expert_layer(w, b, d, attn, q, s: int, i: int, down):
+    """Layer i of flow step s; `down` is layer i-1's MLP output (None for i = 0). Returns this layer's."""
     P, S, eps, kv_len = d["prefix_len"], d["horizon"], d["rms_eps"], d["kv_len"]
-    x, mods, nws = b["ex_x"], b["mods"][s], b["ex_norm_ws"]
+    x, mods = b["ex_x"], b["mods"][s]
     p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
+    hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
+    if i == 0:
+        ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
+    else:
+        gated_add_ada_rms_norm(x, down, mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
+    q.post(site + "norm1", hb)
     kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
-    q.linear_rope_qkv(h, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
+    q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
                       kc[:, P:P + S], vc[:, P:P + S], d["rope_theta"])
     ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
     attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
     q.post(site + "attn", ab)
-    h = q.linear_residual_norm(ab, site + "attn", p + "o_w", b["ex_o"], b["ex_o_parts"], x, m1[2], m2, eps,
-                               site + "norm2", b["ex_h"], b["ex_h8"], nws)
-    ab = q.linear_geglu(h, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
-    if i == d["layers"] - 1:
-        return q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
-    return q.linear_residual_norm(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"], x, m2[2],
-                                  mods[2 * i + 2], eps, f"ex.{s}.{i + 1}.norm1", b["ex_h"], b["ex_h8"], nws)
+    o = q.linear_partials(ab, site + "attn", p + "o_w", b["ex_o"], b["ex_o_parts"])
+    hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
+    gated_add_ada_rms_norm(x, o, m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
+    q.post(site + "norm2", hb)
+    ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
+    return q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
 
 
 def expert_out(w, b, d, s: int, down) -> None:
@@ -168,10 +165,11 @@ def expert_out(w, b, d, s: int, down) -> None:
 
 
 def expert_step(w, b, d, attn, q, s: int):
-    h = expert_in(w, b, d, q, s)
+    expert_in(w, b, s)
+    down = None
     for i in range(d["layers"]):
-        h = expert_layer(w, b, d, attn, q, s, i, h)
-    expert_out(w, b, d, s, h)
+        down = expert_layer(w, b, d, attn, q, s, i, down)
+    expert_out(w, b, d, s, down)
 
 
 def prefix_with_first_step(w, b, d, attn, q, side, events):
@@ -184,17 +182,18 @@ def prefix_with_first_step(w, b, d, attn, q, side, events):
     events[0].record(main)
     side.wait_event(events[0])
     with torch.cuda.stream(side):
-        h = [expert_in(w, b, d, q, 0)]
+        expert_in(w, b, 0)
+    down = [None]
 
     def after_kv(i):
         events[i + 1].record(main)
         side.wait_event(events[i + 1])
         with torch.cuda.stream(side):
-            h[0] = expert_layer(w, b, d, attn, q, 0, i, h[0])
+            down[0] = expert_layer(w, b, d, attn, q, 0, i, down[0])
 
     prefix_forward(w, b, d, attn, q, after_kv=after_kv)
     with torch.cuda.stream(side):
-        expert_out(w, b, d, 0, h[0])
+        expert_out(w, b, d, 0, down[0])
         events[-1].record(side)
     main.wait_event(events[-1])
 
