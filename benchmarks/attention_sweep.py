@@ -62,7 +62,8 @@ def main():
                                   v_out=cache_v[:, p_len:p_len + s_len])
     print(f"rope_qkv_split alone: {graph_us(rope):.2f} us")
     rows = []
-    for bm, bn, tp, nw, st in itertools.product([16, 32], [32, 64, 128], [132, 264], [4, 8], [1, 2, 3]):
+    # targets 13..50 give 1-2 key splits (no or little merge work, longer key loops); 132 / 264 give 5-10
+    for bm, bn, tp, nw, st in itertools.product([16, 32], [64, 128], [13, 25, 50, 132, 264], [4, 8], [2]):
         ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, block_n=bn, target_programs=tp, num_warps=nw,
                           num_stages=st)
         f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa

@@ -41,6 +41,10 @@ VARIANTS = {
     "no-overlap": {"overlap_first_step": False},
     "fast-accum": {"fast_accum": True},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
+    # decoder attention with fewer key splits than the default 5: no / less merge work, longer key loops
+    # (both slower on an H100, docs/benchmarks.md)
+    "attn-1split-bn128": {"attention_tiles": {"decoder": {"target_programs": 25, "block_n": 128}}},
+    "attn-2split": {"attention_tiles": {"decoder": {"target_programs": 50}}},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 

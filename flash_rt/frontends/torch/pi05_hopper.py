@@ -49,7 +49,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum: bool = False,
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 overlap_first_step: bool = True, device: str = "cuda", **kw):
+                 overlap_first_step: bool = True, attention_tiles: dict | None = None, device: str = "cuda",
+                 **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
@@ -72,6 +73,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # flow step 0 of the expert on a second stream beside the prefix, layer by layer (production graph only;
         # pipeline_hopper.prefix_with_first_step); bit-identical to running it after the prefix
         self.overlap_first_step = bool(overlap_first_step)
+        # {attention site: MqaWorkspace overrides} for A/B runs (benchmarks/latency.py variants)
+        self.attention_tiles = dict(attention_tiles or {})
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -178,7 +181,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b
-        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev)
+        self.attn = make_pi05_hopper_attention(c, nv, P, S, L, dev, self.attention_tiles)
         self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
                          if self.overlap_first_step else None)
         self.sites = pipeline_hopper.quant_sites(d)

@@ -20,9 +20,16 @@ from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
 
 
 class HopperAttnBackend:
-    def __init__(self, spec: AttentionSpec, device):
+    """tiles: {site: MqaWorkspace keyword overrides} (block_m, block_n, target_programs, num_warps,
+    num_stages) for A/B runs; the defaults are the sweep's best (benchmarks/attention_sweep.py)."""
+
+    def __init__(self, spec: AttentionSpec, device, tiles: dict | None = None):
         self.spec = spec
-        self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device)
+        tiles = tiles or {}
+        unknown = set(tiles) - set(spec.sites)
+        if unknown:
+            raise ValueError(f"attention tiles for unknown sites {sorted(unknown)}; sites: {sorted(spec.sites)}")
+        self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device, **tiles.get(name, {}))
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
 
     def run(self, site, layer, q, k, v, key_bias, out, out_scale=None):
@@ -42,7 +49,7 @@ class HopperAttnBackend:
 
 
 def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: int, kv_len: int,
-                               device) -> HopperAttnBackend:
+                               device, tiles: dict | None = None) -> HopperAttnBackend:
     """Pi0.5 sites with the Hopper layout: prefix keys = prefix_len, decoder keys = kv_len (16-aligned)."""
     spec = AttentionSpec()
     spec.add_site(SiteSpec("siglip", cfg.vis_layers, cfg.vis_heads, cfg.vis_heads, cfg.vis_head_dim,
@@ -51,4 +58,4 @@ def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: in
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon, kv_len,
                            masked=True))
-    return HopperAttnBackend(spec, device)
+    return HopperAttnBackend(spec, device, tiles)
