@@ -43,8 +43,11 @@ VARIANTS = {
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
     # decoder attention with fewer key splits than the default 5: no / less merge work, longer key loops
     # (both slower on an H100, docs/benchmarks.md)
+    "attn-1split": {"attention_tiles": {"decoder": {"target_programs": 25}}},
     "attn-1split-bn128": {"attention_tiles": {"decoder": {"target_programs": 25, "block_n": 128}}},
+    "attn-1split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 13, "num_warps": 8}}},
     "attn-2split": {"attention_tiles": {"decoder": {"target_programs": 50}}},
+    "attn-2split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 26, "num_warps": 8}}},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 
