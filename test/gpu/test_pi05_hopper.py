@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import flash_rt
+from flash_rt.errors import InputError
 from flash_rt.models.pi05.oracle import ReferenceOracle, cosine64
 from flash_rt.testing import TINY_STATE_DIM
 from flash_rt.testing.observations import random_observation
@@ -98,6 +99,23 @@ def test_uint8_upload_and_pinned_output(tiny_openpi, tmp_path):
     fe = pol.frontend
     assert fe.b["images_u8"].dtype == torch.uint8 and fe.b["images_u8"].is_cuda
     assert fe._pin(fe.host.model_out).is_pinned() and fe._pin(fe.host.images).is_pinned()
+
+
+def test_attention_tiles_override(tiny_openpi, tmp_path):
+    """The A/B knob for the MQA sites: another decoder key split (here one split, so no merge launch) gives the
+    same chunk up to the reassociated softmax sums; an unknown site is refused by name."""
+    with pytest.raises(InputError, match="unknown sites"):
+        flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, attention_tiles={"decoderr": {}})
+    outs, splits, obs = [], [], None
+    for tiles in (None, {"decoder": {"target_programs": 1}}):
+        pol = flash_rt.load_model(tiny_openpi, hardware="hopper", precision="bf16", cache_dir=tmp_path,
+                                  attention_tiles=tiles)
+        splits.append(pol.frontend.attn.ws["decoder"].splits)
+        if obs is None:
+            obs = random_observation(np.random.default_rng(3), pol.num_views, TINY_STATE_DIM, pol.action_horizon)
+        outs.append(pol.predict(*obs).copy())
+    assert splits[0] > 1 and splits[1] == 1
+    assert cosine64(outs[0], outs[1]) >= 0.9999, cosine64(outs[0], outs[1])
 
 
 @pytest.mark.parametrize("precision, bar, kw", [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from flash_rt.errors import InputError
 from flash_rt.hardware.backend import AttentionSpec, SiteSpec
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
 
@@ -28,7 +29,7 @@ class HopperAttnBackend:
         tiles = tiles or {}
         unknown = set(tiles) - set(spec.sites)
         if unknown:
-            raise ValueError(f"attention tiles for unknown sites {sorted(unknown)}; sites: {sorted(spec.sites)}")
+            raise InputError(f"attention_tiles: unknown sites {sorted(unknown)}; expected any of {sorted(spec.sites)}")
         self.ws = {name: MqaWorkspace(s.num_q_heads * s.max_q, s.max_kv, s.head_dim, device, **tiles.get(name, {}))
                    for name, s in spec.sites.items() if s.num_kv_heads == 1 and s.num_q_heads > 1}
 
