@@ -40,6 +40,8 @@ VARIANTS = {
     "no-pdl": {"programmatic_launch": False},
     "no-overlap": {"overlap_first_step": False},
     "fast-accum": {"fast_accum": True},
+    "fast-accum-gu": {"fast_accum": ("gu_w",)},       # only the gate+up GEMMs (K = 2048): the default
+    "exact": {"fast_accum": False},
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
     # decoder attention with fewer key splits than the default 5: no / less merge work, longer key loops
     # (both slower on an H100, docs/benchmarks.md)
@@ -153,7 +155,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  **{"fast_accum": args.fast_accum, **opts})
+                                  **{**({"fast_accum": True} if args.fast_accum else {}), **opts})
         t_load = time.perf_counter() - t0
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
         t0 = time.perf_counter()

@@ -121,7 +121,8 @@ def test_attention_tiles_override(tiny_openpi, tmp_path):
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False}),
-    ("fp8", 0.995, {"fast_accum": True})], ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum"])
+    ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"fast_accum": False})],
+    ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum", "fp8-exact"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)

@@ -74,10 +74,12 @@ class Fp8Context(_Composite):
     fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
 
-    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum: bool = False,
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum=False,
                  fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
+        # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum
+        self._fast_suffixes = None if isinstance(fast_accum, bool) else tuple(fast_accum)
         self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
 
     def _use_fused(self, op, x, wname, head_dim=None, splits=None) -> bool:
@@ -115,7 +117,10 @@ class Fp8Context(_Composite):
     def linear(self, x, site, wname, out, bias=None):
         w = self.w[wname]
         return linear(x, w, out, x_scale=self.s[site] if w.dtype == FP8 else None,
-                      w_scale=self.ws.get(wname), bias=bias, fast_accum=self.fast_accum)
+                      w_scale=self.ws.get(wname), bias=bias, fast_accum=self._fast(wname))
+
+    def _fast(self, wname: str) -> bool:
+        return self.fast_accum if self._fast_suffixes is None else wname.endswith(self._fast_suffixes)
 
 
 class Bf16Context(_Composite):
