@@ -119,7 +119,8 @@ def main(argv=None):
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--fast-accum", action="store_true", help="cuBLASLt FP8 fast accumulation")
+    ap.add_argument("--fast-accum", action="store_true",
+                    help="cuBLASLt FP8 fast accumulation on every GEMM (the frontend default: prefix gate+up only)")
     ap.add_argument("--fused", choices=("default", "off", "qkv", "all", "splitk", "ab"), default="default",
                     help="expert fused GEMM epilogues: the frontend default, none, qkv+RoPE, qkv+RoPE and "
                          "gate+up+GeGLU, all + split-K o/down, or ab = off, all and splitk in one process")
