@@ -3,7 +3,7 @@
 on its own weight tensor (as the 18 layers are): with one shared weight it stays in the 50 MB L2 and the sweep
 measures L2, not HBM, streaming (the first sweep did; its winners were slower in the model).
 
-    python3 benchmarks/gemm_sweep.py [--m 50] [--pdl]
+    python3 benchmarks/gemm_sweep.py [--m 50] [--pdl] [--tma]
 """
 import argparse
 import itertools
@@ -45,6 +45,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--m", type=int, default=50)
     ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
+    ap.add_argument("--tma", action="store_true", help="sweep TMA (tensor-descriptor) tiles against the defaults")
     a = ap.parse_args()
     PDL[0] = a.pdl
     m, d, f, n, h, p_len = a.m, 1024, 4096, 8, 256, 576
@@ -74,16 +75,21 @@ def main():
     print(f"M={m}: cuBLASLt gate+up {t_gu:.2f} + geglu {t_geglu:.2f} = {t_gu + t_geglu:.2f} us; "
           f"cuBLASLt qkv {t_qkv:.2f} + rope {t_rope:.2f} = {t_qkv + t_rope:.2f} us", flush=True)
     rows = []
-    for bn, bk, st, nw in itertools.product([16, 32, 64], [128, 256], [3, 4], [4, 8]):
-        cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=st, warps=nw)
+    if a.tma:   # the catalogue defaults (pointer loads) against TMA tiles
+        cfgs = [(16, 256, 3, 8, False), (16, 128, 4, 4, False)] + list(
+            itertools.product([16, 32], [128, 256], [3, 4], [4, 8], [True]))
+    else:
+        cfgs = list(itertools.product([16, 32, 64], [128, 256], [3, 4], [4, 8], [False]))
+    for bn, bk, st, nw, tma in cfgs:
+        cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=st, warps=nw, tma=tma)
         for name, fn in (("geglu", lambda i, c=cfg: fp8_gemm_geglu(x, one, w_gu[i], one, out=act, out_scale=one,
                                                                    cfg=c)),
                          ("qkv+rope", lambda i, c=cfg: fp8_gemm_rope_qkv(x, one, w_qkv[i], one, pos, q_out=q,
                                                                          k_out=kc, v_out=vc, cfg=c))):
             try:
-                rows.append((name, t(fn), f"bn={bn} bk={bk} stages={st} warps={nw}"))
+                rows.append((name, t(fn), f"bn={bn} bk={bk} stages={st} warps={nw} tma={tma}"))
             except Exception as e:  # a config the compiler rejects (shared memory, layout) is skipped
-                print(f"{name} bn={bn} bk={bk} stages={st} warps={nw}: {type(e).__name__}")
+                print(f"{name} bn={bn} bk={bk} stages={st} warps={nw} tma={tma}: {type(e).__name__}")
     # o (K 2048) and down (K 4096), N = 1024: cuBLASLt bf16 out vs split-K fp32 partials (summed by the norm)
     for kk, nm in ((2 * d, "o"), (4 * d, "down")):
         xk = fp8(m, kk)
@@ -92,19 +98,20 @@ def main():
         t_cublas = t(lambda i: torch._scaled_mm(xk, ws_[i].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16,
                                                 out=y))
         print(f"cuBLASLt {nm}: {t_cublas:.2f} us", flush=True)
-        for sp, bn, bk in itertools.product([2, 4, 8], [16, 32, 64], [128, 256]):
-            if kk % (sp * bk):
+        for sp, bn, bk, tma in itertools.product([2, 4, 8], [16, 32, 64], [128, 256],
+                                                 [False, True] if a.tma else [False]):
+            if kk % (sp * bk) or (a.tma and sp == 2):
                 continue
             parts = torch.empty(sp, m, d, device="cuda")
-            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4)
+            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4, tma=tma)
             try:
                 rows.append((f"splitk-{nm}", t(lambda i, c=cfg, pp=parts: fp8_gemm_splitk(xk, one, ws_[i], one,
                                                                                           out_partials=pp, cfg=c)),
-                             f"splits={sp} bn={bn} bk={bk}"))
+                             f"splits={sp} bn={bn} bk={bk} tma={tma}"))
             except Exception as e:
-                print(f"splitk-{nm} splits={sp} bn={bn} bk={bk}: {type(e).__name__}")
+                print(f"splitk-{nm} splits={sp} bn={bn} bk={bk} tma={tma}: {type(e).__name__}")
     for name in ("geglu", "qkv+rope", "splitk-o", "splitk-down"):
-        for r in sorted((r for r in rows if r[0] == name), key=lambda r: r[1])[:5]:
+        for r in sorted((r for r in rows if r[0] == name), key=lambda r: r[1])[:8]:
             print(f"fused {name:9s} {r[1]:6.2f} us  {r[2]}")
 
 

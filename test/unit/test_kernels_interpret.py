@@ -337,24 +337,27 @@ else:
         err = (got.float() - want.float()).abs().max().item()
         assert err <= 1e-5 * want.float().abs().max().item(), f"{what}: max err {err}"
 
-    def _small_cfg():
+    def _small_cfg(tma=False):
         from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
-        return FusedGemmConfig(block_n=16, block_k=128, stages=1, warps=4)
+        return FusedGemmConfig(block_n=16, block_k=128, stages=1, warps=4, tma=tma)
 
+    # tma: the operands as tensor descriptors (tiles past M zero-filled by the copy engine) vs pointer loads
+    @pytest.mark.parametrize("tma", [False, True])
     @pytest.mark.parametrize("m", [50, 70])
-    def test_fp8_gemm_geglu(m):
+    def test_fp8_gemm_geglu(m, tma):
         x, xs, w, ws = _fp8_operands(m, 2 * 64, 256, seed=30)
         o_t, o_r = _poison((m, 64), torch.float32), _poison((m, 64), torch.float32)
-        T.fp8_gemm_geglu(x, xs, w, ws, out=o_t, cfg=_small_cfg())
+        T.fp8_gemm_geglu(x, xs, w, ws, out=o_t, cfg=_small_cfg(tma))
         R.fp8_gemm_geglu(x, xs, w, ws, out=o_r)
         _close(o_t, o_r, "fp8_gemm_geglu")
 
+    @pytest.mark.parametrize("tma", [False, True])
     @pytest.mark.parametrize("m,off", [(50, 7), (10, 0)])
-    def test_fp8_gemm_rope_qkv(m, off):
+    def test_fp8_gemm_rope_qkv(m, off, tma):
         n, kh, h = 2, 1, 64
         x, xs, w, ws = _fp8_operands(m, (n + 2 * kh) * h, 256, seed=31)
         pos = torch.arange(m) + 300
-        cfg = _small_cfg()
+        cfg = _small_cfg(tma)
         q_t, ck, cv = (_poison((n, m, h), torch.float32), _poison((kh, m + off + 3, h), torch.float32),
                        _poison((kh, m + off + 3, h), torch.float32))
         T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q_t, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m],
@@ -369,13 +372,15 @@ else:
         for c in (ck, cv):
             assert c[:, :off].isnan().all() and c[:, off + m:].isnan().all()
 
+    @pytest.mark.parametrize("tma", [False, True])
     @pytest.mark.parametrize("m,splits", [(50, 4), (70, 2)])
-    def test_fp8_gemm_splitk_into_the_gated_norm(m, splits):
+    def test_fp8_gemm_splitk_into_the_gated_norm(m, splits, tma):
         n, k = 64, 1024
         x, xs, w, ws = _fp8_operands(m, n, k, seed=32)
         p_t, p_r = _poison((splits, m, n), torch.float32), _poison((splits, m, n), torch.float32)
         from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
-        T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t, cfg=FusedGemmConfig(block_n=32, block_k=128, stages=1))
+        T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t,
+                          cfg=FusedGemmConfig(block_n=32, block_k=128, stages=1, tma=tma))
         R.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_r)
         _close(p_t, p_r, "split-K partials")
         g = torch.Generator().manual_seed(33)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
@@ -37,11 +38,24 @@ class FusedGemmConfig:
     BN 16 maximises programs (80 for the expert qkv, 256 for its gate+up), which is what a weight-streaming
     M = 50 GEMM needs."""
 
-    def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4):
-        self.block_n, self.block_k, self.stages, self.warps = block_n, block_k, stages, warps
+    def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4, tma: bool = False):
+        self.block_n, self.block_k, self.stages, self.warps, self.tma = block_n, block_k, stages, warps, tma
 
     def __repr__(self):
-        return f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps})"
+        return (f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps}, "
+                f"tma={self.tma})")
+
+    def operands(self, x: torch.Tensor, w: torch.Tensor):
+        """(X, s_x, W, s_w) kernel arguments: TMA tensor descriptors (strides unused) or pointers."""
+        if not self.tma:
+            return x, x.stride(0), w, w.stride(0)
+        return (TensorDescriptor.from_tensor(x, [BLOCK_M, self.block_k]), 0,
+                TensorDescriptor.from_tensor(w, [self.block_n, self.block_k]), 0)
+
+
+def tma_ok(t: torch.Tensor) -> bool:
+    """What the copy engine needs of a 2-D operand: 16-byte aligned base and row stride, contiguous rows."""
+    return t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * t.element_size()) % 16 == 0
 
 
 # best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27): qkv+RoPE 5.30 us, gate+up+GeGLU
@@ -54,63 +68,62 @@ DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4)
 
 
 @triton.jit
-def _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K: tl.constexpr, n1, n2,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+def _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_LEN: tl.constexpr, n1, n2,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+                  DUAL: tl.constexpr, TMA: tl.constexpr):
+    """acc1 (and acc2 when DUAL) = x[rows, k0:k0+K_LEN] @ w[n1 (n2) + BN, same K].T, fp32, promoted per BLOCK_K.
+    TMA: X and W are tensor descriptors (blocks [BLOCK_M, BLOCK_K] and [BLOCK_N, BLOCK_K]); the copy engine
+    fetches whole tiles (rows past M zero-filled), so more weight bytes are in flight per program than with
+    pointer loads. Otherwise X and W are pointers with row strides s_x / s_w."""
     rows = row0 + tl.arange(0, BLOCK_M)
     cn = tl.arange(0, BLOCK_N)
     ck = tl.arange(0, BLOCK_K)
     rmask = rows < M
-    xp = X + rows.to(tl.int64)[:, None] * s_x + ck[None, :]
-    w1 = W + (n1 + cn).to(tl.int64)[:, None] * s_w + ck[None, :]
-    w2 = W + (n2 + cn).to(tl.int64)[:, None] * s_w + ck[None, :]
     acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for _ in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-        a = tl.load(xp, mask=rmask[:, None], other=0.0)
-        b1 = tl.load(w1)
-        b2 = tl.load(w2)
+    for kk in tl.range(0, K_LEN, BLOCK_K, num_stages=STAGES):
+        k = k0 + kk
+        if TMA:
+            a = X.load([row0, k])
+            b1 = W.load([n1, k])
+        else:
+            a = tl.load(X + rows.to(tl.int64)[:, None] * s_x + (k + ck)[None, :], mask=rmask[:, None], other=0.0)
+            b1 = tl.load(W + (n1 + cn).to(tl.int64)[:, None] * s_w + (k + ck)[None, :])
         acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
-        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
-        xp += BLOCK_K
-        w1 += BLOCK_K
-        w2 += BLOCK_K
+        if DUAL:
+            if TMA:
+                b2 = W.load([n2, k])
+            else:
+                b2 = tl.load(W + (n2 + cn).to(tl.int64)[:, None] * s_w + (k + ck)[None, :])
+            acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
     return acc1, acc2
 
 
 @triton.jit
 def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-                        PDL: tl.constexpr):
+                        TMA: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
     pdl_enter(PDL)
     row0 = tl.program_id(2) * BLOCK_M
+    acc, _ = _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_SPLIT, n, n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
+                           False, TMA)
+    acc = acc * (tl.load(XS) * tl.load(WS))
     rows = row0 + tl.arange(0, BLOCK_M)
     cn = tl.arange(0, BLOCK_N)
-    ck = tl.arange(0, BLOCK_K)
-    rmask = rows < M
-    xp = X + rows.to(tl.int64)[:, None] * s_x + k0 + ck[None, :]
-    wp = W + (n + cn).to(tl.int64)[:, None] * s_w + k0 + ck[None, :]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for _ in tl.range(0, K_SPLIT, BLOCK_K, num_stages=STAGES):
-        a = tl.load(xp, mask=rmask[:, None], other=0.0)
-        b = tl.load(wp)
-        acc = tl.dot(a, tl.trans(b), acc, max_num_imprecise_acc=BLOCK_K)
-        xp += BLOCK_K
-        wp += BLOCK_K
-    acc = acc * (tl.load(XS) * tl.load(WS))
     tl.store(P + tl.program_id(1) * s_ps + rows.to(tl.int64)[:, None] * s_pm + (n + cn)[None, :], acc,
-             mask=rmask[:, None])
+             mask=(rows < M)[:, None])
 
 
 @triton.jit
 def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr, F,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-                       QUANT: tl.constexpr, PDL: tl.constexpr):
+                       QUANT: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
-    g, u = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
+    g, u = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, True, TMA)
     sc = tl.load(XS) * tl.load(WS)
     y = _gelu_tanh_f32(g * sc) * (u * sc)
     if QUANT:
@@ -126,7 +139,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
                           K: tl.constexpr,
                           NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, THETA: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          STAGES: tl.constexpr, PDL: tl.constexpr):
+                          STAGES: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr):
     HALF: tl.constexpr = H // 2
     TILES: tl.constexpr = HALF // BLOCK_N
     head = tl.program_id(0) // TILES
@@ -134,7 +147,8 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
     pdl_enter(PDL)
-    x1, x2 = _dual_fp8_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
+    x1, x2 = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, True,
+                           TMA)
     sc = tl.load(XS) * tl.load(WS)
     a = x1 * sc
     b = x2 * sc
@@ -160,23 +174,25 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
 
 
 def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None) -> bool:
-    """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not): callers fall
-    back to GEMM + separate epilogue kernel otherwise."""
+    """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not) and, for TMA
+    tiles, the operands are aligned: callers fall back to GEMM + separate epilogue kernel otherwise."""
     if x.dtype != FP8 or w.dtype != FP8:
         return False
     if op == "geglu":
         c = DEFAULT_GEGLU
-        return x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
-    if op == "rope_qkv":
+        ok = x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
+    elif op == "rope_qkv":
         c = DEFAULT_QKV
-        return head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
-    if op == "splitk":
+        ok = head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
+    elif op == "splitk":
         c = DEFAULT_SPLITK
-        return bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
-    raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
+        ok = bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
+    else:
+        raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
+    return bool(ok) and (not c.tma or (tma_ok(x) and tma_ok(w)))
 
 
-def _check_fp8_operands(x, x_scale, w, w_scale, name):
+def _check_fp8_operands(x, x_scale, w, w_scale, name, cfg=None):
     if x.dtype != FP8 or w.dtype != FP8:
         raise ValueError(f"{name}: x and w must be float8_e4m3fn, got {x.dtype} and {w.dtype}")
     if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1]:
@@ -185,6 +201,9 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
         raise ValueError(f"{name}: x and w need a contiguous last dim, strides {x.stride()} {w.stride()}")
     check_scale(x_scale, name + " x_scale")
     check_scale(w_scale, name + " w_scale")
+    if cfg is not None and cfg.tma and not (tma_ok(x) and tma_ok(w)):
+        raise ValueError(f"{name}: TMA tiles need 16-byte aligned x and w (base and row stride); got strides "
+                         f"{x.stride()} {w.stride()}")
 
 
 # Rows per program, masked: one Hopper warpgroup MMA tile. The kernels stream weights, so padded rows cost
@@ -195,7 +214,7 @@ BLOCK_M = 64
 def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
     FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu", cfg)
     quant = check_out(out, out_scale, "fp8_gemm_geglu")
     m, k = x.shape
     f = w.shape[0] // 2
@@ -204,9 +223,11 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
     if f % cfg.block_n or k % cfg.block_k:
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
     grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
-    _gemm_geglu_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, out, out.stride(0),
+    xa, sxa, wa, swa = cfg.operands(x, w)
+    _gemm_geglu_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, out, out.stride(0),
                              out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
-                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, num_warps=cfg.warps, **launch_kw())
+                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma, num_warps=cfg.warps,
+                             **launch_kw())
     return out
 
 
@@ -215,7 +236,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
     rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
     reach memory. Site: the expert's fused qkv GEMM."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv")
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv", cfg)
     n, m, h = q_out.shape
     kh = k_out.shape[0]
     bn = cfg.block_n
@@ -233,11 +254,12 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
         if t.stride(-1) != 1:
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
-    _gemm_rope_qkv_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, positions,
+    xa, sxa, wa, swa = cfg.operands(x, w)
+    _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
                                 v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
                                 THETA=float(theta), BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
-                                STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
+                                STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 
 
@@ -247,7 +269,7 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
     gated_add_ada_rms_norm, sums the S partials in a fixed order, so results are deterministic, and the GEMM
     output is never rounded to bf16."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk")
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk", cfg)
     m, k = x.shape
     n = w.shape[0]
     p = out_partials
@@ -260,7 +282,8 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
         raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
                          f"{cfg.block_n}")
     grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
-    _gemm_splitk_kernel[grid](x, x.stride(0), x_scale, w, w.stride(0), w_scale, p, p.stride(0), p.stride(1), m,
+    xa, sxa, wa, swa = cfg.operands(x, w)
+    _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m,
                               K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                              STAGES=cfg.stages, num_warps=cfg.warps, **launch_kw())
+                              STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return p

@@ -1,0 +1,169 @@
+"""Where one Pi0.5 graph replay spends its time on the critical path, with PDL on (as it runs in production).
+
+Why not the profiler's kernel sums: under programmatic dependent launch a kernel starts while its predecessor
+still runs, so kernel durations overlap and their sum says nothing about the replay. Kernel *end* times stay
+in stream order, though: end(k) - end(k-1) is what kernel k added to the replay. This script attributes those
+end-to-end deltas per kernel family, for the expert steps after step 0 (one stream; step 0 runs beside the
+prefix), and gives per-step times from the ends of the flow-update kernels. A second part measures the floor:
+a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel boundary costs on this card.
+
+    python3 benchmarks/critical_path.py [--variants default no-overlap] [--views 2] [--horizon 50]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import flash_rt  # noqa: E402
+from flash_rt.kernels.triton.launch import launch_kw, pdl_enter, programmatic_dependent_launch  # noqa: E402
+from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
+from latency import VARIANTS  # noqa: E402
+
+FLOW_KERNEL = "_linear_flow_kernel"
+
+
+def kernel_events(fe):
+    """(name, start_us, end_us) of every kernel of one replay, sorted by end."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fe.replay_only()
+        torch.cuda.synchronize()
+    path = Path(tempfile.mkdtemp()) / "trace.json"
+    prof.export_chrome_trace(str(path))
+    events = json.loads(path.read_text())["traceEvents"]
+    shutil.rmtree(path.parent, True)
+    ks = [(e["name"], float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events
+          if e.get("cat") == "kernel" and e.get("ph") == "X"]
+    return sorted(ks, key=lambda k: k[2])
+
+
+def family(name: str) -> str:
+    """A short kernel-family name (Triton kernels keep their function name; cuBLAS/cutlass names are long)."""
+    for key in ("_norm_row_kernel", "_gemm_rope_qkv_kernel", "_mqa_partial", "_mqa_merge", "_gemm_splitk_kernel",
+                "_gemm_geglu_kernel", FLOW_KERNEL, "_time_embedding_kernel", "_eltwise_kernel"):
+        if key in name:
+            return key.strip("_")
+    if "gemm" in name.lower() or "cutlass" in name.lower() or "sm90" in name:
+        return "cublas/cutlass GEMM"
+    return name[:60]
+
+
+def attribute(ks):
+    """Per-step times and the per-family critical-path share of the expert steps after step 0."""
+    flow_ends = [e for n, _, e in ks if FLOW_KERNEL in n]
+    t0 = min(s for _, s, _ in ks)
+    out = {"replay_span_us": max(e for *_, e in ks) - t0, "kernels": len(ks),
+           "step0_end_us": flow_ends[0] - t0 if flow_ends else None,
+           "step_us": [b - a for a, b in zip(flow_ends, flow_ends[1:])]}
+    if len(flow_ends) < 2:
+        return out
+    fam = defaultdict(list)
+    prev = flow_ends[0]
+    for n, s, e in ks:
+        if e <= flow_ends[0]:
+            continue
+        fam[family(n)].append((e - prev, e - s))
+        prev = e
+    steps = len(flow_ends) - 1
+    out["per_step_family"] = {f: {"calls_per_step": len(v) / steps,
+                                  "critical_us_per_step": sum(d for d, _ in v) / steps,
+                                  "median_critical_us": statistics.median(d for d, _ in v),
+                                  "median_duration_us": statistics.median(d for _, d in v)}
+                              for f, v in sorted(fam.items(), key=lambda kv: -sum(d for d, _ in kv[1]))}
+    return out
+
+
+@triton.jit
+def _touch_kernel(X, PDL: tl.constexpr):
+    """The least a kernel of the catalogue does: PDL handoff, one dependent load and one store."""
+    pdl_enter(PDL)
+    i = tl.program_id(0)
+    tl.store(X + i, tl.load(X + i) + 1.0)
+
+
+def boundary_floor(programs: int, n: int = 400, pdl: bool = True) -> float:
+    """us per kernel of a CUDA graph of n `_touch_kernel`s with `programs` programs each."""
+    x = torch.zeros(programs, device="cuda")
+    s = torch.cuda.Stream()
+    with programmatic_dependent_launch(pdl), torch.cuda.stream(s):
+        _touch_kernel[(programs,)](x, **launch_kw())
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s):
+            for _ in range(n):
+                _touch_kernel[(programs,)](x, **launch_kw())
+    g.replay()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(20):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b) * 1e3 / n)
+    return float(np.median(ts))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
+    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--horizon", type=int, default=50)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, triton {triton.__version__}")
+    print("kernel boundary floor (us per trivial kernel in a graph of 400):")
+    for p in (1, 132, 264):
+        print(f"  {p:4d} programs: PDL on {boundary_floor(p, pdl=True):.2f}, off {boundary_floor(p, pdl=False):.2f}")
+    work = Path(tempfile.mkdtemp(prefix="frt_cp_"))
+    try:
+        ckpt = build_full_checkpoint(work / "ckpt", device="cuda")[0]
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(args.views)]
+        state = rng.uniform(-1, 1, 8)
+        report = {}
+        for name in args.variants:
+            pol = flash_rt.load_model(ckpt, hardware="hopper", precision="fp8", num_views=args.views,
+                                      action_horizon=args.horizon, max_token_len=64, cache_dir=work / "cache",
+                                      **VARIANTS[name])
+            pol.predict(images, state, "pick up the red block and put it in the blue bowl")
+            fe = pol.frontend
+            for _ in range(20):
+                fe.replay_only()
+            runs = [attribute(kernel_events(fe)) for _ in range(3)]
+            report[name] = runs
+            r = runs[-1]
+            print(f"\n## {name}: {r['kernels']} kernels, span {r['replay_span_us']:.0f} us, step 0 ends at "
+                  f"{r['step0_end_us']:.0f} us; steps 1.. (us): {' '.join(f'{x:.0f}' for x in r['step_us'])}")
+            print("| family | calls/step | critical us/step | median critical us | median duration us |")
+            print("|---|---|---|---|---|")
+            for f, v in r.get("per_step_family", {}).items():
+                print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
+                      f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
+            del pol, fe
+            torch.cuda.empty_cache()
+        (out / "critical_path.json").write_text(json.dumps(report, indent=1))
+    finally:
+        shutil.rmtree(work, True)
+
+
+if __name__ == "__main__":
+    main()
