@@ -125,6 +125,7 @@ def main(argv=None):
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--horizon", type=int, default=50)
+    ap.add_argument("--ckpt", default=None, help="a full-size checkpoint (default: generate one)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -135,7 +136,7 @@ def main(argv=None):
         print(f"  {p:4d} programs: PDL on {boundary_floor(p, pdl=True):.2f}, off {boundary_floor(p, pdl=False):.2f}")
     work = Path(tempfile.mkdtemp(prefix="frt_cp_"))
     try:
-        ckpt = build_full_checkpoint(work / "ckpt", device="cuda")[0]
+        ckpt = Path(args.ckpt) if args.ckpt else build_full_checkpoint(work / "ckpt", device="cuda")[0]
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(args.views)]
         state = rng.uniform(-1, 1, 8)

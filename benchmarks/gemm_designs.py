@@ -47,6 +47,58 @@ def _geglu_tma(xd, wd, OUT, s_o, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, B
 
 
 @triton.jit
+def _geglu_tma_q(xd, wd, OUT, s_o, OS, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr, STAGES: tl.constexpr, QMODE: tl.constexpr, PDL: tl.constexpr):
+    """FP8-out epilogues: 1 div_rn by a scale loaded after the loop (the catalogue's), 2 div_rn by a scale loaded
+    before the loop, 3 multiply by its reciprocal (loaded before), 4 plain `/` (loaded before)."""
+    n = tl.program_id(0) * BLOCK_N
+    pdl_enter(PDL)
+    if QMODE != 1:
+        os_ = tl.load(OS)
+    acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        a = xd.load([0, k])
+        b1 = wd.load([n, k])
+        b2 = wd.load([F + n, k])
+        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
+        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
+    y = _gelu_tanh_f32(acc1) * acc2
+    if QMODE == 1:
+        y = tl.math.div_rn(y, tl.load(OS))
+    elif QMODE == 2:
+        y = tl.math.div_rn(y, os_)
+    elif QMODE == 3:
+        y = y * (1.0 / os_)
+    else:
+        y = y / os_
+    y = tl.minimum(tl.maximum(y, -448.0), 448.0)
+    rows = tl.arange(0, BLOCK_M)
+    cols = n + tl.arange(0, BLOCK_N)
+    tl.store(OUT + rows[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty), mask=(rows < M)[:, None])
+
+
+@triton.jit
+def _geglu_tma_late(xd, wd, OUT, s_o, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_K: tl.constexpr, STAGES: tl.constexpr, PDL: tl.constexpr):
+    """_geglu_tma with the second weight tile loaded after the first dot (the catalogue mainloop's order)."""
+    n = tl.program_id(0) * BLOCK_N
+    pdl_enter(PDL)
+    acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        a = xd.load([0, k])
+        b1 = wd.load([n, k])
+        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
+        b2 = wd.load([F + n, k])
+        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
+    y = _gelu_tanh_f32(acc1) * acc2
+    rows = tl.arange(0, BLOCK_M)
+    cols = n + tl.arange(0, BLOCK_N)
+    tl.store(OUT + rows[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty), mask=(rows < M)[:, None])
+
+
+@triton.jit
 def _geglu_wide(X, s_x, W, s_w, OUT, s_o, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 IMPRECISE: tl.constexpr, PRE: tl.constexpr, PDL: tl.constexpr):
     """One K-wide dot per accumulator; PRE loads the (constant) weight slab before the PDL wait."""
@@ -119,6 +171,26 @@ def main():
     print(f"{torch.cuda.get_device_name(0)}, triton {triton.__version__}; us per call, PDL chain of {N_W}")
     print("| design | rotating weights (HBM) | one weight (L2) |")
     print("|---|---|---|")
+    if "--quick" in sys.argv:   # the TMA loop as written here vs inside the catalogue kernel, same tiles
+        for bn, bk in ((16, 256), (32, 256)):
+            xd = TensorDescriptor.from_tensor(x, [64, bk])
+            wds = [TensorDescriptor.from_tensor(w, [bn, bk]) for w in ws]
+            for kern in (_geglu_tma, _geglu_tma_late):
+                bench(f"{kern.__name__} bn{bn} bk{bk} s4 w4",
+                      lambda i, bn=bn, bk=bk, xd=xd, wds=wds, kern=kern: kern[(f // bn,)](
+                          xd, wds[i], out, out.stride(0), m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
+                          STAGES=4, num_warps=4, **launch_kw()))
+            for qm in (1, 2, 3, 4):
+                bench(f"fp8 out qmode {qm} bn{bn} bk{bk} s4 w4",
+                      lambda i, bn=bn, bk=bk, xd=xd, wds=wds, qm=qm: _geglu_tma_q[(f // bn,)](
+                          xd, wds[i], out8, out8.stride(0), one, m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
+                          STAGES=4, QMODE=qm, num_warps=4, **launch_kw()))
+            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4, tma=True)
+            bench(f"catalogue tma bn{bn} bk{bk} s4 w4",
+                  lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out8, out_scale=one, cfg=c))
+            bench(f"catalogue tma bn{bn} bk{bk} s4 w4 bf16 out",
+                  lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out, cfg=c))
+        return
     for bn, bk, st, nw in ((16, 128, 4, 4), (16, 256, 3, 4), (32, 128, 4, 4), (32, 256, 3, 8)):
         cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=st, warps=nw)
         bench(f"catalogue bn{bn} bk{bk} s{st} w{nw}",

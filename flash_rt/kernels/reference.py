@@ -9,7 +9,9 @@ same contract:
   into the output dtype -- so in fp32 it is exact up to fp32 rounding and matches the FP32 reference
   model (``flash_rt.models.pi05.reference``) op for op;
 * when ``out_scale`` (a device fp32 tensor of shape [1]) is given, ``out`` is ``torch.float8_e4m3fn``
-  and holds ``clamp(y / out_scale, -448, 448)`` rounded to nearest even (torch's ``.to()``);
+  and holds ``clamp(y * (1 / out_scale), -448, 448)`` rounded to nearest even (torch's ``.to()``): the
+  reciprocal, correctly rounded, times y, as the kernels compute it (a division per element was measured
+  slow on the GPU, kernels/triton/fp8_quant.py);
 * it never calls ``.item()`` or branches on tensor values, so it also runs on CUDA tensors (the GPU
   tests run the twin on the device, in fp32, next to the kernel).
 
@@ -49,7 +51,7 @@ def _store(y: torch.Tensor, out: torch.Tensor, out_scale: Scale) -> torch.Tensor
     else:
         if out.dtype != torch.float8_e4m3fn:
             raise ValueError(f"out_scale given but out is {out.dtype}; expected torch.float8_e4m3fn")
-        out.copy_(torch.clamp(y / out_scale.float(), -FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn))
+        out.copy_(torch.clamp(y * (1.0 / out_scale.float()), -FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn))
     return out
 
 

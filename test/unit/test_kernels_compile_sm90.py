@@ -24,7 +24,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
+from triton.runtime.jit import JITFunction, mangle_type  # noqa: E402
+from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
 import flash_rt.kernels.triton as T  # noqa: E402
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention  # noqa: E402
@@ -66,6 +67,8 @@ def _compile(fn, args, kwargs):
             sig[p.name], constexprs[p.name] = "constexpr", v
         elif isinstance(v, torch.Tensor):
             sig[p.name] = "*" + _DTYPE[v.dtype]
+        elif isinstance(v, TensorDescriptor):       # TMA operand: "tensordesc<fp8e4nv[64, 256]>"
+            sig[p.name] = mangle_type(v)
         elif isinstance(v, bool):
             sig[p.name] = "i1"
         elif isinstance(v, int):

@@ -20,11 +20,11 @@ import triton
 import triton.language as tl
 
 from ._common import ELT_BLOCK, as_rows, check_out, check_scale, next_pow2
+from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["gelu_tanh", "geglu", "quantize_fp8"]
 
-_FP8_MAX = tl.constexpr(448.0)
 _K0 = tl.constexpr(0.7978845608028654)   # sqrt(2/pi)
 _K1 = tl.constexpr(0.044715)
 
@@ -53,8 +53,7 @@ def _eltwise_kernel(X, sx, OUT, so, SCALE, N, F_OFF, ACT: tl.constexpr, QUANT: t
     else:
         y = x
     if QUANT:
-        s = tl.load(SCALE)
-        y = tl.minimum(tl.maximum(tl.math.div_rn(y, s), -_FP8_MAX), _FP8_MAX)
+        y = e4m3_range(y, e4m3_rcp(SCALE))
     tl.store(OUT + row * so + cols, y.to(OUT.dtype.element_ty), mask=mask)
 
 

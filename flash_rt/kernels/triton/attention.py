@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["mqa_attention", "MqaWorkspace"]
@@ -40,13 +41,13 @@ def _online_softmax(s, m_i, l_i):
 
 
 @triton.jit
-def _store_rows(OUT, SCALE, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT: tl.constexpr):
-    """Query row r = n*T + t -> out[t, n*H : (n+1)*H] (the o-projection's layout), FP8 when QUANT."""
+def _store_rows(OUT, rcp, y, rows, rmask, dh, T, so_t, H: tl.constexpr, QUANT: tl.constexpr):
+    """Query row r = n*T + t -> out[t, n*H : (n+1)*H] (the o-projection's layout), FP8 (y * rcp) when QUANT."""
     n = rows // T
     t = rows - n * T
     dst = OUT + t[:, None].to(tl.int64) * so_t + n[:, None] * H + dh[None, :]
     if QUANT:
-        y = tl.minimum(tl.maximum(y / tl.load(SCALE), -448.0), 448.0)
+        y = e4m3_range(y, rcp)
     tl.store(dst, y.to(OUT.dtype.element_ty), mask=rmask[:, None])
 
 
@@ -57,6 +58,9 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
     pdl_enter(PDL)
+    rcp = 1.0
+    if FINAL and QUANT:
+        rcp = e4m3_rcp(SCALE)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < R
     dh = tl.arange(0, H)
@@ -78,7 +82,7 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
         v = tl.load(V + cols[:, None].to(tl.int64) * sv + dh[None, :], mask=cmask[:, None], other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
     if FINAL:  # one split: normalize and write [T, N*H] directly (no merge launch)
-        _store_rows(OUT, SCALE, acc / l_i[:, None], rows, rmask, dh, T, so_t, H, QUANT)
+        _store_rows(OUT, rcp, acc / l_i[:, None], rows, rmask, dh, T, so_t, H, QUANT)
     else:
         base = pid_s * R + rows
         tl.store(PM + base, m_i, mask=rmask)
@@ -91,6 +95,9 @@ def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl
                BLOCK_R: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
     """Combine the SPLITS partial softmaxes of BLOCK_R query rows in a fixed split order."""
     pdl_enter(PDL)
+    rcp = 1.0
+    if QUANT:
+        rcp = e4m3_rcp(SCALE)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     dh = tl.arange(0, H)
@@ -105,7 +112,7 @@ def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl
         l_tot += w * tl.load(PL + s * R + rows, mask=rmask, other=0.0)
         a = tl.load(PACC + (s * R + rows)[:, None].to(tl.int64) * H + dh[None, :], mask=rmask[:, None], other=0.0)
         acc += w[:, None] * a
-    _store_rows(OUT, SCALE, acc / l_tot[:, None], rows, rmask, dh, T, so_t, H, QUANT)
+    _store_rows(OUT, rcp, acc / l_tot[:, None], rows, rmask, dh, T, so_t, H, QUANT)
 
 
 class MqaWorkspace:

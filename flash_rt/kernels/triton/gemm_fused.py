@@ -25,13 +25,11 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
-from .rope import rope_cos_sin
+from .rope import rope_cos_sin, rope_inv_freq_table
+from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
-
-_FP8_MAX = tl.constexpr(448.0)
-
 
 class FusedGemmConfig:
     """Tile rule (no autotune: one compile per shape before capture). benchmarks/gemm_sweep.py measures them;
@@ -58,10 +56,11 @@ def tma_ok(t: torch.Tensor) -> bool:
     return t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * t.element_size()) % 16 == 0
 
 
-# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27): qkv+RoPE 5.30 us, gate+up+GeGLU
-# 7.20 us at M = 50 (cuBLASLt + separate kernel: 7.59 / 8.20 us)
+# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27): qkv+RoPE 5.30 us (TMA tiles: no
+# better, 5.78 us); gate+up+GeGLU with TMA tiles and the reciprocal quantization (fp8_quant.py) 5.40 us vs
+# 7.21 us for pointer loads and a division per element (benchmarks/gemm_designs.py)
 DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
-DEFAULT_GEGLU = FusedGemmConfig(block_n=16, block_k=128, stages=4, warps=4)
+DEFAULT_GEGLU = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4, tma=True)
 # split-K (o and down, N = 1024): 32 column tiles x S splits. Sweep with PDL (S = 4, the frontend's): o 3.01 us,
 # down 3.87 us vs cuBLASLt 4.79 / 6.14 us (S = 8 gains <= 0.05 us here but doubles what the norm sums)
 DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4)
@@ -107,9 +106,10 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.co
     k0 = tl.program_id(1) * K_SPLIT
     pdl_enter(PDL)
     row0 = tl.program_id(2) * BLOCK_M
+    sc = tl.load(XS) * tl.load(WS)
     acc, _ = _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_SPLIT, n, n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
                            False, TMA)
-    acc = acc * (tl.load(XS) * tl.load(WS))
+    acc = acc * sc
     rows = row0 + tl.arange(0, BLOCK_M)
     cn = tl.arange(0, BLOCK_N)
     tl.store(P + tl.program_id(1) * s_ps + rows.to(tl.int64)[:, None] * s_pm + (n + cn)[None, :], acc,
@@ -123,11 +123,13 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr,
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
+    sc = tl.load(XS) * tl.load(WS)     # scalars first: their loads overlap the main loop
+    if QUANT:
+        rcp = e4m3_rcp(OS)
     g, u = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n, F + n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, True, TMA)
-    sc = tl.load(XS) * tl.load(WS)
     y = _gelu_tanh_f32(g * sc) * (u * sc)
     if QUANT:
-        y = tl.minimum(tl.maximum(tl.math.div_rn(y, tl.load(OS)), -_FP8_MAX), _FP8_MAX)
+        y = e4m3_range(y, rcp)
     rows = row0 + tl.arange(0, BLOCK_M)
     cols = n + tl.arange(0, BLOCK_N)
     tl.store(OUT + rows.to(tl.int64)[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty),
@@ -135,9 +137,9 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr,
 
 
 @triton.jit
-def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
+def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
                           K: tl.constexpr,
-                          NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, THETA: tl.constexpr,
+                          NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                           STAGES: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr):
     HALF: tl.constexpr = H // 2
@@ -147,18 +149,19 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, Q, sq_h, sq_m, KC, sk_h, 
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
     pdl_enter(PDL)
+    sc = tl.load(XS) * tl.load(WS)
+    j = j0 + tl.arange(0, BLOCK_N)
+    inv = tl.load(INV + j)             # before the main loop, like the scales: off the epilogue's path
     x1, x2 = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, True,
                            TMA)
-    sc = tl.load(XS) * tl.load(WS)
     a = x1 * sc
     b = x2 * sc
     rows = row0 + tl.arange(0, BLOCK_M)
     rmask = (rows < M)[:, None]
     r64 = rows.to(tl.int64)[:, None]
-    j = j0 + tl.arange(0, BLOCK_N)
     if head < NQ + NK:
         pos = tl.load(POS + rows, mask=rows < M, other=0).to(tl.float32)
-        c, s = rope_cos_sin(pos, j, H, THETA, BLOCK_N)    # the angles exactly as rope.py computes them
+        c, s = rope_cos_sin(pos, inv)    # the angles exactly as rope.py computes them
         o1 = a * c - b * s
         o2 = b * c + a * s
         if head < NQ:
@@ -255,10 +258,11 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
     xa, sxa, wa, swa = cfg.operands(x, w)
-    _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions,
+    inv = rope_inv_freq_table(h, theta, x.device)
+    _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions, inv,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
                                 v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
-                                THETA=float(theta), BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
+                                BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
                                 STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 

@@ -21,13 +21,11 @@ import triton.language as tl
 
 from ._common import (MAX_ROW_BLOCK, as_rows, check_out, check_vec, next_pow2, row_warps,
                       same_rows)
+from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm",
            "gated_add_ada_rms_norm"]
-
-_FP8_MAX = tl.constexpr(448.0)
-
 
 @triton.jit
 def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
@@ -35,6 +33,8 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
                      IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
                      QUANT: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
     pdl_enter(PDL)
+    if QUANT:
+        rcp = e4m3_rcp(SCALE)   # issued first: its load overlaps the row's
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < D
@@ -53,9 +53,9 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
         tl.store(R + row * sr + cols, xr, mask=mask)
         x = xr.to(tl.float32)          # normalize what was stored
     if IS_LN:
-        mean = tl.math.div_rn(tl.sum(x, axis=0), D * 1.0)
+        mean = tl.sum(x, axis=0) * (1.0 / D)   # exact for power-of-two D
         x = tl.where(mask, x - mean, 0.0)
-    var = tl.math.div_rn(tl.sum(x * x, axis=0), D * 1.0)
+    var = tl.sum(x * x, axis=0) * (1.0 / D)
     rstd = tl.math.div_rn(1.0, tl.math.sqrt_rn(var + eps))
     y = x * rstd
     if HAS_W:
@@ -71,8 +71,7 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
         sh = tl.load(MSH + cols, mask=mask, other=0.0).to(tl.float32)
         y = y * (1.0 + sc) + sh
     if QUANT:
-        s = tl.load(SCALE)
-        y = tl.minimum(tl.maximum(tl.math.div_rn(y, s), -_FP8_MAX), _FP8_MAX)
+        y = e4m3_range(y, rcp)
     tl.store(OUT + row * so + cols, y.to(OUT.dtype.element_ty), mask=mask)
 
 

@@ -8,7 +8,7 @@ angle table computed in registers (no cos/sin buffer to keep in sync with positi
 rebuilt on the device every tick -- see ``prefix_positions``).
 
 RoPE convention: half-split ("rotate_half"): dim i pairs with dim i + H/2;
-inv_freq_i = 1 / theta^(2i/H) (the pow evaluated in fp64 and rounded to fp32, ~ torch's fp32 pow),
+inv_freq_i = 1 / theta^(2i/H) (a table computed by the twin's own fp32 expression, rope_inv_freq_table),
 angle = pos * inv_freq_i in fp32, q' = q cos + rotate_half(q) sin. Grid: (row tiles, heads); program
 (t, h) rotates BLOCK_M rows of head h (v heads are copied).
 """
@@ -18,26 +18,41 @@ import torch
 import triton
 import triton.language as tl
 
+from ..reference import rope_inv_freq
 from ._common import next_pow2
 from .launch import launch_kw, pdl_enter
 
-__all__ = ["rope_qkv_split"]
+__all__ = ["rope_qkv_split", "rope_inv_freq_table"]
+
+
+_INV_FREQ: dict = {}
+
+
+def rope_inv_freq_table(head_dim: int, theta: float, device) -> torch.Tensor:
+    """inv_freq [H/2] fp32, computed once per (H, theta, device) by the twin's own expression
+    (reference.rope_inv_freq), so kernel and twin rotate by bit-identical frequencies. The first call for a
+    shape allocates: make it before CUDA-graph capture (the frontends' warm-up call does)."""
+    key = (int(head_dim), float(theta), str(torch.device(device)))
+    t = _INV_FREQ.get(key)
+    if t is None:
+        t = _INV_FREQ[key] = rope_inv_freq(head_dim, theta, device).contiguous()
+    return t
 
 
 @triton.jit
-def rope_cos_sin(pos, j, H: tl.constexpr, THETA: tl.constexpr, N: tl.constexpr):
-    """cos, sin [rows, N] of pos[:, None] * inv_freq[j], inv_freq_j = 1 / theta^(2j/H) (the pow in fp64 rounded
-    to fp32). Shared by this kernel and the qkv GEMM's RoPE epilogue (gemm_fused.py), so both rotate alike."""
-    expo = tl.math.div_rn((2 * j).to(tl.float32), H * 1.0)
-    p = tl.exp2(expo.to(tl.float64) * tl.log2(tl.full([N], THETA, tl.float64))).to(tl.float32)
-    ang = pos[:, None] * tl.math.div_rn(1.0, p)[None, :]
+def rope_cos_sin(pos, inv):
+    """cos, sin [rows, N] of the fp32 angles pos[:, None] * inv[None, :]. Shared by this kernel and the qkv
+    GEMM's RoPE epilogue (gemm_fused.py), so both rotate alike. inv comes from rope_inv_freq_table: evaluating
+    1 / theta^(2j/H) in the kernel (fp64 pow and two correctly rounded divisions per element) sat in the
+    latency-bound epilogue of all 180 expert qkv GEMMs."""
+    ang = pos[:, None] * inv[None, :]
     return tl.cos(ang), tl.sin(ang)
 
 
 @triton.jit
-def _rope_qkv_kernel(QKV, s_qkv, POS, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_m, M,
+def _rope_qkv_kernel(QKV, s_qkv, POS, INV, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_m, M,
                      NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr, HALF_P2: tl.constexpr,
-                     BLOCK_M: tl.constexpr, THETA: tl.constexpr, PDL: tl.constexpr):
+                     BLOCK_M: tl.constexpr, PDL: tl.constexpr):
     pdl_enter(PDL)
     HALF: tl.constexpr = H // 2
     head = tl.program_id(1)
@@ -51,7 +66,7 @@ def _rope_qkv_kernel(QKV, s_qkv, POS, Q, sq_h, sq_m, K, sk_h, sk_m, V, sv_h, sv_
     x2 = tl.load(src + HALF, mask=mask, other=0.0)
     if head < NQ + NK:
         pos = tl.load(POS + rows, mask=rmask, other=0).to(tl.float32)
-        c, s = rope_cos_sin(pos, j, H, THETA, HALF_P2)
+        c, s = rope_cos_sin(pos, tl.load(INV + j, mask=j < HALF, other=0.0))
         a = x1.to(tl.float32)
         b = x2.to(tl.float32)
         o1 = a * c - b * s
@@ -97,8 +112,8 @@ def rope_qkv_split(qkv: torch.Tensor, positions: torch.Tensor, *, q_out: torch.T
     half_p2 = next_pow2(h // 2)
     block_m = max(1, min(16, 1024 // half_p2))
     grid = (triton.cdiv(m, block_m), n + 2 * kh)
-    _rope_qkv_kernel[grid](qkv, qkv.stride(0), positions, q_out, q_out.stride(0), q_out.stride(1),
+    inv = rope_inv_freq_table(h, theta, qkv.device)
+    _rope_qkv_kernel[grid](qkv, qkv.stride(0), positions, inv, q_out, q_out.stride(0), q_out.stride(1),
                            k_out, k_out.stride(0), k_out.stride(1), v_out, v_out.stride(0), v_out.stride(1),
-                           m, NQ=n, NK=kh, H=h, HALF_P2=half_p2, BLOCK_M=block_m, THETA=float(theta),
-                           num_warps=4, **launch_kw())
+                           m, NQ=n, NK=kh, H=h, HALF_P2=half_p2, BLOCK_M=block_m, num_warps=4, **launch_kw())
     return q_out, k_out, v_out
