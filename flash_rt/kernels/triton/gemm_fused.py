@@ -56,10 +56,10 @@ def tma_ok(t: torch.Tensor) -> bool:
     return t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * t.element_size()) % 16 == 0
 
 
-# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27): qkv+RoPE 5.30 us (TMA tiles: no
-# better, 5.78 us); gate+up+GeGLU with TMA tiles and the reciprocal quantization (fp8_quant.py) 5.40 us vs
-# 7.21 us for pointer loads and a division per element (benchmarks/gemm_designs.py)
-DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
+# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27, `gemm_sweep.py --pdl --tma`, after
+# the RoPE table and reciprocal quantization): qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads;
+# gate+up+GeGLU 5.64 us with TMA tiles vs 5.72 us (7.21 us with a division per element, gemm_designs.py)
+DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=4, warps=4, tma=True)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4, tma=True)
 # split-K (o and down, N = 1024): 32 column tiles x S splits. Sweep with PDL (S = 4, the frontend's): o 3.01 us,
 # down 3.87 us vs cuBLASLt 4.79 / 6.14 us (S = 8 gains <= 0.05 us here but doubles what the norm sums)
