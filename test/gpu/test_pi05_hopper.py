@@ -118,11 +118,26 @@ def test_attention_tiles_override(tiny_openpi, tmp_path):
     assert cosine64(outs[0], outs[1]) >= 0.9999, cosine64(outs[0], outs[1])
 
 
+def test_gemm_tiles_override(tiny_openpi, tmp_path):
+    """The A/B knob for the fused expert GEMMs: overrides reach the FP8 context as whole configs; an unknown GEMM
+    or field is refused by name (the full-size rungs run the overrides for real)."""
+    with pytest.raises(InputError, match="unknown GEMM 'gelu'"):
+        flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, gemm_tiles={"gelu": {}})
+    with pytest.raises(InputError, match="unknown FusedGemmConfig fields"):
+        flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, gemm_tiles={"geglu": {"bn": 16}})
+    pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path,
+                              gemm_tiles={"geglu": {"tma": False, "block_n": 16}})
+    cfg = pol.frontend.q_prod.fused_cfgs["geglu"]
+    assert (cfg.tma, cfg.block_n, cfg.block_k) == (False, 16, 256)
+
+
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False}),
-    ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"fast_accum": False})],
-    ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum", "fp8-exact"])
+    ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"fast_accum": False}),
+    ("fp8", 0.995, {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128},
+                                   "rope_qkv": {"tma": True, "stages": 4, "warps": 4}}})],
+    ids=["bf16", "fp8", "fp8-unfused", "fp8-fast-accum", "fp8-exact", "fp8-other-tiles"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)

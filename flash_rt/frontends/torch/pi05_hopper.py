@@ -27,6 +27,7 @@ from flash_rt.frontends.torch._pi05_hopper_spec import build_spec, gemm_names
 from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
 from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
 from flash_rt.kernels import triton as kernels
+from flash_rt.kernels.triton import gemm_fused
 from flash_rt.kernels.triton.launch import programmatic_dependent_launch
 from flash_rt.kernels.triton.misc import LinearFlowWorkspace
 from flash_rt.models.pi05 import pipeline_hopper
@@ -49,7 +50,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum=("gu_w",),
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
-                 overlap_first_step: bool = True, attention_tiles: dict | None = None, device: str = "cuda",
+                 overlap_first_step: bool = True, attention_tiles: dict | None = None,
+                 gemm_tiles: dict | None = None, device: str = "cuda",
                  **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
@@ -83,6 +85,15 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.overlap_first_step = bool(overlap_first_step)
         # {attention site: MqaWorkspace overrides} for A/B runs (benchmarks/latency.py variants)
         self.attention_tiles = dict(attention_tiles or {})
+        # {fused expert GEMM: FusedGemmConfig overrides} for A/B runs, e.g. {"geglu": {"tma": False}}
+        self.gemm_tiles = {}
+        for op, over in dict(gemm_tiles or {}).items():
+            if op not in gemm_fused.DEFAULTS:
+                raise InputError(f"gemm_tiles: unknown GEMM {op!r}; expected any of {sorted(gemm_fused.DEFAULTS)}")
+            try:
+                self.gemm_tiles[op] = gemm_fused.DEFAULTS[op].with_overrides(**dict(over))
+            except (TypeError, ValueError) as e:
+                raise InputError(f"gemm_tiles[{op!r}]: {e}") from None
         self._pinned: dict[int, torch.Tensor] = {}
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -200,7 +211,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
             self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, kernels.quantize_fp8, fast_accum=self.fast_accum,
-                                     fused=kernels, fused_ops=self.fused_expert_gemms)
+                                     fused=kernels, fused_ops=self.fused_expert_gemms, fused_cfgs=self.gemm_tiles)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
                                                                         update or kernels.amax_update, scratch)

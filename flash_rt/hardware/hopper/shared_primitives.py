@@ -75,34 +75,41 @@ class Fp8Context(_Composite):
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum=False,
-                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64):
+                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
         # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum
         self._fast_suffixes = None if isinstance(fast_accum, bool) else tuple(fast_accum)
         self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
+        # {op: FusedGemmConfig} overriding the kernels' default tiles (frontend option gemm_tiles)
+        self.fused_cfgs = dict(fused_cfgs or {})
 
     def _use_fused(self, op, x, wname, head_dim=None, splits=None) -> bool:
         return (self.fused is not None and op in self.fused_ops and x.shape[0] <= self.fused_max_m
-                and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits))
+                and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits,
+                                                    cfg=self.fused_cfgs.get(op)))
+
+    def _cfg(self, op):
+        return {"cfg": self.fused_cfgs[op]} if op in self.fused_cfgs else {}
 
     def linear_partials(self, x, site, wname, out, partials):
         if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
             return super().linear_partials(x, site, wname, out, partials)
-        return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials)
+        return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials,
+                                          **self._cfg("splitk"))
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         if not self._use_fused("geglu", x, wname):
             return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
         self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
-                                  out_scale=self.s[out_site])
+                                  out_scale=self.s[out_site], **self._cfg("geglu"))
         return act_fp8
 
     def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                     k_out=k_out, v_out=v_out, theta=theta)
+                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv"))
 
     def act(self, site, bf16_buf, fp8_buf):
         return fp8_buf, self.s[site]

@@ -43,10 +43,21 @@ class FusedGemmConfig:
         return (f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps}, "
                 f"tma={self.tma})")
 
-    def operands(self, x: torch.Tensor, w: torch.Tensor):
+    def with_overrides(self, **overrides) -> "FusedGemmConfig":
+        """A copy with some fields replaced (frontend option gemm_tiles); an unknown field is a ValueError."""
+        fields = {"block_n", "block_k", "stages", "warps", "tma"}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"unknown FusedGemmConfig fields {sorted(unknown)}; expected any of {sorted(fields)}")
+        return FusedGemmConfig(**{**{f: getattr(self, f) for f in fields}, **overrides})
+
+    def operands(self, x: torch.Tensor, w: torch.Tensor, name: str):
         """(X, s_x, W, s_w) kernel arguments: TMA tensor descriptors (strides unused) or pointers."""
         if not self.tma:
             return x, x.stride(0), w, w.stride(0)
+        if not (tma_ok(x) and tma_ok(w)):
+            raise ValueError(f"{name}: TMA tiles need 16-byte aligned x and w (base and row stride); got strides "
+                             f"{x.stride()} {w.stride()}")
         return (TensorDescriptor.from_tensor(x, [BLOCK_M, self.block_k]), 0,
                 TensorDescriptor.from_tensor(w, [self.block_n, self.block_k]), 0)
 
@@ -57,9 +68,11 @@ def tma_ok(t: torch.Tensor) -> bool:
 
 
 # best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27, `gemm_sweep.py --pdl --tma`, after
-# the RoPE table and reciprocal quantization): qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads;
-# gate+up+GeGLU 5.64 us with TMA tiles vs 5.72 us (7.21 us with a division per element, gemm_designs.py)
-DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=4, warps=4, tma=True)
+# the RoPE table and reciprocal quantization): qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads,
+# yet in the model TMA tiles (96 KB of shared memory) made the whole replay 0.2 ms slower (10.57 vs 10.34 ms):
+# the attention kernel launched under PDL could no longer sit beside them and start early. Gate+up+GeGLU
+# 5.64 us with TMA tiles vs 5.72 us (7.21 us with a division per element, gemm_designs.py).
+DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4, tma=True)
 # split-K (o and down, N = 1024): 32 column tiles x S splits. Sweep with PDL (S = 4, the frontend's): o 3.01 us,
 # down 3.87 us vs cuBLASLt 4.79 / 6.14 us (S = 8 gains <= 0.05 us here but doubles what the norm sums)
@@ -176,26 +189,28 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
         tl.store(dst + HALF, b.to(dst.dtype.element_ty), mask=rmask)
 
 
-def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None) -> bool:
+DEFAULTS = {"geglu": DEFAULT_GEGLU, "rope_qkv": DEFAULT_QKV, "splitk": DEFAULT_SPLITK}
+
+
+def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None,
+                         cfg: FusedGemmConfig | None = None) -> bool:
     """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not) and, for TMA
     tiles, the operands are aligned: callers fall back to GEMM + separate epilogue kernel otherwise."""
     if x.dtype != FP8 or w.dtype != FP8:
         return False
+    if op not in DEFAULTS:
+        raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
+    c = cfg or DEFAULTS[op]
     if op == "geglu":
-        c = DEFAULT_GEGLU
         ok = x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
     elif op == "rope_qkv":
-        c = DEFAULT_QKV
         ok = head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
-    elif op == "splitk":
-        c = DEFAULT_SPLITK
-        ok = bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
     else:
-        raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
+        ok = bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
     return bool(ok) and (not c.tma or (tma_ok(x) and tma_ok(w)))
 
 
-def _check_fp8_operands(x, x_scale, w, w_scale, name, cfg=None):
+def _check_fp8_operands(x, x_scale, w, w_scale, name):
     if x.dtype != FP8 or w.dtype != FP8:
         raise ValueError(f"{name}: x and w must be float8_e4m3fn, got {x.dtype} and {w.dtype}")
     if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1]:
@@ -204,9 +219,6 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name, cfg=None):
         raise ValueError(f"{name}: x and w need a contiguous last dim, strides {x.stride()} {w.stride()}")
     check_scale(x_scale, name + " x_scale")
     check_scale(w_scale, name + " w_scale")
-    if cfg is not None and cfg.tma and not (tma_ok(x) and tma_ok(w)):
-        raise ValueError(f"{name}: TMA tiles need 16-byte aligned x and w (base and row stride); got strides "
-                         f"{x.stride()} {w.stride()}")
 
 
 # Rows per program, masked: one Hopper warpgroup MMA tile. The kernels stream weights, so padded rows cost
@@ -217,7 +229,7 @@ BLOCK_M = 64
 def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
     FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu", cfg)
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
     quant = check_out(out, out_scale, "fp8_gemm_geglu")
     m, k = x.shape
     f = w.shape[0] // 2
@@ -226,7 +238,7 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
     if f % cfg.block_n or k % cfg.block_k:
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
     grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w)
+    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_geglu")
     _gemm_geglu_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, out, out.stride(0),
                              out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
                              BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma, num_warps=cfg.warps,
@@ -239,7 +251,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
     rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
     reach memory. Site: the expert's fused qkv GEMM."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv", cfg)
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_rope_qkv")
     n, m, h = q_out.shape
     kh = k_out.shape[0]
     bn = cfg.block_n
@@ -257,7 +269,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
         if t.stride(-1) != 1:
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w)
+    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_rope_qkv")
     inv = rope_inv_freq_table(h, theta, x.device)
     _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions, inv,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
@@ -273,7 +285,7 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
     gated_add_ada_rms_norm, sums the S partials in a fixed order, so results are deterministic, and the GEMM
     output is never rounded to bf16."""
-    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk", cfg)
+    _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_splitk")
     m, k = x.shape
     n = w.shape[0]
     p = out_partials
@@ -286,7 +298,7 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
         raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
                          f"{cfg.block_n}")
     grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w)
+    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_splitk")
     _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m,
                               K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
                               STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
