@@ -53,6 +53,7 @@ VARIANTS = {
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles
     "geglu-ptr": {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128}}},
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},
+    "geglu-s3": {"gemm_tiles": {"geglu": {"stages": 3}}},   # 96 KB of shared memory instead of 128 KB
     "qkv-tma": {"gemm_tiles": {"rope_qkv": {"tma": True, "stages": 4, "warps": 4}}},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
