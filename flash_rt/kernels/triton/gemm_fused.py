@@ -69,8 +69,8 @@ def tma_ok(t: torch.Tensor) -> bool:
 
 # best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27, `gemm_sweep.py --pdl --tma`, after
 # the RoPE table and reciprocal quantization): qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads,
-# yet in the model TMA tiles (96 KB of shared memory) made the whole replay 0.2 ms slower (10.57 vs 10.34 ms):
-# the attention kernel launched under PDL could no longer sit beside them and start early. Gate+up+GeGLU
+# yet in the model TMA tiles made the whole replay 0.2 ms slower (10.57 vs 10.34 ms; the attention partial after
+# it went from 5.76 to 7.39 us on the critical path, benchmarks/critical_path.py). Gate+up+GeGLU
 # 5.64 us with TMA tiles vs 5.72 us (7.21 us with a division per element, gemm_designs.py).
 DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
 DEFAULT_GEGLU = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4, tma=True)
