@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import flash_rt  # noqa: E402
-from flash_rt.kernels.triton.launch import launch_kw, pdl_enter, programmatic_dependent_launch  # noqa: E402
+from attention_sweep import PDL, graph_us  # noqa: E402
+from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from latency import VARIANTS  # noqa: E402
 
@@ -99,25 +100,8 @@ def _touch_kernel(X, PDL: tl.constexpr):
 def boundary_floor(programs: int, n: int = 400, pdl: bool = True) -> float:
     """us per kernel of a CUDA graph of n `_touch_kernel`s with `programs` programs each."""
     x = torch.zeros(programs, device="cuda")
-    s = torch.cuda.Stream()
-    with programmatic_dependent_launch(pdl), torch.cuda.stream(s):
-        _touch_kernel[(programs,)](x, **launch_kw())
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, stream=s):
-            for _ in range(n):
-                _touch_kernel[(programs,)](x, **launch_kw())
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(20):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3 / n)
-    return float(np.median(ts))
+    PDL[0] = pdl
+    return graph_us(lambda: _touch_kernel[(programs,)](x, **launch_kw()), calls=n)
 
 
 def main(argv=None):

@@ -28,71 +28,40 @@ N_W = 36
 
 
 @triton.jit
-def _geglu_tma(xd, wd, OUT, s_o, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-               BLOCK_K: tl.constexpr, STAGES: tl.constexpr, PDL: tl.constexpr):
+def _geglu_tma(xd, wd, OUT, s_o, OS, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               BLOCK_K: tl.constexpr, STAGES: tl.constexpr, QMODE: tl.constexpr, LATE: tl.constexpr,
+               PDL: tl.constexpr):
+    """The gate+up loop on TMA tensor descriptors. QMODE 0 writes bf16; FP8-out epilogues: 1 div_rn by a scale
+    loaded after the loop (the catalogue's before 2026-11-27), 2 div_rn by a scale loaded before the loop,
+    3 multiply by its reciprocal (loaded before), 4 plain `/` (loaded before). LATE loads the second weight
+    tile after the first dot (the catalogue mainloop's order)."""
     n = tl.program_id(0) * BLOCK_N
     pdl_enter(PDL)
-    acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-        a = xd.load([0, k])
-        b1 = wd.load([n, k])
-        b2 = wd.load([F + n, k])
-        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
-        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
-    y = _gelu_tanh_f32(acc1) * acc2
-    rows = tl.arange(0, BLOCK_M)
-    cols = n + tl.arange(0, BLOCK_N)
-    tl.store(OUT + rows[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty), mask=(rows < M)[:, None])
-
-
-@triton.jit
-def _geglu_tma_q(xd, wd, OUT, s_o, OS, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr, STAGES: tl.constexpr, QMODE: tl.constexpr, PDL: tl.constexpr):
-    """FP8-out epilogues: 1 div_rn by a scale loaded after the loop (the catalogue's), 2 div_rn by a scale loaded
-    before the loop, 3 multiply by its reciprocal (loaded before), 4 plain `/` (loaded before)."""
-    n = tl.program_id(0) * BLOCK_N
-    pdl_enter(PDL)
-    if QMODE != 1:
+    if QMODE >= 2:
         os_ = tl.load(OS)
     acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
         a = xd.load([0, k])
         b1 = wd.load([n, k])
-        b2 = wd.load([F + n, k])
-        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
+        if LATE:
+            acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
+            b2 = wd.load([F + n, k])
+        else:
+            b2 = wd.load([F + n, k])
+            acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
         acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
     y = _gelu_tanh_f32(acc1) * acc2
-    if QMODE == 1:
-        y = tl.math.div_rn(y, tl.load(OS))
-    elif QMODE == 2:
-        y = tl.math.div_rn(y, os_)
-    elif QMODE == 3:
-        y = y * (1.0 / os_)
-    else:
-        y = y / os_
-    y = tl.minimum(tl.maximum(y, -448.0), 448.0)
-    rows = tl.arange(0, BLOCK_M)
-    cols = n + tl.arange(0, BLOCK_N)
-    tl.store(OUT + rows[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty), mask=(rows < M)[:, None])
-
-
-@triton.jit
-def _geglu_tma_late(xd, wd, OUT, s_o, M, F, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_K: tl.constexpr, STAGES: tl.constexpr, PDL: tl.constexpr):
-    """_geglu_tma with the second weight tile loaded after the first dot (the catalogue mainloop's order)."""
-    n = tl.program_id(0) * BLOCK_N
-    pdl_enter(PDL)
-    acc1 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    acc2 = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-        a = xd.load([0, k])
-        b1 = wd.load([n, k])
-        acc1 = tl.dot(a, tl.trans(b1), acc1, max_num_imprecise_acc=BLOCK_K)
-        b2 = wd.load([F + n, k])
-        acc2 = tl.dot(a, tl.trans(b2), acc2, max_num_imprecise_acc=BLOCK_K)
-    y = _gelu_tanh_f32(acc1) * acc2
+    if QMODE > 0:
+        if QMODE == 1:
+            y = tl.math.div_rn(y, tl.load(OS))
+        elif QMODE == 2:
+            y = tl.math.div_rn(y, os_)
+        elif QMODE == 3:
+            y = y * (1.0 / os_)
+        else:
+            y = y / os_
+        y = tl.minimum(tl.maximum(y, -448.0), 448.0)
     rows = tl.arange(0, BLOCK_M)
     cols = n + tl.arange(0, BLOCK_N)
     tl.store(OUT + rows[:, None] * s_o + cols[None, :], y.to(OUT.dtype.element_ty), mask=(rows < M)[:, None])
@@ -175,16 +144,11 @@ def main():
         for bn, bk in ((16, 256), (32, 256)):
             xd = TensorDescriptor.from_tensor(x, [64, bk])
             wds = [TensorDescriptor.from_tensor(w, [bn, bk]) for w in ws]
-            for kern in (_geglu_tma, _geglu_tma_late):
-                bench(f"{kern.__name__} bn{bn} bk{bk} s4 w4",
-                      lambda i, bn=bn, bk=bk, xd=xd, wds=wds, kern=kern: kern[(f // bn,)](
-                          xd, wds[i], out, out.stride(0), m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
-                          STAGES=4, num_warps=4, **launch_kw()))
-            for qm in (1, 2, 3, 4):
-                bench(f"fp8 out qmode {qm} bn{bn} bk{bk} s4 w4",
-                      lambda i, bn=bn, bk=bk, xd=xd, wds=wds, qm=qm: _geglu_tma_q[(f // bn,)](
-                          xd, wds[i], out8, out8.stride(0), one, m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
-                          STAGES=4, QMODE=qm, num_warps=4, **launch_kw()))
+            for qm, late in ((0, False), (0, True), (1, False), (2, False), (3, False), (4, False)):
+                bench(f"tma qmode {qm} late={late} bn{bn} bk{bk} s4 w4",
+                      lambda i, bn=bn, bk=bk, xd=xd, wds=wds, qm=qm, late=late: _geglu_tma[(f // bn,)](
+                          xd, wds[i], out8 if qm else out, out.stride(0), one, m, f, k, BLOCK_M=64, BLOCK_N=bn,
+                          BLOCK_K=bk, STAGES=4, QMODE=qm, LATE=late, num_warps=4, **launch_kw()))
             cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4, tma=True)
             bench(f"catalogue tma bn{bn} bk{bk} s4 w4",
                   lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out8, out_scale=one, cfg=c))
@@ -205,8 +169,8 @@ def main():
                 for nw in (4, 8):
                     bench(f"tma bn{bn} bk{bk} s{st} w{nw}",
                           lambda i, bn=bn, bk=bk, st=st, nw=nw, xd=xd, wds=wds: _geglu_tma[(f // bn,)](
-                              xd, wds[i], out, out.stride(0), m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
-                              STAGES=st, num_warps=nw, **launch_kw()))
+                              xd, wds[i], out, out.stride(0), one, m, f, k, BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk,
+                              STAGES=st, QMODE=0, LATE=False, num_warps=nw, **launch_kw()))
     for bn in (16, 32):
         for pre in (False, True):
             for nw in (4, 8):
