@@ -32,9 +32,11 @@ from .launch import launch_kw, pdl_enter
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
 class FusedGemmConfig:
-    """Tile rule (no autotune: one compile per shape before capture). benchmarks/gemm_sweep.py measures them;
-    BN 16 maximises programs (80 for the expert qkv, 256 for its gate+up), which is what a weight-streaming
-    M = 50 GEMM needs."""
+    """Tile rule (no autotune: one compile per shape before capture): BLOCK_N output columns per program,
+    BLOCK_K per step, pipeline stages, warps, and tma (tiles through TMA tensor descriptors instead of pointer
+    loads). benchmarks/gemm_sweep.py measures them per call, but a per-call winner can lose in the model
+    (docs/benchmarks.md), so the defaults below are what the model A/B chose; the frontend's gemm_tiles
+    option overrides them for such runs."""
 
     def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4, tma: bool = False):
         self.block_n, self.block_k, self.stages, self.warps, self.tma = block_n, block_k, stages, warps, tma
