@@ -32,6 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
 from flash_rt.errors import FlashRTError, InputError
+from flash_rt.noise import SeededNoise
 from flash_rt_ros import diagnostics as diag
 from flash_rt_ros import params as params_mod
 from flash_rt_ros.chunk_msgs import ChunkMessages
@@ -40,7 +41,6 @@ from flash_rt_ros.joint_state import JointStateMapper
 from flash_rt_ros.msg import ActionChunk
 from flash_rt_ros.params import NodeParams, ParamError
 from flash_rt_ros.policy_loader import load_policy
-from flash_rt.noise import SeededNoise
 from flash_rt_ros.srv import Calibrate, SetPrompt
 from flash_rt_ros.stats import TickStats
 

@@ -2,9 +2,10 @@
 
 `forward(w, b, d, attn, q, overlap)` is the whole inference -- SigLIP x views -> projector -> Gemma prefix + KV ->
 num_steps unrolled expert steps -- written once. With `overlap` (production), flow step 0 runs on a second stream
-beside the prefix, layer by layer (prefix_with_first_step): same kernels, same bits, ~0.6 ms less on an H100. `q` decides precision (see hardware/hopper/
-shared_primitives.py): Fp8Context is the production path captured into one CUDA graph, CalibContext is its
-calibration twin (bf16 activations, amax per site), Bf16Context the BF16 rung of the precision ladder.
+beside the prefix, layer by layer (prefix_with_first_step): same kernels, same bits, ~0.6 ms less on an H100.
+`q` decides precision (see hardware/hopper/shared_primitives.py): Fp8Context is the production path captured
+into one CUDA graph, CalibContext is its calibration twin (bf16 activations, amax per site), Bf16Context the
+BF16 rung of the precision ladder.
 
 Graph safety: every tensor read or written is preallocated by the frontend (`b`), weights are in `w`,
 dims are Python ints in `d`; no .item(), no host sync, no branching on data. Per-tick inputs (uint8
