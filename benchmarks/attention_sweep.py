@@ -2,9 +2,11 @@
 expert step has), for the RoPE kernel and the MQA flash-decoding configs. (A RoPE-on-load attention kernel was
 measured here too and lost, 19.6 vs 12.2 us; RoPE now rides in the qkv GEMM's epilogue, gemm_fused.py.)
 
-    python3 benchmarks/attention_sweep.py [--pdl]
+    python3 benchmarks/attention_sweep.py [--pdl] [--site decoder|prefix]
 
 --pdl captures with programmatic dependent launch (kernels/triton/launch.py), as the model now runs.
+--site prefix sweeps the prefix site instead (8 heads x 576 queries over 576 keys, 18 calls as the prefix has),
+against torch SDPA on the same shapes (K/V expanded to 8 heads; with and without the key-padding mask).
 """
 import argparse
 import itertools
@@ -48,7 +50,11 @@ def graph_us(fn, calls=18, reps=20):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
-    PDL[0] = ap.parse_args().pdl
+    ap.add_argument("--site", choices=["decoder", "prefix"], default="decoder")
+    args = ap.parse_args()
+    PDL[0] = args.pdl
+    if args.site == "prefix":
+        return sweep_prefix()
     n, s_len, p_len, h = 8, 50, 576, 256
     kv = p_len + 64
     qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()
@@ -71,6 +77,47 @@ def main():
             rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))
         except Exception as e:  # a config the compiler rejects (shared memory) is skipped
             print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
+    for t, name in sorted(rows)[:25]:
+        print(f"{t:8.2f} us  {name}")
+
+
+def sweep_prefix(n=8, p_len=576, h=256):
+    """The prefix site: one pass over 4,608 stacked query rows. The default (64-row tiles, one split) runs 72
+    programs on 132 SMs; this asks whether smaller row tiles, key splits or SDPA do better."""
+    import torch.nn.functional as F
+    q = torch.randn(n, p_len, h, device="cuda").bfloat16()
+    k = torch.randn(p_len, h, device="cuda").bfloat16()
+    v = torch.randn(p_len, h, device="cuda").bfloat16()
+    bias = torch.zeros(p_len, device="cuda", dtype=torch.bfloat16)
+    bias[p_len - 10:] = float("-inf")  # padded prompt slots, as the model has
+    out = torch.empty(p_len, n * h, device="cuda", dtype=torch.bfloat16)
+    qs, ke, ve = q[None], k[None, None].expand(1, n, p_len, h), v[None, None].expand(1, n, p_len, h)
+    mask = bias.view(1, 1, 1, -1).expand(1, n, p_len, p_len)
+    kc, vc = ke.contiguous(), ve.contiguous()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    for name, backend, m in [("flash, no mask", SDPBackend.FLASH_ATTENTION, None),
+                             ("cudnn, no mask", SDPBackend.CUDNN_ATTENTION, None),
+                             ("cudnn, mask", SDPBackend.CUDNN_ATTENTION, mask),
+                             ("efficient, mask", SDPBackend.EFFICIENT_ATTENTION, mask)]:
+        def f(backend=backend, m=m):
+            with sdpa_kernel(backend):
+                F.scaled_dot_product_attention(qs, kc, vc, attn_mask=m, scale=h ** -0.5)
+        try:
+            print(f"{graph_us(f):8.2f} us  sdpa {name} (K/V expanded)")
+        except Exception as e:
+            print(f"sdpa {name}: {type(e).__name__}: {str(e)[:120]}")
+    rows = []
+    for bm, bn, tp, nw, st in itertools.product([32, 64, 128], [32, 64, 128], [72, 132, 264], [4, 8], [2]):
+        try:
+            ws = MqaWorkspace(n * p_len, p_len, h, "cuda", block_m=bm, block_n=bn, target_programs=tp,
+                              num_warps=nw, num_stages=st)
+            f = lambda ws=ws: mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa: E731
+            rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))
+        except Exception as e:  # a config the compiler rejects (shared memory) is skipped
+            print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
+    default = MqaWorkspace(n * p_len, p_len, h, "cuda")
+    print(f"default: bm={default.block_m} bn={default.block_n} warps={default.num_warps} "
+          f"stages={default.num_stages} splits={default.splits}")
     for t, name in sorted(rows)[:25]:
         print(f"{t:8.2f} us  {name}")
 

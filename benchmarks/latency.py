@@ -55,6 +55,15 @@ VARIANTS = {
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},
     "geglu-s3": {"gemm_tiles": {"geglu": {"stages": 3}}},   # 96 KB of shared memory instead of 128 KB
     "qkv-tma": {"gemm_tiles": {"rope_qkv": {"tma": True, "stages": 4, "warps": 4}}},
+    # prefix attention (72 programs of 64 rows, 4 warps, on 132 SMs by default): 144 programs of 32 rows, 2 or 3
+    # key splits (all slower in the model, docs/benchmarks.md)
+    "prefix-w8": {"attention_tiles": {"prefix": {"num_warps": 8}}},    # the default before 2026-11-27 (4th)
+    "prefix-bm32": {"attention_tiles": {"prefix": {"block_m": 32}}},
+    "prefix-2split": {"attention_tiles": {"prefix": {"target_programs": 144}}},   # 144 programs
+    "prefix-bm128": {"attention_tiles": {"prefix": {"block_m": 128, "num_warps": 8}}},
+    # prefix GEMMs as the transposed problem W @ act.T (the default: down only)
+    "transpose-none": {"transposed_gemms": ()},
+    "transpose-down-o": {"transposed_gemms": ("down_w", "o_w")},
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 

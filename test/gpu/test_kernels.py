@@ -174,6 +174,26 @@ def test_norm(name, m, d, kind, res_dtype):
         check_lowp_vs_fp32(out, want, f"{name} {kind}")
 
 
+@pytest.mark.parametrize("name", ["add_rms_norm", "add_layer_norm", "rms_norm"])
+@pytest.mark.parametrize("m,d", [(576, 2048), (562, 2048), (5, 1152)])
+def test_norm_of_a_transposed_y_matches_the_row_kernel(name, m, d):
+    """y as the transposed view of a [D, M] buffer (a prefix GEMM run as W @ act.T) goes through the row-tile
+    path: the same math as the one-row path. The residual add is elementwise, so its bits must agree; the
+    row statistics may sum in another order (another layout), so the FP8 output gets check_fp8's 1 ulp."""
+    yt = rand(d, m, seed=31, dtype=BF)
+    res0 = rand(m, d, seed=32, scale=3.0)
+    p = _params(d, 40)
+    outs = []
+    for y in (yt.t(), yt.t().contiguous()):
+        res = res0.clone()
+        out = poison((m, d), F8)
+        _norm_call(T, name, y, y, res, p, out, torch.tensor([0.01], device="cuda"))
+        outs.append((res, out))
+    torch.cuda.synchronize()
+    assert torch.equal(outs[0][0], outs[1][0]), f"{name}: residuals differ"
+    check_fp8(outs[0][1], outs[1][1], f"{name} transposed y")
+
+
 # -- activations / quantization -------------------------------------------------------------------------
 @pytest.mark.parametrize("m,f", [(562, 16384), (50, 4096), (1100, 16384), (5, 40)])
 @pytest.mark.parametrize("kind", ["bf16", "fp8"])

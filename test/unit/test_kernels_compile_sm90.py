@@ -118,6 +118,8 @@ def _full_size_launches():
                       ws=MqaWorkspace(N * P, P, H, "cpu"), sm_scale=H ** -0.5, out_scale=one())
         T.add_rms_norm(torch.zeros(P, 2048, dtype=F32), torch.zeros(P, 2048, dtype=BF), None, 1e-6,
                        out=f8(P, 2048), out_scale=one())
+        T.add_rms_norm(torch.zeros(P, 2048, dtype=F32), torch.zeros(2048, P, dtype=BF).t(), None, 1e-6,
+                       out=f8(P, 2048), out_scale=one())       # y from a transposed prefix GEMM (row tiles)
         T.rope_qkv_split(torch.zeros(P, (N + 2) * H, dtype=BF), torch.arange(P), q_out=qp, k_out=kc[:, :P],
                          v_out=vc[:, :P])
         T.geglu(torch.zeros(P, 2 * 16384, dtype=BF), out=f8(P, 16384), out_scale=one())

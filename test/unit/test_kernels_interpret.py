@@ -160,6 +160,26 @@ else:
         check(res_t, res_r, f"{name} residual")
         check(o_t, o_r, f"{name} out")
 
+    @pytest.mark.parametrize("name", ["add_rms_norm", "add_layer_norm", "rms_norm"])
+    @pytest.mark.parametrize("kind", OUT_KINDS)
+    @pytest.mark.parametrize("m", [5, 16, 19])
+    def test_norm_of_a_transposed_y(name, kind, m):
+        """y as the transposed view of an [D, M] buffer (a prefix GEMM run as W @ act.T): the kernel reads it
+        in tiles of rows (norms.TRANSPOSED_ROWS); M not a multiple of the tile masks the last one."""
+        _need_faithful(kind if kind != "fp32" else "bf16")
+        d = 96
+        yt = _rand(d, m, seed=21, dtype=torch.bfloat16)           # [D, M] storage, y = yt.t() is [M, D]
+        y = yt.t()
+        assert y.stride() == (1, m)
+        res = _rand(m, d, seed=22, scale=3.0)
+        w, b = _rand(d, seed=23, scale=0.2), _rand(d, seed=24, scale=0.5)
+        o_t, o_r, scale = _out_pair((m, d), kind)
+        res_t, res_r = res.clone(), res.clone()
+        _run_norm(T, name, y, y, res_t, w, b, None, None, None, o_t, scale)
+        _run_norm(R, name, y, y, res_r, w, b, None, None, None, o_r, scale)
+        check(res_t, res_r, f"{name} residual, transposed y")
+        check(o_t, o_r, f"{name} out, transposed y")
+
     def test_norm_strided_rows_and_errors():
         x = _rand(3, 2 * 96, seed=9)[:, :96]                      # row stride 192
         out_t, out_r = _poison((3, 96), torch.float32), _poison((3, 96), torch.float32)

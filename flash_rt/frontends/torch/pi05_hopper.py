@@ -44,6 +44,13 @@ def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
+def _suffixes(option: str, value, allowed: set) -> tuple:
+    """A tuple of weight-name suffixes from `allowed`, or InputError naming the option and what it takes."""
+    if isinstance(value, str) or not all(isinstance(x, str) and x in allowed for x in tuple(value or ())):
+        raise InputError(f"{option}: expected a tuple of weight-name suffixes from {sorted(allowed)}; got {value!r}")
+    return tuple(value or ())
+
+
 class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
     hardware = "hopper"
 
@@ -51,7 +58,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                  calibration_percentile: float | None = None, fast_accum=("gu_w",),
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
                  overlap_first_step: bool = True, attention_tiles: dict | None = None,
-                 gemm_tiles: dict | None = None, device: str = "cuda",
+                 gemm_tiles: dict | None = None, transposed_gemms=("down_w",), device: str = "cuda",
                  **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
@@ -66,6 +73,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                 raise InputError(f"fast_accum: expected True, False or weight-name suffixes like ('gu_w',); got "
                                  f"{fast_accum!r}")
         self.fast_accum = fast_accum
+        # prefix GEMMs (weight-name suffixes: "down_w", "o_w") run as the transposed problem W @ act.T, which
+        # cuBLASLt tiles better at M = 576: down 48.0 -> 37.0 us a call (H100, docs/benchmarks.md); the next norm
+        # reads the transposed result (kernels/triton/norms.py)
+        self.transposed_gemms = _suffixes("transposed_gemms", transposed_gemms, {"down_w", "o_w"})
         # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write), "geglu"
         # (gate+up + GeGLU + FP8) and "splitk" (o and down as split-K partials that the next norm sums), so the
         # whole expert layer is Triton kernels. True = all three, False/() = none (cuBLASLt + separate kernels).
@@ -186,6 +197,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             "qkv": z(P, qn + 2 * kvn), "q": z(c.heads, P, c.head_dim), "att": z(P, qn),
             "att8": z(P, qn, dtype=FP8), "o": z(P, c.width), "gu": z(P, 2 * c.mlp), "act": z(P, c.mlp),
             "act8": z(P, c.mlp, dtype=FP8), "down": z(P, c.width),
+            "o_t": z(c.width, P), "down_t": z(c.width, P),   # transposed GEMM results (transposed_gemms)
             "pad": z(P, dtype=torch.bool), "pos": z(P, dtype=torch.int64), "suffix_pos": z(S, dtype=torch.int64),
             "dec_bias": z(L, dtype=bf), "k_cache": z(c.layers, c.kv_heads, L, c.head_dim),
             "v_cache": z(c.layers, c.kv_heads, L, c.head_dim),
@@ -211,7 +223,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
             self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, kernels.quantize_fp8, fast_accum=self.fast_accum,
-                                     fused=kernels, fused_ops=self.fused_expert_gemms, fused_cfgs=self.gemm_tiles)
+                                     fused=kernels, fused_ops=self.fused_expert_gemms, fused_cfgs=self.gemm_tiles,
+                                     transposed=self.transposed_gemms)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
                                                                         update or kernels.amax_update, scratch)

@@ -33,7 +33,24 @@ def aligned_scalars(n: int, device, fill: float = 1.0):
 
 def linear(x, w, out, *, x_scale=None, w_scale=None, bias=None, fast_accum: bool = False):
     """out = x @ w.T (+ bias). FP8 when w is FP8 (x must be FP8 with x_scale), else a plain mm.
-    fast_accum: cuBLASLt's FP8 fast accumulation (fewer promotions to fp32; faster, slightly less exact)."""
+    fast_accum: cuBLASLt's FP8 fast accumulation (fewer promotions to fp32; faster, slightly less exact).
+
+    out may also be the transposed view of an [N, M] row-major buffer (`out_t.t()`). Then the GEMM runs as the
+    transposed problem out_t = w @ x.T, with the weights as cuBLASLt's A operand, so cuBLASLt tiles the large N
+    as its M. (Passing the transposed view straight to cuBLASLt maps back to the row-major call and its speed.)
+    For the prefix down GEMM (576 x 16384 x 2048) that is 37.0 us against 48.0 us per call, H100, torch 2.11
+    (benchmarks/prefix_gemm_probe.py). The consumer reads the transposed view (the norms accept one).
+    No bias there: cuBLASLt's bias runs along the other dimension."""
+    if out.dim() == 2 and out.shape[1] > 1 and out.stride(1) != 1:
+        if bias is not None:
+            raise ValueError("linear: a transposed out takes no bias (cuBLASLt adds bias per output column)")
+        out_t = out.t()
+        if w.dtype == FP8:
+            torch._scaled_mm(w, x.t(), scale_a=w_scale, scale_b=x_scale, out_dtype=out.dtype,
+                             use_fast_accum=fast_accum, out=out_t)
+        else:
+            torch.mm(w, x.t(), out=out_t)
+        return out
     if w.dtype == FP8:
         torch._scaled_mm(x, w.t(), scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=out.dtype,
                          use_fast_accum=fast_accum, out=out)
@@ -62,6 +79,11 @@ class _Composite:
         [M, N] here, `partials` [S, M, N] (fp32, summed by the consumer) where split-K runs."""
         return self.linear(x, site, wname, out)
 
+    def linear_to_norm(self, x, site, wname, out, out_t):
+        """y = x @ W.T for a consumer that reads any [M, N] view (the norms): returns `out` here, `out_t.t()`
+        ([N, M] storage, the transposed problem of `linear`) for the weights Fp8Context runs transposed."""
+        return self.linear(x, site, wname, out)
+
     def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
         """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out."""
         from flash_rt.kernels.triton import rope_qkv_split
@@ -72,11 +94,14 @@ class _Composite:
 class Fp8Context(_Composite):
     """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
     fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
-    (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt)."""
+    (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt);
+    transposed: weight-name suffixes whose linear_to_norm GEMMs run as the transposed problem (W @ x.T)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum=False,
-                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None):
+                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None,
+                 transposed: tuple = ()):
         self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
+        self.transposed = tuple(transposed)
         # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum
         self._fast_suffixes = None if isinstance(fast_accum, bool) else tuple(fast_accum)
@@ -110,6 +135,9 @@ class Fp8Context(_Composite):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
                                      k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv"))
+
+    def linear_to_norm(self, x, site, wname, out, out_t):
+        return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)
 
     def act(self, site, bf16_buf, fp8_buf):
         return fp8_buf, self.s[site]

@@ -128,7 +128,9 @@ class MqaWorkspace:
         # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
         block_m = block_m or (16 if rows <= 1024 else 64)  # 16: best of the sweep (8.4 vs 9.3 us, H100)
         self.block_m, self.block_n, self.num_stages = block_m, block_n, num_stages
-        self.num_warps = num_warps or (8 if head_dim * block_m >= 8192 else 4)
+        # 4 warps (one warpgroup) for both sites. The prefix's 64-row tiles took 27.0 us a call with 8 warps and
+        # 23.0 us with 4 (attention_sweep.py --site prefix --pdl, H100); replay 10.20 -> 10.12 ms
+        self.num_warps = num_warps or 4
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
         if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge

@@ -30,24 +30,26 @@ __all__ = ["rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_
            "gated_add_ada_rms_norm"]
 
 @triton.jit
-def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps,
-                     D: tl.constexpr, BLOCK: tl.constexpr, HAS_RES: tl.constexpr, GATED: tl.constexpr,
-                     IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr,
-                     QUANT: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
+def _norm_row_kernel(X, sx, sxc, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, eps, M,
+                     D: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr, HAS_RES: tl.constexpr,
+                     GATED: tl.constexpr, IS_LN: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+                     ADA: tl.constexpr, QUANT: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr):
+    """ROWS rows per program (1 for row-major X; a tile when X is a transposed view, see _launch)."""
     pdl_enter(PDL)
     if QUANT:
         rcp = e4m3_rcp(SCALE)   # issued first: its load overlaps the row's
-    row = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < D
-    x = tl.load(X + row * sx + cols, mask=mask, other=0.0).to(tl.float32)
+    row = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)[:, None]
+    cols = tl.arange(0, BLOCK)[None, :]
+    cmask = cols < D
+    mask = cmask & (row < M)
+    x = tl.load(X + row * sx + cols * sxc, mask=mask, other=0.0).to(tl.float32)
     for sp in tl.static_range(1, SPLITS):     # split-K GEMM partials, summed in a fixed order (deterministic)
         x += tl.load(X + sp * sx_split + row * sx + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
         # X holds the branch output y; R is the residual stream, updated in place.
         r = tl.load(R + row * sr + cols, mask=mask, other=0.0).to(tl.float32)
         if GATED:
-            g = tl.load(G + cols, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(G + cols, mask=cmask, other=0.0).to(tl.float32)
             x = r + x * g
         else:
             x = r + x
@@ -55,26 +57,32 @@ def _norm_row_kernel(X, sx, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SCALE, 
         tl.store(R + row * sr + cols, xr, mask=mask)
         x = xr.to(tl.float32)          # normalize what was stored
     if IS_LN:
-        mean = tl.sum(x, axis=0) * (1.0 / D)   # exact for power-of-two D
+        mean = tl.sum(x, axis=1, keep_dims=True) * (1.0 / D)   # exact for power-of-two D
         x = tl.where(mask, x - mean, 0.0)
-    var = tl.sum(x * x, axis=0) * (1.0 / D)
+    var = tl.sum(x * x, axis=1, keep_dims=True) * (1.0 / D)
     rstd = tl.math.rsqrt(var + eps)
     y = x * rstd
     if HAS_W:
-        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
         if IS_LN:
             y = y * w
         else:
             y = y * (1.0 + w)          # Gemma stores RMSNorm weights as offsets from 1
     if HAS_B:
-        y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+        y = y + tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
     if ADA:
-        sc = tl.load(MSC + cols, mask=mask, other=0.0).to(tl.float32)
-        sh = tl.load(MSH + cols, mask=mask, other=0.0).to(tl.float32)
+        sc = tl.load(MSC + cols, mask=cmask, other=0.0).to(tl.float32)
+        sh = tl.load(MSH + cols, mask=cmask, other=0.0).to(tl.float32)
         y = y * (1.0 + sc) + sh
     if QUANT:
         y = e4m3_range(y, rcp)
     tl.store(OUT + row * so + cols, y.to(OUT.dtype.element_ty), mask=mask)
+
+
+# Rows per program when y is a transposed view ([M, D] with stride (1, M): a GEMM written as W @ act.T, see
+# hardware/hopper/shared_primitives.linear). A [8, D] tile reads 8 consecutive elements (16 bytes of bf16) of
+# every column; one row per program would touch a 32-byte sector per element.
+TRANSPOSED_ROWS = 8
 
 
 def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=None, bias=None,
@@ -85,7 +93,11 @@ def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=No
             raise ValueError(f"{name}: split-K partials {tuple(x.shape)} need contiguous [M, D] slices")
         splits, s_split = x.shape[0], x.stride(0)
         x = x[0]
-    xr = as_rows(x, name + " x")
+    transposed = x.dim() == 2 and x.shape[1] > 1 and x.stride(1) != 1 and x.stride(0) == 1
+    if transposed:   # y^T stored row-major: rows of y are columns of the buffer
+        xr, sxc, rows_per_prog = (x, x.shape[0], x.shape[1], 1), x.stride(1), TRANSPOSED_ROWS
+    else:
+        xr, sxc, rows_per_prog = as_rows(x, name + " x"), 1, 1
     orows = as_rows(out, name + " out")
     same_rows(xr, orows, name)
     _, m, d, sx = xr
@@ -105,14 +117,14 @@ def _launch(x, out, out_scale, eps, name, *, residual=None, gate=None, weight=No
         return out
     dummy = xr[0]
     block = next_pow2(d)
-    _norm_row_kernel[(m,)](
-        xr[0], sx, s_split, r_t, sr,
+    _norm_row_kernel[(triton.cdiv(m, rows_per_prog),)](
+        xr[0], sx, sxc, s_split, r_t, sr,
         dummy if gate is None else gate, dummy if weight is None else weight, dummy if bias is None else bias,
         dummy if mod_scale is None else mod_scale, dummy if mod_shift is None else mod_shift,
-        orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps),
-        D=d, BLOCK=block, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
+        orows[0], orows[3], dummy if out_scale is None else out_scale, float(eps), m,
+        D=d, BLOCK=block, ROWS=rows_per_prog, HAS_RES=residual is not None, GATED=gate is not None, IS_LN=is_ln,
         HAS_W=weight is not None, HAS_B=bias is not None, ADA=mod_scale is not None, QUANT=quant,
-        SPLITS=splits, num_warps=row_warps(block), **launch_kw())
+        SPLITS=splits, num_warps=row_warps(block * rows_per_prog), **launch_kw())
     return out
 
 

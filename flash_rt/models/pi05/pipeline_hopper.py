@@ -98,13 +98,14 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
     P, eps = d["prefix_len"], d["rms_eps"]
     x = b["x"]
     bias = b["dec_bias"][:P]
+    down = None
     for i in range(d["layers"]):
         p = f"llm.{i}."
         hb, hs = q.act(p + "norm1", b["h"], b["h8"])
         if i == 0:
             rms_norm(x, None, eps, out=hb, out_scale=hs)
         else:
-            add_rms_norm(x, b["down"], None, eps, out=hb, out_scale=hs)
+            add_rms_norm(x, down, None, eps, out=hb, out_scale=hs)
         q.post(p + "norm1", hb)
         q.linear(hb, p + "norm1", p + "qkv_w", b["qkv"])
         kc, vc = b["k_cache"][i], b["v_cache"][i]
@@ -116,15 +117,15 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
         ab, as_ = q.act(p + "attn", b["att"], b["att8"])
         attn.run("prefix", i, b["q"][None], kc[None, :, :P], vc[None, :, :P], bias, ab[None], out_scale=as_)
         q.post(p + "attn", ab)
-        q.linear(ab, p + "attn", p + "o_w", b["o"])
+        o = q.linear_to_norm(ab, p + "attn", p + "o_w", b["o"], b["o_t"])
         hb, hs = q.act(p + "norm2", b["h"], b["h8"])
-        add_rms_norm(x, b["o"], None, eps, out=hb, out_scale=hs)
+        add_rms_norm(x, o, None, eps, out=hb, out_scale=hs)
         q.post(p + "norm2", hb)
         q.linear(hb, p + "norm2", p + "gu_w", b["gu"])
         ab, as_ = q.act(p + "geglu", b["act"], b["act8"])
         geglu(b["gu"], out=ab, out_scale=as_)
         q.post(p + "geglu", ab)
-        q.linear(ab, p + "geglu", p + "down_w", b["down"])
+        down = q.linear_to_norm(ab, p + "geglu", p + "down_w", b["down"], b["down_t"])
 
 
 def expert_in(w, b, s: int) -> None:
