@@ -5,6 +5,7 @@ measured here too and lost, 19.6 vs 12.2 us; RoPE now rides in the qkv GEMM's ep
     python3 benchmarks/attention_sweep.py [--pdl] [--site decoder|prefix]
 
 --pdl captures with programmatic dependent launch (kernels/triton/launch.py), as the model now runs.
+--site siglip sweeps the SigLIP kernel (mha.py) against the SDPA path it replaced (SDPA + copy + FP8 quantize).
 --site prefix sweeps the prefix site instead (8 heads x 576 queries over 576 keys, 18 calls as the prefix has),
 against torch SDPA on the same shapes (K/V expanded to 8 heads; with and without the key-padding mask).
 """
@@ -50,11 +51,13 @@ def graph_us(fn, calls=18, reps=20):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
-    ap.add_argument("--site", choices=["decoder", "prefix"], default="decoder")
+    ap.add_argument("--site", choices=["decoder", "prefix", "siglip"], default="decoder")
     args = ap.parse_args()
     PDL[0] = args.pdl
     if args.site == "prefix":
         return sweep_prefix()
+    if args.site == "siglip":
+        return sweep_siglip()
     n, s_len, p_len, h = 8, 50, 576, 256
     kv = p_len + 64
     qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()
@@ -120,6 +123,35 @@ def sweep_prefix(n=8, p_len=576, h=256):
           f"stages={default.num_stages} splits={default.splits}")
     for t, name in sorted(rows)[:25]:
         print(f"{t:8.2f} us  {name}")
+
+
+def sweep_siglip(views=2, n=16, t=256, hd=72):
+    """The SigLIP site as the model runs it: q/k/v are views of the qkv GEMM's rows, FP8 out."""
+    import torch.nn.functional as F
+    from flash_rt.kernels.triton import quantize_fp8
+    from flash_rt.kernels.triton.mha import mha_attention
+    qkv = (torch.randn(views, t, 3 * n * hd, device="cuda") * 2).bfloat16()
+    q, k, v = qkv.view(views, t, 3, n, hd).permute(2, 0, 3, 1, 4)
+    att = torch.empty(views, t, n * hd, device="cuda", dtype=torch.bfloat16)
+    att8 = torch.empty(views * t, n * hd, device="cuda", dtype=torch.float8_e4m3fn)
+    scale = torch.full((64,), 0.01, device="cuda")[:1]
+
+    def sdpa_path():
+        o = F.scaled_dot_product_attention(q, k, v, scale=hd ** -0.5)
+        att.view(views, t, n, hd).copy_(o.transpose(1, 2))
+        quantize_fp8(att.view(views * t, n * hd), scale, out=att8)
+    print(f"{graph_us(sdpa_path, calls=27):8.2f} us  sdpa + copy + quantize_fp8 (the path before mha.py)")
+    rows = []
+    for bm, bn, nw, st in itertools.product([32, 64, 128], [32, 64, 128, 256], [4, 8], [1, 2]):
+        f = lambda bm=bm, bn=bn, nw=nw, st=st: mha_attention(  # noqa: E731
+            q, k, v, out=att8.view(views, t, n * hd), sm_scale=hd ** -0.5, out_scale=scale, block_m=bm,
+            block_n=bn, num_warps=nw, num_stages=st)
+        try:
+            rows.append((graph_us(f, calls=27), f"mha bm={bm} bn={bn} warps={nw} stages={st}"))
+        except Exception as e:  # a config the compiler rejects (shared memory) is skipped
+            print(f"mha bm={bm} bn={bn} warps={nw} stages={st}: {type(e).__name__}")
+    for tm, name in sorted(rows)[:15]:
+        print(f"{tm:8.2f} us  {name}")
 
 
 if __name__ == "__main__":

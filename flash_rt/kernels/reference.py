@@ -285,6 +285,16 @@ def uint8_to_model(img: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def mha_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, out: torch.Tensor, sm_scale: float,
+                  out_scale: Scale = None, **tiles) -> torch.Tensor:
+    """Full multi-head attention without a mask: q, k, v [B, N, T, HD] -> out [B, T, N*HD] (quantized when
+    out_scale is given). Twin of the Triton SigLIP kernel (``tiles`` are its launch knobs; unused here)."""
+    b, n, t, hd = q.shape
+    p = torch.softmax(torch.einsum("bntd,bnkd->bntk", q.float(), k.float()) * sm_scale, dim=-1)
+    y = torch.einsum("bntk,bnkd->btnd", p, v.float()).reshape(b, t, n * hd)
+    return _store(y, out, out_scale)
+
+
 def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor], *,
                   out: torch.Tensor, sm_scale: float, out_scale: Scale = None, ws=None) -> torch.Tensor:
     """Multi-query attention (N query heads, one K/V head) with an additive key bias.

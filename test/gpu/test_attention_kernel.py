@@ -52,3 +52,36 @@ def test_mqa_attention_graph_replay_equals_eager():
     torch.cuda.synchronize()
     assert torch.equal(out, eager)
 
+
+
+@pytest.mark.parametrize("b, n, t, hd", [(2, 16, 256, 72), (3, 16, 256, 72), (1, 4, 40, 16), (2, 2, 100, 64)])
+@pytest.mark.parametrize("quant", [False, True])
+def test_mha_attention_matches_twin(b, n, t, hd, quant):
+    """The SigLIP kernel on q/k/v views of one qkv buffer (as the model passes them) vs its twin."""
+    from flash_rt.kernels.triton.mha import mha_attention
+    g = torch.Generator(device="cuda").manual_seed(b * t + hd)
+    qkv = (torch.randn(b, t, 3 * n * hd, device="cuda", generator=g) * 2).bfloat16()
+    q, k, v = qkv.view(b, t, 3, n, hd).permute(2, 0, 3, 1, 4)
+    dt = torch.float8_e4m3fn if quant else torch.bfloat16
+    scale = torch.full((64,), 0.01, device="cuda")[:1] if quant else None
+    out = torch.full((b, t, n * hd), float("nan"), device="cuda").to(dt)
+    want = torch.empty_like(out)
+    mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale)
+    R.mha_attention(q, k, v, out=want, sm_scale=hd ** -0.5, out_scale=scale)
+    o, w = out.float(), want.float()
+    assert torch.isfinite(o).all()
+    if quant:  # at most one e4m3 step (12.5 % relative) where bf16 rounding of p moved the value
+        assert ((o - w).abs() <= 0.13 * w.abs() + 1e-2 * w.abs().max()).all()
+    else:
+        assert (o - w).abs().max().item() <= 2e-2 * max(1.0, w.abs().max().item())
+
+
+def test_mha_attention_refuses_bad_shapes():
+    from flash_rt.kernels.triton.mha import mha_attention
+    q = torch.zeros(1, 2, 32, 16, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="out must be"):
+        mha_attention(q, q, q, out=torch.zeros(1, 32, 16, device="cuda", dtype=torch.bfloat16), sm_scale=0.25)
+    with pytest.raises(ValueError, match="out_scale"):
+        mha_attention(q, q, q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.float8_e4m3fn), sm_scale=0.25)
+    with pytest.raises(ValueError, match="alike"):
+        mha_attention(q, q[:, :1], q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.bfloat16), sm_scale=0.25)

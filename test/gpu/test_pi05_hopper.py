@@ -106,6 +106,9 @@ def test_attention_tiles_override(tiny_openpi, tmp_path):
     same chunk up to the reassociated softmax sums; an unknown site is refused by name."""
     with pytest.raises(InputError, match="unknown sites"):
         flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, attention_tiles={"decoderr": {}})
+    with pytest.raises(InputError, match=r"attention_tiles\['siglip'\]: unknown \['target_programs'\]"):
+        flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path,
+                            attention_tiles={"siglip": {"target_programs": 4}})
     outs, splits, obs = [], [], None
     for tiles in (None, {"decoder": {"target_programs": 1}}):
         pol = flash_rt.load_model(tiny_openpi, hardware="hopper", precision="bf16", cache_dir=tmp_path,

@@ -28,7 +28,7 @@ def test_linear_refuses_a_bias_with_a_transposed_out():
 
 def test_fp8_context_runs_only_the_named_weights_transposed():
     x, w = _xw()
-    q = Fp8Context({"llm.0.down_w": w, "llm.0.o_w": w}, {}, {}, None, transposed=("down_w",))
+    q = Fp8Context({"llm.0.down_w": w, "llm.0.o_w": w}, {}, {}, transposed=("down_w",))
     out, out_t = torch.empty(48, 32), torch.empty(32, 48)
     y = q.linear_to_norm(x, "s", "llm.0.down_w", out, out_t)
     assert y.data_ptr() == out_t.data_ptr() and y.stride() == (1, 48)

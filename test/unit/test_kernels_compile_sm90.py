@@ -31,6 +31,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 import flash_rt.kernels.triton as T  # noqa: E402
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention  # noqa: E402
 from flash_rt.kernels.triton.launch import programmatic_dependent_launch  # noqa: E402
+from flash_rt.kernels.triton.mha import mha_attention  # noqa: E402
 from flash_rt.kernels.triton.misc import LinearFlowWorkspace  # noqa: E402
 
 F8, BF, F32 = torch.float8_e4m3fn, torch.bfloat16, torch.float32
@@ -120,6 +121,9 @@ def _full_size_launches():
                        out=f8(P, 2048), out_scale=one())
         T.add_rms_norm(torch.zeros(P, 2048, dtype=F32), torch.zeros(2048, P, dtype=BF).t(), None, 1e-6,
                        out=f8(P, 2048), out_scale=one())       # y from a transposed prefix GEMM (row tiles)
+        # SigLIP: attention on views of the qkv rows (2 views x 16 heads x 256 tokens x 72), FP8 out
+        vq = torch.zeros(2, 256, 3, 16, 72, dtype=BF).permute(2, 0, 3, 1, 4)
+        mha_attention(vq[0], vq[1], vq[2], out=f8(2, 256, 1152), sm_scale=72 ** -0.5, out_scale=one())
         T.rope_qkv_split(torch.zeros(P, (N + 2) * H, dtype=BF), torch.arange(P), q_out=qp, k_out=kc[:, :P],
                          v_out=vc[:, :P])
         T.geglu(torch.zeros(P, 2 * 16384, dtype=BF), out=f8(P, 16384), out_scale=one())
@@ -137,7 +141,7 @@ LAUNCHES = _full_size_launches()
 def test_every_recorded_launch_is_a_kernel_of_the_catalogue():
     names = {fn.__name__ for fn, _, _ in LAUNCHES}
     assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_mqa_partial", "_mqa_merge",
-            "_norm_row_kernel", "_linear_flow_kernel"} <= names, names
+            "_norm_row_kernel", "_linear_flow_kernel", "_mha_kernel"} <= names, names
 
 
 @pytest.mark.parametrize("i", range(len(LAUNCHES)),

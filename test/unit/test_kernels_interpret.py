@@ -193,6 +193,20 @@ else:
         with pytest.raises(ValueError):
             T.ada_rms_norm(x, torch.ones(95), torch.ones(96), 1e-6, out=out_t)
 
+    # -- attention ------------------------------------------------------------------------------------------
+    @pytest.mark.parametrize("t, hd", [(40, 16), (70, 24)])
+    def test_mha_attention(t, hd):
+        """The SigLIP kernel on views of one qkv buffer (head_dim padded to a power of two, rows and keys
+        masked) vs its twin, fp32 in and out (the interpreter's dot is fp32)."""
+        from flash_rt.kernels.triton.mha import mha_attention
+        b, n = 2, 3
+        qkv = _rand(b, t, 3 * n * hd, seed=30)
+        q, k, v = qkv.view(b, t, 3, n, hd).permute(2, 0, 3, 1, 4)
+        o_t, o_r = _poison((b, t, n * hd), torch.float32), _poison((b, t, n * hd), torch.float32)
+        mha_attention(q, k, v, out=o_t, sm_scale=hd ** -0.5, block_m=16, block_n=16)
+        R.mha_attention(q, k, v, out=o_r, sm_scale=hd ** -0.5)
+        torch.testing.assert_close(o_t, o_r, rtol=1e-4, atol=1e-5)
+
     # -- activations / quantization ---------------------------------------------------------------------
     @pytest.mark.parametrize("kind", OUT_KINDS)
     @pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16])

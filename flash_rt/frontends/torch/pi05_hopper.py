@@ -222,7 +222,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.amax = torch.zeros(len(self.sites), dtype=f32, device=dev)
         self.site_amax = {s: self.amax[i:i + 1] for i, s in enumerate(self.sites)}
         if self.precision == "fp8":
-            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, kernels.quantize_fp8, fast_accum=self.fast_accum,
+            self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, fast_accum=self.fast_accum,
                                      fused=kernels, fused_ops=self.fused_expert_gemms, fused_cfgs=self.gemm_tiles,
                                      transposed=self.transposed_gemms)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)

@@ -97,10 +97,10 @@ class Fp8Context(_Composite):
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt);
     transposed: weight-name suffixes whose linear_to_norm GEMMs run as the transposed problem (W @ x.T)."""
 
-    def __init__(self, w: dict, w_scales: dict, act_scales: dict, quantize, fast_accum=False,
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, fast_accum=False,
                  fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None,
                  transposed: tuple = ()):
-        self.w, self.ws, self.s, self._quantize = w, w_scales, act_scales, quantize
+        self.w, self.ws, self.s = w, w_scales, act_scales
         self.transposed = tuple(transposed)
         # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum
@@ -145,10 +145,6 @@ class Fp8Context(_Composite):
     def post(self, site, t):
         pass
 
-    def cast(self, site, x, fp8_buf):
-        self._quantize(x, self.s[site], out=fp8_buf)
-        return fp8_buf
-
     def linear(self, x, site, wname, out, bias=None):
         w = self.w[wname]
         return linear(x, w, out, x_scale=self.s[site] if w.dtype == FP8 else None,
@@ -168,9 +164,6 @@ class Bf16Context(_Composite):
     def post(self, site, t):
         pass
 
-    def cast(self, site, x, fp8_buf):
-        return x
-
     def linear(self, x, site, wname, out, bias=None):
         return linear(x, self.w[wname], out, bias=bias)
 
@@ -186,10 +179,6 @@ class CalibContext(_Composite):
 
     def post(self, site, t):
         self._upd(t, self.amax[site])
-
-    def cast(self, site, x, fp8_buf):
-        self._upd(x, self.amax[site])
-        return x
 
     def linear(self, x, site, wname, out, bias=None):
         w = self.w[wname]
