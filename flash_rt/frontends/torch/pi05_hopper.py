@@ -24,6 +24,7 @@ from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_hopper_spec import build_spec, gemm_names
+from flash_rt.hardware.cuda_graph import capture_graph
 from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
 from flash_rt.hardware.hopper.shared_primitives import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
 from flash_rt.kernels import triton as kernels
@@ -277,10 +278,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         for _ in range(2):  # compile every Triton specialization and let cuBLASLt pick its kernels
             self._forward(self.q_prod)
         self.stream.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, stream=self.stream):
-            self._forward(self.q_prod)
-        self.graph = g
+        self.graph = capture_graph(lambda: self._forward(self.q_prod), self.stream)
 
     # -- calibration -------------------------------------------------------------------------------
     def shape_key(self) -> str:
