@@ -23,7 +23,8 @@ gated_add_ada_rms_norm   residual += y*gate, adaRMS [+ quant]                   
                                                                                 residual + next input norm; final norm
 geglu                    gelu_tanh(gate) * up [+ quant]                         Gemma / expert MLP, before down proj
 gelu_tanh                tanh-GELU [+ quant]                                    SigLIP fc1 output, before fc2
-quantize_fp8             x / s, clamp +-448, e4m3 (RNE)                         attention output before o_proj
+quantize_fp8             x * RN(1/s), clamp +-448, e4m3 (RNE)                   where no producer quantizes
+mha_attention            full MHA on qkv-row views [+ quant]                    SigLIP attention (triton only)
 rope_qkv_split           QKV split + RoPE(q, k) + head-major/KV-cache write     every Gemma / expert attention layer
 time_embedding           fp64 sinusoid (sin | cos)                              expert time conditioning
 flow_update              x += dt * (v + bias)                                   Euler step, 10x per inference
