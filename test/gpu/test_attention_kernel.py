@@ -8,6 +8,15 @@ pytestmark = pytest.mark.gpu
 MASK = -2.3819763e38
 
 
+def _check_against_twin(out, want, quant):
+    o, w = out.float(), want.float()
+    assert torch.isfinite(o).all()
+    if quant:  # at most one e4m3 step (12.5 % relative) where bf16 rounding of p moved the value
+        assert ((o - w).abs() <= 0.13 * w.abs() + 1e-2 * w.abs().max()).all()
+    else:
+        assert (o - w).abs().max().item() <= 2e-2 * max(1.0, w.abs().max().item())
+
+
 @pytest.mark.parametrize("n, t, lk, h", [(8, 50, 640, 256), (8, 576, 576, 256), (8, 10, 848, 16), (8, 1, 64, 32)])
 @pytest.mark.parametrize("quant", [False, True])
 def test_mqa_attention_matches_twin(n, t, lk, h, quant):
@@ -25,12 +34,7 @@ def test_mqa_attention_matches_twin(n, t, lk, h, quant):
     want = torch.empty_like(out)
     mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5, out_scale=scale)
     R.mqa_attention(q, k, v, bias, out=want, sm_scale=h ** -0.5, out_scale=scale)
-    o, w = out.float(), want.float()
-    assert torch.isfinite(o).all()
-    if quant:  # at most one e4m3 step (12.5 % relative) where bf16 rounding of p moved the value
-        assert ((o - w).abs() <= 0.13 * w.abs() + 1e-2 * w.abs().max()).all()
-    else:
-        assert (o - w).abs().max().item() <= 2e-2 * max(1.0, w.abs().max().item())
+    _check_against_twin(out, want, quant)
 
 
 def test_mqa_attention_graph_replay_equals_eager():
@@ -68,12 +72,7 @@ def test_mha_attention_matches_twin(b, n, t, hd, quant):
     want = torch.empty_like(out)
     mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale)
     R.mha_attention(q, k, v, out=want, sm_scale=hd ** -0.5, out_scale=scale)
-    o, w = out.float(), want.float()
-    assert torch.isfinite(o).all()
-    if quant:  # at most one e4m3 step (12.5 % relative) where bf16 rounding of p moved the value
-        assert ((o - w).abs() <= 0.13 * w.abs() + 1e-2 * w.abs().max()).all()
-    else:
-        assert (o - w).abs().max().item() <= 2e-2 * max(1.0, w.abs().max().item())
+    _check_against_twin(out, want, quant)
 
 
 def test_mha_attention_refuses_bad_shapes():
