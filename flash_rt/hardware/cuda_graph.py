@@ -5,9 +5,10 @@ torch.compiler.config.force_cudagraph_gc). A reference cycle of a dead object --
 raised halfway, a frontend dropped by its owner -- can then be collected *during* the capture, triggered by
 any allocation the capture makes. Its finalizers free pinned host buffers and CUDA events, which are not
 capturable operations: the capture is invalidated ("operation failed due to a previous error during capture"),
-and the failure shows up in whichever kernel comes next. The GPU suite hit exactly that once, order-dependent,
-after tests that build policies and expect them to fail. So: collect first, and keep the collector off while
-capturing (a capture allocates only through the caching allocator's graph pool, so nothing accumulates).
+and the failure shows up in whichever kernel comes next. The GPU suite hit such an invalidated capture once
+(2026-11-27), order-dependent, after tests whose policy constructors raise; this is the likely cause, not a
+confirmed one (test/gpu/test_cuda_graph.py shows the mechanism). So: collect first, and keep the collector off
+while capturing (a capture allocates only through the caching allocator's graph pool, so nothing piles up).
 """
 from __future__ import annotations
 

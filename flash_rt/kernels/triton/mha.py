@@ -27,8 +27,8 @@ __all__ = ["mha_attention"]
 
 @triton.jit
 def _mha_kernel(Q, K, V, OUT, SCALE, sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, sv_h, sv_t, so_b, so_t,
-                sm_scale, T: tl.constexpr, HD: tl.constexpr, HD_P2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                QUANT: tl.constexpr, PDL: tl.constexpr):
+                sm_scale, T: tl.constexpr, HD: tl.constexpr, HD_P2: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
     # T (tokens per image) is a constexpr: fixed per model, so the key loop has static bounds
     head = tl.program_id(1)
     bb = tl.program_id(2)

@@ -3,8 +3,9 @@
 Why fused: every norm site in Pi0.5 sits between a GEMM that produced ``y`` and a GEMM that consumes
 the normed row (in FP8). Unfused that is add -> norm -> (1+w) -> modulate -> quantize: 3-5 launches of
 ~1 us each inside a CUDA graph plus as many round trips of the row through HBM. Here it is one launch
-per site: one program per row keeps the row in registers (BLOCK = next_pow2(D)), reads every input once
-and writes the residual (in place) and the normed, optionally quantized, output once.
+per site: one program per row (or per tile of TRANSPOSED_ROWS rows when y is a transposed view) keeps the row
+in registers (BLOCK = next_pow2(D)), reads every input once and writes the residual (in place) and the
+normed, optionally quantized, output once.
 
 All six public kernels share ``_norm_row_kernel``; constexpr flags select the variant, so each site
 compiles exactly the code it needs. Statistics are fp32: mean and variance as sums times 1/D (exact for
