@@ -58,9 +58,7 @@ def _mqa_partial(Q, K, V, BIAS, PM, PL, PACC, OUT, SCALE, R, T, so_t, LK, KEYS_P
     pid_m = tl.program_id(0)
     pid_s = tl.program_id(1)
     pdl_enter(PDL)
-    rcp = 1.0
-    if FINAL and QUANT:
-        rcp = e4m3_rcp(SCALE)
+    rcp = e4m3_rcp(SCALE, FINAL and QUANT)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < R
     dh = tl.arange(0, H)
@@ -95,9 +93,7 @@ def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl
                BLOCK_R: tl.constexpr, QUANT: tl.constexpr, PDL: tl.constexpr):
     """Combine the SPLITS partial softmaxes of BLOCK_R query rows in a fixed split order."""
     pdl_enter(PDL)
-    rcp = 1.0
-    if QUANT:
-        rcp = e4m3_rcp(SCALE)
+    rcp = e4m3_rcp(SCALE, QUANT)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     dh = tl.arange(0, H)

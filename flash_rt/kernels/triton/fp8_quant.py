@@ -15,9 +15,13 @@ __all__ = ["e4m3_rcp", "e4m3_range"]
 
 
 @triton.jit
-def e4m3_rcp(SCALE):
-    """RN(1 / scale) of the per-tensor scale at SCALE (one correctly rounded division per thread)."""
-    return tl.math.div_rn(1.0, tl.load(SCALE))
+def e4m3_rcp(SCALE, QUANT: tl.constexpr = True):
+    """RN(1 / scale) of the per-tensor scale at SCALE (one correctly rounded division per thread); 1.0 without
+    a load when QUANT is off, so a kernel with an optional FP8 output takes its reciprocal in one line."""
+    rcp = 1.0
+    if QUANT:
+        rcp = tl.math.div_rn(1.0, tl.load(SCALE))
+    return rcp
 
 
 @triton.jit

@@ -33,9 +33,7 @@ def _mha_kernel(Q, K, V, OUT, SCALE, sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, s
     head = tl.program_id(1)
     bb = tl.program_id(2)
     pdl_enter(PDL)
-    rcp = 1.0
-    if QUANT:
-        rcp = e4m3_rcp(SCALE)
+    rcp = e4m3_rcp(SCALE, QUANT)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < T
     dh = tl.arange(0, HD_P2)
