@@ -68,6 +68,7 @@ VARIANTS = {
     # prefix GEMMs as the transposed problem W @ act.T (the default: down only)
     "transpose-none": {"transposed_gemms": ()},
     "transpose-down-o": {"transposed_gemms": ("down_w", "o_w")},
+    "transpose-down-gu": {"transposed_gemms": ("down_w", "gu_w")},   # + gate+up, read by the transposing geglu
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
 }
 

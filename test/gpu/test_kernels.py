@@ -213,6 +213,32 @@ def test_geglu(m, f, kind):
         check_lowp_vs_fp32(out, ref32, "geglu bf16")
 
 
+@pytest.mark.parametrize("m,f", [(576, 16384), (832, 16384), (50, 4096), (5, 40)])
+@pytest.mark.parametrize("kind", ["bf16", "fp8"])
+def test_geglu_of_a_transposed_gu_matches_the_row_kernel(m, f, kind):
+    """gu as the transposed view of a [2F, M] buffer (the prefix gate+up GEMM run as W @ act.T) goes through the
+    tile kernel; it must give the row kernel's bytes on the same values."""
+    gu = rand(m, 2 * f, seed=21, scale=2.0)
+    gu_t = gu.t().contiguous()
+    ref32 = poison((m, f), torch.float32)
+    R.geglu(gu, out=ref32)
+    scale = scale_for(ref32) * 0.9 if kind == "fp8" else None
+    dt = F8 if kind == "fp8" else BF
+    rows, tiles = poison((m, f), dt), poison((m, f), dt)
+    T.geglu(gu, out=rows, out_scale=scale)
+    T.geglu(gu_t.t(), out=tiles, out_scale=scale)
+    assert torch.equal(rows.view(torch.uint8) if kind == "fp8" else rows,
+                       tiles.view(torch.uint8) if kind == "fp8" else tiles)
+
+
+def test_geglu_refuses_a_gu_that_is_neither_row_major_nor_transposed():
+    gu = rand(8, 4 * 64, seed=22)[:, ::2]       # strides (256, 2)
+    with pytest.raises(ValueError, match="neither row-major nor the transposed view"):
+        T.geglu(gu, out=poison((8, 64), BF))
+    with pytest.raises(ValueError, match="does not match out"):
+        T.geglu(rand(128, 8, seed=23).t(), out=poison((8, 32), BF))
+
+
 @pytest.mark.parametrize("m,n", [(512, 4304), (1536, 4304), (3, 100)])
 @pytest.mark.parametrize("kind", ["bf16", "fp8"])
 def test_gelu_tanh(m, n, kind):

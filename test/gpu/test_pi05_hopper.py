@@ -135,9 +135,9 @@ def test_gemm_tiles_override(tiny_openpi, tmp_path):
 
 
 def test_transposed_gemms_option(tiny_openpi, tmp_path):
-    """Which prefix GEMMs run as W @ act.T reaches the FP8 context; anything but a tuple of the two supported
+    """Which prefix GEMMs run as W @ act.T reaches the FP8 context; anything but a tuple of the three supported
     weight-name suffixes is refused by name (the full-size rungs run both orientations for real)."""
-    for bad in ("down_w", ("gu_w",), (None,)):
+    for bad in ("down_w", ("qkv_w",), (None,)):
         with pytest.raises(InputError, match="transposed_gemms"):
             flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, transposed_gemms=bad)
     pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, transposed_gemms=("o_w",))
@@ -150,11 +150,11 @@ def test_transposed_gemms_option(tiny_openpi, tmp_path):
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False,
                     "transposed_gemms": ()}),
-    ("fp8", 0.995, {"transposed_gemms": ("down_w", "o_w")}),
+    ("fp8", 0.995, {"transposed_gemms": ("down_w", "o_w", "gu_w")}),
     ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"fast_accum": False}),
     ("fp8", 0.995, {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128},
                                    "rope_qkv": {"tma": True, "stages": 4, "warps": 4}}})],
-    ids=["bf16", "fp8", "fp8-unfused", "fp8-transposed-o", "fp8-fast-accum", "fp8-exact", "fp8-other-tiles"])
+    ids=["bf16", "fp8", "fp8-unfused", "fp8-transposed-all", "fp8-fast-accum", "fp8-exact", "fp8-other-tiles"])
 def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw):
     pol = flash_rt.load_model(full_ckpt, hardware="hopper", precision=precision, num_views=3,
                               action_horizon=50, cache_dir=tmp_path, **kw)

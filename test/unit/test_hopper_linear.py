@@ -30,10 +30,10 @@ def test_fp8_context_runs_only_the_named_weights_transposed():
     x, w = _xw()
     q = Fp8Context({"llm.0.down_w": w, "llm.0.o_w": w}, {}, {}, transposed=("down_w",))
     out, out_t = torch.empty(48, 32), torch.empty(32, 48)
-    y = q.linear_to_norm(x, "s", "llm.0.down_w", out, out_t)
+    y = q.linear_transposable(x, "s", "llm.0.down_w", out, out_t)
     assert y.data_ptr() == out_t.data_ptr() and y.stride() == (1, 48)
     torch.testing.assert_close(y, x @ w.t())
-    y = q.linear_to_norm(x, "s", "llm.0.o_w", out, out_t)
+    y = q.linear_transposable(x, "s", "llm.0.o_w", out, out_t)
     assert y is out
     torch.testing.assert_close(y, x @ w.t())
 
@@ -41,4 +41,4 @@ def test_fp8_context_runs_only_the_named_weights_transposed():
 def test_twin_contexts_keep_the_row_major_result():
     x, w = _xw()
     out, out_t = torch.empty(48, 32), torch.empty(32, 48)
-    assert Bf16Context({"llm.0.down_w": w}).linear_to_norm(x, "s", "llm.0.down_w", out, out_t) is out
+    assert Bf16Context({"llm.0.down_w": w}).linear_transposable(x, "s", "llm.0.down_w", out, out_t) is out

@@ -127,6 +127,7 @@ def _full_size_launches():
         T.rope_qkv_split(torch.zeros(P, (N + 2) * H, dtype=BF), torch.arange(P), q_out=qp, k_out=kc[:, :P],
                          v_out=vc[:, :P])
         T.geglu(torch.zeros(P, 2 * 16384, dtype=BF), out=f8(P, 16384), out_scale=one())
+        T.geglu(torch.zeros(2 * 16384, P, dtype=BF).t(), out=f8(P, 16384), out_scale=one())   # transposed gu
 
     launches = []
     for pdl in (False, True):
@@ -141,7 +142,7 @@ LAUNCHES = _full_size_launches()
 def test_every_recorded_launch_is_a_kernel_of_the_catalogue():
     names = {fn.__name__ for fn, _, _ in LAUNCHES}
     assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_mqa_partial", "_mqa_merge",
-            "_norm_row_kernel", "_linear_flow_kernel", "_mha_kernel"} <= names, names
+            "_norm_row_kernel", "_linear_flow_kernel", "_mha_kernel", "_geglu_t_kernel"} <= names, names
 
 
 @pytest.mark.parametrize("i", range(len(LAUNCHES)),

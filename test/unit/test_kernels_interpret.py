@@ -223,6 +223,19 @@ else:
         R.gelu_tanh(gu, out=o_r, out_scale=scale)
         check(o_t, o_r, "gelu_tanh")
 
+    @pytest.mark.parametrize("kind", OUT_KINDS)
+    @pytest.mark.parametrize("m,f", [(5, 40), (70, 96), (130, 200)])
+    def test_geglu_of_a_transposed_gu(kind, m, f):
+        """gu as the transposed view of a [2F, M] buffer (the prefix gate+up GEMM run as W @ act.T): read in
+        [64, 64] tiles, written row-major; M and F not multiples of the tile mask the edges."""
+        _need_faithful(kind if kind != "fp32" else "bf16")
+        gu = _rand(2 * f, m, seed=11, scale=2.5, dtype=torch.bfloat16).t()
+        assert gu.stride() == (1, m)
+        o_t, o_r, scale = _out_pair((m, f), kind)
+        T.geglu(gu, out=o_t, out_scale=scale)
+        R.geglu(gu, out=o_r, out_scale=scale)
+        check(o_t, o_r, "geglu, transposed gu")
+
     def test_quantize_fp8():
         _need_faithful("fp8")
         x = _rand(5, 1300, seed=11, scale=3.0)

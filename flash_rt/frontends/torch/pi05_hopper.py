@@ -74,10 +74,10 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                 raise InputError(f"fast_accum: expected True, False or weight-name suffixes like ('gu_w',); got "
                                  f"{fast_accum!r}")
         self.fast_accum = fast_accum
-        # prefix GEMMs (weight-name suffixes: "down_w", "o_w") run as the transposed problem W @ act.T, which
-        # cuBLASLt tiles better at M = 576: down 48.0 -> 37.0 us a call (H100, docs/benchmarks.md); the next norm
-        # reads the transposed result (kernels/triton/norms.py)
-        self.transposed_gemms = _suffixes("transposed_gemms", transposed_gemms, {"down_w", "o_w"})
+        # prefix GEMMs (weight-name suffixes: "down_w", "o_w", "gu_w") run as the transposed problem W @ act.T,
+        # which cuBLASLt tiles better at M = 576: down 48.0 -> 37.0 us a call (H100, docs/benchmarks.md); the next
+        # norm or geglu reads the transposed result (kernels/triton/norms.py, activations.py)
+        self.transposed_gemms = _suffixes("transposed_gemms", transposed_gemms, {"down_w", "o_w", "gu_w"})
         # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write), "geglu"
         # (gate+up + GeGLU + FP8) and "splitk" (o and down as split-K partials that the next norm sums), so the
         # whole expert layer is Triton kernels. True = all three, False/() = none (cuBLASLt + separate kernels).
@@ -210,6 +210,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
             "ex_o_parts": z(SPLIT_K, S, c.ex_width, dtype=f32), "ex_down_parts": z(SPLIT_K, S, c.ex_width, dtype=f32),
             "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
         }
+        # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
+        b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
         # key bias: the suffix's own keys are always visible, the unused tail never
         b["dec_bias"][P + S:] = -2.3819763e38
         self.b = b

@@ -79,8 +79,8 @@ class _Composite:
         [M, N] here, `partials` [S, M, N] (fp32, summed by the consumer) where split-K runs."""
         return self.linear(x, site, wname, out)
 
-    def linear_to_norm(self, x, site, wname, out, out_t):
-        """y = x @ W.T for a consumer that reads any [M, N] view (the norms): returns `out` here, `out_t.t()`
+    def linear_transposable(self, x, site, wname, out, out_t):
+        """y = x @ W.T for a consumer that reads any [M, N] view (the norms, geglu): returns `out` here, `out_t.t()`
         ([N, M] storage, the transposed problem of `linear`) for the weights Fp8Context runs transposed."""
         return self.linear(x, site, wname, out)
 
@@ -95,7 +95,7 @@ class Fp8Context(_Composite):
     """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
     fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt);
-    transposed: weight-name suffixes whose linear_to_norm GEMMs run as the transposed problem (W @ x.T)."""
+    transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, fast_accum=False,
                  fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None,
@@ -136,7 +136,7 @@ class Fp8Context(_Composite):
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
                                      k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv"))
 
-    def linear_to_norm(self, x, site, wname, out, out_t):
+    def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)
 
     def act(self, site, bf16_buf, fp8_buf):

@@ -118,15 +118,15 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
         ab, as_ = q.act(p + "attn", b["att"], b["att8"])
         attn.run("prefix", i, b["q"][None], kc[None, :, :P], vc[None, :, :P], bias, ab[None], out_scale=as_)
         q.post(p + "attn", ab)
-        o = q.linear_to_norm(ab, p + "attn", p + "o_w", b["o"], b["o_t"])
+        o = q.linear_transposable(ab, p + "attn", p + "o_w", b["o"], b["o_t"])
         hb, hs = q.act(p + "norm2", b["h"], b["h8"])
         add_rms_norm(x, o, None, eps, out=hb, out_scale=hs)
         q.post(p + "norm2", hb)
-        q.linear(hb, p + "norm2", p + "gu_w", b["gu"])
+        gu = q.linear_transposable(hb, p + "norm2", p + "gu_w", b["gu"], b["gu_t"])
         ab, as_ = q.act(p + "geglu", b["act"], b["act8"])
-        geglu(b["gu"], out=ab, out_scale=as_)
+        geglu(gu, out=ab, out_scale=as_)
         q.post(p + "geglu", ab)
-        down = q.linear_to_norm(ab, p + "geglu", p + "down_w", b["down"], b["down_t"])
+        down = q.linear_transposable(ab, p + "geglu", p + "down_w", b["down"], b["down_t"])
 
 
 def expert_in(w, b, s: int) -> None:
