@@ -61,9 +61,10 @@ VARIANTS = {
     "prefix-bm32": {"attention_tiles": {"prefix": {"block_m": 32}}},
     "prefix-2split": {"attention_tiles": {"prefix": {"target_programs": 144}}},   # 144 programs
     "prefix-bm128": {"attention_tiles": {"prefix": {"block_m": 128, "num_warps": 8}}},
-    # SigLIP attention tiles (default 64 rows x 128 keys, 8 warps: 2 views x 16 heads x 4 = 128 programs; 3 views
-    # make 192, more than one wave on an H100's 132 SMs, which 128-row tiles would avoid)
+    # SigLIP attention tiles (64 rows x 128 keys, 8 warps: 2 views x 16 heads x 4 = 128 programs; at 3 views the
+    # rule mha_block_m picks 128 rows, 96 programs instead of 192 on an H100's 132 SMs)
     "siglip-bm128": {"attention_tiles": {"siglip": {"block_m": 128}}},
+    "siglip-bm64": {"attention_tiles": {"siglip": {"block_m": 64}}},
     "siglip-bn64-w4": {"attention_tiles": {"siglip": {"block_n": 64, "num_warps": 4}}},
     # prefix GEMMs as the transposed problem W @ act.T (the default: down only)
     "transpose-none": {"transposed_gemms": ()},

@@ -60,7 +60,8 @@ def test_mqa_attention_graph_replay_equals_eager():
 
 @pytest.mark.parametrize("b, n, t, hd", [(2, 16, 256, 72), (3, 16, 256, 72), (1, 4, 40, 16), (2, 2, 100, 64)])
 @pytest.mark.parametrize("quant", [False, True])
-def test_mha_attention_matches_twin(b, n, t, hd, quant):
+@pytest.mark.parametrize("block_m", [64, 128])
+def test_mha_attention_matches_twin(b, n, t, hd, quant, block_m):
     """The SigLIP kernel on q/k/v views of one qkv buffer (as the model passes them) vs its twin."""
     from flash_rt.kernels.triton.mha import mha_attention
     g = torch.Generator(device="cuda").manual_seed(b * t + hd)
@@ -70,7 +71,7 @@ def test_mha_attention_matches_twin(b, n, t, hd, quant):
     scale = torch.full((64,), 0.01, device="cuda")[:1] if quant else None
     out = torch.full((b, t, n * hd), float("nan"), device="cuda").to(dt)
     want = torch.empty_like(out)
-    mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale)
+    mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale, block_m=block_m)
     R.mha_attention(q, k, v, out=want, sm_scale=hd ** -0.5, out_scale=scale)
     _check_against_twin(out, want, quant)
 
@@ -84,3 +85,21 @@ def test_mha_attention_refuses_bad_shapes():
         mha_attention(q, q, q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.float8_e4m3fn), sm_scale=0.25)
     with pytest.raises(ValueError, match="alike"):
         mha_attention(q, q[:, :1], q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.bfloat16), sm_scale=0.25)
+
+
+@pytest.mark.parametrize("views, want", [(1, 64), (2, 64), (3, 128)])
+def test_siglip_row_tiles_follow_the_program_count(views, want):
+    """mha_block_m: 64-row tiles unless views x 16 heads x 4 tiles exceed the SM count (132 on an H100 SXM);
+    the backend applies it, and an explicit attention_tiles override wins."""
+    from types import SimpleNamespace
+    from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
+    from flash_rt.kernels.triton.mha import mha_block_m
+    assert mha_block_m(views, 16, 256, 132) == want
+    assert mha_block_m(2, 16, 256, 127) == 128       # a card with fewer SMs than the 128 programs
+    cfg = SimpleNamespace(vis_layers=1, vis_heads=16, vis_head_dim=72, num_patches=256, layers=1, heads=8,
+                          kv_heads=1, head_dim=256)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    be = make_pi05_hopper_attention(cfg, views, 576, 50, 640, "cuda")
+    assert be.mha["siglip"] == {"block_m": mha_block_m(views, 16, 256, sms)}
+    be = make_pi05_hopper_attention(cfg, views, 576, 50, 640, "cuda", {"siglip": {"block_m": 32, "num_warps": 4}})
+    assert be.mha["siglip"] == {"block_m": 32, "num_warps": 4}

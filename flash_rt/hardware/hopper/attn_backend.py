@@ -15,12 +15,13 @@ GEMM's epilogue (kernels/triton/gemm_fused.py), and both write K/V straight into
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from flash_rt.errors import InputError
 from flash_rt.hardware.backend import AttentionSpec, SiteSpec
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
-from flash_rt.kernels.triton.mha import mha_attention
+from flash_rt.kernels.triton.mha import mha_attention, mha_block_m
 
 MHA_TILES = {"block_m", "block_n", "num_warps", "num_stages"}
 
@@ -75,4 +76,8 @@ def make_pi05_hopper_attention(cfg, num_views: int, prefix_len: int, horizon: in
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon, kv_len,
                            masked=True))
+    tiles = dict(tiles or {})
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    tiles["siglip"] = {"block_m": mha_block_m(num_views, cfg.vis_heads, cfg.num_patches, sms),
+                       **tiles.get("siglip", {})}   # a shape rule; an explicit override wins
     return HopperAttnBackend(spec, device, tiles)

@@ -22,7 +22,16 @@ from .attention import _online_softmax
 from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
-__all__ = ["mha_attention"]
+__all__ = ["mha_attention", "mha_block_m"]
+
+
+def mha_block_m(batch: int, heads: int, tokens: int, sm_count: int) -> int:
+    """Query rows per program: 64, unless that makes more programs than the GPU has SMs, then 128.
+    Why: one program per SM runs best here; a second partial wave costs more than longer programs. 3 views x 16
+    heads x 4 row tiles of 64 = 192 programs on an H100's 132 SMs: 12.35 ms replay, with 128-row tiles (96
+    programs) 12.17 ms; 2 views make 128 programs and keep 64 (H100, benchmarks/latency.py --views 3,
+    variants default / siglip-bm128, 2026-11-27)."""
+    return 64 if batch * heads * triton.cdiv(tokens, 64) <= sm_count else 128
 
 
 @triton.jit
