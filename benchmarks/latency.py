@@ -70,7 +70,9 @@ VARIANTS = {
     "transpose-none": {"transposed_gemms": ()},
     "transpose-down-o": {"transposed_gemms": ("down_w", "o_w")},
     "transpose-down-gu": {"transposed_gemms": ("down_w", "gu_w")},   # + gate+up, read by the transposing geglu
-    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False},
+    "seam-pieces": {"fused_flow_boundary": False},    # the seam between flow steps as 4 kernels (before)
+    "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False,
+                "fused_flow_boundary": False},
 }
 
 

@@ -28,6 +28,8 @@ mha_attention            full MHA on qkv-row views [+ quant]                    
 rope_qkv_split           QKV split + RoPE(q, k) + head-major/KV-cache write     every Gemma / expert attention layer
 time_embedding           fp64 sinusoid (sin | cos)                              expert time conditioning
 flow_update              x += dt * (v + bias)                                   Euler step, 10x per inference
+flow_boundary            final adaRMS, x_t += dt*(W_out h + b), x_t @ W_in + b,   the seam between two expert flow
+                         next layer-0 adaRMS [+ quant], one program per row      steps (9x per inference)
 amax_update              slot = max(slot, max|x|) (atomic, no sync)             FP8 calibration twins
 uint8_to_model           u8 HWC -> [-1, 1] CHW                                  SigLIP input upload, every tick
 key_padding_bias         pad mask -> 0 / -2.3819763e38 additive bias            attention bias from the device mask
@@ -48,6 +50,8 @@ Exact signatures (``out``/``out_scale`` keyword-only; ``out_scale`` a device fp3
     rope_qkv_split(qkv, positions, *, q_out, k_out, v_out, theta=10000.0)
     time_embedding(t, dim, min_period=4e-3, max_period=4.0, *, out)
     flow_update(x, v, bias, dt, *, out=None)
+    flow_boundary(x_t, residual, y, gate, mod_scale, mod_shift, w_out, b_out, dt, eps=1e-6, *, w_in=None,
+                  b_in=None, next_scale=None, next_shift=None, out=None, out_scale=None)
     amax_update(x, slot)
     uint8_to_model(img, *, out)
     key_padding_bias(mask, *, out)

@@ -31,7 +31,7 @@ __all__ = [
     "FP8_MAX", "MASK_VALUE",
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
-    "flow_update", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
+    "flow_update", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
     "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 
@@ -268,6 +268,24 @@ def linear_flow_update(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, bias: 
     ``ws`` is the Triton kernel's split-K workspace; the twin has no use for it."""
     x.copy_(x.float() + dt * (h.float() @ w.float() + bias.float()))
     return x
+
+
+def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, gate: torch.Tensor,
+                  mod_scale: torch.Tensor, mod_shift: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+                  dt: float, eps: float = 1e-6, *, w_in: Optional[torch.Tensor] = None,
+                  b_in: Optional[torch.Tensor] = None, next_scale: Optional[torch.Tensor] = None,
+                  next_shift: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
+                  out_scale: Scale = None) -> torch.Tensor:
+    """The seam between two flow steps (kernels/triton/flow_boundary.py), as its pieces: final gated adaRMS,
+    x_t += dt * (h @ w_out.T + b_out); then, with w_in, residual = x_t @ w_in + b_in and out = the next step's
+    layer-0 adaRMS of it. w_out and w_in are [A, D] fp32."""
+    h = torch.empty(residual.shape, dtype=torch.float32, device=residual.device)
+    gated_add_ada_rms_norm(residual, y, gate, mod_scale, mod_shift, eps, out=h)
+    x_t.copy_(x_t.float() + dt * (h @ w_out.float().t() + b_out.float()))
+    if w_in is not None:
+        residual.copy_(x_t.float() @ w_in.float() + b_in.float())
+        ada_rms_norm(residual, next_scale, next_shift, eps, out=out, out_scale=out_scale)
+    return x_t
 
 
 def amax_update(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:

@@ -520,6 +520,45 @@ def test_linear_flow_update(m):
     assert int(ws.counters.abs().sum()) == 0
 
 
+@pytest.mark.parametrize("m", [50, 10])
+@pytest.mark.parametrize("last", [False, True])
+def test_flow_boundary(m, last):
+    """The seam between two flow steps at the expert's size (D 1024, A 32, 4 split-K partials): vs its twin
+    (the pieces in fp32 torch), and the same bits replayed from a graph."""
+    d, a = 1024, 32
+    parts = rand(4, m, d, seed=94, dtype=torch.float32)
+    res0 = rand(m, d, seed=95, scale=3.0, dtype=torch.float32)
+    vec = lambda seed, sc=1.0, n=d: rand(n, seed=seed, scale=sc, dtype=torch.float32)   # noqa: E731
+    gate, sc, sh = vec(96), vec(97, 0.2), vec(98, 0.5)
+    w_out, b_out = rand(a, d, seed=99, dtype=torch.float32) / 32, vec(100, 0.1, a)
+    x0 = rand(m, a, seed=101, dtype=torch.float32)
+    nxt = {} if last else dict(w_in=rand(a, d, seed=102, dtype=torch.float32) * 0.3, b_in=vec(103, 0.1),
+                               next_scale=vec(104, 0.2), next_shift=vec(105, 0.5))
+    scale = torch.full((64,), 0.02, device=DEV)[:1]
+    outs = {"kernel": poison((m, d), F8), "twin": poison((m, d), F8)}
+    got, want = (x0.clone(), res0.clone()), (x0.clone(), res0.clone())
+    o = {} if last else {"out": outs["kernel"], "out_scale": scale}
+    T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o)
+    o_r = {} if last else {"out": outs["twin"], "out_scale": scale}
+    R.flow_boundary(want[0], want[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o_r)
+    for g, w_, nm in zip(got, want, ("x_t", "residual")):
+        err = (g - w_).abs().max().item()
+        assert err <= 2e-5 * max(1.0, w_.abs().max().item()), f"{nm}: {err}"
+    if not last:
+        check_fp8(outs["kernel"], outs["twin"], "seam out")
+    first = [t.clone() for t in (*got, outs["kernel"])]
+    gr = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(gr):
+        T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o)
+    for _ in range(5):
+        got[0].copy_(x0)
+        got[1].copy_(res0)
+        gr.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(u.view(torch.uint8) if u.dtype == F8 else u, f.view(torch.uint8) if f.dtype == F8 else f)
+                   for u, f in zip((*got, outs["kernel"]), first))
+
+
 def test_amax_update():
     x = rand(562, 2048, seed=29, scale=3.0)
     slot = torch.zeros(1, device=DEV)

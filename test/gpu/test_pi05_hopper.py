@@ -149,7 +149,7 @@ def test_transposed_gemms_option(tiny_openpi, tmp_path):
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False,
-                    "transposed_gemms": ()}),
+                    "transposed_gemms": (), "fused_flow_boundary": False}),
     ("fp8", 0.995, {"transposed_gemms": ("down_w", "o_w", "gu_w")}),
     ("fp8", 0.995, {"fast_accum": True}), ("fp8", 0.995, {"fast_accum": False}),
     ("fp8", 0.995, {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128},

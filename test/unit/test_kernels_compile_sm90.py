@@ -113,6 +113,12 @@ def _full_size_launches():
         T.linear_flow_update(torch.zeros(S, 32, dtype=F32), torch.zeros(S, D, dtype=F32),
                              torch.zeros(D, 32, dtype=F32), torch.zeros(32, dtype=F32), 0.1,
                              ws=LinearFlowWorkspace(S, D, 32, "cpu"))
+        # the seam between two flow steps: mid-inference (into the next step's FP8 layer-0 input) and the last
+        wa = torch.zeros(32, D, dtype=F32)
+        T.flow_boundary(torch.zeros(S, 32, dtype=F32), res, parts, vec, vec, vec, wa, torch.zeros(32, dtype=F32),
+                        -0.1, w_in=wa, b_in=vec, next_scale=vec, next_shift=vec, out=f8(S, D), out_scale=one())
+        T.flow_boundary(torch.zeros(S, 32, dtype=F32), res, parts, vec, vec, vec, wa, torch.zeros(32, dtype=F32),
+                        -0.1)
         # prefix: attention over the padded prompt (many rows: no key split), its norm and RoPE
         qp = torch.zeros(N, P, H, dtype=BF)
         mqa_attention(qp, kc[0, :P], vc[0, :P], torch.zeros(P, dtype=BF), out=f8(P, N * H),
@@ -142,7 +148,8 @@ LAUNCHES = _full_size_launches()
 def test_every_recorded_launch_is_a_kernel_of_the_catalogue():
     names = {fn.__name__ for fn, _, _ in LAUNCHES}
     assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_mqa_partial", "_mqa_merge",
-            "_norm_row_kernel", "_linear_flow_kernel", "_mha_kernel", "_geglu_t_kernel"} <= names, names
+            "_norm_row_kernel", "_linear_flow_kernel", "_mha_kernel", "_geglu_t_kernel",
+            "_flow_boundary_kernel"} <= names, names
 
 
 @pytest.mark.parametrize("i", range(len(LAUNCHES)),

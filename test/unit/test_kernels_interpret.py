@@ -441,3 +441,50 @@ else:
         _close(o_t, o_r, "norm over partials")
         with pytest.raises(ValueError, match="multiple of"):
             T.fp8_gemm_splitk(x, xs, w, ws, out_partials=_poison((3, m, n), torch.float32))
+
+    # -- the seam between two flow steps ------------------------------------------------------------------
+    def _seam_inputs(m, d, a, splits, seed):
+        g = torch.Generator().manual_seed(seed)
+        r = lambda *s, sc=1.0: torch.randn(*s, generator=g) * sc        # noqa: E731
+        y = r(splits, m, d) if splits > 1 else r(m, d)
+        return dict(x_t=r(m, a), residual=r(m, d, sc=3.0), y=y, gate=r(d), mod_scale=r(d, sc=0.2),
+                    mod_shift=r(d, sc=0.5), w_out=r(a, d, sc=0.05), b_out=r(a, sc=0.1)), \
+            dict(w_in=r(a, d, sc=0.3), b_in=r(d, sc=0.1), next_scale=r(d, sc=0.2), next_shift=r(d, sc=0.5))
+
+    @pytest.mark.parametrize("kind", OUT_KINDS)
+    @pytest.mark.parametrize("m,d,a,splits", [(5, 96, 32, 4), (3, 100, 7, 1), (2, 64, 16, 2)])
+    def test_flow_boundary_against_its_pieces(kind, m, d, a, splits):
+        """One program per row: final adaRMS, action_out + Euler step, action_in, next layer-0 adaRMS; D and A
+        not powers of two mask the row and the last weight chunk. fp32 GEMV sums in another order than the
+        twin's matmul, so x_t and the residual agree to ~1e-6, the normed output to its dtype."""
+        _need_faithful(kind if kind != "fp32" else "bf16")
+        base, nxt = _seam_inputs(m, d, a, splits, seed=40)
+        o_t, o_r, scale = _out_pair((m, d), kind)
+        got = {k: v.clone() for k, v in base.items()}
+        want = {k: v.clone() for k, v in base.items()}
+        assert T.flow_boundary(**got, dt=-0.1, eps=1e-6, **nxt, out=o_t, out_scale=scale) is got["x_t"]
+        R.flow_boundary(**want, dt=-0.1, eps=1e-6, **nxt, out=o_r, out_scale=scale)
+        for k in ("x_t", "residual"):
+            torch.testing.assert_close(got[k], want[k], rtol=2e-5, atol=2e-5, msg=k)
+        if kind == "fp32":
+            torch.testing.assert_close(o_t, o_r, rtol=1e-4, atol=1e-4)
+        else:   # a rounding may flip where the fp32 sums differ in the last bit: within one ulp of the dtype
+            g, w = o_t.float(), o_r.float()
+            ulp = _e4m3_ulp(torch.maximum(g.abs(), w.abs())) if kind == "fp8" else 2.0 ** -7 * w.abs() + 1e-6
+            assert torch.all((g - w).abs() <= ulp)
+
+    def test_flow_boundary_of_the_last_step_and_bad_inputs():
+        """Without the next step's group it stops after the Euler step and leaves x in the residual."""
+        base, nxt = _seam_inputs(4, 64, 8, 2, seed=41)
+        got = {k: v.clone() for k, v in base.items()}
+        want = {k: v.clone() for k, v in base.items()}
+        T.flow_boundary(**got, dt=-0.1)
+        R.flow_boundary(**want, dt=-0.1)
+        for k in ("x_t", "residual"):
+            torch.testing.assert_close(got[k], want[k], rtol=2e-5, atol=2e-5, msg=k)
+        with pytest.raises(ValueError, match="go together"):
+            T.flow_boundary(**got, dt=-0.1, w_in=nxt["w_in"])
+        with pytest.raises(ValueError, match="w_out must be fp32"):
+            T.flow_boundary(**{**got, "w_out": base["w_out"].t().contiguous()}, dt=-0.1)
+        with pytest.raises(ValueError, match="y must be"):
+            T.flow_boundary(**{**got, "y": base["y"][:, :3]}, dt=-0.1)

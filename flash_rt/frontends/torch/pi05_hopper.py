@@ -59,7 +59,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
                  calibration_percentile: float | None = None, fast_accum=("gu_w",),
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
                  overlap_first_step: bool = True, attention_tiles: dict | None = None,
-                 gemm_tiles: dict | None = None, transposed_gemms=("down_w",), device: str = "cuda",
+                 gemm_tiles: dict | None = None, transposed_gemms=("down_w",), fused_flow_boundary: bool = True,
+                 device: str = "cuda",
                  **kw):
         if not torch.cuda.is_available():
             raise HardwareError("Pi05TorchFrontendHopper needs a CUDA GPU; use hardware='cpu' on this machine")
@@ -89,6 +90,9 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         if unknown:
             raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected any of 'rope_qkv', "
                              "'geglu', 'splitk'")
+        # the seam between two flow steps (final norm, action_out + Euler step, action_in, next layer-0 norm) as
+        # one kernel instead of four (kernels/triton/flow_boundary.py)
+        self.fused_flow_boundary = bool(fused_flow_boundary)
         # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py): each is launched while
         # its predecessor runs and waits on the device, hiding launch latency between the ~2,000 kernels
         self.programmatic_launch = bool(programmatic_launch)
@@ -157,6 +161,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         c, w = self.cfg, self.w
         w["patch_w"] = w["patch_w"].reshape(c.vis_width, -1).contiguous()
         w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
+        w["action_out_rows"] = w["action_out_w"].t().contiguous()   # [A, D], as the flow_boundary kernel reads it
         times, self.dt = flow_schedule(c.num_steps)
         self.mods = precompute_modulation(w, c, times).to(self.device)
         for k in [k for k in w if ".ada" in k or k.startswith(("time_", "ex_final"))]:
@@ -227,7 +232,7 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         if self.precision == "fp8":
             self.q_prod = Fp8Context(self.w, self.ws, self.site_scale, fast_accum=self.fast_accum,
                                      fused=kernels, fused_ops=self.fused_expert_gemms, fused_cfgs=self.gemm_tiles,
-                                     transposed=self.transposed_gemms)
+                                     transposed=self.transposed_gemms, flow_boundary=self.fused_flow_boundary)
             biggest = max(v.numel() for v in self.w.values() if v.dtype == FP8)
             self._calib_ctx = lambda scratch, update=None: CalibContext(self.w, self.ws, self.site_amax,
                                                                         update or kernels.amax_update, scratch)

@@ -65,6 +65,9 @@ class _Composite:
     """GEMM + the op that consumes its output, as two steps (the calibration twin, BF16, and FP8 where no fused
     kernel applies). Fp8Context replaces both with one fused kernel when it is given them."""
 
+    # a model's multi-op seams (one kernel in production where Fp8Context says so) run as their pieces here
+    fused_flow_boundary = False
+
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         """gu = x @ W.T, then act = geglu(gu) written as the out_site activation; returns that activation."""
         from flash_rt.kernels.triton import geglu
@@ -95,12 +98,14 @@ class Fp8Context(_Composite):
     """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
     fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
     (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt);
-    transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T)."""
+    transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
+    flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, fast_accum=False,
                  fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None,
-                 transposed: tuple = ()):
+                 transposed: tuple = (), flow_boundary: bool = False):
         self.w, self.ws, self.s = w, w_scales, act_scales
+        self.fused_flow_boundary = bool(flow_boundary) and fused is not None
         self.transposed = tuple(transposed)
         # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum

@@ -15,8 +15,9 @@ forces a recapture.
 
 Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
-move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical);
-action_out and the Euler step are one split-K kernel (linear_flow_update).
+move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
+Between two steps, the final norm, action_out + Euler step, action_in and the next layer-0 norm are one kernel
+in production (step_boundary).
 In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
 (kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins; `q.linear_partials` returns the
 o / down output either as [M, N] or as split-K partials [S, M, N] that the next gated norm sums.
@@ -26,9 +27,9 @@ from __future__ import annotations
 import torch
 
 from flash_rt.hardware.hopper.shared_primitives import im2col_patches
-from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, gated_add_ada_rms_norm, geglu,
-                                     gelu_tanh, key_padding_bias, layer_norm, linear_flow_update, prefix_positions,
-                                     rms_norm, rope_qkv_split, uint8_to_model)
+from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_boundary,
+                                     gated_add_ada_rms_norm, geglu, gelu_tanh, key_padding_bias, layer_norm,
+                                     linear_flow_update, prefix_positions, rms_norm, rope_qkv_split, uint8_to_model)
 
 
 def quant_sites(d) -> list[str]:
@@ -129,22 +130,26 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
         down = q.linear_transposable(ab, p + "geglu", p + "down_w", b["down"], b["down_t"])
 
 
-def expert_in(w, b, s: int) -> None:
-    """Flow step s begins: action_in_proj of x_t into the expert's residual stream."""
+def expert_begin(w, b, d, q, s: int) -> None:
+    """Flow step s begins: action_in_proj of x_t into the expert's residual stream, then layer 0's input adaRMS.
+    Only step 0 runs this; every later step is begun by the seam after the step before it (step_boundary)."""
     torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=b["ex_x"])
+    m1, site = b["mods"][s][0], f"ex.{s}.0.norm1"
+    hb, hs = q.act(site, b["ex_h"], b["ex_h8"])
+    ada_rms_norm(b["ex_x"], m1[0], m1[1], d["rms_eps"], out=hb, out_scale=hs)
+    q.post(site, hb)
 
 
 def expert_layer(w, b, d, attn, q, s: int, i: int, down):
-    """Layer i of flow step s; `down` is layer i-1's MLP output (None for i = 0). Returns this layer's."""
+    """Layer i of flow step s; `down` is layer i-1's MLP output (None for i = 0, whose input norm the step's
+    beginning wrote). Returns this layer's."""
     P, S, eps, kv_len = d["prefix_len"], d["horizon"], d["rms_eps"], d["kv_len"]
     x, mods = b["ex_x"], b["mods"][s]
     p, site, m1, m2 = f"ex.{i}.", f"ex.{s}.{i}.", mods[2 * i], mods[2 * i + 1]
     hb, hs = q.act(site + "norm1", b["ex_h"], b["ex_h8"])
-    if i == 0:
-        ada_rms_norm(x, m1[0], m1[1], eps, out=hb, out_scale=hs)
-    else:
+    if i > 0:
         gated_add_ada_rms_norm(x, down, mods[2 * i - 1][2], m1[0], m1[1], eps, out=hb, out_scale=hs)
-    q.post(site + "norm1", hb)
+        q.post(site + "norm1", hb)
     kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
     q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
                       kc[:, P:P + S], vc[:, P:P + S], d["rope_theta"])
@@ -159,20 +164,35 @@ def expert_layer(w, b, d, attn, q, s: int, i: int, down):
     return q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
 
 
-def expert_out(w, b, d, s: int, down) -> None:
-    """Flow step s ends: final gated adaRMS, then action_out_proj + Euler step of x_t in one kernel."""
-    L, mods = d["layers"], b["mods"][s]
-    gated_add_ada_rms_norm(b["ex_x"], down, mods[2 * L - 1][2], mods[2 * L][0], mods[2 * L][1], d["rms_eps"],
-                           out=b["ex_hf"])
-    linear_flow_update(b["x_t"], b["ex_hf"], w["action_out_w"], w["action_out_b"], d["dt"], ws=b["flow_ws"])
+def step_boundary(w, b, d, q, s: int, down) -> None:
+    """Flow step s ends (final gated adaRMS, action_out_proj + Euler step of x_t) and, unless it was the last,
+    step s+1 begins (expert_begin). With q.fused_flow_boundary (production) that is one kernel, one program per
+    action row (kernels/triton/flow_boundary.py); the twins run the pieces: a norm, the split-K flow kernel, and
+    expert_begin's addmm + norm."""
+    L, mods, last = d["layers"], b["mods"][s], s + 1 == d["num_steps"]
+    gate, fin = mods[2 * L - 1][2], mods[2 * L]
+    if not q.fused_flow_boundary:
+        gated_add_ada_rms_norm(b["ex_x"], down, gate, fin[0], fin[1], d["rms_eps"], out=b["ex_hf"])
+        linear_flow_update(b["x_t"], b["ex_hf"], w["action_out_w"], w["action_out_b"], d["dt"], ws=b["flow_ws"])
+        if not last:
+            expert_begin(w, b, d, q, s + 1)
+        return
+    nxt = {}
+    if not last:
+        m1, site = b["mods"][s + 1][0], f"ex.{s + 1}.0.norm1"
+        hb, hs = q.act(site, b["ex_h"], b["ex_h8"])
+        nxt = dict(w_in=w["action_in_w"], b_in=w["action_in_b"], next_scale=m1[0], next_shift=m1[1], out=hb,
+                   out_scale=hs)
+    flow_boundary(b["x_t"], b["ex_x"], down, gate, fin[0], fin[1], w["action_out_rows"], w["action_out_b"],
+                  d["dt"], d["rms_eps"], **nxt)
 
 
 def expert_step(w, b, d, attn, q, s: int):
-    expert_in(w, b, s)
+    """The layers of flow step s (begun by expert_begin or the seam before it), then the seam after it."""
     down = None
     for i in range(d["layers"]):
         down = expert_layer(w, b, d, attn, q, s, i, down)
-    expert_out(w, b, d, s, down)
+    step_boundary(w, b, d, q, s, down)
 
 
 def prefix_with_first_step(w, b, d, attn, q, side, events):
@@ -185,7 +205,7 @@ def prefix_with_first_step(w, b, d, attn, q, side, events):
     events[0].record(main)
     side.wait_event(events[0])
     with torch.cuda.stream(side):
-        expert_in(w, b, 0)
+        expert_begin(w, b, d, q, 0)
     down = [None]
 
     def after_kv(i):
@@ -196,7 +216,7 @@ def prefix_with_first_step(w, b, d, attn, q, side, events):
 
     prefix_forward(w, b, d, attn, q, after_kv=after_kv)
     with torch.cuda.stream(side):
-        expert_out(w, b, d, 0, down[0])
+        step_boundary(w, b, d, q, 0, down[0])
         events[-1].record(side)
     main.wait_event(events[-1])
 
@@ -209,6 +229,7 @@ def forward(w, b, d, attn, q, overlap=None):
     embed_prompt(w, b, d)
     if overlap is None:
         prefix_forward(w, b, d, attn, q)
+        expert_begin(w, b, d, q, 0)
         expert_step(w, b, d, attn, q, 0)
     else:
         prefix_with_first_step(w, b, d, attn, q, *overlap)

@@ -1,0 +1,143 @@
+"""The seam between two flow steps of the action expert as one kernel, one program per action row.
+
+Flow step s ends with the expert's final gated adaRMS norm and action_out_proj + the Euler step of x_t; step s+1
+begins with action_in_proj of the new x_t and layer 0's input adaRMS norm (FP8 for the qkv GEMM). Run as the
+pieces, that is four launches per seam: a norm, the split-K flow kernel with its last-arriver tail
+(`misc.linear_flow_update`), a cuBLAS fp32 GEMM (which also breaks the chain of programmatic launches) and a
+second norm, each waiting on the one before. Every piece is row-local: a row of x_t needs only its own row of the
+residual stream, and the two projections are [32 x 1024] fp32 matrices (128 KB each, L2-resident after the first
+step). So one program per row can do all of it, with the row in registers:
+
+  x   = residual + gate * sum(y splits)              (the last layer's MLP output, split-K partials)
+  h   = rms(x) * (1 + scale) + shift                 (final adaRMS of step s)
+  x_t += dt * (w_out @ h + b_out)                     (action_out_proj + Euler step, fp32)
+  e   = x_t @ w_in + b_in  -> residual               (action_in_proj of step s+1, fp32)
+  out = e4m3(rms(e) * (1 + scale') + shift')         (layer 0's input adaRMS of step s+1)
+
+Without the `w_in` group (the last step) it stops after the Euler step and leaves x in the residual, as the
+pieces do. Both weights are [A, D] row-major (w_out in nn.Linear's layout, w_in as the transpose the addmm of the
+pieces reads), streamed in [CH, D] chunks so each fp32 product stays in registers. All math is fp32 FMA with
+the norms' statistics (sums times 1/D, hardware rsqrt); only the GEMV summation order differs from the pieces'.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import check_out, check_vec, next_pow2
+from .fp8_quant import e4m3_range, e4m3_rcp
+from .launch import launch_kw, pdl_enter
+
+__all__ = ["flow_boundary"]
+
+# action rows of a weight chunk: [8, 1024] fp32 = 64 registers a thread at 4 warps
+CHUNK_A = 8
+
+
+@triton.jit
+def _adarms(x, sc_ptr, sh_ptr, cols, cmask, eps, D: tl.constexpr):
+    rstd = tl.math.rsqrt(tl.sum(x * x, axis=0) * (1.0 / D) + eps)
+    sc = tl.load(sc_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+    sh = tl.load(sh_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+    return x * rstd * (1.0 + sc) + sh
+
+
+@triton.jit
+def _flow_boundary_kernel(XT, s_xt, RES, s_r, Y, s_y, s_ysplit, GATE, SC, SH, WO, BO, dt, eps,
+                          WI, BI, SC1, SH1, OUT, s_o, SCALE,
+                          D: tl.constexpr, A: tl.constexpr, BLOCK_D: tl.constexpr, SPLITS: tl.constexpr,
+                          NEXT: tl.constexpr, QUANT: tl.constexpr, CH: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
+    rcp = e4m3_rcp(SCALE, QUANT)
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    y = tl.load(Y + row * s_y + cols, mask=cmask, other=0.0).to(tl.float32)
+    for sp in tl.static_range(1, SPLITS):          # split-K partials, summed in split order (as the norms do)
+        y += tl.load(Y + sp * s_ysplit + row * s_y + cols, mask=cmask, other=0.0).to(tl.float32)
+    g = tl.load(GATE + cols, mask=cmask, other=0.0).to(tl.float32)
+    x = tl.load(RES + row * s_r + cols, mask=cmask, other=0.0) + y * g
+    h = _adarms(x, SC, SH, cols, cmask, eps, D)
+    # x_t[row, a] += dt * (w_out[a, :] . h + b_out[a]), CH action dims at a time
+    ach = tl.arange(0, CH)
+    for a0 in tl.static_range(0, A, CH):
+        a = a0 + ach
+        am = a < A
+        w = tl.load(WO + a.to(tl.int64)[:, None] * D + cols[None, :], mask=am[:, None] & cmask[None, :], other=0.0)
+        v = tl.sum(w * h[None, :], axis=1) + tl.load(BO + a, mask=am, other=0.0)
+        xt = tl.load(XT + row * s_xt + a, mask=am, other=0.0)
+        tl.store(XT + row * s_xt + a, xt + dt * v, mask=am)
+    if NEXT:
+        tl.debug_barrier()      # this program's x_t stores are visible to all its threads before they reload it
+        e = tl.load(BI + cols, mask=cmask, other=0.0)
+        for a0 in tl.static_range(0, A, CH):
+            a = a0 + ach
+            am = a < A
+            xt = tl.load(XT + row * s_xt + a, mask=am, other=0.0)
+            w = tl.load(WI + a.to(tl.int64)[:, None] * D + cols[None, :], mask=am[:, None] & cmask[None, :],
+                        other=0.0)
+            e += tl.sum(xt[:, None] * w, axis=0)
+        tl.store(RES + row * s_r + cols, e, mask=cmask)
+        h1 = _adarms(e, SC1, SH1, cols, cmask, eps, D)
+        if QUANT:
+            h1 = e4m3_range(h1, rcp)
+        tl.store(OUT + row * s_o + cols, h1.to(OUT.dtype.element_ty), mask=cmask)
+    else:
+        tl.store(RES + row * s_r + cols, x, mask=cmask)
+
+
+def _fp32_rows(t: torch.Tensor, shape, name: str) -> None:
+    if t.dtype != torch.float32 or tuple(t.shape) != tuple(shape) or t.stride(-1) != 1:
+        raise ValueError(f"flow_boundary: {name} must be fp32 {list(shape)} with a contiguous last dim, got "
+                         f"{t.dtype} {tuple(t.shape)} strides {t.stride()}")
+
+
+def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, gate: torch.Tensor,
+                  mod_scale: torch.Tensor, mod_shift: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+                  dt: float, eps: float = 1e-6, *, w_in: Optional[torch.Tensor] = None,
+                  b_in: Optional[torch.Tensor] = None, next_scale: Optional[torch.Tensor] = None,
+                  next_shift: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
+                  out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """End flow step s and (with w_in, b_in, next_scale, next_shift, out) begin step s+1; see the module doc.
+    x_t [M, A] and residual [M, D] fp32 are updated in place; y is the last MLP output [M, D] or its split-K
+    partials [S, M, D] (fp32); w_out, w_in [A, D] fp32; out [M, D] bf16 or e4m3 (with out_scale). Returns x_t."""
+    m, a = x_t.shape
+    d = residual.shape[-1]
+    _fp32_rows(x_t, (m, a), "x_t")
+    _fp32_rows(residual, (m, d), "residual")
+    splits = y.shape[0] if y.dim() == 3 else 1
+    ys = y if y.dim() == 3 else y[None]
+    if tuple(ys.shape[1:]) != (m, d) or ys.stride(-1) != 1 or (splits > 1 and ys.stride(0) < m * d):
+        raise ValueError(f"flow_boundary: y must be [{m}, {d}] or split-K partials [S, {m}, {d}] with contiguous "
+                         f"rows, got {tuple(y.shape)} strides {y.stride()}")
+    _fp32_rows(w_out, (a, d), "w_out")
+    for v, nm, n in ((gate, "gate", d), (mod_scale, "mod_scale", d), (mod_shift, "mod_shift", d),
+                     (b_out, "b_out", a)):
+        check_vec(v, n, f"flow_boundary {nm}")
+    nxt = (w_in, b_in, next_scale, next_shift, out)
+    if any(t is not None for t in nxt) and any(t is None for t in nxt):
+        raise ValueError("flow_boundary: the next step's w_in, b_in, next_scale, next_shift and out go together")
+    begin = w_in is not None
+    quant = False
+    if begin:
+        _fp32_rows(w_in, (a, d), "w_in")
+        for v, nm in ((b_in, "b_in"), (next_scale, "next_scale"), (next_shift, "next_shift")):
+            check_vec(v, d, f"flow_boundary {nm}")
+        if tuple(out.shape) != (m, d) or out.stride(-1) != 1:
+            raise ValueError(f"flow_boundary: out must be [{m}, {d}] with contiguous rows, got {tuple(out.shape)}")
+        quant = check_out(out, out_scale, "flow_boundary")
+    if m == 0:
+        return x_t
+    dummy = residual
+    _flow_boundary_kernel[(m,)](
+        x_t, x_t.stride(0), residual, residual.stride(0), ys, ys.stride(1), ys.stride(0), gate, mod_scale,
+        mod_shift, w_out, b_out, float(dt), float(eps),
+        w_in if begin else dummy, b_in if begin else dummy, next_scale if begin else dummy,
+        next_shift if begin else dummy, out if begin else dummy, out.stride(0) if begin else 0,
+        out_scale if quant else dummy,
+        D=d, A=a, BLOCK_D=next_pow2(d), SPLITS=splits, NEXT=begin, QUANT=quant, CH=CHUNK_A,
+        num_warps=4, **launch_kw())
+    return x_t
