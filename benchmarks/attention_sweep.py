@@ -51,13 +51,15 @@ def graph_us(fn, calls=18, reps=20):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
-    ap.add_argument("--site", choices=["decoder", "prefix", "siglip"], default="decoder")
+    ap.add_argument("--site", choices=["decoder", "prefix", "siglip", "merge"], default="decoder")
     args = ap.parse_args()
     PDL[0] = args.pdl
     if args.site == "prefix":
         return sweep_prefix()
     if args.site == "siglip":
         return sweep_siglip()
+    if args.site == "merge":
+        return sweep_merge()
     n, s_len, p_len, h = 8, 50, 576, 256
     kv = p_len + 64
     qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()
@@ -82,6 +84,22 @@ def main():
             print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
     for t, name in sorted(rows)[:25]:
         print(f"{t:8.2f} us  {name}")
+
+
+def sweep_merge(n=8, s_len=50, p_len=576, h=256):
+    """The decoder site with its default partial pass (16-row tiles, 5 key splits) and FP8 out: the merge pass's
+    rows per program and warps (the merge is ~2.6 us of every decoder attention on the critical path)."""
+    kv = p_len + 64
+    k, v = (torch.randn(kv, h, device="cuda").bfloat16() for _ in range(2))
+    bias = torch.zeros(kv, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(n, s_len, h, device="cuda").bfloat16()
+    out = torch.empty(s_len, n * h, device="cuda", dtype=torch.float8_e4m3fn)
+    scale = torch.full((64,), 0.05, device="cuda")[:1]
+    for rows, warps in itertools.product([2, 4, 8, 16], [1, 2, 4, 8]):
+        ws = MqaWorkspace(n * s_len, kv, h, "cuda", merge_rows=rows, merge_warps=warps)
+        f = lambda ws=ws: mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5,  # noqa: E731
+                                        out_scale=scale)
+        print(f"merge rows={rows:2d} warps={warps}: {graph_us(f):.2f} us (partial + merge, {ws.splits} splits)")
 
 
 def sweep_prefix(n=8, p_len=576, h=256):

@@ -35,7 +35,8 @@ from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from latency import VARIANTS  # noqa: E402
 
-FLOW_KERNEL = "_linear_flow_kernel"
+# the kernel that ends a flow step: the seam kernel (default) or the split-K flow kernel (seam-pieces)
+FLOW_KERNELS = ("_flow_boundary_kernel", "_linear_flow_kernel")
 
 
 def kernel_events(fe):
@@ -56,7 +57,7 @@ def kernel_events(fe):
 def family(name: str) -> str:
     """A short kernel-family name (Triton kernels keep their function name; cuBLAS/cutlass names are long)."""
     for key in ("_norm_row_kernel", "_gemm_rope_qkv_kernel", "_mqa_partial", "_mqa_merge", "_gemm_splitk_kernel",
-                "_gemm_geglu_kernel", FLOW_KERNEL, "_time_embedding_kernel", "_eltwise_kernel"):
+                "_gemm_geglu_kernel", *FLOW_KERNELS, "_time_embedding_kernel", "_eltwise_kernel"):
         if key in name:
             return key.strip("_")
     if "gemm" in name.lower() or "cutlass" in name.lower() or "sm90" in name:
@@ -66,7 +67,7 @@ def family(name: str) -> str:
 
 def attribute(ks):
     """Per-step times and the per-family critical-path share of the expert steps after step 0."""
-    flow_ends = [e for n, _, e in ks if FLOW_KERNEL in n]
+    flow_ends = [e for n, _, e in ks if any(f in n for f in FLOW_KERNELS)]
     t0 = min(s for _, s, _ in ks)
     out = {"replay_span_us": max(e for *_, e in ks) - t0, "kernels": len(ks),
            "step0_end_us": flow_ends[0] - t0 if flow_ends else None,

@@ -118,7 +118,7 @@ class MqaWorkspace:
 
     def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
                  block_n: int = 64, target_programs: int = 132, num_warps: int | None = None,
-                 num_stages: int = 2):
+                 num_stages: int = 2, merge_rows: int = 4, merge_warps: int = 4):
         # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism
         # (benchmarks/attention_sweep.py);
         # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
@@ -127,6 +127,8 @@ class MqaWorkspace:
         # 4 warps (one warpgroup) for both sites. The prefix's 64-row tiles took 27.0 us a call with 8 warps and
         # 23.0 us with 4 (attention_sweep.py --site prefix --pdl, H100); replay 10.20 -> 10.12 ms
         self.num_warps = num_warps or 4
+        # the merge pass: query rows per program and warps (many small programs: it is latency-bound)
+        self.merge_rows, self.merge_warps = merge_rows, merge_warps
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
         if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge
@@ -169,8 +171,7 @@ def mqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optio
                        QUANT=out_scale is not None, num_warps=ws.num_warps, num_stages=ws.num_stages, **launch_kw())
     if final:
         return out
-    block_r = 4  # many small programs: the merge is latency-bound, not bandwidth-bound
-    _mqa_merge[(triton.cdiv(r, block_r),)](ws.pm, ws.pl, ws.pacc, out, scale, r, t, out.stride(0), SPLITS=ws.splits,
-                                           H=h, BLOCK_R=block_r, QUANT=out_scale is not None, num_warps=4,
-                                           **launch_kw())
+    _mqa_merge[(triton.cdiv(r, ws.merge_rows),)](ws.pm, ws.pl, ws.pacc, out, scale, r, t, out.stride(0),
+                                                 SPLITS=ws.splits, H=h, BLOCK_R=ws.merge_rows,
+                                                 QUANT=out_scale is not None, num_warps=ws.merge_warps, **launch_kw())
     return out

@@ -33,8 +33,9 @@ from .launch import launch_kw, pdl_enter
 
 __all__ = ["flow_boundary"]
 
-# action rows of a weight chunk: [8, 1024] fp32 = 64 registers a thread at 4 warps
-CHUNK_A = 8
+# action rows of a weight chunk and warps per program. benchmarks/seam_sweep.py --pdl (H100, 18 chained calls,
+# us per call): chunk 16 / 4 warps 5.90, 8 / 4 6.96, 32 / 8 6.57, 16 / 8 7.23; the four pieces it replaces 12.39
+CHUNK_A, NUM_WARPS = 16, 4
 
 
 @triton.jit
@@ -100,10 +101,12 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
                   dt: float, eps: float = 1e-6, *, w_in: Optional[torch.Tensor] = None,
                   b_in: Optional[torch.Tensor] = None, next_scale: Optional[torch.Tensor] = None,
                   next_shift: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
-                  out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  out_scale: Optional[torch.Tensor] = None, chunk: int = CHUNK_A,
+                  num_warps: int = NUM_WARPS) -> torch.Tensor:
     """End flow step s and (with w_in, b_in, next_scale, next_shift, out) begin step s+1; see the module doc.
     x_t [M, A] and residual [M, D] fp32 are updated in place; y is the last MLP output [M, D] or its split-K
-    partials [S, M, D] (fp32); w_out, w_in [A, D] fp32; out [M, D] bf16 or e4m3 (with out_scale). Returns x_t."""
+    partials [S, M, D] (fp32); w_out, w_in [A, D] fp32; out [M, D] bf16 or e4m3 (with out_scale). Returns x_t.
+    chunk (action rows of a weight chunk, a power of two) and num_warps are the launch knobs of the sweep."""
     m, a = x_t.shape
     d = residual.shape[-1]
     _fp32_rows(x_t, (m, a), "x_t")
@@ -138,6 +141,6 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
         w_in if begin else dummy, b_in if begin else dummy, next_scale if begin else dummy,
         next_shift if begin else dummy, out if begin else dummy, out.stride(0) if begin else 0,
         out_scale if quant else dummy,
-        D=d, A=a, BLOCK_D=next_pow2(d), SPLITS=splits, NEXT=begin, QUANT=quant, CH=CHUNK_A,
-        num_warps=4, **launch_kw())
+        D=d, A=a, BLOCK_D=next_pow2(d), SPLITS=splits, NEXT=begin, QUANT=quant, CH=chunk,
+        num_warps=num_warps, **launch_kw())
     return x_t
