@@ -57,11 +57,21 @@ def main():
     # the expert's other row kernel, the gated adaRMS over 4 split-K partials into FP8 (35 per flow step):
     # warps per one-row program (norms.row_warps gives 4 for D = 1024)
     import flash_rt.kernels.triton.norms as norms
+    from flash_rt.kernels.triton import add_layer_norm, add_rms_norm
     rule = norms.row_warps
-    for warps in (1, 2, 4, 8):
-        norms.row_warps = lambda block, warps=warps: warps
-        f = lambda: gated_add_ada_rms_norm(res, parts, gate, sc, sh, 1e-6, out=out8, out_scale=scale)  # noqa: E731
-        print(f"gated_add_ada_rms_norm over 4 partials, {warps} warps: {graph_us(f):.2f}")
+    # the prefix's add_rms_norm (576 x 2048, bf16 y) and SigLIP's add_layer_norm (512 x 1152), both into FP8
+    pres, py, p8 = r(576, 2048), r(576, 2048).bfloat16(), torch.empty(576, 2048, device=dev, dtype=out8.dtype)
+    vres, vy, v8 = r(512, 1152), r(512, 1152).bfloat16(), torch.empty(512, 1152, device=dev, dtype=out8.dtype)
+    vw, vb = r(1152, sc=0.1), r(1152)
+    sites = {"expert gated_add_ada_rms_norm 50 x 1024 over 4 partials":
+             lambda: gated_add_ada_rms_norm(res, parts, gate, sc, sh, 1e-6, out=out8, out_scale=scale),
+             "prefix add_rms_norm 576 x 2048": lambda: add_rms_norm(pres, py, None, 1e-6, out=p8, out_scale=scale),
+             "SigLIP add_layer_norm 512 x 1152": lambda: add_layer_norm(vres, vy, vw, vb, 1e-6, out=v8,
+                                                                        out_scale=scale)}
+    for name, f in sites.items():
+        for warps in (2, 4, 8, 16):
+            norms.row_warps = lambda block, warps=warps: warps
+            print(f"{name}, {warps:2d} warps: {graph_us(f):.2f}")
     norms.row_warps = rule
 
 
