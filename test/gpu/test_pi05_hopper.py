@@ -146,6 +146,20 @@ def test_transposed_gemms_option(tiny_openpi, tmp_path):
         == ("down_w",)
 
 
+def test_flow_boundary_option(tiny_openpi, tmp_path):
+    """The seam between flow steps as one kernel (default) or as its four pieces: the option reaches the FP8
+    context, and both give the same chunk up to the seam's fp32 summation order (same calibration cache)."""
+    outs, obs = [], None
+    for fused in (True, False):
+        pol = flash_rt.load_model(tiny_openpi, hardware="hopper", cache_dir=tmp_path, fused_flow_boundary=fused)
+        assert pol.frontend.q_prod.fused_flow_boundary is fused
+        if obs is None:
+            obs = random_observation(np.random.default_rng(4), pol.num_views, TINY_STATE_DIM, pol.action_horizon)
+        outs.append(pol.predict(*obs).copy())
+    assert np.isfinite(outs[0]).all()
+    assert cosine64(outs[0], outs[1]) >= 0.9999, cosine64(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("precision, bar, kw", [
     ("bf16", 0.999, {}), ("fp8", 0.995, {}),
     ("fp8", 0.995, {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False,
