@@ -77,7 +77,8 @@ class Pi05TorchFrontendHopper(Pi05TorchFrontendBase):
         self.fast_accum = fast_accum
         # prefix GEMMs (weight-name suffixes: "down_w", "o_w", "gu_w") run as the transposed problem W @ act.T,
         # which cuBLASLt tiles better at M = 576: down 48.0 -> 37.0 us a call (H100, docs/benchmarks.md); the next
-        # norm or geglu reads the transposed result (kernels/triton/norms.py, activations.py)
+        # norm or geglu reads the transposed result (kernels/triton/norms.py, activations.py). o and gate+up measured
+        # no gain in the model (10.14 vs 10.11 ms, 10.06 vs 10.05 ms), so down alone is the default
         self.transposed_gemms = _suffixes("transposed_gemms", transposed_gemms, {"down_w", "o_w", "gu_w"})
         # expert GEMMs run with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write), "geglu"
         # (gate+up + GeGLU + FP8) and "splitk" (o and down as split-K partials that the next norm sums), so the
