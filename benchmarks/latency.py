@@ -55,6 +55,9 @@ VARIANTS = {
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},
     "geglu-s3": {"gemm_tiles": {"geglu": {"stages": 3}}},   # 96 KB of shared memory instead of 128 KB
     "qkv-tma": {"gemm_tiles": {"rope_qkv": {"tma": True, "stages": 4, "warps": 4}}},
+    # 8 warps (two warpgroups) for the split-K o / down and the gate+up GEMMs instead of 4, as the row kernels gained
+    "splitk-w8": {"gemm_tiles": {"splitk": {"warps": 8}}},
+    "geglu-w8": {"gemm_tiles": {"geglu": {"warps": 8}}},
     # prefix attention (72 programs of 64 rows, 4 warps, on 132 SMs by default): 144 programs of 32 rows, 2 or 3
     # key splits (all slower in the model, docs/benchmarks.md)
     "prefix-w8": {"attention_tiles": {"prefix": {"num_warps": 8}}},    # the default before 2026-11-27 (4th)
