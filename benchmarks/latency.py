@@ -50,6 +50,9 @@ VARIANTS = {
     "attn-1split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 13, "num_warps": 8}}},
     "attn-2split": {"attention_tiles": {"decoder": {"target_programs": 50}}},
     "attn-2split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 26, "num_warps": 8}}},
+    # more / fewer key splits now that the merge pass runs on 8 warps (default: 25 row tiles x 5 splits)
+    "attn-10split": {"attention_tiles": {"decoder": {"target_programs": 264}}},
+    "attn-3split": {"attention_tiles": {"decoder": {"target_programs": 75}}},
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles
     "geglu-ptr": {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128}}},
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},
