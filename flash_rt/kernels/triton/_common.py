@@ -58,6 +58,13 @@ def check_vec(v: Optional[torch.Tensor], n: int, name: str) -> None:
         raise ValueError(f"{name}: expected a contiguous vector [{n}], got {tuple(v.shape)} strides {v.stride()}")
 
 
+def check_fp32_rows(t: torch.Tensor, shape, name: str) -> None:
+    """t must be fp32 of exactly `shape` with a contiguous last dim (the fp32 operands of the flow kernels)."""
+    if t.dtype != torch.float32 or tuple(t.shape) != tuple(shape) or t.stride(-1) != 1:
+        raise ValueError(f"{name} must be fp32 {list(shape)} with a contiguous last dim, got {t.dtype} "
+                         f"{tuple(t.shape)} strides {t.stride()}")
+
+
 def check_out(out: torch.Tensor, out_scale: Optional[torch.Tensor], name: str) -> bool:
     """Validate the out / out_scale pairing; True when the kernel must quantize to e4m3."""
     if out_scale is None:

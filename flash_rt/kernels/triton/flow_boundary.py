@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_out, check_vec, next_pow2
+from ._common import check_fp32_rows, check_out, check_vec, next_pow2
 from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
@@ -90,12 +90,6 @@ def _flow_boundary_kernel(XT, s_xt, RES, s_r, Y, s_y, s_ysplit, GATE, SC, SH, WO
         tl.store(RES + row * s_r + cols, x, mask=cmask)
 
 
-def _fp32_rows(t: torch.Tensor, shape, name: str) -> None:
-    if t.dtype != torch.float32 or tuple(t.shape) != tuple(shape) or t.stride(-1) != 1:
-        raise ValueError(f"flow_boundary: {name} must be fp32 {list(shape)} with a contiguous last dim, got "
-                         f"{t.dtype} {tuple(t.shape)} strides {t.stride()}")
-
-
 def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, gate: torch.Tensor,
                   mod_scale: torch.Tensor, mod_shift: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
                   dt: float, eps: float = 1e-6, *, w_in: Optional[torch.Tensor] = None,
@@ -109,14 +103,14 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
     chunk (action rows of a weight chunk, a power of two) and num_warps are the launch knobs of the sweep."""
     m, a = x_t.shape
     d = residual.shape[-1]
-    _fp32_rows(x_t, (m, a), "x_t")
-    _fp32_rows(residual, (m, d), "residual")
+    check_fp32_rows(x_t, (m, a), "flow_boundary: x_t")
+    check_fp32_rows(residual, (m, d), "flow_boundary: residual")
     splits = y.shape[0] if y.dim() == 3 else 1
     ys = y if y.dim() == 3 else y[None]
     if tuple(ys.shape[1:]) != (m, d) or ys.stride(-1) != 1 or (splits > 1 and ys.stride(0) < m * d):
         raise ValueError(f"flow_boundary: y must be [{m}, {d}] or split-K partials [S, {m}, {d}] with contiguous "
                          f"rows, got {tuple(y.shape)} strides {y.stride()}")
-    _fp32_rows(w_out, (a, d), "w_out")
+    check_fp32_rows(w_out, (a, d), "flow_boundary: w_out")
     for v, nm, n in ((gate, "gate", d), (mod_scale, "mod_scale", d), (mod_shift, "mod_shift", d),
                      (b_out, "b_out", a)):
         check_vec(v, n, f"flow_boundary {nm}")
@@ -126,7 +120,7 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
     begin = w_in is not None
     quant = False
     if begin:
-        _fp32_rows(w_in, (a, d), "w_in")
+        check_fp32_rows(w_in, (a, d), "flow_boundary: w_in")
         for v, nm in ((b_in, "b_in"), (next_scale, "next_scale"), (next_shift, "next_shift")):
             check_vec(v, d, f"flow_boundary {nm}")
         if tuple(out.shape) != (m, d) or out.stride(-1) != 1:

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import ELT_BLOCK, as_rows, check_scale, next_pow2
+from ._common import ELT_BLOCK, as_rows, check_fp32_rows, check_scale, next_pow2
 from ._sync import arrive_last
 from .launch import launch_kw, pdl_enter
 
@@ -178,9 +178,7 @@ def linear_flow_update(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, bias: 
         raise ValueError(f"linear_flow_update: workspace is for [{ws.rows} x {ws.k}] @ [{ws.k} x {ws.n}], got "
                          f"h {tuple(h.shape)}, x {tuple(x.shape)}")
     for t, nm, shape in ((h, "h", (m, k)), (w, "w", (k, n)), (x, "x", (m, n)), (bias, "bias", (n,))):
-        if t.dtype != torch.float32 or tuple(t.shape) != shape or t.stride(-1) != 1:
-            raise ValueError(f"linear_flow_update: {nm} must be fp32 {list(shape)} with a contiguous last dim, got "
-                             f"{t.dtype} {tuple(t.shape)}")
+        check_fp32_rows(t, shape, f"linear_flow_update: {nm}")
     _linear_flow_kernel[(ws.splits, ws.tiles)](h, h.stride(0), w, w.stride(0), bias, x, x.stride(0), ws.partials,
                                                ws.counters, float(dt), m, n, K_SPLIT=k // ws.splits,
                                                SPLITS=ws.splits, BLOCK_M=ws.block_m, BLOCK_N=ws.block_n,

@@ -185,6 +185,8 @@ def step_boundary(w, b, d, q, s: int, down) -> None:
                    out_scale=hs)
     flow_boundary(b["x_t"], b["ex_x"], down, gate, fin[0], fin[1], w["action_out_rows"], w["action_out_b"],
                   d["dt"], d["rms_eps"], **nxt)
+    if not last:
+        q.post(site, hb)
 
 
 def expert_step(w, b, d, attn, q, s: int):
