@@ -70,6 +70,13 @@ class Policy:
     def latency_stats(self) -> dict:
         return self._fe.latency.stats()
 
+    @property
+    def startup_phases(self) -> list:
+        """Where the start-up time went: [(phase, seconds, detail)] in the order the phases ran ("open", "weights",
+        "buffers", "warmup", and on GPU targets "capture" inside the warm-up and "calibration" on the first real
+        tick when no cached FP8 calibration exists). Read it after load_model and again after the first step."""
+        return list(self._fe.startup.phases)
+
     def reference_chunk(self, device: str = "cpu") -> np.ndarray:
         """The FP32 reference model's chunk for exactly the inputs of the last step (images, masks, prompt and
         state tokens, noise), unnormalized and sliced like step()'s output: the oracle for precision checks

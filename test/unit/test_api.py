@@ -122,3 +122,16 @@ def test_reference_chunk_and_last_step_prompt(policy):
     policy.prepare_inputs(noise)                       # reference without running the engine
     ref2 = policy.reference_chunk()
     assert policy.last_step_prompt == "stack the green cube" and np.abs(ref2 - ref).max() > 1e-4
+
+
+def test_startup_phases_say_where_the_time_went(tiny_openpi):
+    """The start-up log's source: every phase of a CPU load, in order, with non-negative seconds; the warm-up is
+    appended when it runs (the GPU path appends capture and first-tick calibration the same way)."""
+    pol = flash_rt.load_model(tiny_openpi, hardware="cpu", num_views=1)
+    names = [p[0] for p in pol.startup_phases]
+    assert names == ["open", "weights", "buffers"], pol.startup_phases
+    assert all(s >= 0.0 for _, s, _ in pol.startup_phases)
+    assert "fp32" in pol.startup_phases[1][2]
+    pol.set_prompt("pick up the cube")
+    pol.warmup(1)
+    assert [p[0] for p in pol.startup_phases][-1] == "warmup"

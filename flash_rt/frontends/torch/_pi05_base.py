@@ -17,7 +17,7 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
-from flash_rt.latency import LatencyRecorder
+from flash_rt.latency import LatencyRecorder, StartupPhases
 from flash_rt.models.pi05.config import infer_config
 from flash_rt.models.pi05.host_io import Pi05HostIO
 from flash_rt.models.pi05.keys import validate_shapes
@@ -49,6 +49,8 @@ class Pi05TorchFrontendBase:
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
                  seed: int | None = None, weight_cache: bool = True, cache_dir=None):
+        self.startup = StartupPhases()
+        t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
         self.ckpt_dir = checkpoint_dir(checkpoint)
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
@@ -81,14 +83,18 @@ class Pi05TorchFrontendBase:
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
                                tokenizer_error=tok_err)
         self.latency = LatencyRecorder()
-        self._load_weights()
-        self._alloc_buffers()
+        self.startup.add("open", time.perf_counter() - t_open, "checkpoint index, config, tokenizer, norm stats")
+        with self.startup.timed("weights") as ph:
+            ph.detail = self._load_weights() or ""
+        with self.startup.timed("buffers"):
+            self._alloc_buffers()
 
     # -- hardware hooks ------------------------------------------------------------------------------
     def _host_alloc(self, shape, dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    def _load_weights(self) -> None:
+    def _load_weights(self) -> str | None:
+        """Load the weights; may return a detail for the start-up log (e.g. "weight cache hit")."""
         raise NotImplementedError
 
     def _alloc_buffers(self) -> None:
@@ -120,8 +126,9 @@ class Pi05TorchFrontendBase:
     def warmup(self, steps: int = 1, noise=None) -> None:
         """Run `steps` inferences on whatever is in the buffers (e.g. black frames) so every kernel is
         compiled / every graph captured before the first real tick. Not recorded in latency stats."""
-        for _ in range(steps):
-            self.step(noise, record=False)
+        with self.startup.timed("warmup", f"{steps} step(s) on placeholder inputs"):
+            for _ in range(steps):
+                self.step(noise, record=False)
 
     def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
         self.host.write_images(images)

@@ -34,12 +34,13 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
             torch.set_num_threads(num_threads)
         super().__init__(checkpoint, **kw)
 
-    def _load_weights(self) -> None:
+    def _load_weights(self) -> str:
         self.w: dict[str, torch.Tensor] = {}
         WeightLoader(build_spec(self.cfg), self.source).run(self)
         times, dt = flow_schedule(self.cfg.num_steps)
         self.mods = precompute_modulation(self.w, self.cfg, times)
         self.dt = dt
+        return "fp32 from the checkpoint (no cache on the CPU)"
 
     def dims(self) -> dict:
         c = self.cfg
