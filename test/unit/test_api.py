@@ -133,5 +133,6 @@ def test_startup_phases_say_where_the_time_went(tiny_openpi):
     assert all(s >= 0.0 for _, s, _ in pol.startup_phases)
     assert "fp32" in pol.startup_phases[1][2]
     pol.set_prompt("pick up the cube")
+    pol.write_state(np.zeros(TINY_STATE_DIM, np.float32))
     pol.warmup(1)
     assert [p[0] for p in pol.startup_phases][-1] == "warmup"
