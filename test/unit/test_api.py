@@ -134,5 +134,6 @@ def test_startup_phases_say_where_the_time_went(tiny_openpi):
     assert "fp32" in pol.startup_phases[1][2]
     pol.set_prompt("pick up the cube")
     pol.write_state(np.zeros(TINY_STATE_DIM, np.float32))
+    pol.write_image(0, np.zeros((64, 64, 3), np.uint8))
     pol.warmup(1)
     assert [p[0] for p in pol.startup_phases][-1] == "warmup"
