@@ -22,6 +22,8 @@ _CAPABILITY_MAP = {
 _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi05", "torch", "cpu"): ("flash_rt.frontends.torch.pi05_cpu", "Pi05TorchFrontendCpu"),
     ("pi05", "torch", "hopper"): ("flash_rt.frontends.torch.pi05_hopper", "Pi05TorchFrontendHopper"),
+    ("pi05", "torch", "thor"): ("flash_rt.frontends.torch.pi05_thor", "Pi05TorchFrontendThor"),
+    ("pi05", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi05_rtx", "Pi05TorchFrontendRtx"),
 }
 
 
@@ -40,6 +42,26 @@ def detect_hardware() -> str:
             + ". Pass hardware='cpu' (or another target from " + ", ".join(SUPPORTED_HARDWARE)
             + ") to load_model to override.")
     return name
+
+
+def check_triton_for_device(hardware: str, tuning) -> None:
+    """Refuse a target whose own GPU is present while the installed Triton cannot build for it (Triton 3.6 stops at
+    "ptxas fatal: Value 'sm_110a' is not defined" on a Jetson Thor). A target run on another GPU by override (the
+    thor cell on an H200) compiles for the GPU present and is not checked."""
+    import torch
+    import triton
+
+    cap = tuple(torch.cuda.get_device_capability(0))
+    if _CAPABILITY_MAP.get(cap) != hardware:
+        return
+    have = tuple(int(p) for p in triton.__version__.split(".")[:2])
+    if have < tuple(tuning.min_triton):
+        need = ".".join(map(str, tuning.min_triton))
+        raise HardwareError(
+            f"hardware={hardware!r} (sm{cap[0]}{cap[1]}) needs Triton >= {need} to build its kernels; this "
+            f"environment has Triton {triton.__version__}. Install the pinned Triton (requirements.txt: triton==3.9.0), and on "
+            "JetPack point Triton at the system ptxas if its bundled one cannot target this GPU: "
+            "TRITON_PTXAS_PATH=/usr/local/cuda/bin/ptxas (docs/hardware.md)")
 
 
 def resolve_frontend(model: str, framework: str, hardware: str):

@@ -52,15 +52,3 @@ class AttentionBackend(Protocol):
         """q [B, Nq, Tq, H], k/v [B, Nkv, Tk, H], key_bias [Tk] additive or None; out [B, Tq, Nq*H].
         out_scale: a device fp32 scalar when the backend writes `out` in FP8 (where supported)."""
         ...
-
-
-def make_pi05_attention_spec(cfg, num_views: int, prefix_len: int, horizon: int) -> AttentionSpec:
-    """The three Pi0.5 sites; shared by every hardware's backend (shapes are the model's, not the chip's)."""
-    spec = AttentionSpec()
-    spec.add_site(SiteSpec("siglip", cfg.vis_layers, cfg.vis_heads, cfg.vis_heads, cfg.vis_head_dim,
-                           cfg.num_patches, cfg.num_patches))
-    spec.add_site(SiteSpec("prefix", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, prefix_len, prefix_len,
-                           masked=True))
-    spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, horizon,
-                           prefix_len + horizon, masked=True))
-    return spec

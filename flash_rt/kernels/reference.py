@@ -275,8 +275,10 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
                   dt: float, eps: float = 1e-6, *, w_in: Optional[torch.Tensor] = None,
                   b_in: Optional[torch.Tensor] = None, next_scale: Optional[torch.Tensor] = None,
                   next_shift: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
-                  out_scale: Scale = None) -> torch.Tensor:
-    """The seam between two flow steps (kernels/triton/flow_boundary.py), as its pieces: final gated adaRMS,
+                  out_scale: Scale = None, chunk: Optional[int] = None,
+                  num_warps: Optional[int] = None) -> torch.Tensor:
+    """(chunk, num_warps: the Triton kernel's launch knobs, unused here.)
+    The seam between two flow steps (kernels/triton/flow_boundary.py), as its pieces: final gated adaRMS,
     x_t += dt * (h @ w_out.T + b_out); then, with w_in, residual = x_t @ w_in + b_in and out = the next step's
     layer-0 adaRMS of it. w_out and w_in are [A, D] fp32."""
     h = torch.empty(residual.shape, dtype=torch.float32, device=residual.device)

@@ -203,7 +203,7 @@ else:
         qkv = _rand(b, t, 3 * n * hd, seed=30)
         q, k, v = qkv.view(b, t, 3, n, hd).permute(2, 0, 3, 1, 4)
         o_t, o_r = _poison((b, t, n * hd), torch.float32), _poison((b, t, n * hd), torch.float32)
-        mha_attention(q, k, v, out=o_t, sm_scale=hd ** -0.5, block_m=16, block_n=16)
+        mha_attention(q, k, v, out=o_t, sm_scale=hd ** -0.5, block_m=16, block_n=16, num_warps=4, num_stages=1)
         R.mha_attention(q, k, v, out=o_r, sm_scale=hd ** -0.5)
         torch.testing.assert_close(o_t, o_r, rtol=1e-4, atol=1e-5)
 
@@ -384,9 +384,9 @@ else:
         err = (got.float() - want.float()).abs().max().item()
         assert err <= 1e-5 * want.float().abs().max().item(), f"{what}: max err {err}"
 
-    def _small_cfg(tma=False):
-        from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
-        return FusedGemmConfig(block_n=16, block_k=128, stages=1, warps=4, tma=tma)
+    def _small_cfg(tma=False, block_n=16):
+        from flash_rt.kernels.tiles import FusedGemmConfig
+        return FusedGemmConfig(block_m=64, block_n=block_n, block_k=128, stages=1, warps=4, tma=tma)
 
     # tma: the operands as tensor descriptors (tiles past M zero-filled by the copy engine) vs pointer loads
     @pytest.mark.parametrize("tma", [False, True])
@@ -425,9 +425,7 @@ else:
         n, k = 64, 1024
         x, xs, w, ws = _fp8_operands(m, n, k, seed=32)
         p_t, p_r = _poison((splits, m, n), torch.float32), _poison((splits, m, n), torch.float32)
-        from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig
-        T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t,
-                          cfg=FusedGemmConfig(block_n=32, block_k=128, stages=1, tma=tma))
+        T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t, cfg=_small_cfg(tma, block_n=32))
         R.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_r)
         _close(p_t, p_r, "split-K partials")
         g = torch.Generator().manual_seed(33)
@@ -440,9 +438,11 @@ else:
         assert torch.equal(res, res_r)          # same partials, same summation order, fp32 residual
         _close(o_t, o_r, "norm over partials")
         with pytest.raises(ValueError, match="multiple of"):
-            T.fp8_gemm_splitk(x, xs, w, ws, out_partials=_poison((3, m, n), torch.float32))
+            T.fp8_gemm_splitk(x, xs, w, ws, out_partials=_poison((3, m, n), torch.float32), cfg=_small_cfg(tma, 32))
 
     # -- the seam between two flow steps ------------------------------------------------------------------
+    SEAM = dict(chunk=16, num_warps=4)   # launch knobs (a tuning table's FlowTiles)
+
     def _seam_inputs(m, d, a, splits, seed):
         g = torch.Generator().manual_seed(seed)
         r = lambda *s, sc=1.0: torch.randn(*s, generator=g) * sc        # noqa: E731
@@ -462,7 +462,7 @@ else:
         o_t, o_r, scale = _out_pair((m, d), kind)
         got = {k: v.clone() for k, v in base.items()}
         want = {k: v.clone() for k, v in base.items()}
-        assert T.flow_boundary(**got, dt=-0.1, eps=1e-6, **nxt, out=o_t, out_scale=scale) is got["x_t"]
+        assert T.flow_boundary(**got, dt=-0.1, eps=1e-6, **nxt, out=o_t, out_scale=scale, **SEAM) is got["x_t"]
         R.flow_boundary(**want, dt=-0.1, eps=1e-6, **nxt, out=o_r, out_scale=scale)
         for k in ("x_t", "residual"):
             torch.testing.assert_close(got[k], want[k], rtol=2e-5, atol=2e-5, msg=k)
@@ -478,13 +478,13 @@ else:
         base, nxt = _seam_inputs(4, 64, 8, 2, seed=41)
         got = {k: v.clone() for k, v in base.items()}
         want = {k: v.clone() for k, v in base.items()}
-        T.flow_boundary(**got, dt=-0.1)
+        T.flow_boundary(**got, dt=-0.1, **SEAM)
         R.flow_boundary(**want, dt=-0.1)
         for k in ("x_t", "residual"):
             torch.testing.assert_close(got[k], want[k], rtol=2e-5, atol=2e-5, msg=k)
         with pytest.raises(ValueError, match="go together"):
-            T.flow_boundary(**got, dt=-0.1, w_in=nxt["w_in"])
+            T.flow_boundary(**got, dt=-0.1, w_in=nxt["w_in"], **SEAM)
         with pytest.raises(ValueError, match="w_out must be fp32"):
-            T.flow_boundary(**{**got, "w_out": base["w_out"].t().contiguous()}, dt=-0.1)
+            T.flow_boundary(**{**got, "w_out": base["w_out"].t().contiguous()}, dt=-0.1, **SEAM)
         with pytest.raises(ValueError, match="y must be"):
-            T.flow_boundary(**{**got, "y": base["y"][:, :3]}, dt=-0.1)
+            T.flow_boundary(**{**got, "y": base["y"][:, :3]}, dt=-0.1, **SEAM)

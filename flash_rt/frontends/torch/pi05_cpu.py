@@ -8,16 +8,16 @@ IO's numpy buffers: on the CPU there is no upload.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_cpu_spec import build_spec
-from flash_rt.hardware.cpu.attn_backend import make_pi05_cpu_attention
+from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
 from flash_rt.models.pi05 import pipeline_cpu
+from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 
 
@@ -42,22 +42,16 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
         self.dt = dt
         return "fp32 from the checkpoint (no cache on the CPU)"
 
-    def dims(self) -> dict:
-        c = self.cfg
-        return dict(num_views=self.num_views, num_patches=c.num_patches, vis_width=c.vis_width,
-                    vis_heads=c.vis_heads, vis_layers=c.vis_layers, patch_size=c.patch_size, layers=c.layers,
-                    prefix_len=c.prefix_len(self.num_views), horizon=c.action_horizon, num_steps=len(self.mods),
-                    rms_eps=c.rms_eps, ln_eps=c.ln_eps, rope_theta=c.rope_theta,
-                    dt=torch.tensor(self.dt, dtype=torch.float32),  # a tensor: no per-step torch.tensor()
-                    embed_scale=math.sqrt(c.width))
+    def dims(self) -> Pi05Dims:
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt)   # exact lengths: no alignment
 
     def _alloc_buffers(self) -> None:
         c, nv, h = self.cfg, self.num_views, self.host
-        P, S = c.prefix_len(nv), c.action_horizon
-        nimg, qn, kvn = nv * c.num_patches, c.heads * c.head_dim, c.kv_heads * c.head_dim
+        self.d = d = self.dims()
+        P, S, L = d.prefix_len, d.horizon, d.kv_len
+        nimg, qn, kvn = d.image_tokens, c.heads * c.head_dim, c.kv_heads * c.head_dim
         f32 = dict(dtype=torch.float32)
         z = torch.zeros
-        self.d = self.dims()
         self.b = {
             # host-shared inputs/outputs
             "images_u8": torch.from_numpy(h.images), "image_mask": torch.from_numpy(h.image_mask),
@@ -74,16 +68,17 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
             "q": z(c.heads, P, c.head_dim, **f32), "att": z(P, qn, **f32), "o": z(P, c.width, **f32),
             "gu": z(P, 2 * c.mlp, **f32), "act": z(P, c.mlp, **f32), "down": z(P, c.width, **f32),
             "pad": z(P, dtype=torch.bool), "pos": z(P, dtype=torch.int64),
-            "suffix_pos": z(S, dtype=torch.int64), "dec_bias": z(P + S, **f32),
-            "k_cache": z(c.layers, c.kv_heads, P + S, c.head_dim, **f32),
-            "v_cache": z(c.layers, c.kv_heads, P + S, c.head_dim, **f32),
+            "suffix_pos": z(S, dtype=torch.int64), "dec_bias": z(L, **f32),
+            "k_cache": z(c.layers, c.kv_heads, L, c.head_dim, **f32),
+            "v_cache": z(c.layers, c.kv_heads, L, c.head_dim, **f32),
+            "dt": torch.tensor(d.dt, **f32),   # a tensor: no per-step torch.tensor()
             # expert
             "mods": self.mods, "ex_x": z(S, c.ex_width, **f32), "ex_h": z(S, c.ex_width, **f32),
             "ex_qkv": z(S, qn + 2 * kvn, **f32), "ex_q": z(c.heads, S, c.head_dim, **f32),
             "ex_att": z(S, qn, **f32), "ex_o": z(S, c.ex_width, **f32), "ex_gu": z(S, 2 * c.ex_mlp, **f32),
             "ex_act": z(S, c.ex_mlp, **f32), "ex_down": z(S, c.ex_width, **f32), "v": z(S, c.action_dim, **f32),
         }
-        self.attn = make_pi05_cpu_attention(c, nv, P, S)
+        self.attn = CpuAttnBackend(pi05_attention_spec(c, d))
 
     @torch.no_grad()
     def _run_model(self) -> None:

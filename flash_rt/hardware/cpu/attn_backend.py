@@ -1,10 +1,9 @@
-"""CPU attention: torch SDPA in fp32 (exact path; the oracle's twin)."""
+"""CPU attention: torch SDPA in fp32 (exact path; the oracle's twin). Serves any model's AttentionSpec."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
-from flash_rt.hardware.backend import AttentionSpec, make_pi05_attention_spec
+from flash_rt.hardware.backend import AttentionSpec
 
 
 class CpuAttnBackend:
@@ -20,7 +19,3 @@ class CpuAttnBackend:
                                            enable_gqa=s.num_q_heads != s.num_kv_heads)
         b, n, t, h = o.shape
         out.view(b, t, n, h).copy_(o.transpose(1, 2))
-
-
-def make_pi05_cpu_attention(cfg, num_views, prefix_len, horizon) -> CpuAttnBackend:
-    return CpuAttnBackend(make_pi05_attention_spec(cfg, num_views, prefix_len, horizon))

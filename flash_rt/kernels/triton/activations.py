@@ -9,7 +9,7 @@ Grid: (rows, column tiles of ELT_BLOCK) -- no reduction, so rows are tiled for p
 M is small (the action expert has M = horizon = 10..50 rows).
 
 geglu also reads a transposed gu (the transposed view of a [2F, M] buffer: the prefix gate+up GEMM run as
-W @ act.T, see hardware/hopper/shared_primitives.linear) in [BLOCK_F, BLOCK_M] tiles and writes act row-major.
+W @ act.T, see runtime/quant.linear) in [BLOCK_F, BLOCK_M] tiles and writes act row-major.
 
 gelu_tanh(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), evaluated as x * sigmoid(2u)
 (the same function, but with no tanh call and no cancellation; exp overflow gives exactly 0 or x).

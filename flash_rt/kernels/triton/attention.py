@@ -24,6 +24,9 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+
+from flash_rt.kernels.tiles import MqaTiles
+
 from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
 
@@ -114,23 +117,15 @@ def _mqa_merge(PM, PL, PACC, OUT, SCALE, R, T, so_t, SPLITS: tl.constexpr, H: tl
 class MqaWorkspace:
     """Preallocated partial-softmax buffers for one attention site (graph-safe: nothing allocated per call).
 
-    The split count is fixed from the site's shape: enough key splits that ~`target_programs` programs run."""
+    The split count is fixed from the site's shape and the target's tiles (kernels/tiles.MqaTiles, from the tuning
+    table): enough key splits that ~`tiles.target_programs` programs run, none when the row tiles alone fill that."""
 
-    def __init__(self, rows: int, keys: int, head_dim: int, device, block_m: int | None = None,
-                 block_n: int = 64, target_programs: int = 132, num_warps: int | None = None,
-                 num_stages: int = 2, merge_rows: int = 4, merge_warps: int = 8):
-        # few rows (the decoder: 8 heads x horizon) -> small row tiles and key splits for parallelism
-        # (benchmarks/attention_sweep.py);
-        # many rows (the prefix) -> 64-row tiles, normally one split (no merge pass)
-        block_m = block_m or (16 if rows <= 1024 else 64)  # 16: best of the sweep (8.4 vs 9.3 us, H100)
-        self.block_m, self.block_n, self.num_stages = block_m, block_n, num_stages
-        # 4 warps (one warpgroup) for both sites. The prefix's 64-row tiles took 27.0 us a call with 8 warps and
-        # 23.0 us with 4 (attention_sweep.py --site prefix --pdl, H100); replay 10.20 -> 10.12 ms
-        self.num_warps = num_warps or 4
-        # the merge pass: query rows per program and warps (many small programs: it is latency-bound). Decoder
-        # partial + merge with FP8 out (attention_sweep.py --pdl --site merge, H100): 4 rows on 8 warps 7.71 us,
-        # on 4 warps 8.21 us, 2 rows on 8 warps 7.69 us, 8 rows on 8 warps 8.13 us
-        self.merge_rows, self.merge_warps = merge_rows, merge_warps
+    def __init__(self, rows: int, keys: int, head_dim: int, device, tiles: MqaTiles):
+        self.tiles = tiles
+        block_m, block_n, target_programs = tiles.block_m, tiles.block_n, tiles.target_programs
+        self.block_m, self.block_n, self.num_stages, self.num_warps = block_m, block_n, tiles.num_stages, \
+            tiles.num_warps
+        self.merge_rows, self.merge_warps = tiles.merge_rows, tiles.merge_warps
         m_blocks = triton.cdiv(rows, block_m)
         max_splits = triton.cdiv(keys, block_n)
         if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge

@@ -15,6 +15,9 @@ rows of both while the (tiny, L2-resident) activation tile is re-read per K step
 Weights are stored [N, K] row-major (the cuBLASLt layout), so the B operand is K-major as wgmma wants.
 Accumulation: fp32, promoted once per BLOCK_K (max_num_imprecise_acc = BLOCK_K), like cuBLASLt without fast
 accumulation. Every shape must tile exactly (K % BLOCK_K, F % BN, (H/2) % BN); rows are masked.
+Tiles (kernels/tiles.FusedGemmConfig) come from the target's tuning table (hardware/<hw>/tuning.py): rows per
+program are one MMA tile (64); the kernels stream weights, so padded rows cost nothing and M = 10 takes the same
+compiled path as M = 50.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
+
+from flash_rt.kernels.tiles import FusedGemmConfig
 
 from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
@@ -31,54 +36,21 @@ from .launch import launch_kw, pdl_enter
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
 
-class FusedGemmConfig:
-    """Tile rule (no autotune: one compile per shape before capture): BLOCK_N output columns per program,
-    BLOCK_K per step, pipeline stages, warps, and tma (tiles through TMA tensor descriptors instead of pointer
-    loads). benchmarks/gemm_sweep.py measures them per call, but a per-call winner can lose in the model
-    (docs/benchmarks.md), so the defaults below are what the model A/B chose; the frontend's gemm_tiles
-    option overrides them for such runs."""
 
-    def __init__(self, block_n: int = 16, block_k: int = 128, stages: int = 4, warps: int = 4, tma: bool = False):
-        self.block_n, self.block_k, self.stages, self.warps, self.tma = block_n, block_k, stages, warps, tma
-
-    def __repr__(self):
-        return (f"FusedGemmConfig(bn={self.block_n}, bk={self.block_k}, stages={self.stages}, warps={self.warps}, "
-                f"tma={self.tma})")
-
-    def with_overrides(self, **overrides) -> "FusedGemmConfig":
-        """A copy with some fields replaced (frontend option gemm_tiles); an unknown field is a ValueError."""
-        fields = {"block_n", "block_k", "stages", "warps", "tma"}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise ValueError(f"unknown FusedGemmConfig fields {sorted(unknown)}; expected any of {sorted(fields)}")
-        return FusedGemmConfig(**{**{f: getattr(self, f) for f in fields}, **overrides})
-
-    def operands(self, x: torch.Tensor, w: torch.Tensor, name: str):
-        """(X, s_x, W, s_w) kernel arguments: TMA tensor descriptors (strides unused) or pointers."""
-        if not self.tma:
-            return x, x.stride(0), w, w.stride(0)
-        if not (tma_ok(x) and tma_ok(w)):
-            raise ValueError(f"{name}: TMA tiles need 16-byte aligned x and w (base and row stride); got strides "
-                             f"{x.stride()} {w.stride()}")
-        return (TensorDescriptor.from_tensor(x, [BLOCK_M, self.block_k]), 0,
-                TensorDescriptor.from_tensor(w, [self.block_n, self.block_k]), 0)
+def _operands(cfg: FusedGemmConfig, x: torch.Tensor, w: torch.Tensor, name: str):
+    """(X, s_x, W, s_w) kernel arguments: TMA tensor descriptors (strides unused) or pointers."""
+    if not cfg.tma:
+        return x, x.stride(0), w, w.stride(0)
+    if not (tma_ok(x) and tma_ok(w)):
+        raise ValueError(f"{name}: TMA tiles need 16-byte aligned x and w (base and row stride); got strides "
+                         f"{x.stride()} {w.stride()}")
+    return (TensorDescriptor.from_tensor(x, [cfg.block_m, cfg.block_k]), 0,
+            TensorDescriptor.from_tensor(w, [cfg.block_n, cfg.block_k]), 0)
 
 
 def tma_ok(t: torch.Tensor) -> bool:
     """What the copy engine needs of a 2-D operand: 16-byte aligned base and row stride, contiguous rows."""
     return t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * t.element_size()) % 16 == 0
-
-
-# best of the sweep on an H100 (36 rotating weights, with PDL, 2026-11-27, `gemm_sweep.py --pdl --tma`, after
-# the RoPE table and reciprocal quantization): qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads,
-# yet in the model TMA tiles made the whole replay 0.2 ms slower (10.57 vs 10.34 ms; the attention partial after
-# it went from 5.76 to 7.39 us on the critical path, benchmarks/critical_path.py). Gate+up+GeGLU
-# 5.64 us with TMA tiles vs 5.72 us (7.21 us with a division per element, gemm_designs.py).
-DEFAULT_QKV = FusedGemmConfig(block_n=16, block_k=256, stages=3, warps=8)
-DEFAULT_GEGLU = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4, tma=True)
-# split-K (o and down, N = 1024): 32 column tiles x S splits. Sweep with PDL (S = 4, the frontend's): o 3.01 us,
-# down 3.87 us vs cuBLASLt 4.79 / 6.14 us (S = 8 gains <= 0.05 us here but doubles what the norm sums)
-DEFAULT_SPLITK = FusedGemmConfig(block_n=32, block_k=256, stages=4, warps=4)
 
 
 @triton.jit
@@ -191,18 +163,14 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
         tl.store(dst + HALF, b.to(dst.dtype.element_ty), mask=rmask)
 
 
-DEFAULTS = {"geglu": DEFAULT_GEGLU, "rope_qkv": DEFAULT_QKV, "splitk": DEFAULT_SPLITK}
-
-
-def fused_gemm_supported(op: str, x, w, head_dim: int | None = None, splits: int | None = None,
-                         cfg: FusedGemmConfig | None = None) -> bool:
-    """Whether the default tiles cover this site exactly (the tiny test models' K = 64 do not) and, for TMA
-    tiles, the operands are aligned: callers fall back to GEMM + separate epilogue kernel otherwise."""
+def fused_gemm_supported(op: str, x, w, head_dim: int | None, splits: int | None, *, cfg: FusedGemmConfig) -> bool:
+    """Whether `cfg`'s tiles cover this site exactly (the tiny test models' K = 64 do not) and, for TMA tiles,
+    the operands are aligned: callers fall back to GEMM + separate epilogue kernel otherwise."""
     if x.dtype != FP8 or w.dtype != FP8:
         return False
-    if op not in DEFAULTS:
+    if op not in ("geglu", "rope_qkv", "splitk"):
         raise ValueError(f"fused_gemm_supported: unknown op {op!r}")
-    c = cfg or DEFAULTS[op]
+    c = cfg
     if op == "geglu":
         ok = x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
     elif op == "rope_qkv":
@@ -223,12 +191,7 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
     check_scale(w_scale, name + " w_scale")
 
 
-# Rows per program, masked: one Hopper warpgroup MMA tile. The kernels stream weights, so padded rows cost
-# nothing, and M = 10 (horizon 10) takes the same compiled path as M = 50; larger M tiles over programs.
-BLOCK_M = 64
-
-
-def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig = DEFAULT_GEGLU):
+def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
     FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
@@ -239,17 +202,17 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
         raise ValueError(f"fp8_gemm_geglu: w {tuple(w.shape)} must be [2F, K] and out {tuple(out.shape)} [M, F]")
     if f % cfg.block_n or k % cfg.block_k:
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
-    grid = (f // cfg.block_n, triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_geglu")
+    grid = (f // cfg.block_n, triton.cdiv(m, cfg.block_m))
+    xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_geglu")
     _gemm_geglu_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, out, out.stride(0),
-                             out_scale if quant else x_scale, m, k, f, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n,
+                             out_scale if quant else x_scale, m, k, f, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                              BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma, num_warps=cfg.warps,
                              **launch_kw())
     return out
 
 
 def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta: float = 10000.0,
-                      cfg: FusedGemmConfig = DEFAULT_QKV):
+                      cfg: FusedGemmConfig):
     """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
     rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
     reach memory. Site: the expert's fused qkv GEMM."""
@@ -270,18 +233,18 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     for t, nm in ((q_out, "q_out"), (k_out, "k_out"), (v_out, "v_out")):
         if t.stride(-1) != 1:
             raise ValueError(f"fp8_gemm_rope_qkv: {nm} needs a contiguous last dim, strides {t.stride()}")
-    grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_rope_qkv")
+    grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, cfg.block_m))
+    xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_rope_qkv")
     inv = rope_inv_freq_table(h, theta, x.device)
     _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions, inv,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
                                 v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
-                                BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=cfg.block_k,
+                                BLOCK_M=cfg.block_m, BLOCK_N=bn, BLOCK_K=cfg.block_k,
                                 STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 
 
-def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig = DEFAULT_SPLITK):
+def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig):
     """out_partials[s] = (x[:, Ks] @ w[:, Ks].T) * x_scale * w_scale (fp32 [S, M, N]) for S equal K ranges.
     Why: the expert's o (K = 2048) and down (K = 4096) GEMMs have N = 1024, i.e. only 32 column tiles, too few
     programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
@@ -299,9 +262,9 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
     if k % (sp * cfg.block_k) or n % cfg.block_n:
         raise ValueError(f"fp8_gemm_splitk: K={k} must be a multiple of S*BK = {sp}*{cfg.block_k} and N={n} of "
                          f"{cfg.block_n}")
-    grid = (n // cfg.block_n, sp, triton.cdiv(m, BLOCK_M))
-    xa, sxa, wa, swa = cfg.operands(x, w, "fp8_gemm_splitk")
+    grid = (n // cfg.block_n, sp, triton.cdiv(m, cfg.block_m))
+    xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_splitk")
     _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m,
-                              K_SPLIT=k // sp, BLOCK_M=BLOCK_M, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                              K_SPLIT=k // sp, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
                               STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return p

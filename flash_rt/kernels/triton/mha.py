@@ -70,12 +70,12 @@ def _mha_kernel(Q, K, V, OUT, SCALE, sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, sv_b, s
 
 
 def mha_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, out: torch.Tensor, sm_scale: float,
-                  out_scale: Optional[torch.Tensor] = None, block_m: int = 64, block_n: int = 128,
-                  num_warps: int = 8, num_stages: int = 2) -> torch.Tensor:
+                  out_scale: Optional[torch.Tensor] = None, block_m: int, block_n: int, num_warps: int,
+                  num_stages: int) -> torch.Tensor:
     """out[b, t, n*HD:(n+1)*HD] = softmax(q[b, n] k[b, n].T * sm_scale) v[b, n] (quantized with out_scale).
-    Tiles: the best of `benchmarks/attention_sweep.py --site siglip --pdl` (H100, 2 views, 27 calls in a graph):
-    64 rows x 128 keys, 8 warps, 10.26 us a call; 64 x 64 on 4 warps 12.78 us; the SDPA + copy + quantize
-    path it replaced 12.97 us."""
+    Tiles come from the target's tuning table (kernels/tiles.MhaTiles; Hopper's: 128 keys on 8 warps, 10.26 us a
+    call on an H100 against 12.78 us for 64 x 64 on 4 warps and 12.97 us for the SDPA + copy + quantize path it
+    replaced); block_m from mha_block_m."""
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"mha_attention: q, k, v must be [B, N, T, HD] alike, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")

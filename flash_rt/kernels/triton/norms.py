@@ -81,7 +81,7 @@ def _norm_row_kernel(X, sx, sxc, sx_split, R, sr, G, W, B, MSC, MSH, OUT, so, SC
 
 
 # Rows per program when y is a transposed view ([M, D] with stride (1, M): a GEMM written as W @ act.T, see
-# hardware/hopper/shared_primitives.linear). A [8, D] tile reads 8 consecutive elements (16 bytes of bf16) of
+# runtime/quant.linear). A [8, D] tile reads 8 consecutive elements (16 bytes of bf16) of
 # every column; one row per program would touch a 32-byte sector per element.
 TRANSPOSED_ROWS = 8
 

@@ -1,4 +1,4 @@
-"""Model-agnostic Hopper (sm90) helpers: GEMMs and the quantization contexts.
+"""The GEMM op and the quantization contexts every GPU target shares (model-agnostic; FP8 needs sm89+).
 
 GEMMs: FP8 e4m3 with per-tensor scales through torch._scaled_mm (cuBLASLt), bf16 out, optional fused bias;
 BF16 through torch.mm/addmm. Weights are stored [N, K] row-major; `w.t()` is the column-major [K, N] operand
@@ -95,32 +95,33 @@ class _Composite:
 
 
 class Fp8Context(_Composite):
-    """fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv (flash_rt.kernels.triton);
-    fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused, for GEMMs of at most `fused_max_m` rows
-    (the expert's; the prefix's M = 576 GEMMs stay on cuBLASLt);
+    """tuning: the target's table (runtime/tuning.GpuTuning): tiles of the fused GEMMs (`tuning.gemm`, A/B overrides
+    already applied), the rows up to which they run (`fused_max_m`; the prefix's M = 576 GEMMs stay on cuBLASLt) and
+    the flow seam's tiles;
+    fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv / fp8_gemm_splitk (flash_rt.kernels.triton);
+    fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused;
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
     flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's)."""
 
-    def __init__(self, w: dict, w_scales: dict, act_scales: dict, fast_accum=False,
-                 fused=None, fused_ops=("rope_qkv", "geglu"), fused_max_m: int = 64, fused_cfgs: dict | None = None,
-                 transposed: tuple = (), flow_boundary: bool = False):
+    def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
+                 fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False):
         self.w, self.ws, self.s = w, w_scales, act_scales
         self.fused_flow_boundary = bool(flow_boundary) and fused is not None
+        self.flow_tiles = tuning.flow_boundary
         self.transposed = tuple(transposed)
         # fast_accum: True (every cuBLASLt FP8 GEMM), False (none), or weight-name suffixes whose GEMMs use it
         self.fast_accum = fast_accum
         self._fast_suffixes = None if isinstance(fast_accum, bool) else tuple(fast_accum)
-        self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), fused_max_m
-        # {op: FusedGemmConfig} overriding the kernels' default tiles (frontend option gemm_tiles)
-        self.fused_cfgs = dict(fused_cfgs or {})
+        self.fused, self.fused_ops, self.fused_max_m = fused, frozenset(fused_ops), tuning.fused_max_m
+        self.fused_cfgs = dict(tuning.gemm)   # {op: FusedGemmConfig}
 
     def _use_fused(self, op, x, wname, head_dim=None, splits=None) -> bool:
         return (self.fused is not None and op in self.fused_ops and x.shape[0] <= self.fused_max_m
                 and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits,
-                                                    cfg=self.fused_cfgs.get(op)))
+                                                    cfg=self.fused_cfgs[op]))
 
     def _cfg(self, op):
-        return {"cfg": self.fused_cfgs[op]} if op in self.fused_cfgs else {}
+        return {"cfg": self.fused_cfgs[op]}
 
     def linear_partials(self, x, site, wname, out, partials):
         if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
@@ -192,11 +193,3 @@ class CalibContext(_Composite):
             wd.copy_(w.float() * self.ws[wname])
             w = wd
         return linear(x, w, out, bias=bias)
-
-
-def im2col_patches(img, patch: int, out):
-    """[V, C, S, S] -> [V * (S/p)^2, C*p*p] patch rows (conv weight order c, kh, kw) into `out` (1 copy)."""
-    v, c, s, _ = img.shape
-    g = s // patch
-    out.view(v, g, g, c, patch, patch).copy_(img.view(v, c, g, patch, g, patch).permute(0, 2, 4, 1, 3, 5))
-    return out

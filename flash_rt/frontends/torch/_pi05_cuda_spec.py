@@ -1,4 +1,5 @@
-"""Weight spec of the Pi0.5 Hopper path: the shared table (_pi05_spec_common) with Hopper storage choices.
+"""Weight spec of the Pi0.5 GPU paths (hopper, thor, rtx_sm120): the shared table (_pi05_spec_common) with CUDA
+storage choices -- the same bytes on every GPU target, so one spec serves them all.
 
 GEMM weights stay [N, K] row-major (cuBLASLt takes `w.t()` as its column-major operand): FP8 e4m3 with one
 per-tensor scale each (`Quant`, scales collected per weight family with `scale_into`) in precision "fp8",

@@ -1,0 +1,385 @@
+"""Pi05CudaFrontend: Pi0.5 on any CUDA target -- FP8 weights + activations, the whole forward as one CUDA graph.
+
+The (pi05, torch, <gpu>) cells (pi05_hopper.py, pi05_thor.py, pi05_rtx.py) are thin subclasses that name what is
+theirs: the hardware key, the tuning table (hardware/<hw>/tuning.py), the compute file (models/pi05/pipeline_<hw>.py)
+and their option defaults. Everything else is here, once, on the model-agnostic GPU runtime (flash_rt/runtime/):
+
+Load: refuse early when the GPU cannot hold the engine (runtime/memory.py); weights go through the declarative
+spec on the GPU (FP8 quantization there), or come from the weight cache. Buffers: every device buffer is allocated
+here once; host inputs/outputs are pinned (runtime/host_io.py), staged by async copies or, with zero_copy_io
+(unified memory), read by the graph in place. Calibration: amax per site from the BF16 twin on real observations
+(the first step's observation by default, or `calibrate(observations)`), cached as JSON keyed by checkpoint hash +
+shapes (runtime/fp8_scales.py). Capture: after calibration the whole forward (SigLIP x views -> projector -> prefix
++ KV -> unrolled expert steps) is captured once; each step is H2D -> replay -> D2H -> one stream sync. Scales,
+prompts, masks and state tokens live in device tensors, so recalibrating or changing the prompt never recaptures.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+import types
+
+import numpy as np
+import torch
+
+from flash_rt.calibration import calibration_path
+from flash_rt.errors import HardwareError, InputError
+from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
+from flash_rt.executors.weight_loader import WeightLoader
+from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
+from flash_rt.frontends.torch._pi05_cuda_spec import build_spec, gemm_names
+from flash_rt.hardware import check_triton_for_device
+from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+from flash_rt.models.pi05.dims import Pi05Dims
+from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
+from flash_rt.runtime import options
+from flash_rt.runtime.fp8_scales import ActivationScales, percentile_update
+from flash_rt.runtime.graph import capture_graph
+from flash_rt.runtime.host_io import PinnedHostBuffers
+from flash_rt.runtime.memory import require_free_memory
+from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
+from flash_rt.runtime.tuning import GpuTuning
+
+_GB = 1e9
+
+
+class Pi05CudaFrontend(Pi05TorchFrontendBase):
+    """A cell sets: hardware (its _PIPELINE_MAP key), tuning (GpuTuning), pipeline (the import path of its compute
+    file, a module with forward and quant_sites; imported when buffers are built, so a machine without CUDA or
+    Triton gets the clear "needs a CUDA GPU" error, not an ImportError) and option_defaults ({fast_accum, transposed_gemms, overlap_first_step}: measured per target, or
+    the conservative choice where unmeasured; each cell's docstring says which)."""
+    hardware = "?"
+    tuning: GpuTuning
+    pipeline: str
+    option_defaults: dict = {}
+
+    def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
+                 calibration_percentile: float | None = None, fast_accum=None,
+                 fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
+                 overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
+                 gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
+                 zero_copy_io: bool | None = None, device: str = "cuda", **kw):
+        if not torch.cuda.is_available():
+            raise HardwareError(
+                f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). On this machine use "
+                "hardware='cpu' (ROS: hardware:=cpu or config/pi05_cpu.yaml), or install a CUDA build of torch.")
+        check_triton_for_device(self.hardware, self.tuning)
+        if precision not in ("fp8", "bf16"):
+            raise InputError(f"precision must be 'fp8' or 'bf16', got {precision!r}")
+        self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
+        self.default_percentile = calibration_percentile
+        d = self.option_defaults
+        # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
+        self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)
+        # prefix GEMMs (weight-name suffixes) that run as the transposed problem W @ act.T (runtime/quant.linear)
+        self.transposed_gemms = options.weight_suffixes(
+            "transposed_gemms", d.get("transposed_gemms", ()) if transposed_gemms is None else transposed_gemms,
+            {"down_w", "o_w", "gu_w"})
+        # expert GEMMs with their epilogue in one kernel: "rope_qkv" (qkv + RoPE + KV write), "geglu" (gate+up +
+        # GeGLU + FP8) and "splitk" (o and down as split-K partials that the next norm sums)
+        self.fused_expert_gemms = options.fused_ops(fused_expert_gemms)
+        # the seam between two flow steps (final norm, action_out + Euler, action_in, next layer-0 norm) as one kernel
+        self.fused_flow_boundary = bool(fused_flow_boundary)
+        # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py)
+        self.programmatic_launch = bool(programmatic_launch)
+        # flow step 0 on a second stream beside the prefix, layer by layer (bit-identical; cuda_forward.py)
+        self.overlap_first_step = bool(d.get("overlap_first_step", False) if overlap_first_step is None
+                                       else overlap_first_step)
+        # the graph reads the pinned host inputs in place and writes the output there (runtime/host_io.py)
+        self.zero_copy_io = bool(self.tuning.unified_memory if zero_copy_io is None else zero_copy_io)
+        # {attention site: tile overrides} and {fused GEMM: tile overrides}, for A/B runs; checked against the
+        # target's limits here, before anything compiles
+        self.attention_tiles = dict(attention_tiles or {})
+        self.tuned = self.tuning.with_gemm_overrides(gemm_tiles)
+        self.gemm_tiles = {op: self.tuned.gemm[op] for op in dict(gemm_tiles or {})}
+        self.pinned = PinnedHostBuffers()
+        self.stream = torch.cuda.Stream(self.device)
+        self.graph = None
+        self.calibrated = precision == "bf16"
+        self.calibration_info: dict = {}
+        self._warming = False
+        super().__init__(checkpoint, **kw)
+
+    # -- host buffers: pinned, so H2D/D2H are async DMA (or no copy at all with zero_copy_io) -----------------
+    def _host_alloc(self, shape, dtype) -> np.ndarray:
+        return self.pinned.alloc(shape, dtype)
+
+    def _pin(self, a: np.ndarray) -> torch.Tensor:
+        return self.pinned.pinned(a)
+
+    # -- weights -----------------------------------------------------------------------------------------
+    def _device_bytes_needed(self) -> int:
+        """Weights as this target stores them (GEMM weights 1 byte in fp8 / 2 in bf16, the embedding and biases
+        bf16, vectors fp32) plus activations, KV cache and cuBLASLt / CUDA-graph workspaces (~1.5 GB measured
+        beside the weights at full size: 4.3 GB engine memory for 2.8 GB of weights, H100)."""
+        shapes = self.source.key_shapes()
+        gemm_bytes = 1 if self.precision == "fp8" else 2
+        total = 0
+        for key, shape in shapes.items():
+            n = int(np.prod(shape))
+            total += n * (4 if len(shape) == 1 else 2 if "embed" in key or "lm_head" in key else gemm_bytes)
+        return total + int(1.5 * _GB)
+
+    def _build_weights(self) -> dict:
+        src = open_checkpoint(self.checkpoint, device=str(self.device))
+        target = types.SimpleNamespace(w={})
+        WeightLoader(build_spec(self.cfg, self.precision), src).run(target)
+        flat = {f"w.{k}": v for k, v in target.w.items()}
+        for _, grp, _ in gemm_names(self.cfg) if self.precision == "fp8" else []:
+            flat.setdefault(f"s.{grp}", getattr(target, grp))
+        return flat
+
+    def _load_weights(self) -> str:
+        require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
+                            unified=self.tuning.unified_memory)
+        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        status = "weight cache off"
+        if self.weight_cache:
+            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": f"pi05-{self.hardware}-{self.precision}-v1",
+                    "num_views": 0}
+            root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
+            flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
+                                                                             device=str(self.device))
+            status = f"weight cache {self.weight_cache_status}"
+        else:
+            self.weight_cache_status = "off"
+            flat = self._build_weights()
+        flat = {k: v.to(self.device) for k, v in flat.items()}
+        self.w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
+        self.ws = {}
+        if self.precision == "fp8":
+            names = gemm_names(self.cfg)
+            self._w_scale_store, views = aligned_scalars(len(names), self.device)
+            for (name, grp, i), view in zip(names, views):
+                view.copy_(flat[f"s.{grp}"][0 if i is None else i])
+                self.ws[name] = view
+        c, w = self.cfg, self.w
+        w["patch_w"] = w["patch_w"].reshape(c.vis_width, -1).contiguous()
+        w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
+        w["action_out_rows"] = w["action_out_w"].t().contiguous()   # [A, D], as the flow_boundary kernel reads it
+        times, self.dt = flow_schedule(c.num_steps)
+        self.mods = precompute_modulation(w, c, times).to(self.device)
+        for k in [k for k in w if ".ada" in k or k.startswith(("time_", "ex_final"))]:
+            del w[k]  # only needed for the precompute (~0.5 GB fp32 at full size)
+        return f"{self.precision}, {status}"
+
+    # -- buffers -----------------------------------------------------------------------------------------
+    def dims(self) -> Pi05Dims:
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16)  # 16-aligned key lengths
+
+    def _alloc_buffers(self) -> None:
+        c, nv, h, dev = self.cfg, self.num_views, self.host, self.device
+        self.d = d = self.dims()
+        P, S, L, n_img = d.prefix_len, d.horizon, d.kv_len, d.image_tokens
+        qn, kvn, sk = c.heads * c.head_dim, c.kv_heads * c.head_dim, self.tuning.split_k
+
+        def z(*shape, dtype=torch.bfloat16):
+            return torch.zeros(*shape, dtype=dtype, device=dev)
+
+        f32, bf = torch.float32, torch.bfloat16
+        from flash_rt.kernels.triton.misc import LinearFlowWorkspace
+        from flash_rt.runtime.attention import TritonAttnBackend
+        self._pipeline = importlib.import_module(self.pipeline)
+        b = {
+            "x_t": z(S, c.action_dim, dtype=f32),
+            "img": z(nv, 3, c.image_size, c.image_size), "patches": z(n_img, 3 * c.patch_size ** 2),
+            "vx": z(n_img, c.vis_width, dtype=f32), "vh": z(n_img, c.vis_width), "vh8": z(n_img, c.vis_width, dtype=FP8),
+            "vo": z(n_img, c.vis_width), "vqkv": z(n_img, 3 * c.vis_width), "vatt": z(n_img, c.vis_width),
+            "vatt8": z(n_img, c.vis_width, dtype=FP8), "vf1": z(n_img, c.vis_mlp), "vf1a": z(n_img, c.vis_mlp),
+            "vf1a8": z(n_img, c.vis_mlp, dtype=FP8), "proj_out": z(n_img, c.width),
+            "emb_rows": z(c.max_token_len, c.width),
+            "x": z(P, c.width, dtype=f32), "h": z(P, c.width), "h8": z(P, c.width, dtype=FP8),
+            "qkv": z(P, qn + 2 * kvn), "q": z(c.heads, P, c.head_dim), "att": z(P, qn),
+            "att8": z(P, qn, dtype=FP8), "o": z(P, c.width), "gu": z(P, 2 * c.mlp), "act": z(P, c.mlp),
+            "act8": z(P, c.mlp, dtype=FP8), "down": z(P, c.width),
+            "o_t": z(c.width, P), "down_t": z(c.width, P),   # transposed GEMM results (transposed_gemms)
+            "pad": z(P, dtype=torch.bool), "pos": z(P, dtype=torch.int64), "suffix_pos": z(S, dtype=torch.int64),
+            "dec_bias": z(L, dtype=bf), "k_cache": z(c.layers, c.kv_heads, L, c.head_dim),
+            "v_cache": z(c.layers, c.kv_heads, L, c.head_dim),
+            "mods": self.mods, "ex_x": z(S, c.ex_width, dtype=f32), "ex_h": z(S, c.ex_width),
+            "ex_h8": z(S, c.ex_width, dtype=FP8), "ex_hf": z(S, c.ex_width, dtype=f32),
+            "ex_qkv": z(S, qn + 2 * kvn), "ex_q": z(c.heads, S, c.head_dim), "ex_att": z(S, qn),
+            "ex_att8": z(S, qn, dtype=FP8), "ex_o": z(S, c.ex_width), "ex_gu": z(S, 2 * c.ex_mlp),
+            "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
+            "ex_o_parts": z(sk, S, c.ex_width, dtype=f32), "ex_down_parts": z(sk, S, c.ex_width, dtype=f32),
+            "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
+        }
+        # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
+        b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
+        # key bias: the suffix's own keys are always visible, the unused tail never
+        b["dec_bias"][P + S:] = -2.3819763e38
+        # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
+        inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
+                  "token_mask": h.token_mask, "noise": h.noise}
+        if self.zero_copy_io:
+            for name, arr in inputs.items():
+                b[name] = self.pinned.device_alias(arr, dev)
+            self._io = []
+            self._out_alias = self.pinned.device_alias(h.model_out, dev)
+        else:
+            for name, arr in inputs.items():
+                b[name] = torch.zeros(arr.shape, dtype=self._pin(arr).dtype, device=dev)
+            self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
+            self._out_alias = None
+        self.b = b
+        self.attn = TritonAttnBackend(pi05_attention_spec(c, d), dev, self.tuning, self.attention_tiles)
+        self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
+                         if self.overlap_first_step else None)
+        self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
+        # the names the GPU suite and benchmarks read
+        self.sites, self.act_scales, self.amax = self.scales.sites, self.scales.scales, self.scales.amax
+        if self.precision == "fp8":
+            from flash_rt.kernels import triton as kernels
+            self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
+                                     fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
+                                     transposed=self.transposed_gemms, flow_boundary=self.fused_flow_boundary)
+            self._amax_update = kernels.amax_update
+            self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
+        else:
+            self.q_prod = Bf16Context(self.w)
+        self._out = (b["x_t"], self._pin(h.model_out))
+        self._done = torch.cuda.Event()
+
+    # -- running -----------------------------------------------------------------------------------------
+    def _upload(self) -> None:
+        for src, dst in self._io:
+            dst.copy_(src, non_blocking=True)
+
+    def _forward(self, q) -> None:
+        overlap = self._overlap if q is self.q_prod else None  # never the calibration twin (shared scratch)
+        self._pipeline.forward(self.w, self.b, self.d, self.attn, q, overlap)
+        if self._out_alias is not None:
+            self._out_alias.copy_(self.b["x_t"])   # inside the graph: the chunk lands in host memory directly
+
+    def _launch_mode(self):
+        from flash_rt.kernels.triton.launch import programmatic_dependent_launch
+        return programmatic_dependent_launch(self.programmatic_launch)
+
+    @torch.no_grad()
+    def _run_model(self) -> None:
+        with torch.cuda.stream(self.stream), self._launch_mode():
+            if not self.calibrated:
+                self._calibrate_first()
+            if self.use_graph and self.graph is None:
+                self._capture()
+            self._upload()
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._forward(self.q_prod)
+            if self._out_alias is None:
+                self._out[1].copy_(self._out[0], non_blocking=True)
+            self._done.record(self.stream)
+        self._done.synchronize()
+
+    def _calibrate_first(self) -> None:
+        """Scales from the cache, else (warm-up) compile the twin without keeping scales, else calibrate on this
+        (real) observation once; the cache serves later starts."""
+        t0 = time.perf_counter()
+        path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
+        if self.scales.load_cached(path, self.ckpt_hash, self.shape_key()):
+            self.calibrated = True
+            self.calibration_info = {"source": "cache", "path": str(path)}
+            self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the calibration cache")
+            return
+        self._upload()
+        if self._warming:   # placeholders: compile the calibration twin now, keep no scales
+            self._compile_calibration_twin()
+            self.startup.add("compile_calibration", time.perf_counter() - t0,
+                             "calibration twin compiled on placeholders; calibrates on the first real tick")
+            return
+        self._calibrate_on_buffers(self.default_percentile)
+        self._save(path, 1, self.default_percentile)
+        self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the first real observation")
+
+    def replay_only(self) -> None:
+        """Graph replay without host I/O (benchmarks)."""
+        with torch.cuda.stream(self.stream):
+            self.graph.replay()
+
+    def _capture(self) -> None:
+        t0 = time.perf_counter()
+        for _ in range(2):  # compile every Triton specialization and let cuBLASLt pick its kernels
+            self._forward(self.q_prod)
+        self.stream.synchronize()
+        t1 = time.perf_counter()
+        self.graph = capture_graph(lambda: self._forward(self.q_prod), self.stream)
+        self.startup.add("compile", t1 - t0, "two eager forwards: Triton compiles, cuBLASLt picks its kernels")
+        self.startup.add("capture", time.perf_counter() - t1, "the whole forward as one CUDA graph")
+
+    # -- calibration -------------------------------------------------------------------------------------
+    def shape_key(self) -> str:
+        d = self.d
+        return f"pi05-{self.hardware}-{self.precision}-v{d.num_views}-h{d.horizon}-s{d.num_steps}-t{d.max_tokens}"
+
+    def warmup(self, steps: int = 1, noise=None) -> None:
+        """Compile and capture on placeholder inputs WITHOUT calibrating on them (black warm-up frames would
+        give useless FP8 scales): a cached calibration is used if there is one, else the first real step
+        calibrates. Scales are data in the captured graph, so nothing is recaptured then."""
+        self._warming = True
+        try:
+            super().warmup(steps, noise)
+        finally:
+            self._warming = False
+
+    def _set_scales(self, amax) -> None:
+        self.scales.set_from_amax(amax)
+        self.calibrated = True
+
+    @torch.no_grad()
+    def _calibrate_on_buffers(self, percentile: float | None, reset: bool = True) -> None:
+        if reset:
+            self.amax.zero_()
+        self._run_calibration_twin(percentile)
+        self._set_scales(None)
+
+    def _run_calibration_twin(self, percentile: float | None) -> None:
+        """One forward of the bf16 twin over the input buffers, accumulating amax per site."""
+        scratch = torch.empty(self._scratch_numel, dtype=torch.bfloat16, device=self.device)
+        upd = self._amax_update if percentile is None else percentile_update(percentile)
+        self._forward(CalibContext(self.w, self.ws, self.scales.site_amax, upd, scratch))
+        del scratch
+
+    @torch.no_grad()
+    def _compile_calibration_twin(self) -> None:
+        """Run the calibration twin once on the warm-up placeholders and discard what it measured. Why: its
+        Triton kernels (bf16 outputs, amax) are other specializations than production's; left to the first real
+        tick, with a cold Triton cache, they made that tick 2.9 s instead of ~60 ms (H100, the GPU rosbag test,
+        2026-11-27)."""
+        self._run_calibration_twin(self.default_percentile)
+        self.amax.zero_()
+
+    def _save(self, path, n_obs, percentile) -> None:
+        self.scales.save(path, self.ckpt_hash, self.shape_key(), n_obs, percentile)
+        self.calibration_info = {"source": "calibrated", "path": str(path), "num_observations": n_obs,
+                                 "percentile": percentile}
+
+    def calibrate(self, observations=None, percentile: float | None = None) -> dict:
+        """Recompute FP8 scales from `observations` (list of dicts with images, state, prompt) or, if None,
+        from the observation currently in the input buffers. Updates the captured graph's scales in place
+        and rewrites the JSON cache. Returns {"path", "num_observations", "percentile"}."""
+        if self.precision != "fp8":
+            raise NotImplementedError("precision='bf16' has no FP8 scales to calibrate")
+        obs = list(observations or [None])
+        if percentile is not None and not 0 < percentile <= 100:
+            raise InputError(f"percentile must be in (0, 100], got {percentile}")
+        # the same launch mode as the first-step calibration, so the twin's compiled kernels are reused: a
+        # different mode is a different compile (seconds with a cold Triton cache, inside a ~/calibrate call)
+        with torch.no_grad(), torch.cuda.stream(self.stream), self._launch_mode():
+            self.amax.zero_()
+            for o in obs:
+                if o is not None:
+                    self.host.write_images(o["images"])
+                    if o.get("state") is not None:
+                        self.host.write_state(o["state"])
+                    if o.get("prompt") is not None:
+                        self.set_prompt(o["prompt"])
+                self.host.prepare_step(o.get("noise") if o else None)
+                self._upload()
+                self._calibrate_on_buffers(percentile, reset=False)
+        self.stream.synchronize()
+        path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
+        self._save(path, len(obs), percentile)
+        return dict(self.calibration_info)

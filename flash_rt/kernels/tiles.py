@@ -1,0 +1,81 @@
+"""Launch tiles of the Triton kernels, as plain data (no triton import, so tuning tables load anywhere).
+
+Each target's tuning table (`flash_rt/hardware/<hw>/tuning.py`) fills these; the kernels take them as arguments.
+None of them has defaults: a tile tuned on one GPU must not silently serve another (the H100's SM count, 132,
+once lived in the attention kernel as a default and would have split Thor's 20 SMs' work 7x too finely).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+def _replace(obj, what: str, overrides: dict):
+    """A copy of a frozen tile record with some fields replaced; an unknown field is a ValueError naming it."""
+    fields = {f.name for f in dataclasses.fields(obj)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown {what} fields {sorted(unknown)}; expected any of {sorted(fields)}")
+    return dataclasses.replace(obj, **overrides)
+
+
+@dataclass(frozen=True)
+class FusedGemmConfig:
+    """Tiles of the fused FP8 GEMMs (kernels/triton/gemm_fused.py): block_m rows (masked) x block_n output
+    columns per program, block_k per step, software-pipelining stages, warps, and tma (tiles through TMA
+    tensor descriptors instead of pointer loads). No autotune: one compile per shape before graph capture."""
+    block_m: int
+    block_n: int
+    block_k: int
+    stages: int
+    warps: int
+    tma: bool
+
+    def with_overrides(self, **overrides) -> "FusedGemmConfig":
+        return _replace(self, "FusedGemmConfig", overrides)
+
+    def smem_bytes(self, dual: bool) -> int:
+        """An upper estimate of the shared memory a program of this config uses, FP8 operands: `stages` buffers of
+        the activation tile and one (or, `dual`, two) weight tiles, plus 1 KB for barriers and the epilogue.
+        Checked against real sm90/sm110/sm120 compiles in CI (test_kernels_compile.py), so a tuning table or a
+        gemm_tiles override that cannot fit is refused when the frontend is built, not at the first launch."""
+        tile = self.block_m * self.block_k + (2 if dual else 1) * self.block_n * self.block_k
+        return self.stages * tile + 1024
+
+
+@dataclass(frozen=True)
+class MqaTiles:
+    """Tiles of the MQA flash-decoding kernel (kernels/triton/attention.py): block_m query rows x block_n keys per
+    program, enough key splits that about `target_programs` programs run (the SM count), and the merge pass's
+    rows and warps per program."""
+    block_m: int
+    block_n: int
+    target_programs: int
+    num_warps: int
+    num_stages: int
+    merge_rows: int
+    merge_warps: int
+
+    def with_overrides(self, **overrides) -> "MqaTiles":
+        return _replace(self, "MqaTiles", overrides)
+
+
+@dataclass(frozen=True)
+class MhaTiles:
+    """Tiles of the unmasked MHA kernel (kernels/triton/mha.py); block_m None = chosen from the program count
+    (mha.mha_block_m with the target's SM count)."""
+    block_m: int | None
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+    def with_overrides(self, **overrides) -> "MhaTiles":
+        return _replace(self, "MhaTiles", overrides)
+
+
+@dataclass(frozen=True)
+class FlowTiles:
+    """The flow-step seam kernel (kernels/triton/flow_boundary.py): action rows of a weight chunk (a power of
+    two) and warps per program."""
+    chunk: int
+    num_warps: int
