@@ -142,8 +142,9 @@ def test_unknown_hardware_and_config(tiny_openpi):
         flash_rt.load_model(tiny_openpi, hardware="tpu")
     with pytest.raises(HardwareError, match="not supported"):
         flash_rt.load_model(tiny_openpi, config="groot", hardware="cpu")
-    with pytest.raises(HardwareError, match="no frontend"):
-        flash_rt.load_model(tiny_openpi, hardware="thor")
+    from flash_rt.hardware import resolve_frontend
+    with pytest.raises(HardwareError, match="no frontend.*Available for 'pi05'"):
+        resolve_frontend("pi05", "torch", "tpu")
 
 
 def test_pi0_checkpoint_rejected_with_reason(tiny_openpi, tmp_path):

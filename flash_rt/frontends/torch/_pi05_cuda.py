@@ -44,11 +44,55 @@ from flash_rt.runtime.tuning import GpuTuning
 _GB = 1e9
 
 
+def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
+    """Every device buffer of one Pi0.5 GPU forward but the per-tick inputs (which the frontend adds, staged or
+    zero-copy), allocated once. A function of the shapes alone, so the CI compile check builds the very same
+    buffers on the CPU to record the forward's kernel launches (test/unit/test_kernels_compile.py)."""
+    from flash_rt.kernels.triton.misc import LinearFlowWorkspace
+    nv, P, S, L, n_img = d.num_views, d.prefix_len, d.horizon, d.kv_len, d.image_tokens
+    qn, kvn, sk = c.heads * c.head_dim, c.kv_heads * c.head_dim, split_k
+
+    def z(*shape, dtype=torch.bfloat16):
+        return torch.zeros(*shape, dtype=dtype, device=dev)
+
+    f32, bf = torch.float32, torch.bfloat16
+    b = {
+        "x_t": z(S, c.action_dim, dtype=f32),
+        "img": z(nv, 3, c.image_size, c.image_size), "patches": z(n_img, 3 * c.patch_size ** 2),
+        "vx": z(n_img, c.vis_width, dtype=f32), "vh": z(n_img, c.vis_width), "vh8": z(n_img, c.vis_width, dtype=FP8),
+        "vo": z(n_img, c.vis_width), "vqkv": z(n_img, 3 * c.vis_width), "vatt": z(n_img, c.vis_width),
+        "vatt8": z(n_img, c.vis_width, dtype=FP8), "vf1": z(n_img, c.vis_mlp), "vf1a": z(n_img, c.vis_mlp),
+        "vf1a8": z(n_img, c.vis_mlp, dtype=FP8), "proj_out": z(n_img, c.width),
+        "emb_rows": z(c.max_token_len, c.width),
+        "x": z(P, c.width, dtype=f32), "h": z(P, c.width), "h8": z(P, c.width, dtype=FP8),
+        "qkv": z(P, qn + 2 * kvn), "q": z(c.heads, P, c.head_dim), "att": z(P, qn),
+        "att8": z(P, qn, dtype=FP8), "o": z(P, c.width), "gu": z(P, 2 * c.mlp), "act": z(P, c.mlp),
+        "act8": z(P, c.mlp, dtype=FP8), "down": z(P, c.width),
+        "o_t": z(c.width, P), "down_t": z(c.width, P),   # transposed GEMM results (transposed_gemms)
+        "pad": z(P, dtype=torch.bool), "pos": z(P, dtype=torch.int64), "suffix_pos": z(S, dtype=torch.int64),
+        "dec_bias": z(L, dtype=bf), "k_cache": z(c.layers, c.kv_heads, L, c.head_dim),
+        "v_cache": z(c.layers, c.kv_heads, L, c.head_dim),
+        "mods": mods, "ex_x": z(S, c.ex_width, dtype=f32), "ex_h": z(S, c.ex_width),
+        "ex_h8": z(S, c.ex_width, dtype=FP8), "ex_hf": z(S, c.ex_width, dtype=f32),
+        "ex_qkv": z(S, qn + 2 * kvn), "ex_q": z(c.heads, S, c.head_dim), "ex_att": z(S, qn),
+        "ex_att8": z(S, qn, dtype=FP8), "ex_o": z(S, c.ex_width), "ex_gu": z(S, 2 * c.ex_mlp),
+        "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
+        "ex_o_parts": z(sk, S, c.ex_width, dtype=f32), "ex_down_parts": z(sk, S, c.ex_width, dtype=f32),
+        "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
+    }
+    # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
+    b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
+    # key bias: the suffix's own keys are always visible, the unused tail never
+    b["dec_bias"][P + S:] = -2.3819763e38
+    return b
+
+
 class Pi05CudaFrontend(Pi05TorchFrontendBase):
     """A cell sets: hardware (its _PIPELINE_MAP key), tuning (GpuTuning), pipeline (the import path of its compute
     file, a module with forward and quant_sites; imported when buffers are built, so a machine without CUDA or
-    Triton gets the clear "needs a CUDA GPU" error, not an ImportError) and option_defaults ({fast_accum, transposed_gemms, overlap_first_step}: measured per target, or
-    the conservative choice where unmeasured; each cell's docstring says which)."""
+    Triton gets the clear "needs a CUDA GPU" error, not an ImportError) and option_defaults ({fast_accum,
+    transposed_gemms, overlap_first_step}: measured per target, or the conservative choice where unmeasured; each
+    cell's docstring says which)."""
     hardware = "?"
     tuning: GpuTuning
     pipeline: str
@@ -170,46 +214,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16)  # 16-aligned key lengths
 
     def _alloc_buffers(self) -> None:
-        c, nv, h, dev = self.cfg, self.num_views, self.host, self.device
+        c, h, dev = self.cfg, self.host, self.device
         self.d = d = self.dims()
-        P, S, L, n_img = d.prefix_len, d.horizon, d.kv_len, d.image_tokens
-        qn, kvn, sk = c.heads * c.head_dim, c.kv_heads * c.head_dim, self.tuning.split_k
-
-        def z(*shape, dtype=torch.bfloat16):
-            return torch.zeros(*shape, dtype=dtype, device=dev)
-
-        f32, bf = torch.float32, torch.bfloat16
-        from flash_rt.kernels.triton.misc import LinearFlowWorkspace
         from flash_rt.runtime.attention import TritonAttnBackend
         self._pipeline = importlib.import_module(self.pipeline)
-        b = {
-            "x_t": z(S, c.action_dim, dtype=f32),
-            "img": z(nv, 3, c.image_size, c.image_size), "patches": z(n_img, 3 * c.patch_size ** 2),
-            "vx": z(n_img, c.vis_width, dtype=f32), "vh": z(n_img, c.vis_width), "vh8": z(n_img, c.vis_width, dtype=FP8),
-            "vo": z(n_img, c.vis_width), "vqkv": z(n_img, 3 * c.vis_width), "vatt": z(n_img, c.vis_width),
-            "vatt8": z(n_img, c.vis_width, dtype=FP8), "vf1": z(n_img, c.vis_mlp), "vf1a": z(n_img, c.vis_mlp),
-            "vf1a8": z(n_img, c.vis_mlp, dtype=FP8), "proj_out": z(n_img, c.width),
-            "emb_rows": z(c.max_token_len, c.width),
-            "x": z(P, c.width, dtype=f32), "h": z(P, c.width), "h8": z(P, c.width, dtype=FP8),
-            "qkv": z(P, qn + 2 * kvn), "q": z(c.heads, P, c.head_dim), "att": z(P, qn),
-            "att8": z(P, qn, dtype=FP8), "o": z(P, c.width), "gu": z(P, 2 * c.mlp), "act": z(P, c.mlp),
-            "act8": z(P, c.mlp, dtype=FP8), "down": z(P, c.width),
-            "o_t": z(c.width, P), "down_t": z(c.width, P),   # transposed GEMM results (transposed_gemms)
-            "pad": z(P, dtype=torch.bool), "pos": z(P, dtype=torch.int64), "suffix_pos": z(S, dtype=torch.int64),
-            "dec_bias": z(L, dtype=bf), "k_cache": z(c.layers, c.kv_heads, L, c.head_dim),
-            "v_cache": z(c.layers, c.kv_heads, L, c.head_dim),
-            "mods": self.mods, "ex_x": z(S, c.ex_width, dtype=f32), "ex_h": z(S, c.ex_width),
-            "ex_h8": z(S, c.ex_width, dtype=FP8), "ex_hf": z(S, c.ex_width, dtype=f32),
-            "ex_qkv": z(S, qn + 2 * kvn), "ex_q": z(c.heads, S, c.head_dim), "ex_att": z(S, qn),
-            "ex_att8": z(S, qn, dtype=FP8), "ex_o": z(S, c.ex_width), "ex_gu": z(S, 2 * c.ex_mlp),
-            "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
-            "ex_o_parts": z(sk, S, c.ex_width, dtype=f32), "ex_down_parts": z(sk, S, c.ex_width, dtype=f32),
-            "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
-        }
-        # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
-        b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
-        # key bias: the suffix's own keys are always visible, the unused tail never
-        b["dec_bias"][P + S:] = -2.3819763e38
+        b = device_buffers(c, d, self.tuning.split_k, dev, self.mods)
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}

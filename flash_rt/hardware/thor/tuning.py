@@ -3,9 +3,9 @@ what differs from Hopper, compile-checked for sm_110a in CI, and run on an H200 
 with these tiles. docs/hardware.md says what is verified and what is assumed.
 
 What differs, and the choice made for it:
-- 20 SMs (Hopper: 132). Every "programs to fill the GPU" rule uses 20: the decoder attention then runs without a
-  key split (25 row tiles of 16 already fill 20 SMs), so its merge pass disappears: 180 fewer graph nodes at ~3 us
-  each on Thor (the original system's figure). split-K 2 for o/down: 32 column tiles x 2 = 64 programs, 3.2
+- 20 SMs (Hopper: 132). Every "programs to fill the GPU" rule uses 20: at horizon 50 the decoder attention then runs
+  without a key split (25 row tiles of 16 already fill 20 SMs), so its merge pass disappears: 180 fewer graph nodes
+  at ~3 us each on Thor (the original system's figure). split-K 2 for o/down: 32 column tiles x 2 = 64 programs, 3.2
   waves of 20, and half the partials the next norm sums.
 - Memory, not arithmetic, sets the time (273 GB/s LPDDR5X shared with the CPU; ~517 TFLOP/s FP8): the GEMM tiles
   stay the Hopper ones that stream whole 256-wide K slabs (227 KB of shared memory per block, as on Hopper).
