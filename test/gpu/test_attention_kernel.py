@@ -2,10 +2,13 @@
 import pytest
 import torch
 
+from flash_rt.hardware.hopper.tuning import TUNING as HOPPER
 from flash_rt.kernels import reference as R
 
 pytestmark = pytest.mark.gpu
 MASK = -2.3819763e38
+MHA = {"block_n": HOPPER.full_attention.block_n, "num_warps": HOPPER.full_attention.num_warps,
+       "num_stages": HOPPER.full_attention.num_stages}   # Hopper's SigLIP tiles but the row tile
 
 
 def _check_against_twin(out, want, quant):
@@ -27,7 +30,7 @@ def test_mqa_attention_matches_twin(n, t, lk, h, quant):
     k, v = cache[0, :lk], cache[1, :lk]
     bias = torch.zeros(lk, device="cuda", dtype=torch.bfloat16)
     bias[torch.randperm(lk, generator=torch.Generator().manual_seed(1))[: lk // 3].cuda()] = MASK
-    ws = MqaWorkspace(n * t, lk, h, "cuda")
+    ws = MqaWorkspace(n * t, lk, h, "cuda", HOPPER.attention_tiles(n * t))
     dt = torch.float8_e4m3fn if quant else torch.bfloat16
     scale = torch.full((64,), 0.01, device="cuda")[:1] if quant else None
     out = torch.full((t, n * h), float("nan"), device="cuda").to(dt)
@@ -43,7 +46,7 @@ def test_mqa_attention_graph_replay_equals_eager():
     q = torch.randn(n, t, h, device="cuda").bfloat16()
     k = torch.randn(lk, h, device="cuda").bfloat16()
     v = torch.randn(lk, h, device="cuda").bfloat16()
-    ws = MqaWorkspace(n * t, lk, h, "cuda")
+    ws = MqaWorkspace(n * t, lk, h, "cuda", HOPPER.attention_tiles(n * t))
     out = torch.empty(t, n * h, device="cuda", dtype=torch.bfloat16)
     mqa_attention(q, k, v, None, out=out, ws=ws, sm_scale=0.0625)
     eager = out.clone()
@@ -71,7 +74,7 @@ def test_mha_attention_matches_twin(b, n, t, hd, quant, block_m):
     scale = torch.full((64,), 0.01, device="cuda")[:1] if quant else None
     out = torch.full((b, t, n * hd), float("nan"), device="cuda").to(dt)
     want = torch.empty_like(out)
-    mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale, block_m=block_m)
+    mha_attention(q, k, v, out=out, sm_scale=hd ** -0.5, out_scale=scale, block_m=block_m, **MHA)
     R.mha_attention(q, k, v, out=want, sm_scale=hd ** -0.5, out_scale=scale)
     _check_against_twin(out, want, quant)
 
@@ -80,26 +83,11 @@ def test_mha_attention_refuses_bad_shapes():
     from flash_rt.kernels.triton.mha import mha_attention
     q = torch.zeros(1, 2, 32, 16, device="cuda", dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="out must be"):
-        mha_attention(q, q, q, out=torch.zeros(1, 32, 16, device="cuda", dtype=torch.bfloat16), sm_scale=0.25)
+        mha_attention(q, q, q, out=torch.zeros(1, 32, 16, device="cuda", dtype=torch.bfloat16), sm_scale=0.25,
+                      block_m=64, **MHA)
     with pytest.raises(ValueError, match="out_scale"):
-        mha_attention(q, q, q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.float8_e4m3fn), sm_scale=0.25)
+        mha_attention(q, q, q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.float8_e4m3fn), sm_scale=0.25,
+                      block_m=64, **MHA)
     with pytest.raises(ValueError, match="alike"):
-        mha_attention(q, q[:, :1], q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.bfloat16), sm_scale=0.25)
-
-
-@pytest.mark.parametrize("views, want", [(1, 64), (2, 64), (3, 128)])
-def test_siglip_row_tiles_follow_the_program_count(views, want):
-    """mha_block_m: 64-row tiles unless views x 16 heads x 4 tiles exceed the SM count (132 on an H100 SXM);
-    the backend applies it, and an explicit attention_tiles override wins."""
-    from types import SimpleNamespace
-    from flash_rt.hardware.hopper.attn_backend import make_pi05_hopper_attention
-    from flash_rt.kernels.triton.mha import mha_block_m
-    assert mha_block_m(views, 16, 256, 132) == want
-    assert mha_block_m(2, 16, 256, 127) == 128       # a card with fewer SMs than the 128 programs
-    cfg = SimpleNamespace(vis_layers=1, vis_heads=16, vis_head_dim=72, num_patches=256, layers=1, heads=8,
-                          kv_heads=1, head_dim=256)
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    be = make_pi05_hopper_attention(cfg, views, 576, 50, 640, "cuda")
-    assert be.mha["siglip"] == {"block_m": mha_block_m(views, 16, 256, sms)}
-    be = make_pi05_hopper_attention(cfg, views, 576, 50, 640, "cuda", {"siglip": {"block_m": 32, "num_warps": 4}})
-    assert be.mha["siglip"] == {"block_m": 32, "num_warps": 4}
+        mha_attention(q, q[:, :1], q, out=torch.zeros(1, 32, 32, device="cuda", dtype=torch.bfloat16), sm_scale=0.25,
+                      block_m=64, **MHA)

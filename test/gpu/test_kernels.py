@@ -26,8 +26,17 @@ if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU (run with -m gpu on the device)", allow_module_level=True)
 pytest.importorskip("triton")
 
+from functools import partial  # noqa: E402
+
+from flash_rt.hardware.hopper.tuning import TUNING as HOPPER  # noqa: E402
 from flash_rt.kernels import reference as R  # noqa: E402
 from flash_rt.kernels import triton as T  # noqa: E402
+
+# the kernels at Hopper's tiles (the thor / rtx_sm120 tiles run through the model tests by override)
+GEGLU = partial(T.fp8_gemm_geglu, cfg=HOPPER.gemm["geglu"])
+ROPE_QKV = partial(T.fp8_gemm_rope_qkv, cfg=HOPPER.gemm["rope_qkv"])
+SPLITK = partial(T.fp8_gemm_splitk, cfg=HOPPER.gemm["splitk"])
+SEAM = {"chunk": HOPPER.flow_boundary.chunk, "num_warps": HOPPER.flow_boundary.num_warps}
 
 DEV = "cuda"
 F8 = torch.float8_e4m3fn
@@ -374,7 +383,7 @@ def test_fp8_gemm_geglu(m, kind):
     # production path (bf16 GEMM output, then GeGLU) must not be more exact than this kernel.
     scale = scale_for(ref32) * 0.9 if kind == "fp8" else None
     out = poison((m, f), F8 if kind == "fp8" else BF)
-    T.fp8_gemm_geglu(x, xs, w, ws, out=out, out_scale=scale)
+    GEGLU(x, xs, w, ws, out=out, out_scale=scale)
     gu = torch.empty(m, 2 * f, device=DEV, dtype=BF)
     torch._scaled_mm(x, w.t(), scale_a=xs, scale_b=ws, out_dtype=BF, out=gu)
     unfused = poison((m, f), out.dtype)
@@ -400,7 +409,7 @@ def test_fp8_gemm_rope_qkv(m, off, ltot):
     pos = (torch.arange(m, device=DEV) + off).to(torch.int64)
     q = poison((n, m, h), BF)
     ck, cv = poison((kh, ltot, h), BF), poison((kh, ltot, h), BF)
-    T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m])
+    ROPE_QKV(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m])
     torch.cuda.synchronize()
     q32, k32, v32 = (poison((n, m, h), torch.float32), poison((kh, m, h), torch.float32),
                      poison((kh, m, h), torch.float32))
@@ -425,7 +434,7 @@ def test_fp8_gemm_splitk_and_the_norm_that_sums_it(m, k, splits):
     n = 1024
     x, xs, w, ws = fp8_operands(m, n, k, seed=43)
     parts, want = poison((splits, m, n), torch.float32), poison((splits, m, n), torch.float32)
-    T.fp8_gemm_splitk(x, xs, w, ws, out_partials=parts)
+    SPLITK(x, xs, w, ws, out_partials=parts)
     R.fp8_gemm_splitk(x, xs, w, ws, out_partials=want)
     ref = R._fp8_matmul(x, xs, w, ws)
     # each partial vs its fp32 twin: tensor-core accumulation noise only
@@ -446,16 +455,16 @@ def test_fp8_gemm_splitk_and_the_norm_that_sums_it(m, k, splits):
 def test_fused_gemm_shape_errors():
     x, xs, w, ws = fp8_operands(50, 8192, 1000, seed=42)
     with pytest.raises(ValueError, match="multiple of"):
-        T.fp8_gemm_geglu(x, xs, w, ws, out=poison((50, 4096), BF))
+        GEGLU(x, xs, w, ws, out=poison((50, 4096), BF))
     x, xs, w, ws = fp8_operands(50, 8192, 1024, seed=42)
     with pytest.raises(ValueError, match=r"\[M, F\]"):
-        T.fp8_gemm_geglu(x, xs, w, ws, out=poison((50, 4000), BF))
+        GEGLU(x, xs, w, ws, out=poison((50, 4000), BF))
     with pytest.raises(ValueError, match="float8_e4m3fn"):
-        T.fp8_gemm_geglu(x.to(BF), xs, w, ws, out=poison((50, 4096), BF))
+        GEGLU(x.to(BF), xs, w, ws, out=poison((50, 4096), BF))
     # the default gate+up tiles come through TMA: a row stride the copy engine cannot take is refused by name
     x_wide = fp8_operands(50, 8192, 1032, seed=42)[0]
     with pytest.raises(ValueError, match="TMA tiles need 16-byte aligned"):
-        T.fp8_gemm_geglu(x_wide[:, 4:1028], xs, w, ws, out=poison((50, 4096), BF))
+        GEGLU(x_wide[:, 4:1028], xs, w, ws, out=poison((50, 4096), BF))
 
 
 # -- misc -----------------------------------------------------------------------------------------------
@@ -538,7 +547,7 @@ def test_flow_boundary(m, last):
     outs = {"kernel": poison((m, d), F8), "twin": poison((m, d), F8)}
     got, want = (x0.clone(), res0.clone()), (x0.clone(), res0.clone())
     o = {} if last else {"out": outs["kernel"], "out_scale": scale}
-    T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o)
+    T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o, **SEAM)
     o_r = {} if last else {"out": outs["twin"], "out_scale": scale}
     R.flow_boundary(want[0], want[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o_r)
     for g, w_, nm in zip(got, want, ("x_t", "residual")):
@@ -549,7 +558,7 @@ def test_flow_boundary(m, last):
     first = [t.clone() for t in (*got, outs["kernel"])]
     gr = torch.cuda.CUDAGraph()
     with torch.cuda.graph(gr):
-        T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o)
+        T.flow_boundary(got[0], got[1], parts, gate, sc, sh, w_out, b_out, -0.1, **nxt, **o, **SEAM)
     for _ in range(5):
         got[0].copy_(x0)
         got[1].copy_(res0)
@@ -735,19 +744,19 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
     buf = dict(res=res0.clone(), h8=poison((S, D), F8), q=poison((N, S, H), BF), kc=kv0[0].clone(),
                vc=kv0[1].clone(), att8=poison((S, N * H), F8), o_parts=poison((4, S, D), torch.float32),
                a8=poison((S, F), F8), d_parts=torch.zeros(4, S, D, device=DEV))
-    ws = MqaWorkspace(N * S, P + S, H, DEV)
+    ws = MqaWorkspace(N * S, P + S, H, DEV, HOPPER.attention_tiles(N * S))
 
     def layers():
         for _ in range(L):
             T.gated_add_ada_rms_norm(buf["res"], buf["d_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
-            T.fp8_gemm_rope_qkv(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],
+            ROPE_QKV(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],
                                 v_out=buf["vc"][:, P:])
             mqa_attention(buf["q"], buf["kc"][0], buf["vc"][0], kbias, out=buf["att8"], ws=ws, sm_scale=H ** -0.5,
                           out_scale=s_att)
-            T.fp8_gemm_splitk(buf["att8"], s_att, *wo, out_partials=buf["o_parts"])
+            SPLITK(buf["att8"], s_att, *wo, out_partials=buf["o_parts"])
             T.gated_add_ada_rms_norm(buf["res"], buf["o_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
-            T.fp8_gemm_geglu(buf["h8"], s_h, *wgu, out=buf["a8"], out_scale=s_a)
-            T.fp8_gemm_splitk(buf["a8"], s_a, *wd, out_partials=buf["d_parts"])
+            GEGLU(buf["h8"], s_h, *wgu, out=buf["a8"], out_scale=s_a)
+            SPLITK(buf["a8"], s_a, *wd, out_partials=buf["d_parts"])
 
     def reset():
         buf["res"].copy_(res0)

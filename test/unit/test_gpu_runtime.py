@@ -122,3 +122,27 @@ def test_typed_dims_align_key_lengths_for_the_gpu_only():
     with pytest.raises(dataclasses.FrozenInstanceError):
         gpu.horizon = 10
     assert np.isclose(gpu.embed_scale, 2048 ** 0.5)
+
+
+@pytest.mark.parametrize("views, want", [(1, 64), (2, 64), (3, 128)])
+def test_siglip_row_tiles_follow_the_target_program_count(views, want):
+    """mha_block_m: 64-row tiles unless views x 16 heads x 4 tiles exceed the target's SM count (132 on Hopper),
+    then 128; the backend applies it with the table's SM count, and an explicit attention_tiles override wins."""
+    pytest.importorskip("triton")
+    from flash_rt.kernels.triton.mha import mha_block_m
+    from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+    from flash_rt.models.pi05.config import Pi05Config
+    from flash_rt.models.pi05.dims import Pi05Dims
+    from flash_rt.runtime.attention import TritonAttnBackend
+    assert mha_block_m(views, 16, 256, HOPPER.sm_count) == want
+    assert mha_block_m(1, 16, 256, THOR.sm_count) == 128       # Thor's 20 SMs: 64 programs would be 3+ waves
+    cfg = dataclasses.replace(Pi05Config(), layers=1, vis_layers=1)
+    spec = pi05_attention_spec(cfg, Pi05Dims.of(cfg, views, 10, -0.1, align=16))
+    be = TritonAttnBackend(spec, "cpu", HOPPER)
+    assert be.mha["siglip"].block_m is None and be.sm_count == 132
+    be = TritonAttnBackend(spec, "cpu", HOPPER, {"siglip": {"block_m": 32, "num_warps": 4}})
+    assert (be.mha["siglip"].block_m, be.mha["siglip"].num_warps) == (32, 4)
+    with pytest.raises(InputError, match=r"attention_tiles\['siglip'\]: unknown MhaTiles fields \['target_programs'\]"):
+        TritonAttnBackend(spec, "cpu", HOPPER, {"siglip": {"target_programs": 4}})
+    with pytest.raises(InputError, match="unknown sites"):
+        TritonAttnBackend(spec, "cpu", HOPPER, {"decoderr": {}})

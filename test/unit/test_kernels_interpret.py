@@ -2,7 +2,7 @@
 
 TRITON_INTERPRET must be set before triton is imported, and another test module of the same session may
 already have imported triton in compiled mode, so the parent test re-runs this file in a child pytest
-with the variable set; the real tests below only exist in that child. Skipped where triton is missing (CI).
+with the variable set; the real tests below only exist in that child (test/unit/_interpreter.py).
 
 The interpreter's own float conversion is not the hardware's: fp32 -> bf16 truncates and its "round to
 nearest even" for fp8 is round-half-up without carry into the exponent. The child replaces that one
@@ -10,30 +10,13 @@ helper with torch's conversion (RNE, like ``cvt.rn`` on sm90) so bf16 / e4m3 out
 the twins byte for byte; if the helper is missing in this triton version, the bf16/fp8 cases skip and
 only fp32 outputs are compared. The GPU suite (test/gpu/test_kernels.py) checks the real hardware.
 """
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-_CHILD_FLAG = "FLASH_RT_TRITON_INTERPRET_CHILD"
-_IN_CHILD = os.environ.get(_CHILD_FLAG) == "1"
+from _interpreter import IN_CHILD, patch_interpreter_float_conversion, run_child
 
-
-if not _IN_CHILD:
+if not IN_CHILD:
     def test_triton_kernels_under_the_interpreter():
-        if importlib.util.find_spec("triton") is None:
-            pytest.skip("triton is not installed (CI): the interpreter tests need it")
-        env = dict(os.environ, TRITON_INTERPRET="1", **{_CHILD_FLAG: "1"})
-        root = Path(__file__).resolve().parents[2]
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-                            str(Path(__file__).resolve())], cwd=root, env=env, capture_output=True, text=True,
-                           timeout=1800)
-        tail = (r.stdout[-15000:] + "\n" + r.stderr[-5000:])
-        assert r.returncode == 0, "interpreter run failed:\n" + tail
-        assert " passed" in r.stdout, tail
+        run_child(__file__)
 
 else:
     pytest.importorskip("triton")
@@ -42,29 +25,7 @@ else:
 
     from flash_rt.kernels import reference as R
 
-    def _patch_interpreter_float_conversion() -> bool:
-        try:
-            import triton.runtime.interpreter as interp
-        except ImportError:
-            return False
-        if not hasattr(interp, "_convert_float"):
-            return False
-        tdt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp64": torch.float64,
-               "fp8e4nv": torch.float8_e4m3fn, "fp8e5": torch.float8_e5m2}
-        uint = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
-        sint = {8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
-        snp = {8: np.uint8, 16: np.int16, 32: np.int32, 64: np.int64}
-
-        def convert(data, src_ty, dst_ty, rounding_mode):  # noqa: ARG001 (RNE, the only mode we use)
-            sb, db = src_ty.primitive_bitwidth, dst_ty.primitive_bitwidth
-            raw = np.ascontiguousarray(data).view(uint[sb]).view(snp[sb])
-            t = torch.from_numpy(raw.copy()).view(tdt[src_ty.name]).to(tdt[dst_ty.name])
-            return t.view(sint[db]).numpy().view(uint[db])
-
-        interp._convert_float = convert
-        return True
-
-    FAITHFUL = _patch_interpreter_float_conversion()
+    FAITHFUL = patch_interpreter_float_conversion()
     from flash_rt.kernels import triton as T  # noqa: E402  (after TRITON_INTERPRET is in the env)
 
     F8 = torch.float8_e4m3fn

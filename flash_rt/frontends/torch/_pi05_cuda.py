@@ -44,6 +44,41 @@ from flash_rt.runtime.tuning import GpuTuning
 _GB = 1e9
 
 
+def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+    """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
+    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales)."""
+    src = open_checkpoint(checkpoint, device=str(device))
+    target = types.SimpleNamespace(w={})
+    WeightLoader(build_spec(cfg, precision), src).run(target)
+    flat = {f"w.{k}": v for k, v in target.w.items()}
+    for _, grp, _ in gemm_names(cfg) if precision == "fp8" else []:
+        flat.setdefault(f"s.{grp}", getattr(target, grp))
+    return flat
+
+
+def unpack_weights(flat: dict, cfg, precision: str, device):
+    """(w, FP8 weight scales by name, their aligned storage, the per-step modulation, dt) from a flat dict: the
+    scales on 256-byte boundaries (cuBLASLt), the patch kernel as a GEMM operand, pos + patch bias folded, the
+    action head in the seam kernel's layout, and every t-dependent modulation precomputed (then dropped)."""
+    flat = {k: v.to(device) for k, v in flat.items()}
+    w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
+    ws, store = {}, None
+    if precision == "fp8":
+        names = gemm_names(cfg)
+        store, views = aligned_scalars(len(names), device)
+        for (name, grp, i), view in zip(names, views):
+            view.copy_(flat[f"s.{grp}"][0 if i is None else i])
+            ws[name] = view
+    w["patch_w"] = w["patch_w"].reshape(cfg.vis_width, -1).contiguous()
+    w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
+    w["action_out_rows"] = w["action_out_w"].t().contiguous()   # [A, D], as the flow_boundary kernel reads it
+    times, dt = flow_schedule(cfg.num_steps)
+    mods = precompute_modulation(w, cfg, times).to(device)
+    for k in [k for k in w if ".ada" in k or k.startswith(("time_", "ex_final"))]:
+        del w[k]  # only needed for the precompute (~0.5 GB fp32 at full size)
+    return w, ws, store, mods, dt
+
+
 def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
     """Every device buffer of one Pi0.5 GPU forward but the per-tick inputs (which the frontend adds, staged or
     zero-copy), allocated once. A function of the shapes alone, so the CI compile check builds the very same
@@ -167,13 +202,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         return total + int(1.5 * _GB)
 
     def _build_weights(self) -> dict:
-        src = open_checkpoint(self.checkpoint, device=str(self.device))
-        target = types.SimpleNamespace(w={})
-        WeightLoader(build_spec(self.cfg, self.precision), src).run(target)
-        flat = {f"w.{k}": v for k, v in target.w.items()}
-        for _, grp, _ in gemm_names(self.cfg) if self.precision == "fp8" else []:
-            flat.setdefault(f"s.{grp}", getattr(target, grp))
-        return flat
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
@@ -190,23 +219,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         else:
             self.weight_cache_status = "off"
             flat = self._build_weights()
-        flat = {k: v.to(self.device) for k, v in flat.items()}
-        self.w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
-        self.ws = {}
-        if self.precision == "fp8":
-            names = gemm_names(self.cfg)
-            self._w_scale_store, views = aligned_scalars(len(names), self.device)
-            for (name, grp, i), view in zip(names, views):
-                view.copy_(flat[f"s.{grp}"][0 if i is None else i])
-                self.ws[name] = view
-        c, w = self.cfg, self.w
-        w["patch_w"] = w["patch_w"].reshape(c.vis_width, -1).contiguous()
-        w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
-        w["action_out_rows"] = w["action_out_w"].t().contiguous()   # [A, D], as the flow_boundary kernel reads it
-        times, self.dt = flow_schedule(c.num_steps)
-        self.mods = precompute_modulation(w, c, times).to(self.device)
-        for k in [k for k in w if ".ada" in k or k.startswith(("time_", "ex_final"))]:
-            del w[k]  # only needed for the precompute (~0.5 GB fp32 at full size)
+        self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(flat, self.cfg, self.precision,
+                                                                                  self.device)
         return f"{self.precision}, {status}"
 
     # -- buffers -----------------------------------------------------------------------------------------

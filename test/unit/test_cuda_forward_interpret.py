@@ -1,0 +1,96 @@
+"""The shared GPU forward of every GPU cell (models/pi05/cuda_forward.py), run by Triton's CPU interpreter on the
+a micro model with each target's tuning table and option defaults, against the exact CPU path on the same inputs.
+
+Why: the GPU cells can only run on a GPU, which CI has not; a broken forward (a wrong dims field, a seam kernel
+called with the wrong tiles, a context that lost an op) would otherwise surface on the device, or on a robot.
+Here the very code the device runs -- GPU weight spec and its unpacking, the device buffers, the Triton attention
+backend, the calibration twin, the FP8 context and every Triton kernel -- runs on CPU tensors: the kernels through
+the interpreter, cuBLASLt's FP8 GEMMs through torch._scaled_mm on the CPU. What it cannot check is CUDA itself
+(streams, graphs, pinned memory, PDL): the GPU suite does. The tiny model's K = 64 is below the fused expert GEMMs'
+tiles, so those run as GEMM + epilogue kernel here (the kernel suite checks the fused ones at full size).
+Bars: the precision ladder's (BF16 cos >= 0.999, FP8 >= 0.995; worst of 2 observations, float64 cosine).
+"""
+import pytest
+
+from _interpreter import IN_CHILD, patch_interpreter_float_conversion, run_child
+
+if not IN_CHILD:
+    def test_gpu_forward_under_the_interpreter():
+        run_child(__file__)
+
+else:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    import flash_rt
+    from flash_rt.frontends.torch._pi05_cuda import build_weights, device_buffers, unpack_weights
+    from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper
+    from flash_rt.frontends.torch.pi05_rtx import Pi05TorchFrontendRtx
+    from flash_rt.frontends.torch.pi05_thor import Pi05TorchFrontendThor
+    from flash_rt.kernels import triton as kernels
+    from flash_rt.models.pi05 import cuda_forward
+    from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+    from flash_rt.models.pi05.dims import Pi05Dims
+    from flash_rt.models.pi05.oracle import cosine64
+    from flash_rt.runtime.attention import TritonAttnBackend
+    from flash_rt.runtime.fp8_scales import ActivationScales
+    from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
+    from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
+    from flash_rt.testing.checkpoint import TINY_CONFIG
+    from flash_rt.testing.observations import random_observation
+
+    assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
+    CELLS = {c.hardware: c for c in (Pi05TorchFrontendHopper, Pi05TorchFrontendThor, Pi05TorchFrontendRtx)}
+    # the interpreter runs about a program a millisecond: a micro model (4x4 patches of a 56-pixel image, 48 prompt
+    # slots), one camera, two flow steps -- every kernel and code path of the forward, at ~1/10 of the tiny's rows
+    MICRO = dataclasses.replace(TINY_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
+    VIEWS = 1
+
+    @pytest.fixture(scope="module")
+    def micro_ckpt(tmp_path_factory):
+        return build_tiny_checkpoint(tmp_path_factory.mktemp("micro"), layout="openpi", cfg=MICRO)
+
+    @pytest.fixture(scope="module")
+    def cpu_policy(micro_ckpt):
+        return flash_rt.load_model(micro_ckpt, hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
+
+    @pytest.mark.parametrize("precision, bar", [("bf16", 0.999), ("fp8", 0.995)])
+    @pytest.mark.parametrize("hardware", sorted(CELLS))
+    def test_gpu_forward_matches_the_exact_cpu_path(micro_ckpt, cpu_policy, hardware, precision, bar):
+        cell, cfg = CELLS[hardware], cpu_policy.config
+        w, ws, _, mods, dt = unpack_weights(build_weights(micro_ckpt, cfg, precision, "cpu"), cfg, precision, "cpu")
+        d = Pi05Dims.of(cfg, VIEWS, len(mods), dt, align=16)
+        b = device_buffers(cfg, d, cell.tuning.split_k, "cpu", mods)
+        h = cpu_policy.frontend.host
+        b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
+                 token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
+                 noise=torch.from_numpy(h.noise))
+        attn = TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning)
+        scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
+        rng = np.random.default_rng(7)
+        worst = 1.0
+        for _ in range(2):
+            images, state, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
+            cpu_policy.predict(images, state, prompt, noise)        # fills the host buffers b reads
+            want = h.model_out.copy()
+            if precision == "fp8":   # calibrate on this observation (the first-tick rule), then run production
+                scales.amax.zero_()
+                scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
+                cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update,
+                                                                  scratch), None)
+                scales.set_from_amax()
+                opts = cell.option_defaults
+                q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
+                               fused_ops=("rope_qkv", "geglu", "splitk"), transposed=opts["transposed_gemms"],
+                               flow_boundary=True)
+                assert q.fused_flow_boundary
+            else:
+                q = Bf16Context(w)
+            cuda_forward.forward(w, b, d, attn, q, None)
+            got = b["x_t"].numpy()
+            assert np.isfinite(got).all()
+            worst = min(worst, cosine64(got, want))
+        print(f"{hardware} {precision}: worst cos {worst:.6f}")
+        assert worst >= bar, (hardware, precision, worst)
