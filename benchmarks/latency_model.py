@@ -397,7 +397,8 @@ def targets_table() -> list[str]:
         def lead(field, text):
             return text + ("*" if field in t.leads else "")
         lines.append(f"| {t.name} ({t.label}) | {t.tuning.sm_count} | "
-                     f"{lead('bandwidth', f'{t.bandwidth / 1e9:,.0f} GB/s')} | {t.bw_fraction:.2f} | "
+                     f"{lead('bandwidth', f'{t.bandwidth / 1e9:,.0f} GB/s')} | "
+                     f"{lead('bw_fraction', f'{t.bw_fraction:.2f}')} | "
                      f"{lead('fp8_rate', f'{t.fp8_rate / 1e12:,.0f} TF/s')} | "
                      f"{lead('bf16_rate', f'{t.bf16_rate / 1e12:,.0f} TF/s')} | "
                      f"{lead('l2_bytes', f'{t.l2_bytes / 1e6:.0f} MB')} | {lead('node_s', f'{t.node_s * 1e6:.2f} us')}"
