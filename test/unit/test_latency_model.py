@@ -262,3 +262,12 @@ def test_the_cli_prints_the_tables():
     for needle in ("#### Parameters", "#### The model against the H100 measurements", "thor: Jetson AGX Thor",
                    "rtx_sm120: RTX 5090", "hopper_h200"):
         assert needle in md
+
+
+def test_docs_quote_the_current_tables():
+    """docs/hardware.md pastes `latency_model.py --markdown` between its markers: a change to the model, its
+    parameters or the pipeline's kernel list must regenerate them (the command is in the marker)."""
+    doc = (_PATH.parents[1] / "docs" / "hardware.md").read_text()
+    begin = doc.index("\n", doc.index("<!-- latency_model.py --markdown: begin")) + 1
+    end = doc.index("<!-- latency_model.py --markdown: end -->")
+    assert doc[begin:end].strip() == lm.markdown().strip(), "regenerate: python3 benchmarks/latency_model.py --markdown"
