@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from flash_rt.hardware.hopper.tuning import TUNING  # noqa: E402  (the defaults the sweep starts from)
 from flash_rt.kernels.triton import rope_qkv_split  # noqa: E402
 from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention  # noqa: E402
 from flash_rt.kernels.triton.launch import programmatic_dependent_launch  # noqa: E402
@@ -75,8 +76,8 @@ def main():
     rows = []
     # targets 13..50 give 1-2 key splits (no or little merge work, longer key loops); 132 / 264 give 5-10
     for bm, bn, tp, nw, st in itertools.product([16, 32], [64, 128], [13, 25, 50, 132, 264], [4, 8], [2]):
-        ws = MqaWorkspace(n * s_len, kv, h, "cuda", block_m=bm, block_n=bn, target_programs=tp, num_warps=nw,
-                          num_stages=st)
+        ws = MqaWorkspace(n * s_len, kv, h, "cuda", TUNING.attention_tiles(n * s_len).with_overrides(
+            block_m=bm, block_n=bn, target_programs=tp, num_warps=nw, num_stages=st))
         f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa
         try:
             rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))
@@ -96,7 +97,8 @@ def sweep_merge(n=8, s_len=50, p_len=576, h=256):
     out = torch.empty(s_len, n * h, device="cuda", dtype=torch.float8_e4m3fn)
     scale = torch.full((64,), 0.05, device="cuda")[:1]
     for rows, warps in itertools.product([2, 4, 8, 16], [1, 2, 4, 8]):
-        ws = MqaWorkspace(n * s_len, kv, h, "cuda", merge_rows=rows, merge_warps=warps)
+        ws = MqaWorkspace(n * s_len, kv, h, "cuda", TUNING.attention_tiles(n * s_len).with_overrides(
+            merge_rows=rows, merge_warps=warps))
         f = lambda ws=ws: mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5,  # noqa: E731
                                         out_scale=scale)
         print(f"merge rows={rows:2d} warps={warps}: {graph_us(f):.2f} us (partial + merge, {ws.splits} splits)")
@@ -130,13 +132,13 @@ def sweep_prefix(n=8, p_len=576, h=256):
     rows = []
     for bm, bn, tp, nw, st in itertools.product([32, 64, 128], [32, 64, 128], [72, 132, 264], [4, 8], [2]):
         try:
-            ws = MqaWorkspace(n * p_len, p_len, h, "cuda", block_m=bm, block_n=bn, target_programs=tp,
-                              num_warps=nw, num_stages=st)
+            ws = MqaWorkspace(n * p_len, p_len, h, "cuda", TUNING.attention_tiles(n * p_len).with_overrides(
+                block_m=bm, block_n=bn, target_programs=tp, num_warps=nw, num_stages=st))
             f = lambda ws=ws: mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa: E731
             rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))
         except Exception as e:  # a config the compiler rejects (shared memory) is skipped
             print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
-    default = MqaWorkspace(n * p_len, p_len, h, "cuda")
+    default = MqaWorkspace(n * p_len, p_len, h, "cuda", TUNING.attention_tiles(n * p_len))
     print(f"default: bm={default.block_m} bn={default.block_n} warps={default.num_warps} "
           f"stages={default.num_stages} splits={default.splits}")
     for t, name in sorted(rows)[:25]:

@@ -109,6 +109,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
     ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--hardware", default="auto", help="the cell to trace (another GPU's cell runs by override)")
     ap.add_argument("--horizon", type=int, default=50)
     ap.add_argument("--ckpt", default=None, help="a full-size checkpoint (default: generate one)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -127,7 +128,7 @@ def main(argv=None):
         state = rng.uniform(-1, 1, 8)
         report = {}
         for name in args.variants:
-            pol = flash_rt.load_model(ckpt, hardware="hopper", precision="fp8", num_views=args.views,
+            pol = flash_rt.load_model(ckpt, hardware=args.hardware, precision="fp8", num_views=args.views,
                                       action_horizon=args.horizon, max_token_len=64, cache_dir=work / "cache",
                                       **VARIANTS[name])
             pol.predict(images, state, "pick up the red block and put it in the blue bowl")

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attention_sweep import PDL, graph_us  # noqa: E402
 from flash_rt.kernels.triton.activations import _gelu_tanh_f32  # noqa: E402
-from flash_rt.kernels.triton.gemm_fused import FusedGemmConfig, fp8_gemm_geglu  # noqa: E402
+from flash_rt.kernels.tiles import FusedGemmConfig  # noqa: E402
+from flash_rt.kernels.triton.gemm_fused import fp8_gemm_geglu  # noqa: E402
 from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
 
 F8 = torch.float8_e4m3fn
@@ -149,14 +150,14 @@ def main():
                       lambda i, bn=bn, bk=bk, xd=xd, wds=wds, qm=qm, late=late: _geglu_tma[(f // bn,)](
                           xd, wds[i], out8 if qm else out, out.stride(0), one, m, f, k, BLOCK_M=64, BLOCK_N=bn,
                           BLOCK_K=bk, STAGES=4, QMODE=qm, LATE=late, num_warps=4, **launch_kw()))
-            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4, tma=True)
+            cfg = FusedGemmConfig(block_m=64, block_n=bn, block_k=bk, stages=4, warps=4, tma=True)
             bench(f"catalogue tma bn{bn} bk{bk} s4 w4",
                   lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out8, out_scale=one, cfg=c))
             bench(f"catalogue tma bn{bn} bk{bk} s4 w4 bf16 out",
                   lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out, cfg=c))
         return
     for bn, bk, st, nw in ((16, 128, 4, 4), (16, 256, 3, 4), (32, 128, 4, 4), (32, 256, 3, 8)):
-        cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=st, warps=nw)
+        cfg = FusedGemmConfig(block_m=64, block_n=bn, block_k=bk, stages=st, warps=nw, tma=False)
         bench(f"catalogue bn{bn} bk{bk} s{st} w{nw}",
               lambda i, c=cfg: fp8_gemm_geglu(x, one, ws[i], one, out=out8, out_scale=one, cfg=c))
     for bn in (16, 32):

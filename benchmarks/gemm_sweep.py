@@ -14,7 +14,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.kernels.triton import geglu, rope_qkv_split  # noqa: E402
-from flash_rt.kernels.triton.gemm_fused import (FusedGemmConfig, fp8_gemm_geglu, fp8_gemm_rope_qkv,  # noqa: E402
+from flash_rt.kernels.tiles import FusedGemmConfig  # noqa: E402
+from flash_rt.kernels.triton.gemm_fused import (fp8_gemm_geglu, fp8_gemm_rope_qkv,  # noqa: E402
                                                 fp8_gemm_splitk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,7 +83,7 @@ def main():
     else:
         cfgs = list(itertools.product([16, 32, 64], [128, 256], [3, 4], [4, 8], [False]))
     for bn, bk, st, nw, tma in cfgs:
-        cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=st, warps=nw, tma=tma)
+        cfg = FusedGemmConfig(block_m=64, block_n=bn, block_k=bk, stages=st, warps=nw, tma=tma)
         for name, fn in (("geglu", lambda i, c=cfg: fp8_gemm_geglu(x, one, w_gu[i], one, out=act, out_scale=one,
                                                                    cfg=c)),
                          ("qkv+rope", lambda i, c=cfg: fp8_gemm_rope_qkv(x, one, w_qkv[i], one, pos, q_out=q,
@@ -104,7 +105,7 @@ def main():
             if kk % (sp * bk) or (a.tma and sp == 2):
                 continue
             parts = torch.empty(sp, m, d, device="cuda")
-            cfg = FusedGemmConfig(block_n=bn, block_k=bk, stages=4, warps=4, tma=tma)
+            cfg = FusedGemmConfig(block_m=64, block_n=bn, block_k=bk, stages=4, warps=4, tma=tma)
             try:
                 rows.append((f"splitk-{nm}", t(lambda i, c=cfg, pp=parts: fp8_gemm_splitk(xk, one, ws_[i], one,
                                                                                           out_partials=pp, cfg=c)),

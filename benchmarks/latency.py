@@ -79,7 +79,16 @@ VARIANTS = {
     "seam-pieces": {"fused_flow_boundary": False},    # the seam between flow steps as 4 kernels (before)
     "unfused": {"fused_expert_gemms": (), "programmatic_launch": False, "overlap_first_step": False,
                 "fused_flow_boundary": False},
+    # per-tick inputs read by the graph in place from pinned host memory (Thor's default) vs staged copies
+    "zero-copy": {"zero_copy_io": True},
+    "staged": {"zero_copy_io": False},
+    "overlap": {"overlap_first_step": True},
 }
+
+
+def triton_version() -> str:
+    import triton
+    return triton.__version__
 
 
 def pct(x, q):
@@ -143,6 +152,10 @@ def main(argv=None):
     ap.add_argument("--horizons", type=int, nargs="+", default=[50])
     ap.add_argument("--max-token-len", type=int, default=64)
     ap.add_argument("--precision", default="fp8")
+    ap.add_argument("--hardware", nargs="+", default=["auto"],
+                    help="cells to time, one after another in this process: auto (this GPU's own), hopper, thor, "
+                         "rtx_sm120. A cell other than the GPU's own runs by override: label such numbers "
+                         "'<card>, <target> path by override' (the rtx_sm120 lowering needs TRITON_OVERRIDE_ARCH=sm120)")
     ap.add_argument("--replays", type=int, default=200)
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--no-baseline", action="store_true")
@@ -177,12 +190,13 @@ def main(argv=None):
         variants = [("default", {})] if args.fused == "default" else [
             (k, {"fused_expert_gemms": named[k]}) for k in (("off", "all", "splitk") if args.fused == "ab"
                                                            else (args.fused,))]
-    for v, h, (vname, opts) in ((v, h, x) for v in args.views for h in args.horizons for x in variants):
+    runs = ((hw, v, h, x) for hw in args.hardware for v in args.views for h in args.horizons for x in variants)
+    for hw, v, h, (vname, opts) in runs:
         gc.collect()  # the previous policy (reference cycles) must be gone before its memory is measured
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        pol = flash_rt.load_model(ckpt, hardware="hopper", precision=args.precision, num_views=v,
+        pol = flash_rt.load_model(ckpt, hardware=hw, precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
                                   **{**({"fast_accum": True} if args.fast_accum else {}), **opts})
         t_load = time.perf_counter() - t0
@@ -198,7 +212,7 @@ def main(argv=None):
         rep = time_replays(fe, args.replays)
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
-        row = dict(views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch, tokens=n_tok, max_token_len=args.max_token_len,
+        row = dict(hardware=pol.hardware, views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch, tokens=n_tok, max_token_len=args.max_token_len,
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
@@ -217,13 +231,15 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
         del pol, fe
     (out / "latency.json").write_text(json.dumps(results, indent=1))
-    print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.precision}, "
-          f"{args.replays} replays, max_token_len {args.max_token_len}")
-    print("| views | horizon | variant | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
+    override = os.environ.get("TRITON_OVERRIDE_ARCH")
+    print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, triton {triton_version()}, "
+          f"{args.precision}, {args.replays} replays, max_token_len {args.max_token_len}"
+          + (f", TRITON_OVERRIDE_ARCH={override}" if override else ""))
+    print("| cell | views | horizon | variant | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
           " load s | 1st predict s | GPU GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['views']} | {r['horizon']} | {r['variant']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | "
+        print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {r['variant']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | "
               f"{r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "

@@ -1,4 +1,4 @@
-"""capture_graph (flash_rt/hardware/cuda_graph.py) keeps Python's garbage collector out of a CUDA-graph capture.
+"""capture_graph (flash_rt/runtime/graph.py) keeps Python's garbage collector out of a CUDA-graph capture.
 
 The hazard: a dead reference cycle whose finalizer makes a non-capturable CUDA call (what freeing a dead
 policy's pinned buffers and events amounts to) is collected mid-capture, triggered by allocations the capture
@@ -11,7 +11,7 @@ import gc
 import pytest
 import torch
 
-from flash_rt.hardware.cuda_graph import capture_graph
+from flash_rt.runtime.graph import capture_graph
 
 pytestmark = pytest.mark.gpu
 
