@@ -15,15 +15,15 @@ import torch
 
 _NP_TO_TORCH = {np.uint8: torch.uint8, np.bool_: torch.bool, np.int64: torch.int64, np.float32: torch.float32,
                 np.float64: torch.float64}
-_TYPESTR = {torch.uint8: "|u1", torch.bool: "|b1", torch.int64: "<i8", torch.float32: "<f4", torch.float64: "<f8"}
 
 
-class _CudaArrayView:
-    """A __cuda_array_interface__ over a pinned host tensor's address; holds the tensor so it outlives the view."""
+class _CudaBytesView:
+    """A __cuda_array_interface__ over a pinned host tensor's bytes (as uint8: every dtype, bool included, is then
+    a view of it); holds the tensor so it outlives the view."""
 
     def __init__(self, t: torch.Tensor):
         self._owner = t
-        self.__cuda_array_interface__ = {"shape": tuple(t.shape), "typestr": _TYPESTR[t.dtype],
+        self.__cuda_array_interface__ = {"shape": (t.numel() * t.element_size(),), "typestr": "|u1",
                                          "data": (t.data_ptr(), False), "version": 3, "strides": None}
 
 
@@ -46,7 +46,7 @@ class PinnedHostBuffers:
     def device_alias(self, a: np.ndarray, device) -> torch.Tensor:
         """A CUDA tensor that IS the pinned host array `a` (zero copy; see the module doc)."""
         t = self.pinned(a)
-        alias = torch.as_tensor(_CudaArrayView(t), device=device)
+        alias = torch.as_tensor(_CudaBytesView(t), device=device).view(t.dtype).view(t.shape)
         if alias.data_ptr() != t.data_ptr():
             raise RuntimeError("zero-copy alias landed at another address than the pinned buffer")
         return alias
