@@ -146,3 +146,15 @@ def test_siglip_row_tiles_follow_the_target_program_count(views, want):
         TritonAttnBackend(spec, "cpu", HOPPER, {"siglip": {"target_programs": 4}})
     with pytest.raises(InputError, match="unknown sites"):
         TritonAttnBackend(spec, "cpu", HOPPER, {"decoderr": {}})
+
+
+@pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120"])
+@pytest.mark.parametrize("precision", ["fp8", "bf16"])
+def test_every_cell_has_a_valid_weight_cache_tag(hardware, precision):
+    """The tag is part of the cache file's name: rtx_sm120's underscore was refused there and every rtx_sm120 load
+    failed (first device run of the cell)."""
+    from flash_rt.executors.weight_cache import cache_filename
+    from flash_rt.frontends.torch._pi05_cuda import weight_spec_tag
+    tag = weight_spec_tag(hardware, precision)
+    assert cache_filename({"ckpt_hash": "ab" * 32, "spec_tag": tag, "num_views": 0})
+    assert len({weight_spec_tag(h, precision) for h in ("hopper", "thor", "rtx_sm120")}) == 3

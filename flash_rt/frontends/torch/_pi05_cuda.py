@@ -44,6 +44,12 @@ from flash_rt.runtime.tuning import GpuTuning
 _GB = 1e9
 
 
+def weight_spec_tag(hardware: str, precision: str) -> str:
+    """The weight cache's spec tag of a cell: part of a file name, so only [A-Za-z0-9.+-] (rtx_sm120's underscore
+    made every rtx_sm120 load fail before this, on the first device run)."""
+    return f"pi05-{hardware.replace('_', '-')}-{precision}-v1"
+
+
 def build_weights(checkpoint, cfg, precision: str, device) -> dict:
     """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
     the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales)."""
@@ -178,7 +184,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.graph = None
         self.calibrated = precision == "bf16"
         self.calibration_info: dict = {}
-        self._warming = False
+        self._warming = self._twin_compiled = False
         super().__init__(checkpoint, **kw)
 
     # -- host buffers: pinned, so H2D/D2H are async DMA (or no copy at all with zero_copy_io) -----------------
@@ -210,7 +216,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.ckpt_hash = checkpoint_hash(self.source.files[0])
         status = "weight cache off"
         if self.weight_cache:
-            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": f"pi05-{self.hardware}-{self.precision}-v1",
+            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
                     "num_views": 0}
             root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
             flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
@@ -308,8 +314,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the calibration cache")
             return
         self._upload()
-        if self._warming:   # placeholders: compile the calibration twin now, keep no scales
+        if self._warming:   # placeholders: compile the calibration twin now (once), keep no scales
+            if self._twin_compiled:
+                return
             self._compile_calibration_twin()
+            self._twin_compiled = True
             self.startup.add("compile_calibration", time.perf_counter() - t0,
                              "calibration twin compiled on placeholders; calibrates on the first real tick")
             return
