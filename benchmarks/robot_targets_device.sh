@@ -32,6 +32,11 @@ case "${1:-latency}" in
     log suite-hopper-thor
     python3 -m pytest -m gpu test/gpu -q -rA -p no:cacheprovider "${@:2}" 2>&1 | tee "$OUT/suite.log" | grep -E "PASSED|FAILED|ERROR|worst cos|passed|failed" | tail -80
     ;;
+  rtx)
+    log smoke-rtx; TRITON_OVERRIDE_ARCH=sm120 python3 benchmarks/cells_smoke.py --hardware rtx_sm120 2>&1 | tail -4
+    log checkpoint; full_ckpt
+    log rtx; TRITON_OVERRIDE_ARCH=sm120 lat --views 1 2 3 --horizons 10 50 --hardware rtx_sm120 --out "$OUT/rtx" 2>&1 | tail -9
+    ;;
   suite-rtx)
     log suite-rtx
     TRITON_OVERRIDE_ARCH=sm120 python3 -m pytest -m gpu test/gpu/test_pi05_gpu.py -q -rA -p no:cacheprovider "${@:2}" 2>&1 | tee "$OUT/suite_rtx.log" | grep -E "PASSED|FAILED|ERROR|worst cos|passed|failed" | tail -40
