@@ -10,17 +10,19 @@ import dataclasses
 from dataclasses import dataclass
 
 
-def _replace(obj, what: str, overrides: dict):
-    """A copy of a frozen tile record with some fields replaced; an unknown field is a ValueError naming it."""
-    fields = {f.name for f in dataclasses.fields(obj)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f"unknown {what} fields {sorted(unknown)}; expected any of {sorted(fields)}")
-    return dataclasses.replace(obj, **overrides)
+class _Tiles:
+    def with_overrides(self, **overrides):
+        """A copy with some fields replaced (A/B overrides); an unknown field is a ValueError naming it."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} fields {sorted(unknown)}; expected any of "
+                             f"{sorted(fields)}")
+        return dataclasses.replace(self, **overrides)
 
 
 @dataclass(frozen=True)
-class FusedGemmConfig:
+class FusedGemmConfig(_Tiles):
     """Tiles of the fused FP8 GEMMs (kernels/triton/gemm_fused.py): block_m rows (masked) x block_n output
     columns per program, block_k per step, software-pipelining stages, warps, and tma (tiles through TMA
     tensor descriptors instead of pointer loads). No autotune: one compile per shape before graph capture."""
@@ -31,8 +33,6 @@ class FusedGemmConfig:
     warps: int
     tma: bool
 
-    def with_overrides(self, **overrides) -> "FusedGemmConfig":
-        return _replace(self, "FusedGemmConfig", overrides)
 
     def smem_bytes(self, dual: bool) -> int:
         """An upper estimate of the shared memory a program of this config uses, FP8 operands: `stages` buffers of
@@ -44,7 +44,7 @@ class FusedGemmConfig:
 
 
 @dataclass(frozen=True)
-class MqaTiles:
+class MqaTiles(_Tiles):
     """Tiles of the MQA flash-decoding kernel (kernels/triton/attention.py): block_m query rows x block_n keys per
     program, enough key splits that about `target_programs` programs run (the SM count), and the merge pass's
     rows and warps per program."""
@@ -56,12 +56,10 @@ class MqaTiles:
     merge_rows: int
     merge_warps: int
 
-    def with_overrides(self, **overrides) -> "MqaTiles":
-        return _replace(self, "MqaTiles", overrides)
 
 
 @dataclass(frozen=True)
-class MhaTiles:
+class MhaTiles(_Tiles):
     """Tiles of the unmasked MHA kernel (kernels/triton/mha.py); block_m None = chosen from the program count
     (mha.mha_block_m with the target's SM count)."""
     block_m: int | None
@@ -69,12 +67,10 @@ class MhaTiles:
     num_warps: int
     num_stages: int
 
-    def with_overrides(self, **overrides) -> "MhaTiles":
-        return _replace(self, "MhaTiles", overrides)
 
 
 @dataclass(frozen=True)
-class FlowTiles:
+class FlowTiles(_Tiles):
     """The flow-step seam kernel (kernels/triton/flow_boundary.py): action rows of a weight chunk (a power of
     two) and warps per program."""
     chunk: int

@@ -80,6 +80,15 @@ class GpuTuning:
             self.check_gemm(op, gemm[op])
         return dataclasses.replace(self, gemm=gemm)
 
+    def derive(self, **changes) -> "GpuTuning":
+        """The table of another target that keeps this table's tiles except `changes`, checked; the attention's
+        "programs to fill the GPU" follow the new SM count. Why: Hopper's are the only measured tiles; a table
+        derived from them says in its own lines exactly what differs for its target and keeps the rest visibly
+        Hopper's, instead of a copy that would drift."""
+        sm = changes.get("sm_count", self.sm_count)
+        attention = {k: t.with_overrides(target_programs=sm) for k, t in self.attention.items()}
+        return dataclasses.replace(self, **{"attention": attention, **changes}).check()
+
     def attention_tiles(self, rows: int) -> MqaTiles:
         """The MQA tiles for a site of `rows` query rows (heads x queries)."""
         return self.attention["decode" if rows <= self.decode_max_rows else "prefill"]
