@@ -20,7 +20,7 @@ Contract, kept by `pdl_enter` at the top of every kernel:
 torch and cuBLAS kernels between two Triton kernels launch normally; ordering around them is the ordinary
 stream order. CUDA-graph capture keeps the programmatic edges (CUDA >= 12.3).
 
-Off unless asked for: the Hopper frontend (option programmatic_launch, on by default) wraps its warm-up and
+Off unless asked for: the GPU frontends (option programmatic_launch, on by default) wrap their warm-up and
 capture in `programmatic_dependent_launch()`; a later A/B gave 12.33 -> 11.99 ms (docs/benchmarks.md).
 Each kernel compiles separately for PDL on and off (launch_pdl is a compile option), and the flag is read at
 launch time only, so a captured graph keeps what it was captured with. Under TRITON_INTERPRET (CPU) PDL is

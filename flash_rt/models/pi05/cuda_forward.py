@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import torch
 
-from flash_rt.models.pi05.dims import Pi05Dims
-from flash_rt.runtime.layout import im2col_patches
 from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_boundary,
                                      gated_add_ada_rms_norm, geglu, gelu_tanh, key_padding_bias, layer_norm,
                                      linear_flow_update, prefix_positions, rms_norm, rope_qkv_split, uint8_to_model)
+from flash_rt.models.pi05.dims import Pi05Dims
+from flash_rt.runtime.layout import im2col_patches
 
 
 def quant_sites(d: Pi05Dims) -> list[str]:
