@@ -10,13 +10,14 @@ import importlib
 
 from flash_rt.errors import HardwareError
 
-SUPPORTED_HARDWARE = ("cpu", "hopper", "thor", "rtx_sm120")
+SUPPORTED_HARDWARE = ("cpu", "hopper", "thor", "rtx_sm120", "rtx_sm89")
 
 # compute capability (major, minor) -> hardware name
 _CAPABILITY_MAP = {
     (9, 0): "hopper",      # H100 / H200
     (11, 0): "thor",       # Jetson AGX Thor
     (12, 0): "rtx_sm120",  # RTX 5090
+    (8, 9): "rtx_sm89",    # RTX 4090 / L4 / L40S (Ada)
 }
 
 _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
@@ -24,6 +25,7 @@ _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi05", "torch", "hopper"): ("flash_rt.frontends.torch.pi05_hopper", "Pi05TorchFrontendHopper"),
     ("pi05", "torch", "thor"): ("flash_rt.frontends.torch.pi05_thor", "Pi05TorchFrontendThor"),
     ("pi05", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi05_rtx", "Pi05TorchFrontendRtx"),
+    ("pi05", "torch", "rtx_sm89"): ("flash_rt.frontends.torch.pi05_rtx_sm89", "Pi05TorchFrontendRtxSm89"),
 }
 
 

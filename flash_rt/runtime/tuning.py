@@ -25,7 +25,7 @@ ATTENTION_KINDS = ("decode", "prefill")
 class GpuTuning:
     """hardware: the `_PIPELINE_MAP` hardware key; arch: the Triton/PTX target (90, 110, 120); mma: the FP8 MMA
     instruction the target's dots lower to (the CI compile check looks for it in the PTX); min_triton: the oldest
-    Triton that can build for the target.
+    Triton that can build for the target; pdl: whether the chip has programmatic dependent launch (sm90+).
     gemm: FusedGemmConfig per fused GEMM ("rope_qkv", "geglu", "splitk"); split_k: K ranges of the split-K GEMMs;
     fused_max_m: rows up to which the fused GEMMs run (larger M goes to cuBLASLt).
     attention: MqaTiles for "decode" sites (at most decode_max_rows query rows: few rows, key splits) and
@@ -35,6 +35,7 @@ class GpuTuning:
     arch: int
     mma: str
     min_triton: tuple
+    pdl: bool               # programmatic dependent launch (griddepcontrol): sm90 and newer
     sm_count: int
     smem_per_block: int
     unified_memory: bool
@@ -55,6 +56,8 @@ class GpuTuning:
             self.check_gemm(op, cfg)
         if set(self.attention) != set(ATTENTION_KINDS):
             raise InputError(f"{self.hardware} tuning: attention tiles must be given for {ATTENTION_KINDS}")
+        if not self.pdl and any(c.tma for c in self.gemm.values()):
+            raise InputError(f"{self.hardware} tuning: TMA tiles need the tensor memory accelerator (sm90+)")
         if self.split_k < 1 or self.fused_max_m < 1 or self.sm_count < 1:
             raise InputError(f"{self.hardware} tuning: split_k, fused_max_m and sm_count must be >= 1")
         return self

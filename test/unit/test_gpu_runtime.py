@@ -12,6 +12,7 @@ import flash_rt
 from flash_rt.errors import HardwareError, InputError
 from flash_rt.hardware.hopper.tuning import TUNING as HOPPER
 from flash_rt.hardware.rtx.tuning import TUNING as RTX
+from flash_rt.hardware.rtx_sm89.tuning import TUNING as ADA
 from flash_rt.hardware.thor.tuning import TUNING as THOR
 from flash_rt.runtime import options
 from flash_rt.runtime.memory import check_free_memory
@@ -57,12 +58,16 @@ def test_twin_contexts_keep_the_row_major_result():
 
 # -- tuning tables -----------------------------------------------------------------------------------------------
 def test_every_target_table_passes_its_own_check_and_names_its_target():
-    for t, hw, arch in ((HOPPER, "hopper", 90), (THOR, "thor", 110), (RTX, "rtx_sm120", 120)):
+    for t, hw, arch in ((HOPPER, "hopper", 90), (THOR, "thor", 110), (RTX, "rtx_sm120", 120), (ADA, "rtx_sm89", 89)):
         assert (t.hardware, t.arch) == (hw, arch)
         assert t.check() is t
         assert all(a.target_programs == t.sm_count for a in t.attention.values())
     assert THOR.unified_memory and not HOPPER.unified_memory and not RTX.unified_memory
     assert THOR.min_triton >= (3, 7)
+    # Ada has neither programmatic dependent launch nor TMA: its table says so, and a TMA tile without them is refused
+    assert not ADA.pdl and not any(c.tma for c in ADA.gemm.values()) and ADA.smem_per_block == 101376
+    with pytest.raises(InputError, match="TMA tiles need"):
+        dataclasses.replace(HOPPER, pdl=False).check()
 
 
 def test_an_override_that_cannot_fit_the_target_is_refused_before_anything_compiles():
@@ -105,7 +110,7 @@ def test_option_checks_name_the_option_and_what_it_takes():
     assert options.fast_accum(("gu_w",)) == ("gu_w",)
 
 
-@pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120"])
+@pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120", "rtx_sm89"])
 def test_gpu_cells_on_a_machine_without_cuda_say_so_and_point_at_the_cpu(tiny_openpi, hardware):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU: the GPU suite loads these cells for real")
@@ -148,7 +153,7 @@ def test_siglip_row_tiles_follow_the_target_program_count(views, want):
         TritonAttnBackend(spec, "cpu", HOPPER, {"decoderr": {}})
 
 
-@pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120"])
+@pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120", "rtx_sm89"])
 @pytest.mark.parametrize("precision", ["fp8", "bf16"])
 def test_every_cell_has_a_valid_weight_cache_tag(hardware, precision):
     """The tag is part of the cache file's name: rtx_sm120's underscore was refused there and every rtx_sm120 load
@@ -157,4 +162,4 @@ def test_every_cell_has_a_valid_weight_cache_tag(hardware, precision):
     from flash_rt.frontends.torch._pi05_cuda import weight_spec_tag
     tag = weight_spec_tag(hardware, precision)
     assert cache_filename({"ckpt_hash": "ab" * 32, "spec_tag": tag, "num_views": 0})
-    assert len({weight_spec_tag(h, precision) for h in ("hopper", "thor", "rtx_sm120")}) == 3
+    assert len({weight_spec_tag(h, precision) for h in ("hopper", "thor", "rtx_sm120", "rtx_sm89")}) == 4

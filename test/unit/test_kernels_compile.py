@@ -1,5 +1,6 @@
 """Every Triton kernel specialization of a full-size Pi0.5 GPU forward compiles for each target, with each target's
-own tuning table, on a machine without a GPU: sm90 (Hopper), sm110 (Jetson Thor) and sm120 (RTX 5090).
+own tuning table, on a machine without a GPU: sm90 (Hopper), sm110 (Jetson Thor), sm120 (RTX 5090) and sm89 (RTX
+4090 class: no PDL, no TMA).
 
 Why: we cannot run on a Thor or a 5090, and a kernel that does not build for a target (a tile over its shared
 memory, a dot shape its MMA rejects, a Hopper-only instruction) would otherwise show up on the robot. The launches
@@ -9,9 +10,9 @@ dependent launch on and off, and every Triton launch is recorded instead of run 
 are not ours to compile). Full widths, 1-3 camera views, horizons 10 and 50; depth cut to 2 layers and 2 flow
 steps, which already holds every distinct specialization (first / middle / last layer and step). Each distinct
 specialization is compiled with `triton.compile` for the target, and the PTX is checked:
-  * the target (`.target sm_90a` / `sm_110a` / `sm_120a`) and shared memory within the target's per-block limit
+  * the target (`.target sm_90a` / `sm_110a` / `sm_120a` / `sm_89`) and shared memory within the target's per-block limit
     (sm120: 99 KB), and the GEMM tiles' own estimate (kernels/tiles.py) at least what the compiler allocated;
-  * the FP8 GEMMs' MMA: wgmma on sm90, tcgen05 on sm110, mma.sync e4m3 on sm120, and no wgmma off Hopper;
+  * the FP8 GEMMs' MMA: wgmma on sm90, tcgen05 on sm110, mma.sync e4m3 on sm120 and sm89, no wgmma off Hopper;
   * griddepcontrol.wait in PDL builds; at most one correctly rounded division, no correctly rounded sqrt.
 Correctness is checked elsewhere: the interpreter suite (test_kernels_interpret.py) and the GPU suite (test/gpu).
 sm110 needs Triton >= 3.7 (3.6's bundled ptxas does not know sm_110a): those cases skip on an older Triton.
@@ -37,6 +38,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 from flash_rt.frontends.torch._pi05_cuda import device_buffers  # noqa: E402
 from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper  # noqa: E402
 from flash_rt.frontends.torch.pi05_rtx import Pi05TorchFrontendRtx  # noqa: E402
+from flash_rt.frontends.torch.pi05_rtx_sm89 import Pi05TorchFrontendRtxSm89  # noqa: E402
 from flash_rt.frontends.torch.pi05_thor import Pi05TorchFrontendThor  # noqa: E402
 from flash_rt.kernels import triton as kernels  # noqa: E402
 from flash_rt.kernels.triton.launch import programmatic_dependent_launch  # noqa: E402
@@ -48,7 +50,8 @@ from flash_rt.runtime.attention import TritonAttnBackend  # noqa: E402
 from flash_rt.runtime.quant import FP8, CalibContext, Fp8Context  # noqa: E402
 from flash_rt.runtime.tuning import FUSED_GEMMS  # noqa: E402
 
-CELLS = {c.hardware: c for c in (Pi05TorchFrontendHopper, Pi05TorchFrontendThor, Pi05TorchFrontendRtx)}
+CELLS = {c.hardware: c for c in (Pi05TorchFrontendHopper, Pi05TorchFrontendThor, Pi05TorchFrontendRtx,
+                                  Pi05TorchFrontendRtxSm89)}
 TRITON = tuple(int(p) for p in triton.__version__.split(".")[:2])
 BF, F32 = torch.bfloat16, torch.float32
 _DTYPE = {F32: "fp32", BF: "bf16", torch.float16: "fp16", FP8: "fp8e4nv", torch.int64: "i64", torch.int32: "i32",
@@ -173,7 +176,8 @@ def forward_launches(hardware: str):
         prod = _Fp8(w, ws, scale, tuning=tuning, fast_accum=opts["fast_accum"], fused=kernels,
                     fused_ops=tuple(FUSED_GEMMS), transposed=opts["transposed_gemms"], flow_boundary=True)
         calib = _Calib(w, ws, scale, kernels.amax_update, torch.empty(0, dtype=BF))
-        for q, pdl in ((prod, True), (prod, False), (calib, True)):
+        modes = ((prod, True), (prod, False), (calib, True)) if tuning.pdl else ((prod, False), (calib, False))
+        for q, pdl in modes:
             with programmatic_dependent_launch(pdl):
                 for fn, args, kw in _record(lambda q=q: cuda_forward.forward(w, b, d, attn, q, None)):
                     sig, constexprs, options = _signature(fn, args, kw)
@@ -218,7 +222,8 @@ def test_compiles_for_the_target(hw, i):
     fn, sig, constexprs, options = LAUNCHES[hw][i]
     k = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", tuning.arch, 32), options=options)
     ptx, name = k.asm["ptx"], fn.__name__
-    assert f".target sm_{tuning.arch}a" in ptx, f"{name}: not built for sm_{tuning.arch}a"
+    ptx_target = f"sm_{tuning.arch}a" if tuning.arch >= 90 else f"sm_{tuning.arch}"   # arch-specific from sm90 on
+    assert f".target {ptx_target}\n" in ptx, f"{name}: not built for {ptx_target}"
     assert k.metadata.shared <= tuning.smem_per_block, \
         f"{name}: {k.metadata.shared} bytes of shared memory > {tuning.smem_per_block} on {hw}"
     if name in GEMM_KERNELS:
@@ -228,6 +233,8 @@ def test_compiles_for_the_target(hw, i):
         assert MMA_PTX[tuning.mma] in ptx, f"{name}: no {tuning.mma} FP8 MMA in the {hw} build"
     if tuning.arch != 90:
         assert "wgmma" not in ptx, f"{name}: Hopper-only wgmma in the {hw} build"
+    if not tuning.pdl:   # sm89 has neither programmatic dependent launch nor the tensor memory accelerator
+        assert "griddepcontrol" not in ptx and "cp.async.bulk.tensor" not in ptx, f"{name}: sm90+ PTX in {hw}"
     if options.get("launch_pdl"):
         assert "griddepcontrol.wait" in ptx, f"{name}: PDL build without griddepcontrol.wait"
     # correctly rounded division / square root are slow multi-instruction sequences: per element, div.rn cost

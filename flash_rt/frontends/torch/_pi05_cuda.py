@@ -141,7 +141,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum=None,
-                 fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool = True,
+                 fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool | None = None,
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, device: str = "cuda", **kw):
@@ -167,8 +167,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.fused_expert_gemms = options.fused_ops(fused_expert_gemms)
         # the seam between two flow steps (final norm, action_out + Euler, action_in, next layer-0 norm) as one kernel
         self.fused_flow_boundary = bool(fused_flow_boundary)
-        # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py)
-        self.programmatic_launch = bool(programmatic_launch)
+        # programmatic dependent launch for the Triton kernels (kernels/triton/launch.py); sm90 and newer only
+        self.programmatic_launch = bool(self.tuning.pdl if programmatic_launch is None else programmatic_launch)
+        if self.programmatic_launch and not self.tuning.pdl:
+            raise InputError(f"programmatic_launch: {self.hardware} (sm{self.tuning.arch}) has no programmatic "
+                             "dependent launch (sm90 and newer); leave it unset or pass False")
         # flow step 0 on a second stream beside the prefix, layer by layer (bit-identical; cuda_forward.py)
         self.overlap_first_step = bool(d.get("overlap_first_step", False) if overlap_first_step is None
                                        else overlap_first_step)

@@ -18,7 +18,7 @@ from flash_rt.kernels.tiles import FlowTiles, FusedGemmConfig, MhaTiles, MqaTile
 from flash_rt.runtime.tuning import GpuTuning
 
 TUNING = GpuTuning(
-    hardware="hopper", arch=90, mma="wgmma", min_triton=(3, 6),
+    hardware="hopper", arch=90, mma="wgmma", min_triton=(3, 6), pdl=True,
     sm_count=132, smem_per_block=232448, unified_memory=False,
     gemm={"rope_qkv": FusedGemmConfig(block_m=64, block_n=16, block_k=256, stages=3, warps=8, tma=False),
           "geglu": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=True),
