@@ -3,6 +3,8 @@
     flash-rt-node --ros-args --params-file config/pi05_cpu.yaml -p checkpoint:=/path/to/ckpt
     python -m flash_rt_ros.main --ros-args --params-file config/pi05_cpu.yaml ...
 
+SIGINT / SIGTERM stop it in order (lifecycle shutdown, then the context; flash_rt_ros.stop says why rclpy's own
+signal handlers are not used) and exit 0.
 autostart (parameter, default true) configures and activates the node itself, since `ros2 lifecycle` may not be
 available; with autostart:=false it waits for lifecycle_msgs/srv/ChangeState calls on ~/change_state.
 The executor comes from the `executor` parameter: "events" (rclpy.experimental.EventsExecutor, the default,
@@ -17,6 +19,9 @@ import traceback
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+from flash_rt_ros.stop import Interrupted, StopOnSignal
 
 
 def tune_malloc() -> bool:
@@ -45,15 +50,17 @@ def make_executor(kind: str, context=None):
     return SingleThreadedExecutor(context=context)
 
 
-def spin(executor, logger=None) -> None:
-    """spin_once until shutdown. EventsExecutor.spin() in the rclpy 9.1.2 wheel busy-loops without running any
-    callback (and ignores SIGTERM); spin_once works for both executors, so both use this loop.
+def spin(executor, logger=None, stop=None) -> None:
+    """spin_once until shutdown or a stop signal (flash_rt_ros.stop). EventsExecutor.spin() in the rclpy 9.1.2
+    wheel busy-loops without running any callback (and ignores SIGTERM); spin_once works for both executors, so
+    both use this loop. The timeout bounds how long a signal waits to be seen (Python runs its handler when the
+    main thread next runs bytecode: at the next callback or when spin_once returns).
 
     An exception escaping a callback would end spin(); here it is logged with its traceback and the node keeps
     serving (callbacks already turn every expected bad input into a logged error, so this is the last line)."""
-    while rclpy.ok():
+    while rclpy.ok() and not (stop is not None and stop.requested):
         try:
-            executor.spin_once(timeout_sec=0.5)
+            executor.spin_once(timeout_sec=0.25)
         except (KeyboardInterrupt, ExternalShutdownException):
             raise
         except Exception:  # noqa: BLE001
@@ -64,25 +71,24 @@ def spin(executor, logger=None) -> None:
 
 def main(argv=None) -> int:
     args = sys.argv if argv is None else argv
+    stop = StopOnSignal().install()   # ours, not rclpy's: see flash_rt_ros.stop for why
     malloc_tuned = tune_malloc()
-    rclpy.init(args=args)
-    from flash_rt_ros.node import FlashRTNode  # after init: imports torch (slow) only when actually starting
-
-    node = FlashRTNode()
-    kind = node.get_parameter("executor").value
-    if kind not in ("events", "single"):
-        node.get_logger().error(f"parameter 'executor' must be 'events' or 'single'; got {kind!r}; using events")
-        kind = "events"
-    executor = make_executor(kind)
-    # SingleThreadedExecutor (rclpy 9.1.2) does not run timers while a coroutine callback waits, so the
-    # worker-thread prompt switch is used with the events executor only; "single" runs set_prompt inline.
-    node.async_prompt = kind == "events"
-    executor.add_node(node)
-    node.get_logger().info(f"executor: {type(executor).__name__}, malloc tuned: {malloc_tuned}")
-
-    # SIGINT / SIGTERM: rclpy's own handlers (installed by rclpy.init) shut the context down, which ends spin().
-    rc = 0
+    node = executor = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        from flash_rt_ros.node import FlashRTNode  # after init: imports torch (slow) only when actually starting
+
+        node = FlashRTNode()
+        kind = node.get_parameter("executor").value
+        if kind not in ("events", "single"):
+            node.get_logger().error(f"parameter 'executor' must be 'events' or 'single'; got {kind!r}; using events")
+            kind = "events"
+        executor = make_executor(kind)
+        # SingleThreadedExecutor (rclpy 9.1.2) does not run timers while a coroutine callback waits, so the
+        # worker-thread prompt switch is used with the events executor only; "single" runs set_prompt inline.
+        node.async_prompt = kind == "events"
+        executor.add_node(node)
+        node.get_logger().info(f"executor: {type(executor).__name__}, malloc tuned: {malloc_tuned}")
         if node.get_parameter("autostart").value:
             from rclpy.lifecycle import TransitionCallbackReturn
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -90,22 +96,37 @@ def main(argv=None) -> int:
             else:
                 node.get_logger().error("autostart: configure failed (see above); the node stays up, unconfigured; "
                                         "fix the parameters and call ~/change_state configure")
-        spin(executor, node.get_logger())
-    except (KeyboardInterrupt, ExternalShutdownException):
+        stop.spinning = True
+        spin(executor, node.get_logger(), stop)
+    except Interrupted:
+        pass   # a signal during start-up (or a second one): skip the rest, shut down below
+    except ExternalShutdownException:
         pass
     finally:
-        # Ctrl-C / SIGTERM already shut the context down (rclpy moves the node to shuttingdown itself); a normal
-        # return with a live context gets a proper lifecycle shutdown
-        if rclpy.ok() and node.policy is not None:
+        _shut_down(node, executor, stop)
+    return 0
+
+
+def _shut_down(node, executor, stop: StopOnSignal) -> None:
+    """Orderly: the lifecycle shutdown transition first (timer, subscriptions and publishers go while the context
+    is still valid), then the executor, the node and the context."""
+    log = node.get_logger() if node is not None else rclpy.logging.get_logger("flash_rt_node")
+    if stop.requested:
+        log.info(f"{stop.signame} received: shutting down")
+    if node is not None and rclpy.ok():
+        state = node._state_machine.current_state[1]   # trigger_shutdown raises from a transition state
+        if state in ("unconfigured", "inactive", "active"):
             try:
                 node.trigger_shutdown()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            except Exception as e:  # noqa: BLE001 - best effort on the way out; say what went wrong
+                log.warning(f"lifecycle shutdown from {state!r} failed: {type(e).__name__}: {e}")
+    if executor is not None:
         executor.shutdown()
+    if node is not None:
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return rc
+    if rclpy.ok():
+        log.info("shut down cleanly")
+        rclpy.shutdown()
 
 
 if __name__ == "__main__":

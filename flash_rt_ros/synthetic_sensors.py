@@ -83,12 +83,38 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from flash_rt_ros.stop import Interrupted, StopOnSignal
+
+    stop = StopOnSignal().install()   # a publish timer must not run on a context a signal already shut down
+    node = None
+    try:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("flash_rt_synthetic_sensors", namespace=a.namespace or None)
+        start_publishing(node, a)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        end = time.monotonic() + a.duration if a.duration > 0 else math.inf
+        stop.spinning = True
+        while rclpy.ok() and not stop.requested and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    except (Interrupted, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def start_publishing(node, a) -> None:
+    """Prebuild the frames, then create the camera and joint publishers and their timers on `node`."""
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image, JointState
 
-    rclpy.init()
-    node = rclpy.create_node("flash_rt_synthetic_sensors", namespace=a.namespace or None)
     topics = [t for t in a.cameras.split(",") if t]
     names = [n for n in a.joint_names.split(",") if n]
     n_frames = 1 if a.static else CYCLE
@@ -141,20 +167,6 @@ def main(argv=None) -> int:
     node.create_timer(1.0 / a.joint_rate, publish_joints)
     node.get_logger().info(f"publishing {len(topics)} x {a.width}x{a.height} {a.encoding} at {a.camera_rate:g} Hz "
                            f"and {len(names)} joints at {a.joint_rate:g} Hz{' (static)' if a.static else ''}")
-    try:
-        if a.duration > 0:
-            end = time.monotonic() + a.duration
-            while rclpy.ok() and time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.05)
-        else:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
 
 
 if __name__ == "__main__":
