@@ -21,28 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def config_file(name: str) -> Path:
-    """config/<name> from the source tree, else from an installed share/flash_rt_ros/config."""
-    p = REPO / "config" / name
-    if p.exists():
-        return p
-    p = Path(sys.prefix) / "share" / "flash_rt_ros" / "config" / name
-    if p.exists():
-        return p
-    raise FileNotFoundError(f"config/{name} not found next to the sources ({REPO}) or in {sys.prefix}/share")
-
+from flash_rt_ros import fastdds
+from flash_rt_ros.share import config_file
 
 def ros_env(domain_id: int | None = None) -> dict:
-    """Environment for this process and its children: loopback-only discovery, an isolated domain, and the
-    loopback + shared-memory Fast DDS profile. Without the profile, best-effort 640x480 frames under LOCALHOST
-    are mostly dropped (the default SHM segment is too small: ros2_from_pip.md 6b), the node then skips ticks
-    on stale cameras and the demo misses its rate (seen in a CI run: 9.39 Hz)."""
+    """Environment for this process and its children: loopback-only discovery, an isolated domain, and the Fast
+    DDS setup our entry points pick (flash_rt_ros/fastdds.py: under LOCALHOST the loopback + 32 MB shared-memory
+    profile). Without it, best-effort 640x480 frames are mostly dropped (the default SHM segment is too small),
+    the node then skips ticks on stale cameras and the demo misses its rate (seen in a CI run: 9.39 Hz)."""
     env = os.environ
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file("fastdds_loopback_shm.xml")))
+    fastdds.apply(env)
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     else:

@@ -3,6 +3,8 @@
     flash-rt-node --ros-args --params-file config/pi05_cpu.yaml -p checkpoint:=/path/to/ckpt
     python -m flash_rt_ros.main --ros-args --params-file config/pi05_cpu.yaml ...
 
+Fast DDS: unless configured by the user, a 32 MB shared-memory segment for camera-sized messages
+(flash_rt_ros/fastdds.py; the log says which setup is in effect).
 SIGINT / SIGTERM stop it in order (lifecycle shutdown, then the context; flash_rt_ros.stop says why rclpy's own
 signal handlers are not used) and exit 0.
 autostart (parameter, default true) configures and activates the node itself, since `ros2 lifecycle` may not be
@@ -21,6 +23,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from flash_rt_ros import fastdds
 from flash_rt_ros.stop import Interrupted, StopOnSignal
 
 
@@ -73,6 +76,7 @@ def main(argv=None) -> int:
     args = sys.argv if argv is None else argv
     stop = StopOnSignal().install()   # ours, not rclpy's: see flash_rt_ros.stop for why
     malloc_tuned = tune_malloc()
+    dds = fastdds.apply()             # before rclpy.init: Fast DDS reads it when the participant is created
     node = executor = None
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -89,6 +93,7 @@ def main(argv=None) -> int:
         node.async_prompt = kind == "events"
         executor.add_node(node)
         node.get_logger().info(f"executor: {type(executor).__name__}, malloc tuned: {malloc_tuned}")
+        node.get_logger().info(dds.message)
         if node.get_parameter("autostart").value:
             from rclpy.lifecycle import TransitionCallbackReturn
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:

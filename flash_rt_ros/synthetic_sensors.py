@@ -6,6 +6,8 @@
 Frames are a deterministic function of (camera, frame index) — `synthetic_frame` — so a test can rebuild
 exactly what the node saw. --static publishes frame 0 and a constant joint state forever (inputs known at every
 tick: the seeded-noise equivalence test uses it).
+Fast DDS: like the node, a 32 MB shared-memory segment unless configured by the user (flash_rt_ros/fastdds.py);
+as the publisher, this process is the side whose segment decides whether 640x480 frames drop.
 """
 from __future__ import annotations
 
@@ -86,13 +88,16 @@ def main(argv=None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    from flash_rt_ros import fastdds
     from flash_rt_ros.stop import Interrupted, StopOnSignal
 
     stop = StopOnSignal().install()   # a publish timer must not run on a context a signal already shut down
+    dds = fastdds.apply()             # the publisher's segment decides whether big frames drop (fastdds.py)
     node = None
     try:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("flash_rt_synthetic_sensors", namespace=a.namespace or None)
+        node.get_logger().info(dds.message)
         start_publishing(node, a)
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait until every input topic has N matched subscribers before the first message: 2 when "
                         "`flash-rt-bag record` runs beside the node and must get every message (default 1)")
     p.add_argument("--no-shm-profile", action="store_true",
-                   help="don't publish through config/fastdds_loopback_shm.xml when FASTDDS_DEFAULT_PROFILES_FILE "
-                        "is unset (the default transports drop most large raw frames)")
+                   help="leave Fast DDS as it is; by default replay publishes with a 32 MB shared-memory segment "
+                        "unless you configured Fast DDS (flash_rt_ros/fastdds.py; the stock 512 kB segment drops "
+                        "most large raw frames)")
     p.add_argument("--allow-unseeded", action="store_true",
                    help="replay into a node without noise_seed (latency only)")
     _common_ros(p)

@@ -86,7 +86,7 @@ class ReplayOptions:
     # matched subscriptions every input topic needs before the first set: 1 is the node; 2 when a recorder (or
     # another consumer) must see every replayed message too (a fixed settle time missed a recorder under CI load)
     min_subscribers: int = 1
-    shm_profile: bool = True               # publish through the loopback/SHM Fast DDS profile (rosutil.RosSession)
+    shm_profile: bool = True               # publish with a 32 MB SHM segment (rosutil.RosSession, fastdds.py)
     quiet: bool = False
 
 
@@ -125,9 +125,8 @@ def replay(input_bag, out_bag, opts: ReplayOptions) -> ReplayResult:
         raise BagError(f"output bag {str(out_bag)!r} exists already; choose a new path (bags are never overwritten)")
 
     with bagio.Bag(input_bag) as bag, rosutil.RosSession("flash_rt_bag_replay", opts.shm_profile) as ros:
-        if ros.profile:
-            _log(opts, f"publishing through the Fast DDS profile {ros.profile} (large frames; --no-shm-profile to "
-                       "use the default transports)")
+        if ros.dds is not None:
+            _log(opts, ros.dds.message + (" (--no-shm-profile: leave Fast DDS as it is)" if ros.dds.env else ""))
         values = rosutil.fetch_node_params(ros, opts.node, opts.discovery_timeout_s)
         cfg = NodeConfig.from_values(values, opts.node)
         p = cfg.params

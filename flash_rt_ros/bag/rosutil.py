@@ -31,41 +31,24 @@ def check_network_scope(allow_network: bool = False) -> None:
                    "--allow-network when the node really runs on another host")
 
 
-def find_shm_profile() -> str | None:
-    """config/fastdds_loopback_shm.xml: installed (share/flash_rt_ros/config) or in the source checkout."""
-    import sys
-    from pathlib import Path
-
-    cands = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        cands.append(Path(get_package_share_directory("flash_rt_ros")) / "config")
-    except Exception:  # noqa: BLE001 - not an ament install
-        pass
-    cands += [Path(sys.prefix) / "share" / "flash_rt_ros" / "config", Path(__file__).resolve().parents[2] / "config"]
-    for d in cands:
-        f = d / "fastdds_loopback_shm.xml"
-        if f.is_file():
-            return str(f)
-    return None
-
-
 class RosSession:
     """rclpy context + one node + a single-threaded executor, for a tool's lifetime (a context manager).
 
-    shm_profile: when FASTDDS_DEFAULT_PROFILES_FILE is unset, use flash_rt_ros's loopback + 32 MB shared-memory
-    profile for this process. Measured here: 100 rgb8 640x480 frames at 20 Hz into a best-effort (sensor-data)
-    subscriber, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: 2-4 arrive with the default transports, 100 when the
-    *publisher* alone uses the profile (the sender's segment carries the sample), whatever the subscriber uses.
-    Replay publishes such frames, so it turns this on; the profile only allows 127.0.0.1 and shared memory.
+    shm_profile: give this process the Fast DDS setup of our other entry points (flash_rt_ros/fastdds.py: a 32 MB
+    shared-memory segment; loopback-only under ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, stock transports
+    otherwise, nothing when the user configured Fast DDS). Measured here: 100 rgb8 640x480 frames at 20 Hz into a
+    best-effort (sensor-data) subscriber, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: 2-4 arrive with the default
+    transports, 100 when the *publisher* alone uses the profile (the sender's segment carries the sample). Replay
+    publishes such frames, so it turns this on. (Before, it always took the loopback-only profile, which cut a
+    replay with --allow-network off from a node on another host.)
     """
 
     def __init__(self, name: str, shm_profile: bool = False):
+        from flash_rt_ros import fastdds
+
         self.name = name
         self.interrupted = ""
-        self.profile = None
-        if shm_profile and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-            self.profile = find_shm_profile()
+        self.dds = fastdds.choose(os.environ) if shm_profile else None
 
     def _on_signal(self, signum, frame) -> None:
         self.interrupted = signal.Signals(signum).name
@@ -79,8 +62,8 @@ class RosSession:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
-        if self.profile:
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = self.profile
+        if self.dds is not None:
+            os.environ.update(self.dds.env)
         self.context = rclpy.Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self._old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -37,10 +37,15 @@ def domain_for_module() -> int:
 class Proc:
     """A child process with its output in a log file; stop() is idempotent."""
 
-    def __init__(self, cmd: list[str], log: Path, domain: int):
+    def __init__(self, cmd: list[str], log: Path, domain: int, env: dict | None = None):
+        """env: extra variables for the child; a value of None removes that variable."""
         self.cmd, self.log = cmd, log
+        extra = env or {}
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    PYTHONUNBUFFERED="1")
+        env.update({k: v for k, v in extra.items() if v is not None})
+        for k in [k for k, v in extra.items() if v is None]:
+            env.pop(k, None)
         env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)  # let the child run the wheels' bootstrapper itself
         self._f = open(log, "wb")
         self.p = subprocess.Popen(cmd, stdout=self._f, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),

@@ -103,7 +103,8 @@ def test_shared_launch_description_references_resolve():
     script = (REPO / "scripts" / executable).read_text()
     assert "from flash_rt_ros.main import main" in script
     assert "flash-rt-node=flash_rt_ros.main:main" in (REPO / "setup.py").read_text()
-    assert (REPO / "config" / consts["FASTDDS_PROFILE"]).is_file()
+    from flash_rt_ros import fastdds
+    assert (REPO / "config" / fastdds.LOOPBACK_PROFILE).is_file() and (REPO / "config" / fastdds.LARGE_SHM_PROFILE).is_file()
     assert re.search(r"install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}", cmake)
     from flash_rt_ros.launch_common import LAUNCH_ARGUMENTS  # importable without launch/launch_ros
     assert set(LAUNCH_ARGUMENTS) == args
@@ -130,6 +131,17 @@ def test_fastdds_profile_is_loopback_and_shm():
     assert addrs == {"127.0.0.1"}
     assert root.find(".//d:useBuiltinTransports", ns).text == "false"
     assert int(root.find(".//d:segment_size", ns).text) >= 4 * 640 * 480 * 3
+
+
+def test_fastdds_large_shm_profile_is_stock_transports_with_a_big_segment():
+    """Only the shared-memory segment differs from Fast DDS's stock setup: UDPv4 on every interface (no whitelist),
+    no discovery locators or peers, so cross-host traffic is as without a profile."""
+    root = ET.parse(REPO / "config" / "fastdds_large_shm.xml").getroot()
+    ns = {"d": "http://www.eprosima.com"}
+    types = [e.text for e in root.iterfind(".//d:transport_descriptor/d:type", ns)]
+    assert sorted(types) == ["SHM", "UDPv4"]
+    assert root.find(".//d:interfaceWhiteList", ns) is None and root.find(".//d:builtin", ns) is None
+    assert int(root.find(".//d:segment_size", ns).text) >= 4 * 640 * 480 * 3 * 3
 
 
 def test_package_xml_lists_every_ros_import():
