@@ -1,7 +1,7 @@
 """diagnostic_msgs/DiagnosticArray for /diagnostics: one status for the engine loop, one per input.
 
-Levels: OK; WARN when ticks are being skipped (a stale or never-seen input, no prompt) or an input sent bad
-messages during the last period; ERROR when the node is not configured (e.g. the checkpoint failed to load).
+Levels: OK; WARN when ticks are being skipped (a stale or never-seen input, no prompt), an input sent bad
+messages during the last period, or DDS lost a significant share of an input's messages (input_health.py); ERROR when the node is not configured (e.g. the checkpoint failed to load).
 """
 from __future__ import annotations
 

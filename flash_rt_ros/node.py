@@ -25,6 +25,7 @@ import numpy as np
 import rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -37,6 +38,7 @@ from flash_rt_ros import diagnostics as diag
 from flash_rt_ros import params as params_mod
 from flash_rt_ros.chunk_msgs import ChunkMessages
 from flash_rt_ros.conversions import SlotWriter
+from flash_rt_ros.input_health import HealthWindow
 from flash_rt_ros.joint_state import JointStateMapper
 from flash_rt_ros.msg import ActionChunk
 from flash_rt_ros.params import NodeParams, ParamError
@@ -132,6 +134,10 @@ class FlashRTNode(LifecycleNode):
         self._stamp_ns = np.zeros(n_inputs, np.int64)
         self._bad_count = np.zeros(n_inputs, np.int64)
         self._bad_reported = np.zeros(n_inputs, np.int64)
+        self._rx_count = np.zeros(n_inputs, np.int64)      # messages taken, per input (rates for /diagnostics)
+        self._lost_count = np.zeros(n_inputs, np.int64)    # messages DDS reported lost (message_lost event)
+        self._health = HealthWindow()
+        self._loss_warned = [False] * n_inputs
         self._last_error = [""] * n_inputs
         self._last_logged = [0.0] * n_inputs
         self.stats = TickStats(p.period_s)
@@ -161,17 +167,24 @@ class FlashRTNode(LifecycleNode):
         self._reset_runtime()
         self._rx_ns[:] = 0
         self._stamp_ns[:] = 0
+        self._rx_count[:] = 0
+        self._lost_count[:] = 0
+        self._health.reset()
+        self._loss_warned = [False] * len(self._input_names)
         self.stats.reset()
         for i, topic in enumerate(self._input_names[:-1]):
             if p.compressed[i]:
                 cb = functools.partial(self._on_compressed, i)
-                self._subs.append(self.create_subscription(CompressedImage, topic, cb, qos_profile_sensor_data))
+                self._subs.append(self.create_subscription(CompressedImage, topic, cb, qos_profile_sensor_data,
+                                                           event_callbacks=self._loss_events(i)))
             else:
                 # raw: the callback gets the serialized bytes and reads the pixels in place (conversions.py)
                 cb = functools.partial(self._on_image_cdr, i)
-                self._subs.append(self.create_subscription(Image, topic, cb, qos_profile_sensor_data, raw=True))
+                self._subs.append(self.create_subscription(Image, topic, cb, qos_profile_sensor_data, raw=True,
+                                                           event_callbacks=self._loss_events(i)))
         self._subs.append(self.create_subscription(JointState, p.joint_state_topic, self._on_joint_state,
-                                                   qos_profile_sensor_data))
+                                                   qos_profile_sensor_data,
+                                                   event_callbacks=self._loss_events(len(self._input_names) - 1)))
         self._timer = self.create_timer(p.period_s, self._tick)
         self._freeze_heap()
         self.get_logger().info(f"active: {p.control_rate_hz:g} Hz, cameras {self._input_names[:-1]} -> slots "
@@ -266,6 +279,14 @@ class FlashRTNode(LifecycleNode):
         self.policy.set_image_mask(self.p.camera_slots[i], True)
         self._rx_ns[i] = now_ns
         self._stamp_ns[i] = stamp_ns
+        self._rx_count[i] += 1
+
+    def _loss_events(self, i: int) -> SubscriptionEventCallbacks:
+        """DDS's own report of messages lost on the way to input i (input_health.py says what it counts)."""
+        return SubscriptionEventCallbacks(message_lost=functools.partial(self._on_lost, i))
+
+    def _on_lost(self, i: int, info) -> None:
+        self._lost_count[i] += info.total_count_change
 
     def _now_ns(self) -> int:
         """The node clock (ROS time, so use_sim_time works) in ns, without building an rclpy Time object:
@@ -281,6 +302,7 @@ class FlashRTNode(LifecycleNode):
         now_ns = self._now_ns()
         self._rx_ns[j] = now_ns
         self._stamp_ns[j] = self._stamp_of(msg, now_ns)
+        self._rx_count[j] += 1
 
     def _bad_input(self, i: int, err: Exception) -> None:
         """Count it, keep the reason for /diagnostics, log it: at once when the reason is new for this input,
@@ -462,16 +484,35 @@ class FlashRTNode(LifecycleNode):
             sts = [diag.status(f"{name}: engine", level, msg, self.policy.hardware,
                                diag.engine_values(s, self.policy.prompt, state))]
             max_ns = self.p.max_observation_age_s * 1e9
+            health = (self._health.update(time.monotonic_ns(), self._rx_count, self._lost_count) if active
+                      else [None] * len(self._input_names))
             for i, topic in enumerate(self._input_names):
                 rx, bad = int(self._rx_ns[i]), int(self._bad_count[i] - self._bad_reported[i])
                 age = (now.nanoseconds - rx) * 1e-9 if rx else float("nan")
+                h = health[i]
                 if bad:
                     lvl, m = diag.WARN, f"{bad} bad message(s): {self._last_error[i]}"
                 elif active and (rx == 0 or now.nanoseconds - rx > max_ns):
                     lvl, m = diag.WARN, "stale: " + ("no message yet" if rx == 0 else f"last message {age:.2f} s ago")
+                elif h is not None and h.significant_loss:
+                    lvl, m = diag.WARN, h.describe()
                 else:
-                    lvl, m = diag.OK, "ok"
+                    lvl, m = diag.OK, "ok" + (f": {h.describe()}" if h is not None else "")
+                self._report_loss(i, topic, h)
                 self._bad_reported[i] = self._bad_count[i]
-                sts.append(diag.status(f"{name}: input {topic}", lvl, m, "",
-                                       {"age_s": age, "rejected_total": int(self._bad_count[i])}))
+                values = {"age_s": age, "rejected_total": int(self._bad_count[i]),
+                          "lost_total": int(self._lost_count[i])}
+                if h is not None:
+                    values.update(received_hz=h.received_hz, lost_pct=100 * h.lost_fraction)
+                sts.append(diag.status(f"{name}: input {topic}", lvl, m, "", values))
         self._diag_pub.publish(diag.array_msg(now.to_msg(), sts))
+
+    def _report_loss(self, i: int, topic: str, h) -> None:
+        """Log when an input starts and stops losing messages (the /diagnostics status says it every period)."""
+        lossy = h is not None and h.significant_loss
+        if lossy and not self._loss_warned[i]:
+            self.get_logger().warning(f"input {topic!r}: {h.describe()}")
+        elif self._loss_warned[i] and h is not None and not lossy:
+            self.get_logger().info(f"input {topic!r}: no more significant loss ({h.describe()})")
+        if h is not None:
+            self._loss_warned[i] = lossy
