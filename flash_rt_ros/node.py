@@ -36,6 +36,7 @@ from flash_rt.errors import FlashRTError, InputError
 from flash_rt.noise import SeededNoise
 from flash_rt_ros import diagnostics as diag
 from flash_rt_ros import params as params_mod
+from flash_rt_ros import startup_log
 from flash_rt_ros.chunk_msgs import ChunkMessages
 from flash_rt_ros.conversions import SlotWriter
 from flash_rt_ros.input_health import HealthWindow
@@ -71,6 +72,7 @@ class FlashRTNode(LifecycleNode):
         self._prompt_pending = 0
         self._prompt_poll = self.create_timer(0.002, self._drain_prompt_results)
         self._prompt_poll.cancel()
+        self._first_chunk_pending = False
         self._reset_runtime()
 
     # ------------------------------------------------------------------------------------------------
@@ -85,8 +87,9 @@ class FlashRTNode(LifecycleNode):
         log = self.get_logger()
         log.info(f"loading {p.model} checkpoint {p.checkpoint!r} on hardware={p.hardware} ...")
         t0 = time.perf_counter()
+        self._startup: list = []          # startup_log.NodePhase, in order
         try:
-            policy = load_policy(p)
+            policy = self._timed("load", lambda: load_policy(p))
         except (FlashRTError, OSError, ValueError, RuntimeError, TypeError) as e:
             return self._configure_failed(f"cannot load checkpoint {p.checkpoint!r}: {type(e).__name__}: {e}")
         try:
@@ -96,10 +99,23 @@ class FlashRTNode(LifecycleNode):
         self.policy = policy
         self.config_error = ""
         self._diag_timer.timer_period_ns = int(p.diagnostics_period_s * 1e9)
-        log.info(f"configured in {time.perf_counter() - t0:.2f} s: {policy.num_views} views, horizon "
+        total = time.perf_counter() - t0
+        log.info(f"configured in {total:.2f} s: {policy.num_views} views, horizon "
                  f"{policy.action_horizon}, action_dim {policy.action_dim}, state_dim {policy.state_dim}, "
                  f"{p.control_rate_hz:g} Hz, hardware {policy.hardware}, prompt {policy.prompt!r}")
+        log.info(startup_log.configure_line(self._startup, total))
+        self._engine_phases_seen = len(startup_log.engine_phases(policy))
         return SUCCESS
+
+    def _timed(self, name: str, fn, policy=None):
+        """Run fn() as the node's start-up phase `name`; the engine phases it added are nested under it."""
+        n = len(startup_log.engine_phases(policy))
+        t = time.perf_counter()
+        out = fn()
+        policy = out if policy is None else policy   # "load" returns the policy
+        self._startup.append(startup_log.NodePhase(name, time.perf_counter() - t,
+                                                   startup_log.engine_phases(policy)[n:]))
+        return out
 
     def _configure_failed(self, why: str) -> TransitionCallbackReturn:
         self.get_logger().error(f"configure failed, the node stays unconfigured and will not activate: {why}")
@@ -142,8 +158,8 @@ class FlashRTNode(LifecycleNode):
         self._last_logged = [0.0] * n_inputs
         self.stats = TickStats(p.period_s)
         if p.prompt:
-            policy.set_prompt(p.prompt)
-        self._warm_up(policy, p)
+            self._timed("prompt", lambda: policy.set_prompt(p.prompt), policy)
+        self._timed("warm-up", lambda: self._warm_up(policy, p), policy)
         # the services work while inactive too (set the prompt before activating)
         self._srv_handles = [self.create_service(SetPrompt, "~/set_prompt", self._srv_set_prompt),
                           self.create_service(Calibrate, "~/calibrate", self._srv_calibrate)]
@@ -187,6 +203,8 @@ class FlashRTNode(LifecycleNode):
                                                    event_callbacks=self._loss_events(len(self._input_names) - 1)))
         self._timer = self.create_timer(p.period_s, self._tick)
         self._freeze_heap()
+        self._activated_at = time.perf_counter()
+        self._first_chunk_pending = True
         self.get_logger().info(f"active: {p.control_rate_hz:g} Hz, cameras {self._input_names[:-1]} -> slots "
                                f"{list(p.camera_slots)}, joints from {p.joint_state_topic!r}")
         return super().on_activate(state)
@@ -353,6 +371,19 @@ class FlashRTNode(LifecycleNode):
         self.sequence += 1
         t3 = time.perf_counter_ns()
         st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), self._now_ns() - obs_ns)
+        if self._first_chunk_pending:
+            self._log_first_chunk(t0, t3)
+
+    def _log_first_chunk(self, tick_start_ns: int, done_ns: int) -> None:
+        """Once per activation: how long from activate to the first chunk, and what the first tick cost (on GPU
+        targets the engine may calibrate FP8 here; its phases say so)."""
+        self._first_chunk_pending = False
+        now = time.perf_counter()
+        tick_s = (done_ns - tick_start_ns) * 1e-9
+        since = now - self._activated_at
+        phases = startup_log.engine_phases(self.policy)
+        added, self._engine_phases_seen = phases[self._engine_phases_seen:], len(phases)
+        self.get_logger().info(startup_log.first_chunk_line(since, max(0.0, since - tick_s), tick_s, added))
 
     def _stale_reason(self, now_ns: int) -> tuple[str, tuple]:
         """(the message, with ages; the key: which inputs are missing / stale, without the ages)."""

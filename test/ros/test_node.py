@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import array
 import math
+import re
 import time
 
 import numpy as np
@@ -126,6 +127,29 @@ def test_seeded_chunks_equal_policy_predict(env, reference_policy):
         got = np.asarray(m.data, np.float32).reshape(m.horizon, m.action_dim)
         worst = max(worst, float(np.abs(got - ref).max()))
     assert worst <= 1e-5, f"max |chunk - Policy.predict| = {worst:g}"
+
+
+# -- start-up log --------------------------------------------------------------------------------------------
+def test_startup_log_says_where_the_time_went(env):
+    """One INFO line after configure with the node's phases and the engine's nested under them, one after the first
+    chunk with the time since activate; the numbers add up to the totals they claim."""
+    log = env["node"].text()
+    m = re.search(r"startup: configure (\d+\.\d+) s = load (\d+\.\d+) s \[(.*?)\] \+ prompt (\d+\.\d+) s "
+                  r"\+ warm-up (\d+\.\d+) s \[warmup (\d+\.\d+) s \(2 step\(s\)[^)]*\)", log)
+    assert m, log[-3000:]
+    total, load, engine_load, prompt, warm, engine_warm = m.groups()
+    total, load, prompt, warm, engine_warm = map(float, (total, load, prompt, warm, engine_warm))
+    assert load + prompt + warm <= total + 0.015 and total - (load + prompt + warm) < 0.5
+    assert engine_warm <= warm + 0.005
+    names = re.findall(r"(\w+) \d+\.\d+ s", engine_load)
+    assert names[:3] == ["open", "weights", "buffers"], engine_load
+    assert "checkpoint index, config, tokenizer, norm stats" in engine_load
+    f = re.search(r"startup: first chunk (\d+\.\d+) s after activate = (\d+\.\d+) s until a tick found every "
+                  r"input fresh \+ first tick (\d+\.\d+) s \(no engine phase added by the first tick\)", log)
+    assert f, log[-3000:]
+    since, waited, tick = map(float, f.groups())
+    assert abs(since - (waited + tick)) <= 0.011 and 0 < tick < 1.0 and since < 30
+    assert log.count("startup: first chunk") == 1, "once per activation"
 
 
 # -- services -----------------------------------------------------------------------------------------------
