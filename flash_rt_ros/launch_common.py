@@ -1,17 +1,79 @@
 """The launch description shared by launch/pi05_*.launch.py: they differ only in their params file.
 
-Runs lib/flash_rt_ros/flash_rt_node (the same program as the `flash-rt-node` console entry point) with
-`--ros-args --params-file <params_file>` plus the checkpoint/prompt overrides given on the command line. The node
-picks its Fast DDS setup itself (flash_rt_ros/fastdds.py: a 32 MB shared-memory segment, loopback-only under
-ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, stock transports otherwise); fastdds_profile:=off leaves Fast DDS alone.
-Imported by the launch files only, so `launch`/`launch_ros` (absent from pip) are imported inside the function.
+`node_spec(...)` is pure: from the launch arguments it builds everything the description runs -- the node's
+package/executable/name/namespace, its parameter files and overrides, its extra environment -- and
+`pi05_launch_description` hands exactly that to launch_ros (`NodeSpec.launch_ros_kwargs`). `NodeSpec.argv` renders
+the command line launch_ros runs for it, so a test without `launch` (no pip wheel) runs the same command over real
+DDS (test/ros/test_launch_command.py); the launch_pytest tests in test/launch/ start the launch files themselves
+where `launch` is installed.
+
+The node is lib/flash_rt_ros/flash_rt_node (scripts/flash_rt_node: the same program as the `flash-rt-node`
+console entry point). It picks its Fast DDS setup itself (flash_rt_ros/fastdds.py: a 32 MB shared-memory segment,
+loopback-only under ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, stock transports otherwise); fastdds_profile:=off
+leaves Fast DDS as it is. `launch`/`launch_ros` are imported inside pi05_launch_description only.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 PACKAGE = "flash_rt_ros"
 EXECUTABLE = "flash_rt_node"
 NODE_NAME = "flash_rt_node"
 LAUNCH_ARGUMENTS = ("checkpoint", "params_file", "namespace", "prompt", "fastdds_profile")
+FASTDDS_PROFILE_VALUES = {"auto": "auto", "true": "auto", "off": "off", "false": "off"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    params_file: str
+    overrides: dict = field(default_factory=dict)   # parameters given on the launch command line (win over the file)
+    namespace: str = ""
+    env: dict = field(default_factory=dict)         # added to the node's environment
+    package: str = PACKAGE
+    executable: str = EXECUTABLE
+    name: str = NODE_NAME
+
+    @property
+    def parameters(self) -> list:
+        """launch_ros's `parameters`: the file, then the overrides as a dict (a later entry wins)."""
+        return [self.params_file] + ([dict(self.overrides)] if self.overrides else [])
+
+    def launch_ros_kwargs(self) -> dict:
+        return dict(package=self.package, executable=self.executable, name=self.name, namespace=self.namespace,
+                    parameters=self.parameters, additional_env=dict(self.env) or None, output="screen",
+                    emulate_tty=True)
+
+    def argv(self, program: list[str], params_dir: Path) -> list[str]:
+        """The command launch_ros runs: program (lib/<package>/<executable> there) + `--ros-args`, the name and
+        namespace remaps, and one `--params-file` per entry of `parameters`; a dict becomes a YAML file under
+        `/**: ros__parameters:` in params_dir, as launch_ros writes it."""
+        args = [*program, "--ros-args", "-r", f"__node:={self.name}", "-r", f"__ns:={_absolute(self.namespace)}"]
+        for i, p in enumerate(self.parameters):
+            if isinstance(p, dict):
+                path = Path(params_dir) / f"launch_params_{i}.yaml"
+                path.write_text(yaml.safe_dump({"/**": {"ros__parameters": p}}, default_flow_style=False))
+                p = str(path)
+            args += ["--params-file", str(p)]
+        return args
+
+
+def _absolute(namespace: str) -> str:
+    return namespace if namespace.startswith("/") else "/" + namespace
+
+
+def node_spec(params_file: str, checkpoint: str = "", prompt: str = "", namespace: str = "",
+              fastdds_profile: str = "auto") -> NodeSpec:
+    """What the launch description runs for these launch arguments. Empty checkpoint / prompt keep the params file's
+    values. ValueError for a fastdds_profile other than auto/off (true/false are accepted, as before)."""
+    mode = FASTDDS_PROFILE_VALUES.get(str(fastdds_profile).strip().lower())
+    if mode is None:
+        raise ValueError(f"launch argument fastdds_profile must be 'auto' or 'off' (got {fastdds_profile!r})")
+    overrides = {k: v for k, v in (("checkpoint", checkpoint), ("prompt", prompt)) if v}
+    env = {"FLASH_RT_FASTDDS": "off"} if mode == "off" else {}
+    return NodeSpec(str(params_file), overrides, namespace, env)
 
 
 def pi05_launch_description(params_file: str):
@@ -22,17 +84,8 @@ def pi05_launch_description(params_file: str):
     from launch_ros.substitutions import FindPackageShare
 
     def node(context):
-        overrides = {}
-        for arg in ("checkpoint", "prompt"):
-            value = LaunchConfiguration(arg).perform(context)
-            if value:  # empty = keep the params file's value
-                overrides[arg] = value
-        params = [LaunchConfiguration("params_file")] + ([overrides] if overrides else [])
-        profile = LaunchConfiguration("fastdds_profile").perform(context).strip().lower()
-        env = {"FLASH_RT_FASTDDS": "off"} if profile in ("off", "false", "0") else None
-        return [Node(package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME,
-                     namespace=LaunchConfiguration("namespace"), parameters=params, additional_env=env,
-                     output="screen", emulate_tty=True)]
+        args = {a: LaunchConfiguration(a).perform(context) for a in LAUNCH_ARGUMENTS}
+        return [Node(**node_spec(**args).launch_ros_kwargs())]
 
     share = FindPackageShare(PACKAGE)
     return LaunchDescription([

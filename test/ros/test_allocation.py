@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from conftest import CPU_PARAMS, domain_for_module
+from ros_testing import CPU_PARAMS, domain_for_module
 
 WARMUP, TICKS = 50, 500
 

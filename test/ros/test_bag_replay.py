@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Proc, domain_for_module, node_cmd
+from ros_testing import Proc, domain_for_module, node_cmd
 from flash_rt_ros.bag.report import ReportOptions, report
 from flash_rt_ros.bag.synthetic import PROMPTS, T0_NS, node_camera_topics, rewrite_bag, write_test_bag
 

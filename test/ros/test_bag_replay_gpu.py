@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import Proc, domain_for_module, node_cmd
+from ros_testing import Proc, domain_for_module, node_cmd
 from flash_rt_ros.bag.report import ReportOptions, format_summary, report
 from flash_rt_ros.bag.synthetic import node_camera_topics, write_test_bag
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 W, H, RATE = 640, 480, 30.0
 TOPICS = ("camera/base/image_raw", "camera/left_wrist/image_raw", "camera/right_wrist/image_raw")

@@ -8,7 +8,7 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
-from conftest import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 W, H = 160, 120
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
 
-from conftest import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 W, H = 320, 240
 SEED = 7

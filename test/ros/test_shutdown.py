@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from conftest import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 W, H = 320, 240
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import CPU_PARAMS, domain_for_module
+from ros_testing import CPU_PARAMS, domain_for_module
 
 
 @pytest.fixture(scope="module")

@@ -87,13 +87,15 @@ def test_there_are_four_launch_files():
 
 
 def test_shared_launch_description_references_resolve():
-    consts, calls, args = _module_constants(COMMON)
+    _, calls, args = _module_constants(COMMON)
     assert {"checkpoint", "params_file", "namespace", "prompt"} <= args
+    from flash_rt_ros.launch_common import LAUNCH_ARGUMENTS, node_spec  # importable without launch/launch_ros
+    assert set(LAUNCH_ARGUMENTS) == args
+    # the description hands launch_ros exactly node_spec(...)'s kwargs
     nodes = [c for c in calls if getattr(c.func, "id", "") == "Node"]
-    assert len(nodes) == 1
-    kw = {k.arg: k.value for k in nodes[0].keywords}
-    resolve = lambda v: consts[v.id] if isinstance(v, ast.Name) else v.value  # noqa: E731
-    package, executable = resolve(kw["package"]), resolve(kw["executable"])
+    assert len(nodes) == 1 and ast.unparse(nodes[0]) == "Node(**node_spec(**args).launch_ros_kwargs())"
+    spec = node_spec("x.yaml")
+    package, executable = spec.package, spec.executable
     # package: this repository's package.xml / CMake project
     assert package == ET.parse(REPO / "package.xml").getroot().findtext("name") == "flash_rt_ros"
     cmake = (REPO / "CMakeLists.txt").read_text()
@@ -106,8 +108,38 @@ def test_shared_launch_description_references_resolve():
     from flash_rt_ros import fastdds
     assert (REPO / "config" / fastdds.LOOPBACK_PROFILE).is_file() and (REPO / "config" / fastdds.LARGE_SHM_PROFILE).is_file()
     assert re.search(r"install\(DIRECTORY launch config\s+DESTINATION share/\$\{PROJECT_NAME\}", cmake)
-    from flash_rt_ros.launch_common import LAUNCH_ARGUMENTS  # importable without launch/launch_ros
-    assert set(LAUNCH_ARGUMENTS) == args
+
+
+def test_node_spec_is_what_the_launch_runs(tmp_path):
+    from flash_rt_ros.launch_common import node_spec
+
+    spec = node_spec("/share/config/pi05_cpu.yaml", checkpoint="/models/x", prompt="", namespace="robot1")
+    kw = spec.launch_ros_kwargs()
+    assert kw["parameters"] == ["/share/config/pi05_cpu.yaml", {"checkpoint": "/models/x"}]
+    assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == ("flash_rt_ros", "flash_rt_node",
+                                                                              "flash_rt_node", "robot1")
+    assert kw["additional_env"] is None
+    argv = spec.argv(["prog"], tmp_path)
+    assert argv == ["prog", "--ros-args", "-r", "__node:=flash_rt_node", "-r", "__ns:=/robot1",
+                    "--params-file", "/share/config/pi05_cpu.yaml", "--params-file", str(tmp_path / "launch_params_1.yaml")]
+    assert yaml.safe_load((tmp_path / "launch_params_1.yaml").read_text()) == {
+        "/**": {"ros__parameters": {"checkpoint": "/models/x"}}}
+    assert node_spec("f.yaml").argv(["prog"], tmp_path)[3:7] == ["__node:=flash_rt_node", "-r", "__ns:=/",
+                                                                  "--params-file"]
+    assert node_spec("f.yaml").parameters == ["f.yaml"]           # no overrides: no second file
+
+
+@pytest.mark.parametrize("value, env", [("auto", None), ("true", None), ("off", {"FLASH_RT_FASTDDS": "off"}),
+                                        ("false", {"FLASH_RT_FASTDDS": "off"}), ("OFF", {"FLASH_RT_FASTDDS": "off"})])
+def test_node_spec_fastdds_profile(value, env):
+    from flash_rt_ros.launch_common import node_spec
+    assert node_spec("f.yaml", fastdds_profile=value).launch_ros_kwargs()["additional_env"] == env
+
+
+def test_node_spec_rejects_an_unknown_fastdds_profile():
+    from flash_rt_ros.launch_common import node_spec
+    with pytest.raises(ValueError, match="fastdds_profile must be 'auto' or 'off' \\(got 'loopback'\\)"):
+        node_spec("f.yaml", fastdds_profile="loopback")
 
 
 @pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
