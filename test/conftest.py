@@ -32,3 +32,13 @@ def tiny_openpi(tmp_path_factory):
 def tiny_lerobot(tmp_path_factory):
     from flash_rt.testing import build_tiny_checkpoint
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_lerobot"), layout="lerobot")
+
+
+@pytest.fixture(scope="session")
+def tiny_droid(tmp_path_factory):
+    """Tiny weights with the full-size checkpoint's norm stats (DROID: 8 state, 8 action dims), as the GPU configs
+    expect. The 7 GB full-size weights are too big for CI; the stats come from the same function that writes them."""
+    from flash_rt.testing import build_tiny_checkpoint
+    from flash_rt.testing.full_size import full_size_norm_stats
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_droid"), layout="openpi",
+                                 norm_stats=full_size_norm_stats())

@@ -158,3 +158,13 @@ class Monitor:
         self.ex.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.ctx)
+
+
+def cpu_variant(params_file: Path, out: Path) -> Path:
+    """A copy of a config YAML with hardware: cpu and one torch thread, to run a GPU target's config here."""
+    import yaml
+
+    doc = yaml.safe_load(Path(params_file).read_text())
+    doc["/**"]["ros__parameters"].update(hardware="cpu", cpu_threads=1)
+    out.write_text(yaml.safe_dump(doc))
+    return out

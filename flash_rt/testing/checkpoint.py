@@ -28,6 +28,11 @@ TINY_CONFIG = Pi05Config(
 TINY_STATE_DIM = 8
 TINY_ACTION_DIM = 7
 TINY_ASSET_ID = "tiny_robot"
+# DROID (a Franka): state = 7 joint positions + gripper, actions = 7 joint velocities + gripper. The full-size
+# checkpoint and the GPU configs (config/pi05_{hopper,thor,rtx}.yaml) use this shape; the tiny CPU one keeps 8/7,
+# which config/pi05_cpu.yaml matches.
+DROID_STATE_DIM = 8
+DROID_ACTION_DIM = 8
 
 
 def random_weight(key: str, shape: tuple, gen: torch.Generator) -> torch.Tensor:
@@ -75,19 +80,21 @@ def _write_tokenizer(out: Path) -> None:
 
 def build_tiny_checkpoint(out_dir, layout: str = "openpi", seed: int = 0, dtype: torch.dtype = torch.float32,
                           cfg: Pi05Config = TINY_CONFIG, with_tokenizer: bool = True,
-                          with_norm_stats: bool = True) -> Path:
+                          with_norm_stats: bool = True, norm_stats: dict | None = None) -> Path:
     """Write a tiny random Pi0.5 checkpoint directory and return its path.
 
     layout "openpi": keys without prefix, the embedding only as paligemma.lm_head.weight, config.json +
     assets/<id>/norm_stats.json. layout "lerobot": keys with a "model." prefix, both lm_head and
     embed_tokens, lerobot config.json + policy_{pre,post}processor normalizer safetensors.
+    norm_stats: another {"norm_stats": {"state": ..., "actions": ...}} than tiny_norm_stats(seed=seed), e.g. the
+    full-size checkpoint's (flash_rt.testing.full_size.full_size_norm_stats) for tiny weights with a real robot's dims.
     """
     if layout not in ("openpi", "lerobot"):
         raise ValueError(f"layout must be 'openpi' or 'lerobot', got {layout!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.to(dtype).contiguous() for k, v in tiny_state_dict(cfg, seed).items()}
-    stats = tiny_norm_stats(seed=seed)
+    stats = tiny_norm_stats(seed=seed) if norm_stats is None else norm_stats
     extra = {"vision_num_heads": cfg.vis_heads, "head_dim": cfg.head_dim}
     if layout == "openpi":
         save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
