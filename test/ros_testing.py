@@ -17,8 +17,26 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ROS_MODULES = ("rclpy", "sensor_msgs.msg", "lifecycle_msgs.msg", "diagnostic_msgs.msg", "trajectory_msgs.msg",
+               "flash_rt_ros.msg", "flash_rt_ros.srv")
 CPU_PARAMS = REPO / "config" / "pi05_cpu.yaml"
 _domains = itertools.count()
+
+
+def ros_missing() -> str:
+    """Why the ROS tests cannot run here ("" when they can): rclpy, a message package or the flash_rt_ros interfaces
+    does not import."""
+    import importlib
+
+    for name in ROS_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - ImportError, or a wheel whose C library does not load
+            if name == "rclpy":
+                return f"rclpy does not import ({e}): ROS 2 is not installed here (make setup, or source a ROS install)"
+            hint = " (build them: bash scripts/build_interfaces.sh)" if name.startswith("flash_rt_ros") else ""
+            return f"cannot import {name}: {type(e).__name__}: {e}{hint}"
+    return ""
 
 
 def domain_for_module() -> int:

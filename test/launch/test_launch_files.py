@@ -22,6 +22,10 @@ import pytest
 REASON = "needs {} (ROS 2 launch; no pip wheel): run with colcon test on a ROS install"
 pytest.importorskip("launch_pytest", reason=REASON.format("launch_pytest"))
 pytest.importorskip("launch_ros", reason=REASON.format("launch_ros"))
+from ros_testing import ros_missing  # noqa: E402
+
+if ros_missing():
+    pytest.skip(ros_missing(), allow_module_level=True)
 
 import launch  # noqa: E402
 import launch_pytest  # noqa: E402
