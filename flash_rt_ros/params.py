@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from flash_rt.api import SUPPORTED_HARDWARE
 from flash_rt_ros.conversions import INTERPOLATIONS
 
 
@@ -24,7 +25,7 @@ SPEC: dict[str, tuple[object, str]] = {
     "checkpoint": ("", "checkpoint dir (model.safetensors + config.json + assets/) or the .safetensors file"),
     "model": ("pi05", "model family for flash_rt.load_model(config=...)"),
     "framework": ("torch", "flash_rt frontend framework"),
-    "hardware": ("auto", "auto | cpu | hopper | thor | rtx_sm120"),
+    "hardware": ("auto", "auto (detect) | " + " | ".join(SUPPORTED_HARDWARE)),
     "num_views": (0, "model camera slots; 0 = len(camera_topics)"),
     "num_steps": (10, "flow-matching denoising steps"),
     "action_horizon": (0, "rows per chunk; 0 = the checkpoint's"),
@@ -57,7 +58,7 @@ SPEC: dict[str, tuple[object, str]] = {
     "autostart": (True, "configure + activate on start (console entry point); false = wait for lifecycle calls"),
 }
 
-HARDWARE = ("auto", "cpu", "hopper", "thor", "rtx", "rtx_sm120")
+HARDWARE = ("auto",) + tuple(SUPPORTED_HARDWARE)   # exactly what flash_rt.load_model accepts
 EXECUTORS = ("events", "single")
 
 
@@ -158,7 +159,8 @@ class NodeParams:
         if v["image_interpolation"] not in INTERPOLATIONS:
             bad("image_interpolation", f"must be one of {INTERPOLATIONS}")
         if v["hardware"] not in HARDWARE:
-            bad("hardware", f"must be one of {HARDWARE}")
+            bad("hardware", "must be one of " + ", ".join(HARDWARE) + (" ('rtx' is called 'rtx_sm120')"
+                                                                       if v["hardware"] == "rtx" else ""))
         if v["executor"] not in EXECUTORS:
             bad("executor", f"must be one of {EXECUTORS}")
         for k in ("expected_image_width", "expected_image_height", "action_horizon", "action_dim", "warmup_steps",

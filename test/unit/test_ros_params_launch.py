@@ -64,6 +64,21 @@ def test_config_yaml_is_valid(cfg):
     assert not any(t.startswith("/") for t in p.camera_topics), "relative topics follow the namespace"
 
 
+def test_hardware_names_are_exactly_the_engines():
+    """params accepted "rtx", which flash_rt.load_model rejects: the node then failed at load time instead of at
+    parameter validation. The list now comes from flash_rt.api."""
+    from flash_rt.api import SUPPORTED_HARDWARE
+    from flash_rt_ros.params import HARDWARE
+
+    assert HARDWARE == ("auto",) + tuple(SUPPORTED_HARDWARE)
+    for hw in HARDWARE:
+        assert NodeParams.from_values(dict(BASE, hardware=hw)).hardware == hw
+    with pytest.raises(ParamError, match=r"'hardware': must be one of auto, cpu, hopper, thor, rtx_sm120 \('rtx' is "
+                                         r"called 'rtx_sm120'\) \(got 'rtx'\)"):
+        NodeParams.from_values(dict(BASE, hardware="rtx"))
+    assert all(hw in SPEC["hardware"][1] for hw in HARDWARE)
+
+
 def test_every_spec_parameter_is_a_field():
     fields = set(NodeParams.__dataclass_fields__)
     assert set(SPEC) <= fields
