@@ -99,8 +99,9 @@ def main(argv=None) -> int:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 node.trigger_activate()
             else:
-                node.get_logger().error("autostart: configure failed (see above); the node stays up, unconfigured; "
-                                        "fix the parameters and call ~/change_state configure")
+                # the ERROR line with the reason is configure's own; this only says what happens next
+                node.get_logger().info("autostart: not activating; the node stays up, unconfigured: fix the "
+                                       "parameters and call ~/change_state configure")
         stop.spinning = True
         spin(executor, node.get_logger(), stop)
     except Interrupted:

@@ -32,7 +32,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
-from flash_rt.errors import FlashRTError, InputError
+from flash_rt.errors import FlashRTError, HardwareError, InputError
 from flash_rt.noise import SeededNoise
 from flash_rt_ros import diagnostics as diag
 from flash_rt_ros import params as params_mod
@@ -90,6 +90,8 @@ class FlashRTNode(LifecycleNode):
         self._startup: list = []          # startup_log.NodePhase, in order
         try:
             policy = self._timed("load", lambda: load_policy(p))
+        except HardwareError as e:   # the checkpoint is not the problem: the engine's message says what is
+            return self._configure_failed(str(e) if p.hardware in str(e) else f"hardware={p.hardware!r}: {e}")
         except (FlashRTError, OSError, ValueError, RuntimeError, TypeError) as e:
             return self._configure_failed(f"cannot load checkpoint {p.checkpoint!r}: {type(e).__name__}: {e}")
         try:

@@ -8,7 +8,7 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
-from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import REPO, Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 W, H = 160, 120
 
@@ -54,6 +54,35 @@ def test_missing_checkpoint_refuses_to_activate(tmp_path, domain, mon):
         assert node.alive()
     finally:
         assert node.stop() is not None
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda(), reason="checks the no-CUDA message; this machine has a CUDA GPU")
+def test_thor_config_without_cuda_fails_configure_clearly(tmp_path, domain, mon, tiny_openpi):
+    """config/pi05_thor.yaml on a machine without CUDA: one ERROR line that names the hardware, says CUDA is missing
+    and points at the CPU config; no traceback; the node stays up, unconfigured, and /diagnostics say why. (Before,
+    the line blamed the checkpoint -- "cannot load checkpoint ...: HardwareError" -- and a second ERROR followed.)"""
+    node = Proc(node_cmd(tiny_openpi, params_file=REPO / "config" / "pi05_thor.yaml"), tmp_path / "node.log", domain)
+    try:
+        assert node.wait_for_log("configure failed", 60), node.text()[-3000:]
+        mon.spin(1.0)
+        log = node.text()
+        errors = [line for line in log.splitlines() if line.startswith("[ERROR]")]
+        assert len(errors) == 1, errors
+        line = errors[0]
+        assert "thor" in line and "CUDA" in line and "cpu" in line, line
+        assert "cannot load checkpoint" not in line, "the checkpoint is fine; the hardware is the problem"
+        assert "Traceback" not in log
+        assert node.alive(), "the node must stay up, unconfigured"
+        assert get_state(mon) == State.PRIMARY_STATE_UNCONFIGURED
+        errs = [s for s in mon.statuses(0, ": engine") if s.level == b"\x02" and "CUDA" in s.message]
+        assert errs and "thor" in errs[-1].message, [s.message for s in mon.statuses(0, ": engine")]
+    finally:
+        assert node.stop() == 0, node.text()[-3000:]
 
 
 def test_autostart_false_driven_by_lifecycle_services(tmp_path, domain, mon, tiny_openpi):
