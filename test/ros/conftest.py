@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ros_testing import ros_missing
+from ros_testing import Monitor, domain_for_module, ros_missing
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 HERE = Path(__file__).parent
@@ -39,3 +39,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).parent == HERE:
             item.add_marker(pytest.mark.ros)
+
+
+@pytest.fixture(scope="module")
+def domain():
+    """This module's ROS_DOMAIN_ID (children and the monitor share it)."""
+    return domain_for_module()
+
+
+@pytest.fixture(scope="module")
+def mon(domain):
+    """The test's own rclpy participant on the module's domain."""
+    m = Monitor(domain)
+    yield m
+    m.close()

@@ -8,21 +8,9 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
-from ros_testing import REPO, Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import REPO, Proc, node_cmd, sensors_cmd
 
 W, H = 160, 120
-
-
-@pytest.fixture(scope="module")
-def domain():
-    return domain_for_module()
-
-
-@pytest.fixture(scope="module")
-def mon(domain):
-    m = Monitor(domain)
-    yield m
-    m.close()
 
 
 def get_state(mon) -> int:

@@ -14,21 +14,9 @@ import signal
 
 import pytest
 
-from ros_testing import Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import Proc, node_cmd, sensors_cmd
 
 W, H = 320, 240
-
-
-@pytest.fixture(scope="module")
-def domain():
-    return domain_for_module()
-
-
-@pytest.fixture(scope="module")
-def mon(domain):
-    m = Monitor(domain)
-    yield m
-    m.close()
 
 
 @pytest.fixture(scope="module")
