@@ -159,8 +159,9 @@ class NodeParams:
         if v["image_interpolation"] not in INTERPOLATIONS:
             bad("image_interpolation", f"must be one of {INTERPOLATIONS}")
         if v["hardware"] not in HARDWARE:
-            bad("hardware", "must be one of " + ", ".join(HARDWARE) + (" ('rtx' is called 'rtx_sm120')"
-                                                                       if v["hardware"] == "rtx" else ""))
+            rtx = [h for h in HARDWARE if h.startswith("rtx_")]
+            hint = f" (an RTX card is one of {', '.join(rtx)}, by compute capability)" if v["hardware"] == "rtx" else ""
+            bad("hardware", "must be one of " + ", ".join(HARDWARE) + hint)
         if v["executor"] not in EXECUTORS:
             bad("executor", f"must be one of {EXECUTORS}")
         for k in ("expected_image_width", "expected_image_height", "action_horizon", "action_dim", "warmup_steps",
