@@ -16,7 +16,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO, Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
+from ros_testing import REPO, Monitor, Proc, domain_for_module, node_cmd, sensors_cmd
 
 pytestmark = pytest.mark.gpu
 TARGETS = {"thor": "pi05_thor.yaml", "rtx_sm120": "pi05_rtx.yaml", "hopper": "pi05_hopper.yaml"}
