@@ -181,7 +181,6 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # target's limits here, before anything compiles
         self.attention_tiles = dict(attention_tiles or {})
         self.tuned = self.tuning.with_gemm_overrides(gemm_tiles)
-        self.gemm_tiles = {op: self.tuned.gemm[op] for op in dict(gemm_tiles or {})}
         self.pinned = PinnedHostBuffers()
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -261,7 +260,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                          if self.overlap_first_step else None)
         self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
         # the names the GPU suite and benchmarks read
-        self.sites, self.act_scales, self.amax = self.scales.sites, self.scales.scales, self.scales.amax
+        self.act_scales, self.amax = self.scales.scales, self.scales.amax
         if self.precision == "fp8":
             from flash_rt.kernels import triton as kernels
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
