@@ -7,11 +7,14 @@ observations -- clips rare outliers). scale = max(amax / 448, 1e-12) for e4m3.
 Cache: `<root>/<ckpt_hash>_<shape_key>.json`, root = cache_dir argument, else $FLASH_RT_CACHE_DIR/calibration,
 else ~/.flash_rt/calibration. shape_key names everything the site list depends on (views, horizon, steps,
 prompt length, precision). The file holds {version, ckpt_hash, shape_key, sites, amax, percentile,
-num_observations}; a file whose sites or meta disagree, or that is not valid JSON, is reported as a
-CacheError and recalibrated -- never silently used.
+num_observations, sha256}; `sha256` covers the canonical JSON of every other field, so a flipped digit in an amax
+(still valid JSON) is caught too. A file whose sites, meta or checksum disagree, or that is not valid JSON, is
+reported as a CacheError and recalibrated -- never silently used. ckpt_hash is the full-content checkpoint hash
+(executors/checkpoint_hash.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,7 +23,7 @@ from typing import Sequence
 
 from flash_rt.errors import CacheError
 
-VERSION = 1
+VERSION = 2   # 2: sha256 over the content, the full-content checkpoint hash
 FP8_MAX = 448.0
 
 
@@ -39,11 +42,17 @@ def scales_from_amax(amax: Sequence[float]) -> list[float]:
     return [max(float(a) / FP8_MAX, 1e-12) for a in amax]
 
 
+def _digest(doc: dict) -> str:
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def save_calibration(path: Path, sites: Sequence[str], amax: Sequence[float], *, ckpt_hash: str, shape_key: str,
                      percentile: float | None, num_observations: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "shape_key": shape_key, "percentile": percentile,
            "num_observations": num_observations, "sites": list(sites), "amax": [float(a) for a in amax]}
+    doc["sha256"] = _digest(doc)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
@@ -61,6 +70,9 @@ def load_calibration(path: Path, sites: Sequence[str], *, ckpt_hash: str, shape_
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise CacheError(f"calibration cache {path}: version {doc.get('version') if isinstance(doc, dict) else '?'}"
                          f", expected {VERSION}")
+    if doc.get("sha256") != _digest(doc):
+        raise CacheError(f"calibration cache {path}: checksum mismatch (stored sha256 {doc.get('sha256')!r}); "
+                         f"the file is corrupt or was edited")
     for k, v in (("ckpt_hash", ckpt_hash), ("shape_key", shape_key)):
         if doc.get(k) != v:
             raise CacheError(f"calibration cache {path}: {k} is {doc.get(k)!r}, expected {v!r}")

@@ -9,11 +9,9 @@ Key schema (also in docs/weight_cache.md)
 File name: ``<root>/<ckpt_hash>_<spec_tag>_nv<num_views>.bin``
 
 * ``root``: the ``root`` argument, else ``$FLASH_RT_CACHE_DIR``, else ``~/.flash_rt/weights``.
-* ``ckpt_hash``: `checkpoint_hash(path)` -- sha256 over (u64 little-endian file size, first 64 KiB, last
-  64 KiB) of ``model.safetensors`` (the first shard for sharded checkpoints), first 16 hex chars. Cheap on a
-  7 GB file; it covers the safetensors header (every name/shape/dtype/offset) and the tail of the data region.
-  A re-trained checkpoint whose size, header and last 64 KiB are all unchanged would collide; pass
-  ``full=True`` to hash the whole file when that matters.
+* ``ckpt_hash``: `checkpoint_hash(path, index_root)` (executors/checkpoint_hash.py) -- 32 hex chars of BLAKE2b
+  over every byte of every shard, each shard's digest remembered per file identity (path, size, mtime_ns,
+  ctime_ns, inode) in ``<root>/checkpoint_hashes.json``, so only the first start with a checkpoint reads it all.
 * ``spec_tag``: chosen by the frontend; names the spec and anything that changes its output (e.g.
   ``pi05-hopper-fp8-v1``). Must match ``[A-Za-z0-9.+-]+``. Bump it whenever the spec's math changes.
 * ``num_views``: camera slots, for layouts that depend on it.
@@ -36,7 +34,6 @@ so readers never see a half-written cache.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +48,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from flash_rt.errors import CacheError
+from flash_rt.executors.checkpoint_hash import checkpoint_hash  # noqa: F401 (the cache key; re-exported)
 
 log = logging.getLogger("flash_rt.weight_cache")
 
@@ -58,7 +56,6 @@ MAGIC = b"FRTW"
 VERSION = 1
 ALIGN = 64
 _PREAMBLE = struct.Struct("<4sIQ")  # magic, version, header_len -> 16 bytes
-HASH_CHUNK = 64 * 1024
 ENV_CACHE_DIR = "FLASH_RT_CACHE_DIR"
 REQUIRED_META = ("ckpt_hash", "spec_tag", "num_views")
 _RESERVED = ("version", "checksum", "entries", "total_bytes")
@@ -81,26 +78,6 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".flash_rt" / "weights"
-
-
-def checkpoint_hash(path: str | os.PathLike, full: bool = False) -> str:
-    """16 hex chars identifying a checkpoint: sha256(u64le size + first 64 KiB + last 64 KiB) of its
-    model.safetensors (first shard when sharded). `path` may be the directory, the file or a shard index.
-    `full=True` hashes the whole file instead (slow on 7 GB; immune to same-size partial re-trains)."""
-    from flash_rt.executors.safetensors_io import resolve_checkpoint_files
-    f = resolve_checkpoint_files(path)[0][0]
-    size = f.stat().st_size
-    h = hashlib.sha256()
-    h.update(struct.pack("<Q", size))
-    with open(f, "rb") as fh:
-        if full:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-        else:
-            h.update(fh.read(HASH_CHUNK))
-            fh.seek(max(0, size - HASH_CHUNK))
-            h.update(fh.read(HASH_CHUNK))
-    return h.hexdigest()[:16]
 
 
 def _check_meta(meta: Mapping[str, Any]) -> dict:

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from flash_rt.errors import CacheError
 from flash_rt.executors.weight_cache import (ALIGN, ENV_CACHE_DIR, MAGIC, VERSION, WeightCache, WeightCacheWarning,
-                                             cache_filename, cache_root, checkpoint_hash, load_cache,
+                                             cache_filename, cache_root, load_cache,
                                              read_cache_header, save_cache)
 
 META = {"ckpt_hash": "0123456789abcdef", "spec_tag": "pi05-test-v1", "num_views": 2}
@@ -39,35 +39,6 @@ def sample():
 # --------------------------------------------------------------------------------------------------------------
 # key schema
 # --------------------------------------------------------------------------------------------------------------
-def test_checkpoint_hash_definition(tmp_path):
-    f = tmp_path / "model.safetensors"
-    save_file({"w": torch.arange(100_000, dtype=torch.float32)}, f)  # ~400 KB > 2 x 64 KiB
-    raw = f.read_bytes()
-    want = hashlib.sha256(struct.pack("<Q", len(raw)) + raw[:65536] + raw[-65536:]).hexdigest()[:16]
-    assert checkpoint_hash(f) == checkpoint_hash(tmp_path) == want
-    assert len(want) == 16
-    full = hashlib.sha256(struct.pack("<Q", len(raw)) + raw).hexdigest()[:16]
-    assert checkpoint_hash(f, full=True) == full != want
-
-
-def test_checkpoint_hash_sees_tail_and_size_changes(tmp_path):
-    f = tmp_path / "model.safetensors"
-    x = torch.arange(100_000, dtype=torch.float32)
-    save_file({"w": x}, f)
-    h0 = checkpoint_hash(f)
-    x[-1] = -1.0
-    save_file({"w": x}, f)
-    assert checkpoint_hash(f) != h0
-    save_file({"w": x[:-1]}, f)
-    assert checkpoint_hash(f) not in (h0,)
-
-
-def test_checkpoint_hash_sharded_uses_first_shard(tmp_path):
-    save_file({"a": torch.ones(3)}, tmp_path / "model-00001-of-00002.safetensors")
-    save_file({"b": torch.ones(3)}, tmp_path / "model-00002-of-00002.safetensors")
-    assert checkpoint_hash(tmp_path) == checkpoint_hash(tmp_path / "model-00001-of-00002.safetensors")
-
-
 def test_cache_root_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_CACHE_DIR, raising=False)
     assert str(cache_root()).endswith(".flash_rt/weights")

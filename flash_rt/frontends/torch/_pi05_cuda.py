@@ -25,7 +25,7 @@ import torch
 from flash_rt.calibration import calibration_path
 from flash_rt.errors import HardwareError, InputError
 from flash_rt.executors.safetensors_io import open_checkpoint
-from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
+from flash_rt.executors.weight_cache import WeightCache, cache_root, checkpoint_hash
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_cuda_spec import build_spec, gemm_names
@@ -215,12 +215,13 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
-        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
+        # every byte of every shard, remembered per file identity next to the weight cache (checkpoint_hash.py)
+        self.ckpt_hash = checkpoint_hash(self.checkpoint, index_root=cache_root(root))
         status = "weight cache off"
         if self.weight_cache:
             meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
                     "num_views": 0}
-            root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
             flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
                                                                              device=str(self.device))
             status = f"weight cache {self.weight_cache_status}"
