@@ -3,8 +3,9 @@
 Why: the weight cache and the calibration cache are keyed on this hash. Before, it covered the size plus the first
 and last 64 KiB of the first shard only, so two fine-tunes of one base model (same size, same header, a frozen head
 at the end, or a change in a later shard) got the same key and the second silently ran on the first one's FP8
-weights and scales. Now every byte of every shard is hashed (BLAKE2b, streamed), so a collision is impossible in
-practice (128-bit key; an accidental match needs ~2^64 checkpoints).
+weights and scales. Now every byte of every shard is hashed (SHA-256, streamed), so a collision is impossible in
+practice (128-bit key; an accidental match needs ~2^64 checkpoints). SHA-256 rather than BLAKE2b: hashlib's SHA-256
+is OpenSSL's, with the CPU's SHA instructions -- 0.9-1.5 GB/s against BLAKE2b's 0.6-0.7 GB/s on the same CPU.
 
 Hashing 7 GB costs seconds (docs/weight_cache.md has the measured rate), so each file's digest is remembered in a
 small JSON index next to the weight cache (`checkpoint_hashes.json`), under the file's identity: resolved path,
@@ -31,7 +32,7 @@ log = logging.getLogger("flash_rt.weight_cache")
 
 INDEX_NAME = "checkpoint_hashes.json"
 INDEX_VERSION = 1
-ALGO = "blake2b-256"
+ALGO = "sha256"
 KEY_HEX = 32            # 128-bit checkpoint key
 MAX_INDEX_ENTRIES = 512
 READ_CHUNK = 8 << 20
@@ -50,8 +51,8 @@ def file_identity(f: Path) -> dict:
 
 
 def hash_file(f: str | os.PathLike, chunk: int = READ_CHUNK) -> str:
-    """BLAKE2b-256 hex digest of the whole file, streamed (one buffer of `chunk` bytes)."""
-    h = hashlib.blake2b(digest_size=32)
+    """SHA-256 hex digest of the whole file, streamed (one buffer of `chunk` bytes)."""
+    h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
     with open(f, "rb", buffering=0) as fh:
@@ -130,15 +131,15 @@ def checkpoint_files(path: str | os.PathLike) -> list[Path]:
 
 
 def checkpoint_hash(path: str | os.PathLike, index_root: str | os.PathLike | None = None) -> str:
-    """32 hex chars naming the checkpoint's content: BLAKE2b over (format tag, then for every shard in order: its
-    file name, u64 size, BLAKE2b-256 of all its bytes). `index_root`: the directory of the digest index (normally
+    """32 hex chars naming the checkpoint's content: the first 128 bits of SHA-256 over (format tag, then for every
+    shard in order: its file name, u64 little-endian size, SHA-256 of all its bytes). `index_root`: the directory of the digest index (normally
     the weight cache's root); None hashes every shard now and remembers nothing."""
     idx = HashIndex(index_root)
-    h = hashlib.blake2b(digest_size=KEY_HEX // 2)
+    h = hashlib.sha256()
     h.update(b"flash_rt-checkpoint-v2\0")
     for f in checkpoint_files(path):
         h.update(f.name.encode() + b"\0" + struct.pack("<Q", f.stat().st_size) + bytes.fromhex(idx.digest(f)))
     idx.save()
     if idx.hashed:
         log.info("checkpoint hash: hashed %d file(s) in full: %s", len(idx.hashed), idx.hashed)
-    return h.hexdigest()
+    return h.hexdigest()[:KEY_HEX]

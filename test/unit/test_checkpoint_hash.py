@@ -48,8 +48,8 @@ def test_definition(tmp_path):
     f = tmp_path / "model.safetensors"
     save_file({"w": torch.arange(1000, dtype=torch.float32)}, f)
     raw = f.read_bytes()
-    want = hashlib.blake2b(b"flash_rt-checkpoint-v2\0" + b"model.safetensors\0" + struct.pack("<Q", len(raw))
-                           + hashlib.blake2b(raw, digest_size=32).digest(), digest_size=16).hexdigest()
+    want = hashlib.sha256(b"flash_rt-checkpoint-v2\0" + b"model.safetensors\0" + struct.pack("<Q", len(raw))
+                          + hashlib.sha256(raw).digest()).hexdigest()[:32]
     assert checkpoint_hash(f) == checkpoint_hash(tmp_path) == want and len(want) == 32
 
 
@@ -111,7 +111,7 @@ def test_the_index_cannot_serve_a_stale_digest_after_an_edit(tmp_path, no_racy):
     assert checkpoint_hash(ck, index_root=root) == checkpoint_hash(ck) != h0
 
 
-@pytest.mark.parametrize("junk", [b"{not json", b'{"version": 99, "algo": "blake2b-256", "files": {}}', b"\xff\xfe"])
+@pytest.mark.parametrize("junk", [b"{not json", b'{"version": 99, "algo": "sha256", "files": {}}', b"\xff\xfe"])
 def test_a_corrupt_index_is_reported_and_rebuilt(tmp_path, no_racy, junk, caplog):
     ck = build_tiny_checkpoint(tmp_path / "a")
     root = tmp_path / "cache"
