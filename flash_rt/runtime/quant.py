@@ -175,16 +175,21 @@ class Bf16Context(_Composite):
 
 
 class CalibContext(_Composite):
-    """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots)."""
+    """bf16 twin of Fp8Context that records amax per site into `amax[site]` (device fp32 [1] slots).
+    channels: None, or a callable (site, activation) that records per-channel maxima (the smoothing factors'
+    measurement, runtime/smoothing.ChannelRecorder)."""
 
-    def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor):
+    def __init__(self, w: dict, w_scales: dict, amax: dict, amax_update, scratch: torch.Tensor, channels=None):
         self.w, self.ws, self.amax, self._upd, self.scratch = w, w_scales, amax, amax_update, scratch
+        self.channels = channels
 
     def act(self, site, bf16_buf, fp8_buf):
         return bf16_buf, None
 
     def post(self, site, t):
         self._upd(t, self.amax[site])
+        if self.channels is not None:
+            self.channels(site, t)
 
     def linear(self, x, site, wname, out, bias=None):
         w = self.w[wname]

@@ -104,6 +104,8 @@ def _weights(c: Pi05Config):
             gemm(f"{blk}.{i}.o_w", width, c.heads * c.head_dim)
             gemm(f"{blk}.{i}.gu_w", 2 * mlp, width)
             gemm(f"{blk}.{i}.down_w", width, mlp)
+    for i in range(c.layers):   # the prefix norms' weights (FP8 smoothing, runtime/smoothing.py)
+        w[f"llm.{i}.norm1_w"], w[f"llm.{i}.norm2_w"] = e(c.width, dtype=F32), e(c.width, dtype=F32)
     gemm("proj_w", c.width, c.vis_width)
     w.update(proj_b=e(c.width, dtype=BF), post_ln_w=e(c.vis_width, dtype=F32), post_ln_b=e(c.vis_width, dtype=F32),
              patch_w=e(c.vis_width, 3 * c.patch_size ** 2, dtype=BF), pos_emb_b=e(c.num_patches, c.vis_width, dtype=F32),

@@ -166,8 +166,8 @@ def trace_launches(hardware: str, cfg: Pi05Config, views: int, num_steps: int) -
                  "down_w": (c.ex_width, c.ex_mlp)}}
 
     class Weights(dict):
-        def __missing__(self, key):   # LayerNorm vectors (and biases, which the skipped GEMMs never read)
-            self[key] = torch.empty(c.vis_width)
+        def __missing__(self, key):   # LayerNorm / prefix norm vectors (and biases, which the skipped GEMMs never read)
+            self[key] = torch.empty(c.width if key.startswith("llm.") else c.vis_width)
             return self[key]
     w = Weights({n: torch.empty((c.width, c.vis_width) if n == "proj_w" else nk[n.split(".")[0]][n.split(".")[-1]],
                                 dtype=FP8) for n, _, _ in gemm_names(c)})

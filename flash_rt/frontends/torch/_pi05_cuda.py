@@ -22,8 +22,10 @@ import types
 import numpy as np
 import torch
 
-from flash_rt.calibration import calibration_path
-from flash_rt.errors import HardwareError, InputError
+import warnings
+
+from flash_rt.calibration import calibration_path, calibration_root
+from flash_rt.errors import CacheError, HardwareError, InputError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_cache import WeightCache, cache_root, checkpoint_hash
 from flash_rt.executors.weight_loader import WeightLoader
@@ -39,23 +41,31 @@ from flash_rt.runtime.graph import capture_graph
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
+from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, ChannelRecorder, SmoothingPlan, column_max, compute_factors,
+                                        factors_path, load_factors, save_factors)
 from flash_rt.runtime.tuning import GpuTuning
 
 _GB = 1e9
 
 
-def weight_spec_tag(hardware: str, precision: str) -> str:
+def weight_spec_tag(hardware: str, precision: str, smoothing: str | None = None) -> str:
     """The weight cache's spec tag of a cell: part of a file name, so only [A-Za-z0-9.+-] (rtx_sm120's underscore
-    made every rtx_sm120 load fail before this, on the first device run)."""
-    return f"pi05-{hardware.replace('_', '-')}-{precision}-v1"
+    made every rtx_sm120 load fail before this, on the first device run). `smoothing`: the digest of the folded
+    smoothing factors (SmoothingPlan.digest), so smoothed and unsmoothed weights never share a file.
+    v2: the prefix norm weights (llm.{i}.norm{1,2}_w) are part of the weights."""
+    return f"pi05-{hardware.replace('_', '-')}-{precision}-v2" + (f"-sq{smoothing}" if smoothing else "")
 
 
-def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+def build_weights(checkpoint, cfg, precision: str, device, smoothing: dict | None = None) -> dict:
     """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
-    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales)."""
+    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales). `smoothing`: {group: factors}
+    (runtime/smoothing.py) folded in fp32 before quantization or the bf16 cast (the frontend smooths fp8 only; the
+    bf16 build takes factors too, for the CPU test that the folds are exact)."""
+    plan = SmoothingPlan(cfg, smoothing)
     src = open_checkpoint(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
-    WeightLoader(build_spec(cfg, precision), src).run(target)
+    WeightLoader(build_spec(cfg, precision, plan), src).run(target)
+    plan.fold_vectors(target.w)
     flat = {f"w.{k}": v for k, v in target.w.items()}
     for _, grp, _ in gemm_names(cfg) if precision == "fp8" else []:
         flat.setdefault(f"s.{grp}", getattr(target, grp))
@@ -68,6 +78,9 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     action head in the seam kernel's layout, and every t-dependent modulation precomputed (then dropped)."""
     flat = {k: v.to(device) for k, v in flat.items()}
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
+    for i in range(cfg.layers):   # the prefix norms' smoothing weights (zeros: none)
+        for n in ("norm1_w", "norm2_w"):
+            w.setdefault(f"llm.{i}.{n}", torch.zeros(cfg.width, dtype=torch.float32, device=device))
     ws, store = {}, None
     if precision == "fp8":
         names = gemm_names(cfg)
@@ -144,7 +157,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool | None = None,
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
-                 zero_copy_io: bool | None = None, device: str = "cuda", **kw):
+                 zero_copy_io: bool | None = None, smoothing: float | bool | None = None, device: str = "cuda",
+                 **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -155,7 +169,13 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             raise InputError(f"precision must be 'fp8' or 'bf16', got {precision!r}")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
         self.default_percentile = calibration_percentile
-        d = self.option_defaults
+        # FP8 smoothing (runtime/smoothing.py): alpha of s = max|X|^a / max|W|^(1-a); None = the default, False/0 = off
+        if smoothing is None or smoothing is True:
+            smoothing = ALPHA_DEFAULT
+        if smoothing is not False and not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+            raise InputError(f"smoothing must be an alpha in [0, 1) (0 or False: off), got {smoothing!r}")
+        self.smooth_alpha = float(smoothing) if smoothing and precision == "fp8" else None
+        self.smoothing: dict = {}   # the factors folded into the weights now (empty: none)        d = self.option_defaults
         # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
         self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)
         # prefix GEMMs (weight-name suffixes) that run as the transposed problem W @ act.T (runtime/quant.linear)
@@ -209,28 +229,72 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             total += n * (4 if len(shape) == 1 else 2 if "embed" in key or "lm_head" in key else gemm_bytes)
         return total + int(1.5 * _GB)
 
-    def _build_weights(self) -> dict:
-        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
-
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
         root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
         # every byte of every shard, remembered per file identity next to the weight cache (checkpoint_hash.py)
         self.ckpt_hash = checkpoint_hash(self.checkpoint, index_root=cache_root(root))
-        status = "weight cache off"
-        if self.weight_cache:
-            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
-                    "num_views": 0}
-            flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
-                                                                             device=str(self.device))
-            status = f"weight cache {self.weight_cache_status}"
-        else:
-            self.weight_cache_status = "off"
-            flat = self._build_weights()
+        self._weights_root = root
+        if self.smooth_alpha:
+            try:
+                self.smoothing = load_factors(self._smoothing_path(), self.cfg, ckpt_hash=self.ckpt_hash,
+                                              alpha=self.smooth_alpha)
+            except FileNotFoundError:
+                pass
+            except CacheError as e:
+                warnings.warn(f"{e}; smoothing is measured again on the first observation")
+        flat = self._get_weights(self.smoothing)
+        status = "weight cache off" if self.weight_cache_status == "off" else f"weight cache {self.weight_cache_status}"
         self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(flat, self.cfg, self.precision,
                                                                                   self.device)
-        return f"{self.precision}, {status}"
+        sm = "" if not self.smooth_alpha else (f", smoothing sq{self._smoothing_digest()}" if self.smoothing
+                                               else ", smoothing on the first observation")
+        return f"{self.precision}, {status}{sm}"
+
+    def _smoothing_digest(self) -> str | None:
+        return SmoothingPlan(self.cfg, self.smoothing).digest()
+
+    def _smoothing_path(self):
+        return factors_path(calibration_root(self.cache_dir), self.ckpt_hash, f"pi05-a{self.smooth_alpha:g}")
+
+    def _get_weights(self, factors: dict) -> dict:
+        """The flat weights with `factors` folded in: from the weight cache (keyed by their digest too) or built."""
+        build = lambda: build_weights(self.checkpoint, self.cfg, self.precision, self.device, factors)  # noqa: E731
+        if not self.weight_cache:
+            self.weight_cache_status = "off"
+            return build()
+        meta = {"ckpt_hash": self.ckpt_hash, "num_views": 0,
+                "spec_tag": weight_spec_tag(self.hardware, self.precision, SmoothingPlan(self.cfg, factors).digest())}
+        flat, self.weight_cache_status = WeightCache(self._weights_root).get_or_build(meta, build,
+                                                                                       device=str(self.device))
+        return flat
+
+    @torch.no_grad()
+    def _measure_smoothing(self, observations, percentile) -> None:
+        """Per-channel activation maxima from the twin over `observations` (callables that fill the input buffers),
+        factors against the weights' column maxima, and the weights rebuilt with them, copied into the tensors the
+        graph reads (no recapture). The factors file is written; the per-tensor scales must be calibrated after."""
+        t0 = time.perf_counter()
+        rec = ChannelRecorder()
+        for fill in observations:
+            fill()
+            self._run_calibration_twin(percentile, channels=rec)
+        self.amax.zero_()
+        factors = compute_factors(self.cfg, rec.max, column_max(self.cfg, self.w, self.ws), self.smooth_alpha,
+                                  previous=self.smoothing or None)
+        flat = self._get_weights(factors)
+        w, _, store, mods, _ = unpack_weights(flat, self.cfg, self.precision, self.device)
+        for k, v in w.items():
+            self.w[k].copy_(v)
+        self._w_scale_store.copy_(store)
+        self.mods.copy_(mods)
+        del flat, w, store, mods
+        self.smoothing = factors
+        save_factors(self._smoothing_path(), factors, ckpt_hash=self.ckpt_hash, alpha=self.smooth_alpha,
+                     num_observations=len(observations))
+        self.startup.add("smoothing", time.perf_counter() - t0,
+                         f"FP8 smoothing factors measured, weights rebuilt (sq{self._smoothing_digest()})")
 
     # -- buffers -----------------------------------------------------------------------------------------
     def dims(self) -> Pi05Dims:
@@ -311,7 +375,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         (real) observation once; the cache serves later starts."""
         t0 = time.perf_counter()
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
-        if self.scales.load_cached(path, self.ckpt_hash, self.shape_key()):
+        pending = bool(self.smooth_alpha) and not self.smoothing   # smoothing first, then scales for it
+        if not pending and self.scales.load_cached(path, self.ckpt_hash, self.shape_key()):
             self.calibrated = True
             self.calibration_info = {"source": "cache", "path": str(path)}
             self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the calibration cache")
@@ -325,6 +390,9 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self.startup.add("compile_calibration", time.perf_counter() - t0,
                              "calibration twin compiled on placeholders; calibrates on the first real tick")
             return
+        if pending:
+            self._measure_smoothing([self._upload], self.default_percentile)
+            path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)   # the smoothed weights' key
         self._calibrate_on_buffers(self.default_percentile)
         self._save(path, 1, self.default_percentile)
         self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the first real observation")
@@ -346,8 +414,9 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     # -- calibration -------------------------------------------------------------------------------------
     def shape_key(self) -> str:
-        d = self.d
-        return f"pi05-{self.hardware}-{self.precision}-v{d.num_views}-h{d.horizon}-s{d.num_steps}-t{d.max_tokens}"
+        d, sq = self.d, self._smoothing_digest()
+        return (f"pi05-{self.hardware}-{self.precision}-v{d.num_views}-h{d.horizon}-s{d.num_steps}-t{d.max_tokens}"
+                + (f"-sq{sq}" if sq else ""))
 
     def warmup(self, steps: int = 1, noise=None) -> None:
         """Compile and capture on placeholder inputs WITHOUT calibrating on them (black warm-up frames would
@@ -370,11 +439,12 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self._run_calibration_twin(percentile)
         self._set_scales(None)
 
-    def _run_calibration_twin(self, percentile: float | None) -> None:
-        """One forward of the bf16 twin over the input buffers, accumulating amax per site."""
+    def _run_calibration_twin(self, percentile: float | None, channels=None) -> None:
+        """One forward of the bf16 twin over the input buffers, accumulating amax per site (and, with `channels`,
+        per-channel maxima for the smoothing factors)."""
         scratch = torch.empty(self._scratch_numel, dtype=torch.bfloat16, device=self.device)
         upd = self._amax_update if percentile is None else percentile_update(percentile)
-        self._forward(CalibContext(self.w, self.ws, self.scales.site_amax, upd, scratch))
+        self._forward(CalibContext(self.w, self.ws, self.scales.site_amax, upd, scratch, channels))
         del scratch
 
     @torch.no_grad()
@@ -389,32 +459,44 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
     def _save(self, path, n_obs, percentile) -> None:
         self.scales.save(path, self.ckpt_hash, self.shape_key(), n_obs, percentile)
         self.calibration_info = {"source": "calibrated", "path": str(path), "num_observations": n_obs,
-                                 "percentile": percentile}
+                                 "percentile": percentile, "smoothing": self._smoothing_digest()}
 
-    def calibrate(self, observations=None, percentile: float | None = None) -> dict:
+    def calibrate(self, observations=None, percentile: float | None = None, resmooth: bool = False) -> dict:
         """Recompute FP8 scales from `observations` (list of dicts with images, state, prompt) or, if None,
         from the observation currently in the input buffers. Updates the captured graph's scales in place
-        and rewrites the JSON cache. Returns {"path", "num_observations", "percentile"}."""
+        and rewrites the JSON cache. Returns {"path", "num_observations", "percentile", "smoothing"}.
+
+        Smoothing (runtime/smoothing.py) is KEPT: the factors folded into the weights stay, only the per-tensor
+        scales are measured again (on the smoothed model). `resmooth=True` measures the factors again on these
+        observations first, rebuilds the weights with them (in place, no recapture) and rewrites the factors file;
+        where no factors exist yet (calibrate() before the first step), they are measured whatever resmooth says."""
         if self.precision != "fp8":
             raise NotImplementedError("precision='bf16' has no FP8 scales to calibrate")
         obs = list(observations or [None])
         if percentile is not None and not 0 < percentile <= 100:
             raise InputError(f"percentile must be in (0, 100], got {percentile}")
+        fills = [lambda o=o: self._fill_observation(o) for o in obs]
         # the same launch mode as the first-step calibration, so the twin's compiled kernels are reused: a
         # different mode is a different compile (seconds with a cold Triton cache, inside a ~/calibrate call)
         with torch.no_grad(), torch.cuda.stream(self.stream), self._launch_mode():
+            if self.smooth_alpha and (resmooth or not self.smoothing):
+                self._measure_smoothing(fills, percentile)
             self.amax.zero_()
-            for o in obs:
-                if o is not None:
-                    self.host.write_images(o["images"])
-                    if o.get("state") is not None:
-                        self.host.write_state(o["state"])
-                    if o.get("prompt") is not None:
-                        self.set_prompt(o["prompt"])
-                self.host.prepare_step(o.get("noise") if o else None)
-                self._upload()
+            for fill in fills:
+                fill()
                 self._calibrate_on_buffers(percentile, reset=False)
         self.stream.synchronize()
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
         self._save(path, len(obs), percentile)
         return dict(self.calibration_info)
+
+    def _fill_observation(self, o) -> None:
+        """Write one calibrate() observation (or, for None, keep the current one) into the input buffers."""
+        if o is not None:
+            self.host.write_images(o["images"])
+            if o.get("state") is not None:
+                self.host.write_state(o["state"])
+            if o.get("prompt") is not None:
+                self.set_prompt(o["prompt"])
+        self.host.prepare_step(o.get("noise") if o else None)
+        self._upload()

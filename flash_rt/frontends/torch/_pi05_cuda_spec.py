@@ -5,6 +5,8 @@ GEMM weights stay [N, K] row-major (cuBLASLt takes `w.t()` as its column-major o
 per-tensor scale each (`Quant`, scales collected per weight family with `scale_into`) in precision "fp8",
 bf16 in precision "bf16". Gemma norms are folded into the next projection in fp32 before quantization.
 Biases, the embedding and the patch kernel are bf16 (GEMM epilogue / operand dtypes).
+With a smoothing plan (runtime/smoothing.py), every GEMM weight and bias passes through `Smooth` in fp32 before it
+is quantized or cast: its consumer columns are multiplied and its producer rows divided by the per-channel factors.
 """
 from __future__ import annotations
 
@@ -21,17 +23,33 @@ def scale_group(name: str) -> str:
     return "_s_" + name.replace(".{i}", "").replace(".", "_")
 
 
-def build_spec(cfg: Pi05Config, precision: str = "fp8") -> ModelWeightSpec:
+class Smooth:
+    """The smoothing folds of one GEMM weight or bias (fp32 in, fp32 out; identity for names the plan leaves)."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def apply(self, x, ctx):
+        return self.plan.fold_matrix(ctx.format_name(ctx.item.name), x)
+
+    def __repr__(self):
+        return f"Smooth({self.plan.digest()})"
+
+
+def build_spec(cfg: Pi05Config, precision: str = "fp8", plan=None) -> ModelWeightSpec:
+    """plan: a runtime.smoothing.SmoothingPlan with factors (fp8 only), or None."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     w = DictSink("w")
+    fold = [Smooth(plan)] if plan is not None and plan.active else []
+    wide = [ToFp32(), *fold] if fold else []
 
     def gemm(name, key):
         if precision == "fp8":
-            return Item(name, key, [ToFp32(), Quant()], w, scale_into=scale_group(name))
-        return Item(name, key, [ToBf16()], w)
+            return Item(name, key, [ToFp32(), *fold, Quant()], w, scale_into=scale_group(name))
+        return Item(name, key, [*wide, ToBf16()], w)
 
-    return build_pi05_spec(cfg, w, gemm=gemm, bias=lambda name, key: Item(name, key, [ToBf16()], w),
+    return build_pi05_spec(cfg, w, gemm=gemm, bias=lambda name, key: Item(name, key, [*wide, ToBf16()], w),
                            embed_transforms=(ToBf16(),), patch_transforms=(ToBf16(),))
 
 
