@@ -43,6 +43,7 @@ import torch
 from flash_rt.errors import CacheError
 
 ALPHA_DEFAULT = 0.5
+MIN_RATIO = 6.0      # smooth a site only when max / median of its channel maxima reaches this
 S_MIN, S_MAX = 2.0 ** -24, 2.0 ** 24
 VERSION = 1
 
@@ -125,14 +126,23 @@ def pow2(s: torch.Tensor) -> torch.Tensor:
     return torch.exp2(torch.round(torch.log2(s)))
 
 
+def outlier_ratio(x: torch.Tensor) -> float:
+    """max / median of the per-channel maxima: ~1.5-3 for a site without outlier channels."""
+    x = x.float()
+    med = float(x.median())
+    return float(x.max()) / med if med > 0 else float("inf")
+
+
 def compute_factors(cfg, chan_max: dict[str, torch.Tensor], col_max: dict[str, torch.Tensor],
-                    alpha: float = ALPHA_DEFAULT, previous: dict[str, torch.Tensor] | None = None
-                    ) -> dict[str, torch.Tensor]:
+                    alpha: float = ALPHA_DEFAULT, previous: dict[str, torch.Tensor] | None = None,
+                    min_ratio: float = MIN_RATIO) -> dict[str, torch.Tensor]:
     """{group: s [width] fp32, powers of two}. chan_max: per-channel activation max per group ([repeat * width]
     for attention groups, as the twin records the o-proj input); col_max: per consumer-weight column max (same
     layout). Both measured on the model as it runs now; `previous` are the factors already folded into it, and the
     result is relative to the checkpoint (s_new = s_old * s_rel, which equals the factors measured on the unsmoothed
-    model). A channel that never fired, or whose weights are zero, keeps s = 1."""
+    model). A channel that never fired, or whose weights are zero, keeps s = 1. A group whose activation has no
+    outlier channels (outlier_ratio < min_ratio) is left as it is: with FP8's floating-point grid, moving range
+    into the weights where nothing is out of line only adds their rounding (measured: docs/calibration.md)."""
     out = {}
     for grp in groups(cfg):
         x, w = chan_max.get(grp.name), col_max.get(grp.name)
@@ -143,6 +153,10 @@ def compute_factors(cfg, chan_max: dict[str, torch.Tensor], col_max: dict[str, t
             continue
         x = reduce_heads(x.float().cpu(), grp, cfg.kv_heads)
         w = reduce_heads(w.float().cpu(), grp, cfg.kv_heads)
+        if outlier_ratio(x) < min_ratio:
+            if old is not None:
+                out[grp.name] = old.detach().float().cpu()
+            continue
         ok = (x > 0) & (w > 0) & torch.isfinite(x) & torch.isfinite(w)
         s = torch.ones_like(x)
         s[ok] = x[ok] ** alpha / w[ok] ** (1.0 - alpha)
@@ -223,14 +237,13 @@ class SmoothingPlan:
         return x
 
     def fold_vectors(self, w: dict) -> None:
-        """In place on the fp32 vectors of the GPU weight dict; adds llm.{i}.norm{1,2}_w (1/s - 1; zeros unsmoothed)."""
+        """In place on the fp32 vectors of the GPU weight dict; adds llm.{i}.norm{1,2}_w = 1/s - 1 (the Gemma norm
+        kernels multiply by 1 + w) for the prefix norms that have factors."""
+        for name, s in self.factors.items():
+            p = name.split(".")
+            if p[0] == "llm" and p[2] in ("norm1", "norm2"):
+                w[f"{name}_w"] = (1.0 / s - 1.0).to(w[f"llm.{p[1]}.qkv_w"].device)
         c = self.cfg
-        for i in range(c.layers):
-            for n in ("norm1", "norm2"):
-                s = self.factors.get(f"llm.{i}.{n}")
-                dev = w[f"llm.{i}.qkv_w"].device
-                w[f"llm.{i}.{n}_w"] = (torch.zeros(c.width, dtype=torch.float32, device=dev) if s is None
-                                       else (1.0 / s - 1.0).to(dev))
         for name, s in self.factors.items():
             p = name.split(".")
             if p[0] == "vis" and p[-1] in ("ln1", "ln2", "post_ln"):
@@ -267,8 +280,10 @@ def factors_path(root: Path, ckpt_hash: str, tag: str) -> Path:
 
 
 def save_factors(path: Path, factors: dict[str, torch.Tensor], *, ckpt_hash: str, alpha: float,
-                 num_observations: int) -> Path:
-    doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "alpha": alpha, "num_observations": num_observations,
+                 num_observations: int, min_ratio: float = MIN_RATIO) -> Path:
+    """Write the factors (log2, integers); an empty dict records "measured: no site needed smoothing"."""
+    doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "alpha": alpha, "min_ratio": min_ratio,
+           "num_observations": num_observations,
            "log2_factors": {k: [int(round(math.log2(float(x)))) for x in v.tolist()] for k, v in sorted(factors.items())}}
     doc["sha256"] = _digest(doc)
     path = Path(path)
@@ -279,7 +294,8 @@ def save_factors(path: Path, factors: dict[str, torch.Tensor], *, ckpt_hash: str
     return path
 
 
-def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float) -> dict[str, torch.Tensor]:
+def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: float = MIN_RATIO
+                 ) -> dict[str, torch.Tensor]:
     """The factors of a smoothing file, or CacheError saying why it cannot be used (FileNotFoundError if none)."""
     try:
         doc = json.loads(Path(path).read_text())
@@ -291,9 +307,10 @@ def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float) -> dict[str, 
         raise CacheError(f"smoothing factors {path}: not a version-{VERSION} file")
     if doc.get("sha256") != _digest(doc):
         raise CacheError(f"smoothing factors {path}: checksum mismatch; the file is corrupt or was edited")
-    if doc.get("ckpt_hash") != ckpt_hash or doc.get("alpha") != alpha:
+    if doc.get("ckpt_hash") != ckpt_hash or doc.get("alpha") != alpha or doc.get("min_ratio") != min_ratio:
         raise CacheError(f"smoothing factors {path}: for ckpt_hash {doc.get('ckpt_hash')!r} alpha "
-                         f"{doc.get('alpha')!r}, expected {ckpt_hash!r} alpha {alpha!r}")
+                         f"{doc.get('alpha')!r} min_ratio {doc.get('min_ratio')!r}, expected {ckpt_hash!r} alpha "
+                         f"{alpha!r} min_ratio {min_ratio!r}")
     want = {g.name: g.width for g in groups(cfg)}
     out = {}
     for k, v in (doc.get("log2_factors") or {}).items():

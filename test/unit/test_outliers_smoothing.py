@@ -137,7 +137,7 @@ def test_folds_are_exact(base):
             if i < C.layers - 1 or blk == "ex":
                 assert torch.equal(o1, o0 * cols.to(o0.dtype)[None])
         s1 = f[f"llm.{i}.norm1"]
-        assert torch.equal(w1[f"llm.{i}.norm1_w"] + 1.0, 1.0 / s1) and not w0[f"llm.{i}.norm1_w"].any()
+        assert torch.equal(w1[f"llm.{i}.norm1_w"] + 1.0, 1.0 / s1) and f"llm.{i}.norm1_w" not in w0
         se = f[f"ex.{i}.geglu"]
         want = w0[f"ex.{i}.gu_w"].float() * f[f"ex.{i}.norm2"][None]
         want[C.ex_mlp:] /= se[:, None]
@@ -178,7 +178,7 @@ def test_factors_formula_gqa_and_composition():
     chan = {grp.name: torch.rand(grp.width * grp.repeat, generator=g) * 10 for grp in groups(C)}
     cols = {grp.name: torch.rand(grp.width * grp.repeat, generator=g) for grp in groups(C)}
     chan["ex.0.norm1"][5] = 0.0                         # a dead channel keeps s = 1
-    f = compute_factors(C, chan, cols, alpha=0.5)
+    f = compute_factors(C, chan, cols, alpha=0.5, min_ratio=0.0)
     grp = next(x for x in groups(C) if x.name == "vis.0.ln1")
     want = chan[grp.name] ** 0.5 / cols[grp.name] ** 0.5
     assert torch.equal(f[grp.name], torch.exp2(torch.round(torch.log2(want))))
@@ -193,10 +193,23 @@ def test_factors_formula_gqa_and_composition():
     by = {x.name: x for x in groups(C)}
     chan2 = {k: v / expand(old[k], by[k], C.kv_heads) for k, v in chan.items()}
     cols2 = {k: v * expand(old[k], by[k], C.kv_heads) for k, v in cols.items()}
-    f2 = compute_factors(C, chan2, cols2, alpha=0.5, previous=old)
+    f2 = compute_factors(C, chan2, cols2, alpha=0.5, previous=old, min_ratio=0.0)
     for k in f:
         ratio = torch.log2(f2[k] / f[k]).abs()
         assert ratio.max() <= 1.0, k    # within one power of two (each rounding is half an octave)
+
+
+def test_only_sites_with_outlier_channels_are_smoothed():
+    """max / median of the channel maxima below min_ratio: no factors (the group keeps what it had)."""
+    g = torch.Generator().manual_seed(4)
+    chan = {grp.name: 1.0 + torch.rand(grp.width * grp.repeat, generator=g) for grp in groups(C)}
+    cols = {grp.name: torch.ones(grp.width * grp.repeat) for grp in groups(C)}
+    chan["ex.1.norm2"][[3, 9]] = 40.0
+    f = compute_factors(C, chan, cols, alpha=0.5)
+    assert list(f) == ["ex.1.norm2"]
+    assert f["ex.1.norm2"][3] == 8.0 and f["ex.1.norm2"][0] <= 2.0    # sqrt(40) -> 2^3; sqrt(1..2) -> 1 or 2
+    kept = {"vis.0.ln1": torch.full((C.vis_width,), 2.0)}
+    assert torch.equal(compute_factors(C, chan, cols, alpha=0.5, previous=kept)["vis.0.ln1"], kept["vis.0.ln1"])
 
 
 def test_site_groups():

@@ -41,8 +41,8 @@ from flash_rt.runtime.graph import capture_graph
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
-from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, ChannelRecorder, SmoothingPlan, column_max, compute_factors,
-                                        factors_path, load_factors, save_factors)
+from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
+                                        compute_factors, factors_path, load_factors, save_factors)
 from flash_rt.runtime.tuning import GpuTuning
 
 _GB = 1e9
@@ -72,15 +72,19 @@ def build_weights(checkpoint, cfg, precision: str, device, smoothing: dict | Non
     return flat
 
 
-def unpack_weights(flat: dict, cfg, precision: str, device):
+def unpack_weights(flat: dict, cfg, precision: str, device, norm_weights: bool = False):
     """(w, FP8 weight scales by name, their aligned storage, the per-step modulation, dt) from a flat dict: the
     scales on 256-byte boundaries (cuBLASLt), the patch kernel as a GEMM operand, pos + patch bias folded, the
-    action head in the seam kernel's layout, and every t-dependent modulation precomputed (then dropped)."""
+    action head in the seam kernel's layout, and every t-dependent modulation precomputed (then dropped).
+    norm_weights: give the prefix norms weight vectors (zeros where the flat dict has none) -- with smoothing on,
+    the graph is captured before the factors are measured, so the vectors must exist from the start. Without them
+    the prefix norms run weightless, the kernels of a build without smoothing."""
     flat = {k: v.to(device) for k, v in flat.items()}
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
-    for i in range(cfg.layers):   # the prefix norms' smoothing weights (zeros: none)
-        for n in ("norm1_w", "norm2_w"):
-            w.setdefault(f"llm.{i}.{n}", torch.zeros(cfg.width, dtype=torch.float32, device=device))
+    if norm_weights:   # smoothing on: the prefix norms read a weight vector (zeros until factors are measured)
+        for i in range(cfg.layers):
+            for n in ("norm1_w", "norm2_w"):
+                w.setdefault(f"llm.{i}.{n}", torch.zeros(cfg.width, dtype=torch.float32, device=device))
     ws, store = {}, None
     if precision == "fp8":
         names = gemm_names(cfg)
@@ -157,8 +161,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                  fused_expert_gemms=("rope_qkv", "geglu", "splitk"), programmatic_launch: bool | None = None,
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
-                 zero_copy_io: bool | None = None, smoothing: float | bool | None = None, device: str = "cuda",
-                 **kw):
+                 zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
+                 smoothing_min_ratio: float | None = None, device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -175,7 +179,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         if smoothing is not False and not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
             raise InputError(f"smoothing must be an alpha in [0, 1) (0 or False: off), got {smoothing!r}")
         self.smooth_alpha = float(smoothing) if smoothing and precision == "fp8" else None
-        self.smoothing: dict = {}   # the factors folded into the weights now (empty: none)        d = self.option_defaults
+        # a site is smoothed only when max / median of its channel maxima reaches this (runtime/smoothing.py)
+        self.smooth_min_ratio = MIN_RATIO if smoothing_min_ratio is None else float(smoothing_min_ratio)
+        # the factors folded into the weights now: None = not measured yet, {} = measured, no site needed any
+        self.smoothing: dict | None = None
+        d = self.option_defaults
         # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
         self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)
         # prefix GEMMs (weight-name suffixes) that run as the transposed problem W @ act.T (runtime/quant.linear)
@@ -239,24 +247,25 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         if self.smooth_alpha:
             try:
                 self.smoothing = load_factors(self._smoothing_path(), self.cfg, ckpt_hash=self.ckpt_hash,
-                                              alpha=self.smooth_alpha)
+                                              alpha=self.smooth_alpha, min_ratio=self.smooth_min_ratio)
             except FileNotFoundError:
                 pass
             except CacheError as e:
                 warnings.warn(f"{e}; smoothing is measured again on the first observation")
-        flat = self._get_weights(self.smoothing)
+        flat = self._get_weights(self.smoothing or {})
         status = "weight cache off" if self.weight_cache_status == "off" else f"weight cache {self.weight_cache_status}"
-        self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(flat, self.cfg, self.precision,
-                                                                                  self.device)
-        sm = "" if not self.smooth_alpha else (f", smoothing sq{self._smoothing_digest()}" if self.smoothing
-                                               else ", smoothing on the first observation")
+        self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(
+            flat, self.cfg, self.precision, self.device, norm_weights=bool(self.smooth_alpha))
+        sm = "" if not self.smooth_alpha else (", smoothing on the first observation" if self.smoothing is None
+                                               else f", smoothing sq{self._smoothing_digest() or ' (no site)'}")
         return f"{self.precision}, {status}{sm}"
 
     def _smoothing_digest(self) -> str | None:
-        return SmoothingPlan(self.cfg, self.smoothing).digest()
+        return SmoothingPlan(self.cfg, self.smoothing or {}).digest()
 
     def _smoothing_path(self):
-        return factors_path(calibration_root(self.cache_dir), self.ckpt_hash, f"pi05-a{self.smooth_alpha:g}")
+        return factors_path(calibration_root(self.cache_dir), self.ckpt_hash,
+                            f"pi05-a{self.smooth_alpha:g}-r{self.smooth_min_ratio:g}")
 
     def _get_weights(self, factors: dict) -> dict:
         """The flat weights with `factors` folded in: from the weight cache (keyed by their digest too) or built."""
@@ -282,17 +291,18 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self._run_calibration_twin(percentile, channels=rec)
         self.amax.zero_()
         factors = compute_factors(self.cfg, rec.max, column_max(self.cfg, self.w, self.ws), self.smooth_alpha,
-                                  previous=self.smoothing or None)
-        flat = self._get_weights(factors)
-        w, _, store, mods, _ = unpack_weights(flat, self.cfg, self.precision, self.device)
-        for k, v in w.items():
-            self.w[k].copy_(v)
-        self._w_scale_store.copy_(store)
-        self.mods.copy_(mods)
-        del flat, w, store, mods
+                                  previous=self.smoothing or None, min_ratio=self.smooth_min_ratio)
+        if SmoothingPlan(self.cfg, factors).digest() != self._smoothing_digest():   # else: the weights hold them
+            flat = self._get_weights(factors)
+            w, _, store, mods, _ = unpack_weights(flat, self.cfg, self.precision, self.device, norm_weights=True)
+            for k, v in w.items():
+                self.w[k].copy_(v)
+            self._w_scale_store.copy_(store)
+            self.mods.copy_(mods)
+            del flat, w, store, mods
         self.smoothing = factors
         save_factors(self._smoothing_path(), factors, ckpt_hash=self.ckpt_hash, alpha=self.smooth_alpha,
-                     num_observations=len(observations))
+                     min_ratio=self.smooth_min_ratio, num_observations=len(observations))
         self.startup.add("smoothing", time.perf_counter() - t0,
                          f"FP8 smoothing factors measured, weights rebuilt (sq{self._smoothing_digest()})")
 
@@ -375,7 +385,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         (real) observation once; the cache serves later starts."""
         t0 = time.perf_counter()
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
-        pending = bool(self.smooth_alpha) and not self.smoothing   # smoothing first, then scales for it
+        pending = bool(self.smooth_alpha) and self.smoothing is None   # smoothing first, then scales for it
         if not pending and self.scales.load_cached(path, self.ckpt_hash, self.shape_key()):
             self.calibrated = True
             self.calibration_info = {"source": "cache", "path": str(path)}
@@ -479,7 +489,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # the same launch mode as the first-step calibration, so the twin's compiled kernels are reused: a
         # different mode is a different compile (seconds with a cold Triton cache, inside a ~/calibrate call)
         with torch.no_grad(), torch.cuda.stream(self.stream), self._launch_mode():
-            if self.smooth_alpha and (resmooth or not self.smoothing):
+            if self.smooth_alpha and (resmooth or self.smoothing is None):
                 self._measure_smoothing(fills, percentile)
             self.amax.zero_()
             for fill in fills:

@@ -109,12 +109,12 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
     for i in range(d.layers):
         p = f"llm.{i}."
         hb, hs = q.act(p + "norm1", b["h"], b["h8"])
-        # norm weights: 1/s - 1 of the FP8 smoothing (runtime/smoothing.py); zeros without it. The Gemma norm
-        # scales themselves are folded into the next projection
+        # norm weights: 1/s - 1 of the FP8 smoothing (runtime/smoothing.py), present only with smoothing on (then
+        # from capture on). The Gemma norm scales themselves are folded into the next projection
         if i == 0:
-            rms_norm(x, w[p + "norm1_w"], eps, out=hb, out_scale=hs)
+            rms_norm(x, w.get(p + "norm1_w"), eps, out=hb, out_scale=hs)
         else:
-            add_rms_norm(x, down, w[p + "norm1_w"], eps, out=hb, out_scale=hs)
+            add_rms_norm(x, down, w.get(p + "norm1_w"), eps, out=hb, out_scale=hs)
         q.post(p + "norm1", hb)
         q.linear(hb, p + "norm1", p + "qkv_w", b["qkv"])
         kc, vc = b["k_cache"][i], b["v_cache"][i]
@@ -128,7 +128,7 @@ def prefix_forward(w, b, d, attn, q, after_kv=None):
         q.post(p + "attn", ab)
         o = q.linear_transposable(ab, p + "attn", p + "o_w", b["o"], b["o_t"])
         hb, hs = q.act(p + "norm2", b["h"], b["h8"])
-        add_rms_norm(x, o, w[p + "norm2_w"], eps, out=hb, out_scale=hs)
+        add_rms_norm(x, o, w.get(p + "norm2_w"), eps, out=hb, out_scale=hs)
         q.post(p + "norm2", hb)
         gu = q.linear_transposable(hb, p + "norm2", p + "gu_w", b["gu"], b["gu_t"])
         ab, as_ = q.act(p + "geglu", b["act"], b["act8"])

@@ -1,0 +1,124 @@
+"""Outlier stress on the GPU (issue 16): per injected outlier kind and scale, FP8 worst / mean cosine against the FP32
+reference with and without per-channel smoothing, BF16 worst on the same checkpoint, and a same-run replay A/B of
+smoothing on vs off (the gate: no regression beyond 1%).
+
+    python3 benchmarks/outlier_stress.py --quick          # 30x only, 8 observations, about 2 minutes on an H200
+    python3 benchmarks/outlier_stress.py                  # 10x and 30x, 20 observations, about 5 minutes
+
+Builds the full-size random checkpoint (flash_rt/testing/full_size.py) once, re-shards it so every outlier kind's
+tensors sit in their own shard (flash_rt/testing/outliers.py), and per case writes only that shard. Weight caches are
+off (each case is a new checkpoint); the FP32 reference runs once per observation for all three engines. Prints a
+markdown table for docs/calibration.md and, with --json, writes the rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flash_rt.models.pi05.config import Pi05Config  # noqa: E402
+from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
+from flash_rt.testing.outlier_stress import cosines, load_modes, summary  # noqa: E402
+from flash_rt.testing.outliers import KINDS, inject_checkpoint, injection_base  # noqa: E402
+
+STATE_DIM = 8
+
+
+def replay_ab(pols: dict, n: int, rounds: int = 5) -> dict:
+    """Median replay ms per mode, measured in interleaved rounds in this one process (same GPU state for both)."""
+    times = {m: [] for m in pols}
+    for _ in range(rounds):
+        for m, p in pols.items():
+            fe = p.frontend
+            for _ in range(10):
+                fe.replay_only()
+            start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+            end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+            for i in range(n):
+                start[i].record(fe.stream)
+                fe.replay_only()
+                end[i].record(fe.stream)
+            torch.cuda.synchronize()
+            times[m] += [s.elapsed_time(e) for s, e in zip(start, end)]
+    return {m: float(np.median(v)) for m, v in times.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="30x only, 8 observations, 3 kinds")
+    ap.add_argument("--kinds", nargs="+", default=None, choices=KINDS)
+    ap.add_argument("--scales", nargs="+", type=float, default=None)
+    ap.add_argument("--obs", type=int, default=None)
+    ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--horizon", type=int, default=50)
+    ap.add_argument("--alpha", type=float, default=None, help="smoothing alpha (default: the engine's)")
+    ap.add_argument("--replays", type=int, default=100)
+    ap.add_argument("--hardware", default="hopper")
+    ap.add_argument("--work", default=None, help="where to build the checkpoints (default: a temp dir)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    kinds = args.kinds or (("ex_ada", "v_proj", "llm_norm") if args.quick else KINDS)
+    scales = args.scales or ((30.0,) if args.quick else (10.0, 30.0))
+    n_obs = args.obs or (8 if args.quick else 20)
+    work = Path(args.work or tempfile.mkdtemp(prefix="frt_outliers_"))
+    cfg = Pi05Config()
+    t0 = time.perf_counter()
+    full = work / "full"
+    if not (full / "model.safetensors").is_file():
+        build_full_checkpoint(full, device="cuda")
+    base = work / "base"
+    if not (base / "injection_base.json").is_file():
+        injection_base(full, base, cfg)
+    print(f"checkpoints ready in {time.perf_counter() - t0:.0f} s ({work})", flush=True)
+    kw = dict(num_views=args.views, action_horizon=args.horizon)
+    smooth = {} if args.alpha is None else {"smoothing": args.alpha}
+    rows = []
+    for kind in kinds:
+        for scale in scales:
+            t1 = time.perf_counter()
+            ck = inject_checkpoint(base, work / f"{kind}_x{scale:g}", kind, scale, cfg)
+            pols = load_modes(ck, args.hardware, ("fp8", "fp8_nosmooth", "bf16"), work / "cache", STATE_DIM, **kw)
+            if smooth:   # a non-default alpha: reload the smoothed engine with it
+                import flash_rt
+                pols["fp8"] = flash_rt.load_model(ck, hardware=args.hardware, cache_dir=work / "cache",
+                                                  weight_cache=False, **smooth, **kw)
+            s = summary(cosines(pols, n_obs, seed=100, state_dim=STATE_DIM))
+            row = dict(kind=kind, scale=scale, n_obs=n_obs, fp8_worst=s["fp8"]["worst"], fp8_mean=s["fp8"]["mean"],
+                       fp8_nosmooth_worst=s["fp8_nosmooth"]["worst"], fp8_nosmooth_mean=s["fp8_nosmooth"]["mean"],
+                       bf16_worst=s["bf16"]["worst"], seconds=time.perf_counter() - t1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del pols
+            torch.cuda.empty_cache()
+            for p in (work / f"{kind}_x{scale:g}").iterdir():
+                p.unlink() if p.is_file() or p.is_symlink() else None
+    # replay A/B on the plain full-size checkpoint: smoothing on (the default) vs off, same process, interleaved
+    pols = load_modes(full, args.hardware, ("fp8", "fp8_nosmooth"), work / "cache", STATE_DIM, **kw)
+    cosines(pols, 1, seed=7, state_dim=STATE_DIM)     # first tick: smoothing, calibration, capture
+    ab = replay_ab(pols, args.replays)
+    ratio = ab["fp8"] / ab["fp8_nosmooth"]
+    print(f"\nreplay A/B ({args.views} views, horizon {args.horizon}): smoothing on {ab['fp8']:.3f} ms, off "
+          f"{ab['fp8_nosmooth']:.3f} ms, on/off {ratio:.4f} ({'OK' if ratio <= 1.01 else 'REGRESSION > 1%'})")
+    print("\n| kind | scale | FP8 worst (smoothed) | FP8 mean (smoothed) | FP8 worst (no smoothing) | FP8 mean (no smoothing)"
+          " | BF16 worst |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['kind']} | {r['scale']:g}x | {r['fp8_worst']:.5f} | {r['fp8_mean']:.5f} | "
+              f"{r['fp8_nosmooth_worst']:.5f} | {r['fp8_nosmooth_mean']:.5f} | {r['bf16_worst']:.6f} |")
+    bad = [r for r in rows if r["fp8_worst"] < 0.995]
+    print(f"\ngate (FP8 worst >= 0.995 with smoothing): {'PASS' if not bad else 'FAIL ' + str([(r['kind'], r['scale']) for r in bad])}"
+          f"; total {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "replay_ms": ab, "replay_ratio": ratio}, indent=1))
+    return 0 if not bad and ratio <= 1.01 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

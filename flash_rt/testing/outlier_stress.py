@@ -1,0 +1,47 @@
+"""One outlier-stress measurement: FP8 (with and without smoothing) and BF16 against the FP32 reference, on the same
+checkpoint and the same observations. Shared by the GPU suite's outlier rung (test/gpu/test_outlier_stress_gpu.py)
+and benchmarks/outlier_stress.py, so the gate and the printed table cannot measure different things.
+
+The reference runs once per observation: every policy sees the same images, state, prompt and noise, so their host
+buffers (what the oracle reads) are identical; that is checked, not assumed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import flash_rt
+from flash_rt.models.pi05.oracle import ReferenceOracle, cosine64
+from flash_rt.testing.observations import random_observation
+
+MODES = {"fp8": dict(precision="fp8"), "fp8_nosmooth": dict(precision="fp8", smoothing=False),
+         "bf16": dict(precision="bf16")}
+
+
+def load_modes(ckpt, hardware: str, modes, cache_dir, state_dim: int, **kw) -> dict:
+    return {m: flash_rt.load_model(ckpt, hardware=hardware, cache_dir=cache_dir, weight_cache=False, **MODES[m],
+                                   **kw) for m in modes}
+
+
+def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda") -> dict:
+    """{mode: [cosine per observation]} over n_obs random observations (float64 cosine vs the FP32 reference)."""
+    first = next(iter(policies.values()))
+    oracle = ReferenceOracle.for_policy(first, device=oracle_device)
+    rng = np.random.default_rng(seed)
+    out = {m: [] for m in policies}
+    for _ in range(n_obs):
+        images, state, prompt, noise = random_observation(rng, first.num_views, state_dim, first.action_horizon)
+        got = {m: p.predict(images, state, prompt, noise) for m, p in policies.items()}
+        h0 = first.frontend.host
+        for p in policies.values():
+            h = p.frontend.host
+            assert np.array_equal(h.token_ids, h0.token_ids) and np.array_equal(h.noise, h0.noise) \
+                and np.array_equal(h.images, h0.images), "the policies were fed different inputs"
+        want = oracle.chunk(h0)
+        for m, g in got.items():
+            out[m].append(cosine64(g, want))
+    del oracle
+    return out
+
+
+def summary(cos: dict) -> dict:
+    return {m: {"worst": float(min(v)), "mean": float(np.mean(v))} for m, v in cos.items()}

@@ -1,0 +1,121 @@
+"""FP8 smoothing through the GPU forward (models/pi05/cuda_forward.py), run by Triton's CPU interpreter on the micro
+model of test_cuda_forward_interpret.py.
+
+Why: the folds are exact in arithmetic (test_outliers_smoothing.py checks them weight by weight); here the whole GPU
+code path runs with them -- the prefix norms' new weight vectors, the folded adaRMS modulation, the V and up rows, the
+shared prefix/expert KV -- so a fold that the forward undoes, or a vector the kernels read wrong, shows up as a
+different chunk. (1) Bf16Context with random power-of-two factors gives the unsmoothed chunk to ~1e-5: what is left
+is the fp32 rounding of the folded adaRMS biases. (2) The production flow -- per-channel maxima from the calibration
+twin, factors, weights rebuilt with them, per-tensor scales calibrated on the smoothed model, Fp8Context -- holds the
+FP8 bar (>= 0.995 against the exact CPU path), on the plain micro checkpoint and on one with 30x outlier channels in
+the expert's adaRMS modulation.
+"""
+import pytest
+
+from _interpreter import IN_CHILD, patch_interpreter_float_conversion, run_child
+
+if not IN_CHILD:
+    def test_smoothing_under_the_interpreter():
+        run_child(__file__)
+
+else:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    import flash_rt
+    from flash_rt.frontends.torch._pi05_cuda import build_weights, device_buffers, unpack_weights
+    from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper as Cell
+    from flash_rt.kernels import triton as kernels
+    from flash_rt.models.pi05 import cuda_forward
+    from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+    from flash_rt.models.pi05.dims import Pi05Dims
+    from flash_rt.models.pi05.oracle import cosine64
+    from flash_rt.runtime.attention import TritonAttnBackend
+    from flash_rt.runtime.fp8_scales import ActivationScales
+    from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
+    from flash_rt.runtime.smoothing import ChannelRecorder, column_max, compute_factors, groups
+    from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
+    from flash_rt.testing.checkpoint import TINY_CONFIG
+    from flash_rt.testing.observations import random_observation
+    from flash_rt.testing.outliers import inject_checkpoint
+
+    assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
+    MICRO = dataclasses.replace(TINY_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
+    VIEWS = 1
+
+    class Rig:
+        """One checkpoint on the GPU code path (CPU tensors), fed by the exact CPU policy's host buffers."""
+
+        def __init__(self, ckpt):
+            self.ckpt = ckpt
+            self.cpu = flash_rt.load_model(ckpt, hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
+            self.cfg = self.cpu.config
+            self.rng = np.random.default_rng(11)
+
+        def weights(self, precision, factors=None):
+            w, ws, _, mods, dt = unpack_weights(build_weights(self.ckpt, self.cfg, precision, "cpu", factors),
+                                                self.cfg, precision, "cpu")
+            d = Pi05Dims.of(self.cfg, VIEWS, len(mods), dt, align=16)
+            b = device_buffers(self.cfg, d, Cell.tuning.split_k, "cpu", mods)
+            h = self.cpu.frontend.host
+            b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
+                     token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
+                     noise=torch.from_numpy(h.noise))
+            attn = TritonAttnBackend(pi05_attention_spec(self.cfg, d), "cpu", Cell.tuning)
+            return w, ws, b, d, attn
+
+        def observe(self):
+            images, state, prompt, noise = random_observation(self.rng, VIEWS, TINY_STATE_DIM, self.cfg.action_horizon)
+            self.cpu.predict(images, state, prompt, noise)          # fills the host buffers the GPU path reads
+            return self.cpu.frontend.host.model_out.copy()
+
+        def twin(self, w, ws, b, d, attn, channels=None):
+            scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
+            scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
+            cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update, scratch,
+                                                             channels), None)
+            scales.set_from_amax()
+            return scales
+
+        def fp8(self, w, ws, b, d, attn, scales):
+            opts = Cell.option_defaults
+            q = Fp8Context(w, ws, scales.site_scale, tuning=Cell.tuning, fast_accum=False, fused=kernels,
+                           fused_ops=("rope_qkv", "geglu", "splitk"), transposed=opts["transposed_gemms"],
+                           flow_boundary=True)
+            cuda_forward.forward(w, b, d, attn, q, None)
+            return b["x_t"].numpy().copy()
+
+    @pytest.fixture(scope="module")
+    def micro_ckpt(tmp_path_factory):
+        return build_tiny_checkpoint(tmp_path_factory.mktemp("micro"), layout="openpi", cfg=MICRO)
+
+    def test_bf16_chunk_is_unchanged_by_the_folds(micro_ckpt):
+        rig = Rig(micro_ckpt)
+        g = torch.Generator().manual_seed(5)
+        f = {grp.name: torch.exp2(torch.randint(-2, 3, (grp.width,), generator=g).float()) for grp in groups(MICRO)}
+        rig.observe()
+        outs = []
+        for factors in (None, f):
+            w, _, b, d, attn = rig.weights("bf16", factors)
+            cuda_forward.forward(w, b, d, attn, Bf16Context(w), None)
+            outs.append(b["x_t"].numpy().copy())
+        rel = float(np.abs(outs[1] - outs[0]).max() / np.abs(outs[0]).max())
+        print(f"bf16 smoothed vs unsmoothed: max |diff| / max |x| = {rel:.2e}")
+        assert np.isfinite(outs[1]).all() and rel <= 1e-5
+
+    @pytest.mark.parametrize("kind", [None, "ex_ada"])
+    def test_fp8_with_measured_smoothing_holds_the_bar(micro_ckpt, tmp_path, kind):
+        ck = micro_ckpt if kind is None else inject_checkpoint(micro_ckpt, tmp_path / kind, kind, 30.0, MICRO, n=2)
+        rig = Rig(ck)
+        want = rig.observe()
+        w, ws, b, d, attn = rig.weights("fp8")
+        rec = ChannelRecorder()
+        plain = rig.fp8(w, ws, b, d, attn, rig.twin(w, ws, b, d, attn, channels=rec))
+        factors = compute_factors(rig.cfg, rec.max, column_max(rig.cfg, w, ws), alpha=0.5)
+        w, ws, b, d, attn = rig.weights("fp8", factors)
+        smooth = rig.fp8(w, ws, b, d, attn, rig.twin(w, ws, b, d, attn))
+        c_plain, c_smooth = cosine64(plain, want), cosine64(smooth, want)
+        print(f"micro {kind or 'plain'}: fp8 cos without smoothing {c_plain:.6f}, with {c_smooth:.6f}")
+        assert np.isfinite(smooth).all() and c_smooth >= 0.995, (kind, c_plain, c_smooth)
