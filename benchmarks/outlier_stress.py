@@ -1,6 +1,7 @@
 """Outlier stress on the GPU (issue 16): per injected outlier kind and scale, FP8 worst / mean cosine against the FP32
-reference with and without per-channel smoothing, BF16 worst on the same checkpoint, and a same-run replay A/B of
-smoothing on vs off (the gate: no regression beyond 1%).
+reference with and without per-channel smoothing (smoothing is off by default; the smoothed engine is loaded with
+smoothing=0.5), BF16 worst on the same checkpoint, and a same-run replay A/B of smoothing on vs off (the gate: no
+regression beyond 1%).
 
     python3 benchmarks/outlier_stress.py --quick          # 30x only, 8 observations, about 2 minutes on an H200
     python3 benchmarks/outlier_stress.py                  # 10x and 30x, 20 observations, about 5 minutes
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--obs", type=int, default=None)
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--horizon", type=int, default=50)
-    ap.add_argument("--alpha", type=float, default=None, help="smoothing alpha (default: the engine's)")
+    ap.add_argument("--alpha", type=float, default=None, help="alpha of the smoothed engine (default 0.5)")
     ap.add_argument("--replays", type=int, default=100)
     ap.add_argument("--hardware", default="hopper")
     ap.add_argument("--work", default=None, help="where to build the checkpoints (default: a temp dir)")
@@ -79,20 +80,16 @@ def main(argv=None) -> int:
         injection_base(full, base, cfg)
     print(f"checkpoints ready in {time.perf_counter() - t0:.0f} s ({work})", flush=True)
     kw = dict(num_views=args.views, action_horizon=args.horizon)
-    smooth = {} if args.alpha is None else {"smoothing": args.alpha}
     rows = []
     for kind in kinds:
         for scale in scales:
             t1 = time.perf_counter()
             ck = inject_checkpoint(base, work / f"{kind}_x{scale:g}", kind, scale, cfg)
-            pols = load_modes(ck, args.hardware, ("fp8", "fp8_nosmooth", "bf16"), work / "cache", STATE_DIM, **kw)
-            if smooth:   # a non-default alpha: reload the smoothed engine with it
-                import flash_rt
-                pols["fp8"] = flash_rt.load_model(ck, hardware=args.hardware, cache_dir=work / "cache",
-                                                  weight_cache=False, **smooth, **kw)
+            pols = load_modes(ck, args.hardware, ("fp8_smooth", "fp8", "bf16"), work / "cache", STATE_DIM,
+                              alpha=args.alpha, **kw)
             s = summary(cosines(pols, n_obs, seed=100, state_dim=STATE_DIM))
-            row = dict(kind=kind, scale=scale, n_obs=n_obs, fp8_worst=s["fp8"]["worst"], fp8_mean=s["fp8"]["mean"],
-                       fp8_nosmooth_worst=s["fp8_nosmooth"]["worst"], fp8_nosmooth_mean=s["fp8_nosmooth"]["mean"],
+            row = dict(kind=kind, scale=scale, n_obs=n_obs, fp8_smooth_worst=s["fp8_smooth"]["worst"],
+                       fp8_smooth_mean=s["fp8_smooth"]["mean"], fp8_worst=s["fp8"]["worst"], fp8_mean=s["fp8"]["mean"],
                        bf16_worst=s["bf16"]["worst"], seconds=time.perf_counter() - t1)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -100,20 +97,24 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
             for p in (work / f"{kind}_x{scale:g}").iterdir():
                 p.unlink() if p.is_file() or p.is_symlink() else None
-    # replay A/B on the plain full-size checkpoint: smoothing on (the default) vs off, same process, interleaved
-    pols = load_modes(full, args.hardware, ("fp8", "fp8_nosmooth"), work / "cache", STATE_DIM, **kw)
+    # replay A/B: smoothing on vs off (the default), same process, interleaved, on the ex_ada 30x checkpoint (where
+    # smoothing folds factors) -- rebuilt here because the case loop deleted its shard
+    ck = inject_checkpoint(base, work / "ab", "ex_ada", 30.0, cfg)
+    pols = load_modes(ck, args.hardware, ("fp8_smooth", "fp8"), work / "cache", STATE_DIM, alpha=args.alpha, **kw)
     cosines(pols, 1, seed=7, state_dim=STATE_DIM)     # first tick: smoothing, calibration, capture
+    print(f"smoothed sites: {len(pols['fp8_smooth'].frontend.smoothing or {})}; start-up phases of the smoothed "
+          f"engine: {[(p, round(t, 2)) for p, t, _ in pols['fp8_smooth'].startup_phases]}")
     ab = replay_ab(pols, args.replays)
-    ratio = ab["fp8"] / ab["fp8_nosmooth"]
-    print(f"\nreplay A/B ({args.views} views, horizon {args.horizon}): smoothing on {ab['fp8']:.3f} ms, off "
-          f"{ab['fp8_nosmooth']:.3f} ms, on/off {ratio:.4f} ({'OK' if ratio <= 1.01 else 'REGRESSION > 1%'})")
+    ratio = ab["fp8_smooth"] / ab["fp8"]
+    print(f"\nreplay A/B ({args.views} views, horizon {args.horizon}): smoothing on {ab['fp8_smooth']:.3f} ms, off "
+          f"{ab['fp8']:.3f} ms, on/off {ratio:.4f} ({'OK' if ratio <= 1.01 else 'REGRESSION > 1%'})")
     print("\n| kind | scale | FP8 worst (smoothed) | FP8 mean (smoothed) | FP8 worst (no smoothing) | FP8 mean (no smoothing)"
           " | BF16 worst |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kind']} | {r['scale']:g}x | {r['fp8_worst']:.5f} | {r['fp8_mean']:.5f} | "
-              f"{r['fp8_nosmooth_worst']:.5f} | {r['fp8_nosmooth_mean']:.5f} | {r['bf16_worst']:.6f} |")
-    bad = [r for r in rows if r["fp8_worst"] < 0.995]
-    print(f"\ngate (FP8 worst >= 0.995 with smoothing): {'PASS' if not bad else 'FAIL ' + str([(r['kind'], r['scale']) for r in bad])}"
+        print(f"| {r['kind']} | {r['scale']:g}x | {r['fp8_smooth_worst']:.5f} | {r['fp8_smooth_mean']:.5f} | "
+              f"{r['fp8_worst']:.5f} | {r['fp8_mean']:.5f} | {r['bf16_worst']:.6f} |")
+    bad = [r for r in rows if max(r["fp8_worst"], r["fp8_smooth_worst"]) < 0.995]
+    print(f"\ngate (FP8 worst >= 0.995, smoothed or not): {'PASS' if not bad else 'FAIL ' + str([(r['kind'], r['scale']) for r in bad])}"
           f"; total {time.perf_counter() - t0:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "replay_ms": ab, "replay_ratio": ratio}, indent=1))

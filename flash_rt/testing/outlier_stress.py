@@ -13,13 +13,19 @@ import flash_rt
 from flash_rt.models.pi05.oracle import ReferenceOracle, cosine64
 from flash_rt.testing.observations import random_observation
 
-MODES = {"fp8": dict(precision="fp8"), "fp8_nosmooth": dict(precision="fp8", smoothing=False),
+MODES = {"fp8": dict(precision="fp8"), "fp8_smooth": dict(precision="fp8", smoothing=0.5),
          "bf16": dict(precision="bf16")}
 
 
-def load_modes(ckpt, hardware: str, modes, cache_dir, state_dim: int, **kw) -> dict:
-    return {m: flash_rt.load_model(ckpt, hardware=hardware, cache_dir=cache_dir, weight_cache=False, **MODES[m],
-                                   **kw) for m in modes}
+def load_modes(ckpt, hardware: str, modes, cache_dir, state_dim: int, alpha: float | None = None, **kw) -> dict:
+    """{mode: policy}; `alpha` overrides the smoothed mode's alpha."""
+    out = {}
+    for m in modes:
+        opts = dict(MODES[m])
+        if alpha is not None and "smoothing" in opts:
+            opts["smoothing"] = alpha
+        out[m] = flash_rt.load_model(ckpt, hardware=hardware, cache_dir=cache_dir, weight_cache=False, **opts, **kw)
+    return out
 
 
 def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda") -> dict:

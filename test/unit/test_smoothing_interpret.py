@@ -7,8 +7,8 @@ shared prefix/expert KV -- so a fold that the forward undoes, or a vector the ke
 different chunk. (1) Bf16Context with random power-of-two factors gives the unsmoothed chunk to ~1e-5: what is left
 is the fp32 rounding of the folded adaRMS biases. (2) The production flow -- per-channel maxima from the calibration
 twin, factors, weights rebuilt with them, per-tensor scales calibrated on the smoothed model, Fp8Context -- holds the
-FP8 bar (>= 0.995 against the exact CPU path), on the plain micro checkpoint and on one with 30x outlier channels in
-the expert's adaRMS modulation.
+FP8 bar (>= 0.995 against the exact CPU path) on a micro checkpoint with 30x outlier channels in the expert's adaRMS
+modulation (the plain micro checkpoint has no site over the outlier threshold, so nothing would be smoothed there).
 """
 import pytest
 
@@ -105,17 +105,19 @@ else:
         print(f"bf16 smoothed vs unsmoothed: max |diff| / max |x| = {rel:.2e}")
         assert np.isfinite(outs[1]).all() and rel <= 1e-5
 
-    @pytest.mark.parametrize("kind", [None, "ex_ada"])
-    def test_fp8_with_measured_smoothing_holds_the_bar(micro_ckpt, tmp_path, kind):
-        ck = micro_ckpt if kind is None else inject_checkpoint(micro_ckpt, tmp_path / kind, kind, 30.0, MICRO, n=2)
+    def test_fp8_with_measured_smoothing_holds_the_bar(micro_ckpt, tmp_path):
+        """30x outliers in the expert's adaRMS modulation: the sites that get factors include the adaRMS folds."""
+        kind = "ex_ada"
+        ck = inject_checkpoint(micro_ckpt, tmp_path / kind, kind, 30.0, MICRO, n=2)
         rig = Rig(ck)
         want = rig.observe()
         w, ws, b, d, attn = rig.weights("fp8")
         rec = ChannelRecorder()
         plain = rig.fp8(w, ws, b, d, attn, rig.twin(w, ws, b, d, attn, channels=rec))
         factors = compute_factors(rig.cfg, rec.max, column_max(rig.cfg, w, ws), alpha=0.5)
+        assert {"ex.0.norm1", "ex.1.norm2"} <= set(factors), sorted(factors)
         w, ws, b, d, attn = rig.weights("fp8", factors)
         smooth = rig.fp8(w, ws, b, d, attn, rig.twin(w, ws, b, d, attn))
         c_plain, c_smooth = cosine64(plain, want), cosine64(smooth, want)
-        print(f"micro {kind or 'plain'}: fp8 cos without smoothing {c_plain:.6f}, with {c_smooth:.6f}")
+        print(f"micro {kind}: fp8 cos without smoothing {c_plain:.6f}, with {c_smooth:.6f} ({len(factors)} sites)")
         assert np.isfinite(smooth).all() and c_smooth >= 0.995, (kind, c_plain, c_smooth)

@@ -173,9 +173,12 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             raise InputError(f"precision must be 'fp8' or 'bf16', got {precision!r}")
         self.precision, self.use_graph, self.device = precision, use_graph, torch.device(device)
         self.default_percentile = calibration_percentile
-        # FP8 smoothing (runtime/smoothing.py): alpha of s = max|X|^a / max|W|^(1-a); None = the default, False/0 = off
-        if smoothing is None or smoothing is True:
+        # FP8 smoothing (runtime/smoothing.py): alpha of s = max|X|^a / max|W|^(1-a); True = alpha 0.5; None, False,
+        # 0 = off. Off by default: measured, it does not rescue E4M3 from outlier channels (docs/calibration.md)
+        if smoothing is True:
             smoothing = ALPHA_DEFAULT
+        if smoothing is None:
+            smoothing = False
         if smoothing is not False and not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
             raise InputError(f"smoothing must be an alpha in [0, 1) (0 or False: off), got {smoothing!r}")
         self.smooth_alpha = float(smoothing) if smoothing and precision == "fp8" else None
