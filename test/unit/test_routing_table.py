@@ -18,7 +18,7 @@ import torch
 import flash_rt
 from flash_rt.executors.torch_weights import rope_interleave_rows
 from flash_rt.kernels import reference as K
-from flash_rt.models.pi05.config import EXP, LLM
+from flash_rt.models.pi05.config import LLM
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 from flash_rt.models.pi05.oracle import cosine64
 from flash_rt.testing.first_light import ROUTES, markdown_table
