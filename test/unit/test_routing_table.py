@@ -147,11 +147,32 @@ def _no_padding_mask(mask, *, out):
     return out
 
 
+_rope = K.rope_qkv_split
+
+
+def _rope_reversed(qkv, positions, **kw):
+    """rotate_half with the sign on the wrong half ([x2, -x1]): the same as rotating by -angle."""
+    return _rope(qkv, -positions, **kw)
+
+
 # pipeline faults: (module attribute of flash_rt.kernels.reference, faulty function) during the faulty step
 CALL_FAULTS = {"image_range_0_1": ("uint8_to_model", _image_0_1),
-               "prompt_padding_not_masked": ("key_padding_bias", _no_padding_mask)}
+               "prompt_padding_not_masked": ("key_padding_bias", _no_padding_mask),
+               "rope_rotation_reversed": ("rope_qkv_split", _rope_reversed)}
 # host faults: how the faulty run's inputs or output differ
-HOST_FAULTS = ("image_bgr", "state_not_in_prompt", "state_not_normalized", "missing_unnormalize", "unmatched_noise")
+HOST_FAULTS = ("image_bgr", "state_not_in_prompt", "state_not_normalized", "state_tokens_misplaced",
+               "missing_unnormalize", "unmatched_noise")
+
+
+def _state_first_prompt(pol, state):
+    """Pi0.5's prompt with the state in the wrong place: "State: <bins>; Task: <text>\nAction: ", pre-tokenized."""
+    from flash_rt.io.prompt import clean_prompt, discretize_state
+    host = pol.frontend.host
+    host.write_state(state)
+    bins = " ".join(str(int(b)) for b in discretize_state(host.state_norm[:state.size]))
+    tok = host.encoder.tokenizer
+    ids = [tok.bos_id] + tok.encode(f"State: {bins}; Task: {clean_prompt(PROMPT)}\nAction: ")
+    return np.array(ids), np.ones(len(ids), bool)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +208,8 @@ def measured(sharp_tiny):
                     got = bad.predict(imgs, state=state, prompt=PROMPT, noise=noise)
                 finally:
                     mp.undo()
+            elif name == "state_tokens_misplaced":
+                got = bad.predict(imgs, state=state, prompt=_state_first_prompt(bad, state), noise=noise)
             elif name == "state_not_normalized":       # the raw state discretized into the prompt
                 host = bad.frontend.host
                 host.write_images(imgs)
