@@ -25,6 +25,10 @@ class Pi05xTorchFrontendCpu(Pi05TorchFrontendCpu):
         super().__init__(checkpoint, num_views=num_views, seed=seed, num_steps=num_steps)
 '''
 
+NO_ORACLE = PLUGIN + '''
+    reference_oracle = None   # a frontend that brings no FP32 oracle
+'''
+
 
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
@@ -33,6 +37,7 @@ def plugin_dir(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "cell_cpu.py").write_text(PLUGIN)
     (pkg / "cell_other.py").write_text(PLUGIN)
+    (pkg / "cell_no_oracle.py").write_text(NO_ORACLE)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     for key in list(hardware._REGISTERED):
@@ -80,6 +85,18 @@ def test_an_option_the_frontend_does_not_take_raises_typeerror_naming_it(plugin_
         flash_rt.load_model(tiny_openpi, config="pi05x", hardware="cpu", max_token_len=48)
     with pytest.raises(TypeError, match=r"\['bogus'\]"):
         flash_rt.load_model(tiny_openpi, hardware="cpu", bogus=1)
+
+
+def test_reference_chunk_is_the_frontends_oracle(plugin_dir, tiny_openpi):
+    """Policy.reference_chunk asks the frontend (the facade imports no model); one without an oracle says so."""
+    pol = flash_rt.load_model(tiny_openpi, hardware="cpu", num_steps=2)
+    out = _run_once(pol).copy()
+    assert np.abs(out - pol.reference_chunk()).max() <= 1e-4
+    flash_rt.register_pipeline("pi05x", "torch", "cpu", "fr_plugin_x.cell_no_oracle:Pi05xTorchFrontendCpu")
+    pol = flash_rt.load_model(tiny_openpi, config="pi05x", hardware="cpu", num_steps=2)
+    _run_once(pol)
+    with pytest.raises(NotImplementedError, match="Pi05xTorchFrontendCpu provides no reference oracle"):
+        pol.reference_chunk()
 
 
 def test_every_built_in_frontend_takes_the_loader_options():
