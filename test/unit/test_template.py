@@ -166,7 +166,6 @@ def fill_template(dest: Path, pkg_name: str = PKG, m: str = M, camel: str = CAME
     """Copy + rename exactly as README.md says (plugin column), then the step-2 edit of KEYS."""
     pkg = dest / pkg_name
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
     subs = {"<pkg>": pkg_name, "<m>": m, "<M>": camel}
 
     def fill(s):
@@ -176,9 +175,12 @@ def fill_template(dest: Path, pkg_name: str = PKG, m: str = M, camel: str = CAME
     renames = [(old, fill(plugin)) for old, _repo, plugin in readme_table("## 2. Rename")]
     copied = []
     for src, _repo, plugin in readme_table("## 1. Copy"):
+        target = dest / fill(plugin)
+        if "empty" in src:
+            target.write_text("")
+            continue
         if not src.endswith(".py"):
             continue                                  # "(you write it)": the reference, below
-        target = dest / fill(plugin)
         text = (TEMPLATE / src).read_text()
         for old, new in renames:
             text = text.replace(old, new)
