@@ -12,7 +12,7 @@ from flash_rt.errors import HardwareError
 from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, resolve_frontend
 
 SUPPORTED_CONFIGS = ("pi05",)
-SUPPORTED_FRAMEWORKS = ("torch",)
+SUPPORTED_FRAMEWORKS = ("torch", "jax")  # plus "auto": chosen from the checkpoint directory
 
 
 class Policy:
@@ -133,7 +133,7 @@ class Policy:
         return self._fe
 
 
-def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardware: str = "auto", *,
+def load_model(checkpoint, config: str = "pi05", framework: str = "auto", hardware: str = "auto", *,
                num_views: int | None = None, action_horizon: int | None = None, num_steps: int | None = None,
                tokenizer=None, norm_stats=None, asset_id: str | None = None, action_dim: int | None = None,
                state_dim: int | None = None, max_token_len: int | None = None,
@@ -141,13 +141,19 @@ def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardw
                seed: int | None = None, weight_cache: bool = True, cache_dir=None, **hw_options) -> Policy:
     """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every argument.
 
+    `framework="auto"` reads the directory: model.safetensors -> "torch", an openpi Orbax params/ -> "jax".
     `hw_options` are hardware-specific (e.g. precision="bf16" on GPU targets); a frontend that does not
     know an option raises TypeError naming it.
     """
     if config not in SUPPORTED_CONFIGS:
         raise HardwareError(f"config {config!r} is not supported; supported: {SUPPORTED_CONFIGS}")
-    if framework not in SUPPORTED_FRAMEWORKS:
-        raise HardwareError(f"framework {framework!r} is not supported; supported: {SUPPORTED_FRAMEWORKS}")
+    if framework != "auto" and framework not in SUPPORTED_FRAMEWORKS:
+        raise HardwareError(f"framework {framework!r} is not supported; supported: 'auto', {SUPPORTED_FRAMEWORKS}")
+    from flash_rt.executors.checkpoint_format import check_framework, detect_framework
+    if framework == "auto":
+        framework = detect_framework(checkpoint)   # model.safetensors -> torch, params/ (Orbax) -> jax
+    else:
+        check_framework(checkpoint, framework)
     hw = detect_hardware() if hardware == "auto" else hardware
     if hw not in SUPPORTED_HARDWARE:
         raise HardwareError(f"hardware {hw!r} is unknown; use 'auto' or one of {SUPPORTED_HARDWARE}")

@@ -2,6 +2,7 @@
 model trained at test time) and reused read-only."""
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ if str(ROOT) not in sys.path:
 # keep any DDS traffic of any test on loopback, in a per-run domain (ros tests refine this)
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
+
+# the tokenizer lookup falls back to openpi's and the Hugging Face hub's caches (flash_rt/io/tokenizer.py): point
+# both at an empty directory so a developer's real caches never change what a test finds (tests that exercise the
+# lookup set these to their own temp dirs); subprocesses (the ROS node) inherit it
+_EMPTY_CACHE = tempfile.mkdtemp(prefix="flash_rt_test_caches_")
+os.environ["OPENPI_DATA_HOME"] = os.path.join(_EMPTY_CACHE, "openpi")
+os.environ["HF_HUB_CACHE"] = os.path.join(_EMPTY_CACHE, "hf_hub")
 
 
 def pytest_configure(config):
