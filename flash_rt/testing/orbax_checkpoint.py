@@ -16,6 +16,7 @@ Norm stats go to `<out>/assets/<asset_id>/norm_stats.json` beside `params/`. Nee
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -108,7 +109,9 @@ def write_orbax_params(tree: Mapping[str, np.ndarray], params: str | Path, *, tr
                        bf16_leaves=()) -> Path:
     """Save `{"params": tree}` with orbax at `params` (which must not exist): nested dicts from the "/" paths,
     replicated jax.Arrays on a 1-device ("x",) mesh; `training` appends "value" to every path; `bf16_leaves`
-    (leaf names) are stored as bfloat16."""
+    (leaf names) are stored as bfloat16. JAX runs on the CPU (JAX_PLATFORMS=cpu unless set): on a GPU machine it
+    would otherwise claim most of the GPU's memory for itself."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
     import jax.numpy as jnp
     import orbax.checkpoint as ocp
@@ -127,7 +130,8 @@ def write_orbax_params(tree: Mapping[str, np.ndarray], params: str | Path, *, tr
     params.parent.mkdir(parents=True, exist_ok=True)
     ckptr = ocp.PyTreeCheckpointer()
     ckptr.save(str(params.resolve()), {"params": nested})
-    ckptr.close() if hasattr(ckptr, "close") else None
+    if hasattr(ckptr, "close"):
+        ckptr.close()
     return params
 
 

@@ -184,3 +184,19 @@ def test_cache_key_follows_the_params_files(tiny_orbax, copy_released):
     meta["custom_metadata"] = {"touched": 1}
     (copy_released / "params" / "_METADATA").write_text(json.dumps(meta))
     assert orbax_checkpoint_hash(copy_released) != h
+
+
+@pytest.mark.parametrize("variant,twin", [("released", None), ("training", "training_twin")])
+def test_gpu_weight_spec_runs_unchanged_on_the_orbax_source(tiny_orbax, tiny_openpi, variant, twin):
+    """The GPU cells' spec (FP8 quantization included), run on the CPU: the flat dict the weight cache stores is
+    bit-identical whether the canonical tensors came from safetensors or from Orbax."""
+    from flash_rt.executors.orbax_source import open_orbax_checkpoint
+    from flash_rt.frontends.torch._pi05_cuda import build_weights
+    from flash_rt.models.pi05.config import infer_config
+    st = open_checkpoint(tiny_orbax[twin] if twin else tiny_openpi)
+    cfg = infer_config(st.key_shapes(), {"vision_num_heads": TINY_CONFIG.vis_heads, "head_dim": TINY_CONFIG.head_dim})
+    a = build_weights(tiny_orbax[twin] if twin else tiny_openpi, cfg, "fp8", "cpu")
+    b = build_weights(tiny_orbax[variant], cfg, "fp8", "cpu", open_source=open_orbax_checkpoint)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k].view(torch.uint8), b[k].view(torch.uint8)), k
