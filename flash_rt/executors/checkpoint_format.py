@@ -31,19 +31,31 @@ def _orbax_dir(p: Path) -> Path | None:
     return None
 
 
+def _found(p: Path) -> dict[str, Path]:
+    """{framework: what marks it} for the layouts present at `p` (both, one or none)."""
+    found = {}
+    if _is_torch(p):
+        found["torch"] = p
+    orbax = None if p.is_file() else _orbax_dir(p)
+    if orbax is not None:
+        found["jax"] = orbax
+    return found
+
+
 def detect_framework(checkpoint: str | os.PathLike) -> str:
     """"torch" or "jax" for the checkpoint at `checkpoint` (a directory or a .safetensors file)."""
     p = Path(checkpoint)
     if not p.exists():
         raise CheckpointError(f"checkpoint path '{p}' does not exist; expected a directory holding model.safetensors "
                               "(PyTorch: openpi or lerobot layout) or params/ (openpi's JAX/Orbax layout)")
-    torch_here, orbax = _is_torch(p), (None if p.is_file() else _orbax_dir(p))
-    if torch_here and orbax is not None:
-        raise CheckpointError(f"'{p}' holds both a PyTorch checkpoint (model.safetensors) and an Orbax one ({orbax}); "
-                              "pass framework='torch' or framework='jax' to choose")
-    if torch_here:
+    found = _found(p)
+    if len(found) == 2:
+        raise CheckpointError(f"'{p}' holds both a PyTorch checkpoint (model.safetensors) and an Orbax one "
+                              f"({found['jax']}); pass framework='torch' or framework='jax' to choose")
+    if "torch" in found:
         return "torch"
-    if orbax is not None:
+    if "jax" in found:
+        orbax = found["jax"]
         missing = [f for f in _ORBAX_FILES if not (orbax / f).is_file()]
         if missing:
             raise CheckpointError(f"'{orbax}' looks like a partly written Orbax checkpoint: it lacks {missing}; a "
@@ -56,9 +68,15 @@ def detect_framework(checkpoint: str | os.PathLike) -> str:
 
 
 def check_framework(checkpoint: str | os.PathLike, framework: str) -> None:
-    """Raise a clear error when an explicit `framework` does not match what the directory holds."""
-    found = detect_framework(checkpoint)
-    if found != framework:
-        what = {"torch": "a PyTorch checkpoint (model.safetensors)", "jax": "an openpi JAX/Orbax checkpoint (params/)"}
-        raise CheckpointError(f"framework={framework!r} expects {what[framework]}, but '{checkpoint}' holds "
-                              f"{what[found]}; pass framework={found!r} or framework='auto'")
+    """Raise a clear error when an explicit `framework` does not match what the directory holds (a directory with
+    both layouts takes either; one with neither is left to the frontend's own, more specific error)."""
+    p = Path(checkpoint)
+    if not p.exists():
+        return
+    found = _found(p)
+    if not found or framework in found:
+        return
+    what = {"torch": "a PyTorch checkpoint (model.safetensors)", "jax": "an openpi JAX/Orbax checkpoint (params/)"}
+    other = next(iter(found))
+    raise CheckpointError(f"framework={framework!r} expects {what[framework]}, but '{checkpoint}' holds "
+                          f"{what[other]}; pass framework={other!r} or framework='auto'")

@@ -270,7 +270,6 @@ class OrbaxSource:
         self._check_tree()
         self._slots = pi05_slots(self.leaf_shapes)
         self.aliased = {EMBED_TOKENS: EMBED_LM_HEAD}
-        self._pending: dict[str, int] = {}
         self._cached: dict[str, np.ndarray] = {}
         self._reset_refcounts()
         self._shapes = {k: tuple(self._slot_array(k, meta_only=True)) for k in self._slots}
@@ -350,9 +349,11 @@ class OrbaxSource:
         return x.shape if meta_only else x
 
     def _reset_refcounts(self) -> None:
-        self._pending = {}
-        for sl in self._slots.values():
-            self._pending[sl.leaf] = self._pending.get(sl.leaf, 0) + 1
+        """Every leaf's canonical keys are pending again and nothing is decoded (a key read twice counts once)."""
+        self._leaf_keys: dict[str, frozenset] = {}
+        for k, sl in self._slots.items():
+            self._leaf_keys[sl.leaf] = self._leaf_keys.get(sl.leaf, frozenset()) | {k}
+        self._pending = {leaf: set(ks) for leaf, ks in self._leaf_keys.items()}
         self._cached.clear()
 
     # -- WeightSource ----------------------------------------------------------------------------------------------
@@ -366,14 +367,20 @@ class OrbaxSource:
         key = self.aliased.get(key, key)
         if key not in self._slots:
             raise KeyError(key)
-        leaf = self._slots[key].leaf
-        x = np.ascontiguousarray(self._slot_array(key))
-        self._pending[leaf] -= 1
-        if self._pending[leaf] <= 0:   # every canonical key of this leaf handed out once: free it
+        sl = self._slots[key]
+        leaf = sl.leaf
+        x = self._slot_array(key)
+        # a slice of a stacked leaf must not alias the cached leaf (a consumer may write into what it gets, and a
+        # view would keep the whole stack alive); an unstacked leaf has one key and is dropped right below
+        x = np.array(x, order="C", copy=True) if sl.layer is not None or sl.part is not None else \
+            np.ascontiguousarray(x)
+        pending = self._pending[leaf]
+        pending.discard(key)
+        if not pending:   # every canonical key of this leaf handed out: free it (a later pass decodes it again)
             self._cached.pop(leaf, None)
-            self._pending[leaf] = sum(1 for s in self._slots.values() if s.leaf == leaf)
+            self._pending[leaf] = set(self._leaf_keys[leaf])
         bf16 = self.leaf_dtypes[leaf] == "bfloat16"
-        t = torch.from_numpy(x.copy() if not x.flags.writeable else x)
+        t = torch.from_numpy(x if x.flags.writeable else x.copy())
         if bf16:
             t = t.view(torch.bfloat16)
         return t.to(self.device) if self.device != "cpu" else t

@@ -200,3 +200,24 @@ def test_gpu_weight_spec_runs_unchanged_on_the_orbax_source(tiny_orbax, tiny_ope
     assert a.keys() == b.keys()
     for k in a:
         assert a[k].dtype == b[k].dtype and torch.equal(a[k].view(torch.uint8), b[k].view(torch.uint8)), k
+
+
+def test_a_directory_with_both_layouts_needs_an_explicit_framework(tiny_orbax, tiny_openpi, tmp_path, openpi_home):
+    both = tmp_path / "both"
+    shutil.copytree(tiny_openpi, both)
+    shutil.copytree(tiny_orbax["released"] / "params", both / "params")
+    with pytest.raises(CheckpointError, match=r"holds both a PyTorch checkpoint .* pass framework='torch' or "
+                                              r"framework='jax'"):
+        flash_rt.load_model(both, **RUN)
+    assert type(flash_rt.load_model(both, framework="jax", **RUN).frontend).__name__ == "Pi05JaxFrontendCpu"
+    assert type(flash_rt.load_model(both, framework="torch", **RUN).frontend).__name__ == "Pi05TorchFrontendCpu"
+
+
+def test_leaves_are_freed_once_every_tensor_cut_from_them_was_read(tiny_orbax):
+    src = OrbaxSource(tiny_orbax["released"])
+    k0 = "paligemma_with_expert.paligemma.model.language_model.layers.0.mlp.gate_proj.weight"
+    src.get(k0)
+    assert list(src._cached) == ["PaliGemma/llm/layers/mlp/gating_einsum"]   # 3 more slices of it to come
+    for k in src.keys():
+        src.get(k)
+    assert src._cached == {}       # nothing stays decoded after a full pass
