@@ -221,3 +221,20 @@ def test_leaves_are_freed_once_every_tensor_cut_from_them_was_read(tiny_orbax):
     for k in src.keys():
         src.get(k)
     assert src._cached == {}       # nothing stays decoded after a full pass
+
+
+def test_every_jax_cell_is_its_torch_cell_with_the_orbax_source():
+    from flash_rt.errors import HardwareError
+    from flash_rt.executors.orbax_source import open_orbax_checkpoint
+    from flash_rt.frontends.jax._orbax_cell import OrbaxCheckpoint
+    from flash_rt.hardware import _PIPELINE_MAP, resolve_frontend
+    jax_keys = sorted(k for k in _PIPELINE_MAP if k[1] == "jax")
+    assert [k[2] for k in jax_keys] == sorted(k[2] for k in _PIPELINE_MAP if k[1] == "torch")
+    for model, _, hw in jax_keys:
+        cls, twin = resolve_frontend(model, "jax", hw), resolve_frontend(model, "torch", hw)
+        assert cls.__mro__[1:3] == (OrbaxCheckpoint, twin) and cls.hardware == twin.hardware == hw
+        assert cls.open_source is open_orbax_checkpoint
+        assert cls._checkpoint_hash is OrbaxCheckpoint._checkpoint_hash   # weight + calibration cache key
+        if hw != "cpu" and not torch.cuda.is_available():
+            with pytest.raises(HardwareError, match=rf"{cls.__name__}\) needs a CUDA GPU"):
+                cls("unused")
