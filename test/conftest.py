@@ -1,6 +1,8 @@
 """Shared fixtures: tiny checkpoints are built once per session (real safetensors + a real SentencePiece
 model trained at test time) and reused read-only."""
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +21,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
 # both at an empty directory so a developer's real caches never change what a test finds (tests that exercise the
 # lookup set these to their own temp dirs); subprocesses (the ROS node) inherit it
 _EMPTY_CACHE = tempfile.mkdtemp(prefix="flash_rt_test_caches_")
+atexit.register(shutil.rmtree, _EMPTY_CACHE, True)
 os.environ["OPENPI_DATA_HOME"] = os.path.join(_EMPTY_CACHE, "openpi")
 os.environ["HF_HUB_CACHE"] = os.path.join(_EMPTY_CACHE, "hf_hub")
 
@@ -60,8 +63,6 @@ def tiny_orbax(tmp_path_factory, tiny_openpi):
     {"released": <ckpt>, "training": <ckpt>/<step>, "training_twin": <safetensors ckpt>, "openpi_home": dir whose
     big_vision/paligemma_tokenizer.model is the tiny tokenizer}: point OPENPI_DATA_HOME there to load by text prompt.
     """
-    import shutil
-
     from safetensors.torch import load_file, save_file
 
     from flash_rt.testing.checkpoint import TINY_ASSET_ID, TINY_CONFIG, tiny_norm_stats
