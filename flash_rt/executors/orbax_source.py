@@ -184,20 +184,31 @@ def pi05_slots(shapes: dict[str, tuple]) -> dict[str, _Slot]:
     return s
 
 
+class _AnchorError(Exception):
+    """A leaf the expected shapes are derived from is missing or of the wrong rank."""
+
+
 def pi05_leaf_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
     """The leaf shapes a Pi0.5 tree must have, derived from its own q_einsum, kv_einsum, query kernel, embedder and
     action_in_proj (the tree describes itself); used to name every mis-shaped leaf at once."""
-    vl, vd, vh, vhd = shapes[BLK + "MultiHeadDotProductAttention_0/query/kernel"]
-    vf = shapes[BLK + "MlpBlock_0/Dense_0/kernel"][2]
-    ps = shapes[IMG + "embedding/kernel"][0]
-    npatch = shapes[IMG + "pos_embedding"][1]
-    ll, h, d, hd = shapes[LYR + "attn/q_einsum/w"]
-    k = shapes[LYR + "attn/kv_einsum/w"][2]
-    f = shapes[LYR + "mlp/gating_einsum"][3]
-    v = shapes["PaliGemma/llm/embedder/input_embedding"][0]
-    ed = shapes[LYR + "attn/q_einsum_1/w"][2]
-    ef = shapes[LYR + "mlp_1/gating_einsum"][3]
-    a = shapes["action_in_proj/kernel"][0]
+    def dims(leaf: str, rank: int) -> tuple:
+        if leaf not in shapes:
+            raise _AnchorError(f"missing    {leaf}  (needed to read the model's dimensions)")
+        if len(shapes[leaf]) != rank:
+            raise _AnchorError(f"mis-shaped {leaf}  has {list(shapes[leaf])}, expected {rank} dimensions")
+        return shapes[leaf]
+
+    vl, vd, vh, vhd = dims(BLK + "MultiHeadDotProductAttention_0/query/kernel", 4)
+    vf = dims(BLK + "MlpBlock_0/Dense_0/kernel", 3)[2]
+    ps = dims(IMG + "embedding/kernel", 4)[0]
+    npatch = dims(IMG + "pos_embedding", 3)[1]
+    ll, h, d, hd = dims(LYR + "attn/q_einsum/w", 4)
+    k = dims(LYR + "attn/kv_einsum/w", 5)[2]
+    f = dims(LYR + "mlp/gating_einsum", 4)[3]
+    v = dims("PaliGemma/llm/embedder/input_embedding", 2)[0]
+    ed = dims(LYR + "attn/q_einsum_1/w", 4)[2]
+    ef = dims(LYR + "mlp_1/gating_einsum", 4)[3]
+    a = dims("action_in_proj/kernel", 2)[0]
     att = BLK + "MultiHeadDotProductAttention_0/"
     e = {IMG + "embedding/kernel": (ps, ps, 3, vd), IMG + "embedding/bias": (vd,), IMG + "pos_embedding": (1, npatch, vd),
          IMG + "Transformer/encoder_norm/scale": (vd,), IMG + "Transformer/encoder_norm/bias": (vd,),
@@ -309,12 +320,12 @@ class OrbaxSource:
                                   "LoRA weights into the base before loading; expected a plain Pi0.5 tree")
         try:
             exp = pi05_leaf_shapes(have)
-        except (KeyError, ValueError) as e:
+        except _AnchorError as e:
             exp = None
             anchor = str(e)
         problems = []
         if exp is None:
-            problems.append(f"  missing    {anchor} (needed to read the model's dimensions)")
+            problems.append(f"  {anchor}")
         else:
             for k, shp in exp.items():
                 if k not in have:

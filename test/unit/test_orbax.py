@@ -238,3 +238,12 @@ def test_every_jax_cell_is_its_torch_cell_with_the_orbax_source():
         if hw != "cpu" and not torch.cuda.is_available():
             with pytest.raises(HardwareError, match=rf"{cls.__name__}\) needs a CUDA GPU"):
                 cls("unused")
+
+
+def test_a_dimension_leaf_of_the_wrong_rank_is_named(tmp_path, tiny_openpi):
+    def edit(t):
+        t["PaliGemma/llm/layers/attn/q_einsum/w"] = t["PaliGemma/llm/layers/attn/q_einsum/w"].reshape(2, 8, -1)
+    ck = _write_tree(tmp_path, tiny_openpi, edit)
+    with pytest.raises(CheckpointError, match=r"mis-shaped PaliGemma/llm/layers/attn/q_einsum/w  has \[2, 8, 1024\], "
+                                              r"expected 4 dimensions"):
+        OrbaxSource(ck)
