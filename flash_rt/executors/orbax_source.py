@@ -271,6 +271,7 @@ class OrbaxSource:
         self.training_layout = all(kp[-1] == "value" for kp in paths)
         self._zarr = "zarr3" if meta.get("use_zarr3") else "zarr"
         self._base = {"driver": "ocdbt", "base": self.params.resolve().as_uri() + "/"}
+        self._ctx = ts.Context()   # one context: the leaves share the OCDBT database's manifest and b-tree reads
         self._leaf_key: dict[str, str] = {}
         for kp in paths:
             name = "/".join(kp[1:-1] if self.training_layout else kp[1:])
@@ -289,7 +290,8 @@ class OrbaxSource:
     def _open(self, name: str):
         key = self._leaf_key[name]
         try:
-            return self._ts.open({"driver": self._zarr, "kvstore": {**self._base, "path": key}}, open=True).result()
+            return self._ts.open({"driver": self._zarr, "kvstore": {**self._base, "path": key}}, open=True,
+                                 context=self._ctx).result()
         except Exception as e:   # tensorstore raises ValueError / its own status errors
             raise CheckpointError(f"cannot open leaf '{name}' (stored as '{key}') in '{self.params}': {e}. The OCDBT "
                                   "store is truncated or partly written; write the checkpoint again") from None
