@@ -60,7 +60,7 @@ def tiny_orbax(tmp_path_factory, tiny_openpi):
     """openpi Orbax checkpoints of tiny_openpi's weights, written with orbax as openpi does (both variants), and the
     safetensors twin of the training variant (its bf16 leaves rounded the same way). Written once (~2 s).
 
-    {"released": <ckpt>, "training": <ckpt>/<step>, "training_twin": <safetensors ckpt>, "openpi_home": dir whose
+    {"released": <ckpt>, "training": <run>/<step>, "training_twin": <safetensors ckpt>, "openpi_home": dir whose
     big_vision/paligemma_tokenizer.model is the tiny tokenizer}: point OPENPI_DATA_HOME there to load by text prompt.
     """
     from safetensors.torch import load_file, save_file
@@ -72,7 +72,7 @@ def tiny_orbax(tmp_path_factory, tiny_openpi):
     kw = dict(vis_heads=TINY_CONFIG.vis_heads, heads=TINY_CONFIG.heads, norm_stats=tiny_norm_stats(),
               asset_id=TINY_ASSET_ID)
     out = {"released": build_orbax_checkpoint(root / "pi05_tiny", sd, variant="released", **kw),
-           "training": build_orbax_checkpoint(root / "train_run" / "1000", sd, variant="training", **kw)}
+           "training": build_orbax_checkpoint(root / "train_run", sd, variant="training", step=1000, **kw)}
     twin = root / "training_twin"
     shutil.copytree(tiny_openpi, twin)
     save_file(bf16_rounded(sd), str(twin / "model.safetensors"), metadata={"format": "pt"})

@@ -8,8 +8,9 @@ so that a mistake on either side shows up as a mismatch, not as two agreeing bug
 Variants (openpi_orbax_layout.md §1):
 * "released": `<out>/params/` holds `{"params": <pure dict>}`, float32 leaves, saved by one standalone
   `PyTreeCheckpointer` as replicated jax.Arrays on a 1-device ("x",) mesh (the pi05_base recipe);
-* "training": what openpi training writes under `<ckpt_dir>/<step>/`: every key path ends in "value" (nnx.State)
-  and the leaves a freeze filter matched are bfloat16 (here: `bf16_leaves`, the vision tower by default).
+* "training": what openpi training writes: a CheckpointManager step `<run>/<step>/` with the items params/ and
+  train_state/; every key path ends in "value" (nnx.State) and the leaves a freeze filter matched are bfloat16
+  (here: the vision tower, `bf16_prefix`).
 Norm stats go to `<out>/assets/<asset_id>/norm_stats.json` beside `params/`. Needs jax and orbax-checkpoint
 (requirements-orbax.txt); reading them back does not.
 """
@@ -105,16 +106,11 @@ def jax_tree_from_state_dict(sd: Mapping[str, torch.Tensor], vis_heads: int, hea
     return {k: np.ascontiguousarray(v) for k, v in t.items()}
 
 
-def write_orbax_params(tree: Mapping[str, np.ndarray], params: str | Path, *, training: bool = False,
-                       bf16_leaves=()) -> Path:
-    """Save `{"params": tree}` with orbax at `params` (which must not exist): nested dicts from the "/" paths,
-    replicated jax.Arrays on a 1-device ("x",) mesh; `training` appends "value" to every path; `bf16_leaves`
-    (leaf names) are stored as bfloat16. JAX runs on the CPU (JAX_PLATFORMS=cpu unless set): on a GPU machine it
-    would otherwise claim most of the GPU's memory for itself."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+def _nested(tree: Mapping[str, np.ndarray], training: bool, bf16_leaves) -> dict:
+    """Nested dicts from the "/" paths, replicated jax.Arrays on a 1-device ("x",) mesh (openpi's restore sharding);
+    `training` appends "value" to every path (nnx.State); `bf16_leaves` are stored as bfloat16."""
     import jax
     import jax.numpy as jnp
-    import orbax.checkpoint as ocp
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     sharding = NamedSharding(Mesh(np.array(jax.devices()[:1]), ("x",)), PartitionSpec())
@@ -126,30 +122,66 @@ def write_orbax_params(tree: Mapping[str, np.ndarray], params: str | Path, *, tr
             node = node.setdefault(p, {})
         x = jax.device_put(jnp.asarray(arr, dtype=jnp.bfloat16 if name in bf16_leaves else arr.dtype), sharding)
         node[parts[-1]] = {"value": x} if training else x
+    return nested
+
+
+def _use_cpu_jax() -> None:
+    # JAX on the CPU unless told otherwise: on a GPU machine it would claim most of the GPU's memory for itself
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def write_orbax_params(tree: Mapping[str, np.ndarray], params: str | Path, *, training: bool = False,
+                       bf16_leaves=()) -> Path:
+    """Save `{"params": tree}` with one standalone PyTreeCheckpointer at `params` (which must not exist): the
+    released checkpoints' recipe (see `_nested` for the leaves)."""
+    _use_cpu_jax()
+    import orbax.checkpoint as ocp
+
     params = Path(params)
     params.parent.mkdir(parents=True, exist_ok=True)
     ckptr = ocp.PyTreeCheckpointer()
-    ckptr.save(str(params.resolve()), {"params": nested})
+    ckptr.save(str(params.resolve()), {"params": _nested(tree, training, bf16_leaves)})
     if hasattr(ckptr, "close"):
         ckptr.close()
     return params
 
 
+def write_training_step(tree: Mapping[str, np.ndarray], run_dir: str | Path, step: int, *, bf16_leaves=()) -> Path:
+    """What openpi training writes: a CheckpointManager over `run_dir` saving step `step` with the items `params`
+    (`{"params": <nnx.State>}`, every path ending in "value") and `train_state` (here just the step); the
+    `_CHECKPOINT_METADATA` sits in `<run_dir>/<step>/`. Returns `<run_dir>/<step>`."""
+    _use_cpu_jax()
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+
+    run_dir = Path(run_dir).resolve()
+    mngr = ocp.CheckpointManager(str(run_dir), item_names=("params", "train_state"))
+    mngr.save(step, args=ocp.args.Composite(
+        params=ocp.args.PyTreeSave({"params": _nested(tree, True, bf16_leaves)}),
+        train_state=ocp.args.PyTreeSave({"step": jnp.asarray(step)})))
+    mngr.wait_until_finished()
+    mngr.close()
+    return run_dir / str(step)
+
+
 def build_orbax_checkpoint(out, sd: Mapping[str, torch.Tensor], *, vis_heads: int, heads: int, kv_heads: int = 1,
                            variant: str = "released", norm_stats: dict | None = None, asset_id: str = "robot",
-                           bf16_prefix: str = DEFAULT_BF16_PREFIX) -> Path:
-    """Write `<out>/params/` (+ `<out>/assets/<asset_id>/norm_stats.json`) from canonical tensors; returns `out`.
-    For `variant="training"` the leaves under `bf16_prefix` are bfloat16 and every key path ends in "value"."""
+                           bf16_prefix: str = DEFAULT_BF16_PREFIX, step: int = 1000) -> Path:
+    """Write an openpi Orbax checkpoint from canonical tensors and return its directory (the one holding params/):
+    "released": `<out>/params/`; "training": a run directory `<out>` with `<out>/<step>/params/` (+ train_state/),
+    the leaves under `bf16_prefix` in bfloat16. Norm stats, when given, go to `assets/<asset_id>/norm_stats.json`
+    beside params/."""
     if variant not in ("released", "training"):
         raise ValueError(f"variant must be 'released' or 'training', got {variant!r}")
-    out = Path(out)
     tree = jax_tree_from_state_dict(sd, vis_heads, heads, kv_heads)
-    bf16 = [k for k in tree if k.startswith(bf16_prefix)] if variant == "training" else []
-    write_orbax_params(tree, out / "params", training=variant == "training", bf16_leaves=bf16)
+    if variant == "training":
+        ckpt = write_training_step(tree, out, step, bf16_leaves=[k for k in tree if k.startswith(bf16_prefix)])
+    else:
+        ckpt = write_orbax_params(tree, Path(out) / "params").parent
     if norm_stats is not None:
-        (out / "assets" / asset_id).mkdir(parents=True, exist_ok=True)
-        (out / "assets" / asset_id / "norm_stats.json").write_text(json.dumps(norm_stats, indent=1))
-    return out
+        (ckpt / "assets" / asset_id).mkdir(parents=True, exist_ok=True)
+        (ckpt / "assets" / asset_id / "norm_stats.json").write_text(json.dumps(norm_stats, indent=1))
+    return ckpt
 
 
 def bf16_rounded(sd: Mapping[str, torch.Tensor], tree_bf16_prefix: str = DEFAULT_BF16_PREFIX) -> dict:

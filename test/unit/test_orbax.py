@@ -39,7 +39,9 @@ def test_canonical_tensors_are_bit_identical(tiny_orbax, tiny_openpi, variant, t
     src = OrbaxSource(tiny_orbax[variant])
     assert src.training_layout == (variant == "training")
     assert len(src.leaf_shapes) == 51
-    if variant == "training":
+    if variant == "training":   # openpi's CheckpointManager layout: <run>/<step>/{_CHECKPOINT_METADATA,params,...}
+        assert (tiny_orbax[variant] / "_CHECKPOINT_METADATA").is_file()
+        assert (tiny_orbax[variant] / "train_state").is_dir() and tiny_orbax[variant].name == "1000"
         assert src.leaf_dtypes["PaliGemma/img/embedding/kernel"] == "bfloat16"
         assert src.leaf_dtypes["PaliGemma/llm/embedder/input_embedding"] == "float32"
     # every key the safetensors source has except the expert's unused lm_head (the JAX tree has no slot for it)
