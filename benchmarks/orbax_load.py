@@ -147,7 +147,8 @@ def main(argv=None):
           "replay P50/P99 ms (jax) | (torch) |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {r['orbax_bytes'] / 1e9:.2f} | {r['jax_first_load_s']:.1f} ({r['jax_first_load_cache']}) | "
-          f"{r['jax_cached_load_s']:.1f} ({r['jax_cached_load_cache']}) | {r['gpu_mem_gb']:.1f} ({r['gpu_mem_peak_gb']:.1f}) | "
+          f"{r['jax_cached_load_s']:.1f} ({r['jax_cached_load_cache']}) | "
+          f"{r['gpu_mem_gb']:.1f} ({r['gpu_mem_peak_gb']:.1f}) | "
           f"{r['cos_jax_vs_fp32']:.5f} | {'bit-identical' if r['fp8_chunks_bit_identical'] else 'DIFFERS'} | "
           f"{r['jax_replay_p50_ms']:.2f} / {r['jax_replay_p99_ms']:.2f} | "
           f"{r['torch_replay_p50_ms']:.2f} / {r['torch_replay_p99_ms']:.2f} |")

@@ -210,14 +210,16 @@ def pi05_leaf_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
     ef = dims(LYR + "mlp_1/gating_einsum", 4)[3]
     a = dims("action_in_proj/kernel", 2)[0]
     att = BLK + "MultiHeadDotProductAttention_0/"
-    e = {IMG + "embedding/kernel": (ps, ps, 3, vd), IMG + "embedding/bias": (vd,), IMG + "pos_embedding": (1, npatch, vd),
+    e = {IMG + "embedding/kernel": (ps, ps, 3, vd), IMG + "embedding/bias": (vd,),
+         IMG + "pos_embedding": (1, npatch, vd),
          IMG + "Transformer/encoder_norm/scale": (vd,), IMG + "Transformer/encoder_norm/bias": (vd,),
          IMG + "head/kernel": (vd, d), IMG + "head/bias": (d,),
          BLK + "MlpBlock_0/Dense_0/kernel": (vl, vd, vf), BLK + "MlpBlock_0/Dense_0/bias": (vl, vf),
          BLK + "MlpBlock_0/Dense_1/kernel": (vl, vf, vd), BLK + "MlpBlock_0/Dense_1/bias": (vl, vd),
          att + "out/kernel": (vl, vh, vhd, vd), att + "out/bias": (vl, vd),
          "PaliGemma/llm/embedder/input_embedding": (v, d), "PaliGemma/llm/final_norm/scale": (d,),
-         "PaliGemma/llm/final_norm_1/Dense_0/kernel": (ed, 3 * ed), "PaliGemma/llm/final_norm_1/Dense_0/bias": (3 * ed,),
+         "PaliGemma/llm/final_norm_1/Dense_0/kernel": (ed, 3 * ed),
+         "PaliGemma/llm/final_norm_1/Dense_0/bias": (3 * ed,),
          "action_in_proj/kernel": (a, ed), "action_in_proj/bias": (ed,),
          "action_out_proj/kernel": (ed, a), "action_out_proj/bias": (a,),
          "time_mlp_in/kernel": (ed, ed), "time_mlp_in/bias": (ed,),
@@ -263,7 +265,8 @@ class OrbaxSource:
             paths = [tuple(k["key"] for k in v["key_metadata"]) for v in tree.values()]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"'{meta_f}' is not Orbax tree metadata ({type(e).__name__}: {e}); the file is "
-                                  f"truncated or this is not an Orbax PyTree checkpoint. Expected {_EXPECTED}") from None
+                                  "truncated or this is not an Orbax PyTree checkpoint. "
+                                  f"Expected {_EXPECTED}") from None
         if not paths or any(not kp or kp[0] != "params" for kp in paths):
             raise CheckpointError(f"'{meta_f}': openpi saves its weights as {{'params': <tree>}}, but the top-level "
                                   f"keys here are {sorted({kp[0] if kp else '' for kp in paths})}")
