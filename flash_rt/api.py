@@ -6,9 +6,9 @@ option raises instead of being filtered by signature inspection.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import inspect
+
+import numpy as np
 
 from flash_rt.errors import HardwareError
 from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, pipeline_keys, resolve_frontend
@@ -177,19 +177,25 @@ class Policy:
         return self._fe
 
 
-def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardware: str = "auto",
+def load_model(checkpoint, config: str = "pi05", framework: str = "auto", hardware: str = "auto",
                **options) -> Policy:
     """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every option.
 
     The facade knows no model: it picks the frontend class from `_PIPELINE_MAP` and hands it exactly the options
     the caller gave -- the loader options every frontend takes (LOADER_OPTIONS), the model's own (Pi0.5:
     max_token_len, discrete_state_input) and the hardware's (e.g. precision="bf16" on GPU targets). Defaults are
-    the frontend's. An option the frontend does not take raises TypeError naming it.
+    the frontend's. An option the frontend does not take raises TypeError naming it. `framework="auto"` reads the
+    directory: model.safetensors -> "torch", an openpi Orbax params/ -> "jax".
     """
     configs = supported_configs()
     if config not in configs:
         raise HardwareError(f"config {config!r} is not supported; supported: {configs}")
     frameworks = supported_frameworks(config)
+    from flash_rt.executors.checkpoint_format import check_framework, detect_framework
+    if framework == "auto":
+        framework = detect_framework(checkpoint)   # model.safetensors -> torch, params/ (Orbax) -> jax
+    elif framework in frameworks:
+        check_framework(checkpoint, framework)
     if framework not in frameworks:
         raise HardwareError(f"framework {framework!r} is not supported for config {config!r}; supported: "
                             f"{frameworks}")

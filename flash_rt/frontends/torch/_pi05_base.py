@@ -42,7 +42,11 @@ def read_config_json(ckpt_dir: Path) -> dict:
 
 
 class Pi05TorchFrontendBase:
+    """A subclass may swap the checkpoint format through `open_source` (path, device=...) -> WeightSource with
+    key_shapes(), `_checkpoint_dir` and `_config_json` (the jax cells read openpi's Orbax tree this way); the
+    spec, the oracle and everything downstream see the same canonical tensors."""
     hardware = "?"
+    open_source = staticmethod(open_checkpoint)
 
     def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
@@ -52,17 +56,17 @@ class Pi05TorchFrontendBase:
         self.startup = StartupPhases()
         t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
-        self.ckpt_dir = checkpoint_dir(checkpoint)
+        self.ckpt_dir = self._checkpoint_dir(checkpoint)
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
-        self.source = open_checkpoint(self.checkpoint)
+        self.source = self.open_source(self.checkpoint)
         shapes = self.source.key_shapes()
-        self.cfg = infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
+        self.cfg = infer_config(shapes, self._config_json(), action_horizon=action_horizon,
                                 num_steps=num_steps, max_token_len=max_token_len,
                                 discrete_state_input=discrete_state_input)
         validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
         tok, tok_err = None, None
         try:
-            tok = load_tokenizer(self.ckpt_dir, tokenizer)
+            tok = load_tokenizer(self.ckpt_dir, tokenizer, vocab=self.cfg.vocab)
         except TokenizerError as e:
             if tokenizer is not None:
                 raise
@@ -89,6 +93,13 @@ class Pi05TorchFrontendBase:
             ph.detail = self._load_weights() or ""
         with self.startup.timed("buffers"):
             self._alloc_buffers()
+
+    # -- checkpoint-format hooks (the jax cells override these) ------------------------------------------
+    def _checkpoint_dir(self, checkpoint) -> Path:
+        return checkpoint_dir(checkpoint)
+
+    def _config_json(self) -> dict:
+        return read_config_json(self.ckpt_dir)
 
     # -- hardware hooks ------------------------------------------------------------------------------
     def _host_alloc(self, shape, dtype) -> np.ndarray:
