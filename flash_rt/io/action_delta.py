@@ -50,8 +50,9 @@ def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray
             flags += [n > 0] * abs(int(n))
     else:
         bad = [v for v, b, i in zip(items, is_bool, is_int) if not (b or i)]
-        raise InputError(f"action_delta_mask {items!r} mixes types" + (f" (not a bool or int: {bad!r})" if bad else "")
-                         + "; use all bools (True = delta dim) or all nonzero ints ([6, -1, 6, -1])")
+        what = f"has values that are neither bool nor int: {bad!r}" if bad else "mixes bools and ints"
+        raise InputError(f"action_delta_mask {items!r} {what}; use all bools (True = delta dim) or all nonzero ints "
+                         "(openpi's compact form, [6, -1, 6, -1])")
     if len(flags) > action_dim:
         raise InputError(f"action_delta_mask covers {len(flags)} dims but the policy returns action_dim="
                          f"{action_dim}; the mask may be shorter (the tail is absolute), not longer")

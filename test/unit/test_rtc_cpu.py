@@ -107,7 +107,14 @@ def test_prefix_errors_are_clear(rtc, plain):
         (np.zeros((3, TINY_ACTION_DIM)), 1, 1.5, r"blend must be an int"),
         (None, 2, None, r"clears the prefix and takes frozen=0"),
     ]
+    good = np.arange(4 * TINY_ACTION_DIM, dtype=np.float32).reshape(4, TINY_ACTION_DIM)
+    rtc.write_action_prefix(good, 2)
+    w = rtc.frontend.host.rtc.w.copy()
     for prefix, frozen, blend, match in bad:
         with pytest.raises(InputError, match=match):
             rtc.write_action_prefix(prefix, frozen, blend)
-    assert rtc.frontend.host.rtc.n == 0        # nothing half-written by a refused call
+    host = rtc.frontend.host.rtc                 # a refused call leaves the previous prefix in place
+    assert (host.n, host.frozen, host.blend) == (4, 2, 2) and np.array_equal(host.w, w)
+    np.testing.assert_array_equal(host._rows[:4], good)
+    rtc.write_action_prefix(None, 0)
+    assert host.n == 0 and not host.w.any() and (host.w1 == 1).all()
