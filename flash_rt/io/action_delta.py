@@ -68,7 +68,7 @@ def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray
 
 
 class DeltaActions:
-    """The mask, applied in place without allocating: ``offset`` (float32 [action_dim]) is set from the state once
+    """The mask, applied in place without allocating: ``offset`` (float64 [action_dim]) is set from the state once
     per step (`set_state`), then added to output chunks (`apply`) and subtracted from RTC prefixes (`remove`)."""
 
     def __init__(self, mask: np.ndarray):
