@@ -68,13 +68,20 @@ def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray
 
 
 class DeltaActions:
-    """The mask, applied in place without allocating: ``offset`` (float64 [action_dim]) is set from the state once
-    per step (`set_state`), then added to output chunks (`apply`) and subtracted from RTC prefixes (`remove`)."""
+    """The mask, applied in place without allocating: the offset (the state on delta dims, 0.0 elsewhere, so adding
+    it to an absolute dim is exact) is set once per step (`set_state`), then added to output chunks (`apply`,
+    float32 like the chunk) and subtracted from RTC prefixes (`remove`, float64, the host's scratch).
 
-    def __init__(self, mask: np.ndarray):
+    Why the offset is kept tiled to [horizon, action_dim]: numpy runs a ufunc that broadcasts (or casts) through a
+    buffered iterator that allocates its buffers on every call; same-shape, same-dtype contiguous operands take the
+    plain loop, which allocates nothing. The tiling is one broadcast copy per step (np.copyto needs no buffer)."""
+
+    def __init__(self, mask: np.ndarray, horizon: int):
         self.mask = mask
-        self.weight = mask.astype(np.float64)     # 1.0 on delta dims, 0.0 elsewhere (adding 0.0 is exact)
+        self.weight = mask.astype(np.float64)
         self.offset = np.zeros(mask.size, np.float64)
+        self._tiled = np.zeros((horizon, mask.size), np.float64)
+        self._tiled32 = np.zeros((horizon, mask.size), np.float32)
         self._n = int(np.flatnonzero(mask)[-1]) + 1
 
     def set_state(self, state_raw: np.ndarray, state_len: int) -> None:
@@ -82,9 +89,13 @@ class DeltaActions:
             raise InputError(f"the action delta mask adds state dims 0..{self._n - 1} back to the actions, but the "
                              f"written state has {state_len} values; call write_state(state) with the full state")
         np.multiply(self.weight[:self._n], state_raw[:self._n], out=self.offset[:self._n])
+        np.copyto(self._tiled, self.offset)
+        np.copyto(self._tiled32, self._tiled, casting="same_kind")
 
     def apply(self, actions: np.ndarray) -> None:
-        np.add(actions, self.offset, out=actions, casting="unsafe")
+        """actions [n <= horizon, action_dim] float32 (what step() returns), in place."""
+        np.add(actions, self._tiled32[:len(actions)], out=actions)
 
     def remove(self, actions: np.ndarray) -> None:
-        np.subtract(actions, self.offset, out=actions, casting="unsafe")
+        """actions [n <= horizon, action_dim] float64, in place."""
+        np.subtract(actions, self._tiled[:len(actions)], out=actions)

@@ -118,3 +118,34 @@ def test_prefix_errors_are_clear(rtc, plain):
     np.testing.assert_array_equal(host._rows[:4], good)
     rtc.write_action_prefix(None, 0)
     assert host.n == 0 and not host.w.any() and (host.w1 == 1).all()
+
+
+def test_prefix_and_delta_stages_allocate_nothing(tiny_openpi):
+    """The per-tick host work of RTC and the delta mask (write the prefix, take it to model space with this step's
+    state, add the state to the output) runs in preallocated buffers: no temporary arrays. Measured as the traced
+    peak above the start (numpy reports its buffers to tracemalloc); horizon 50 x 7 dims makes any temporary of a
+    chunk >= 1.4 KB, far above the bar."""
+    import tracemalloc
+    pol = flash_rt.load_model(tiny_openpi, hardware="cpu", realtime_chunking=True, action_delta_mask=[2, -1],
+                              action_horizon=50)
+    host = pol.frontend.host
+    host.write_state(np.linspace(-1, 1, TINY_STATE_DIM))
+    prefix = np.random.default_rng(0).normal(size=(40, TINY_ACTION_DIM)).astype(np.float32)
+    out = np.zeros((50, TINY_ACTION_DIM), np.float32)
+
+    def tick():
+        host.rtc.write(prefix, 5)
+        host.delta.set_state(host.state_raw, TINY_STATE_DIM)
+        host.rtc.prepare(host.normalizer, host.delta)
+        host.delta.apply(out)
+    tick()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            tick()
+            _, peak = tracemalloc.get_traced_memory()
+            assert peak - base < 1024, peak - base
+    finally:
+        tracemalloc.stop()

@@ -74,7 +74,8 @@ class ActionPrefix:
         self.target = alloc((horizon, model_dim), np.float32)
         self.w1.fill(1.0)
         self._rows = np.zeros((horizon, action_dim), np.float64)   # the prefix as written, output units
-        self._model = np.zeros((horizon, model_dim), np.float64)   # scratch: model space
+        self._model = np.zeros((horizon, action_dim), np.float64)  # scratch: model space (contiguous rows)
+        self._finite = np.zeros((horizon, action_dim), np.bool_)   # scratch: the finiteness check
         self.n = self.frozen = self.blend = 0
 
     def write(self, prefix, frozen: int, blend: int | None = None) -> None:
@@ -94,9 +95,10 @@ class ActionPrefix:
         if x.ndim != 2 or x.shape[1] != a or not 1 <= x.shape[0] <= h:
             raise InputError(f"action prefix must be [n, {a}] with 1 <= n <= action_horizon={h} (rows of the last "
                              f"chunk in output units); got shape {x.shape}")
-        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-            raise InputError("action prefix must be finite numbers (it holds NaN/inf or is not numeric)")
         n = x.shape[0]
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating) or \
+                not np.isfinite(x, out=self._finite[:n]).all():
+            raise InputError("action prefix must be finite real numbers (it holds NaN/inf or is not numeric)")
         if isinstance(frozen, bool) or not isinstance(frozen, (int, np.integer)) or not 0 <= frozen <= n:
             raise InputError(f"frozen must be an int in 0..{n} (the prefix's rows); got {frozen!r}")
         if blend is None:
@@ -105,6 +107,7 @@ class ActionPrefix:
             raise InputError(f"blend must be an int in 0..{n - frozen} (prefix rows after the {frozen} frozen ones) "
                              f"or None; got {blend!r}")
         np.copyto(self._rows[:n], x, casting="unsafe")
+        self.target[n:].fill(0.0)   # rows past the prefix have W = 0; keep them clean of an older, longer prefix
         self.n, self.frozen, self.blend = n, int(frozen), int(blend)
         soft_weights(self.frozen, self.blend, self.w)
         np.subtract(1.0, self.w, out=self.w1)
@@ -115,11 +118,11 @@ class ActionPrefix:
         n = self.n
         if n == 0:
             return
-        m, a = self._model, self.action_dim
-        m[:n, a:] = 0.0
-        np.copyto(m[:n, :a], self._rows[:n])
+        rows, a = self._model[:n], self.action_dim
+        np.copyto(rows, self._rows[:n])
         if delta is not None:
-            delta.remove(m[:n, :a])
+            delta.remove(rows)
         if normalizer is not None and normalizer.action_dim is not None:
-            normalizer.normalize_actions(m[:n, :a], out=m[:n, :a])
-        np.copyto(self.target[:n], m[:n], casting="unsafe")
+            normalizer.normalize_actions(rows, out=rows)
+        np.copyto(self.target[:n, :a], rows, casting="same_kind")
+        self.target[:n, a:] = 0.0
