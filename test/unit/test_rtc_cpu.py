@@ -83,8 +83,8 @@ def test_zero_weights_and_clearing_are_plain_sampling_bit_for_bit(rtc, plain):
     images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, H)
     want = plain.predict(images, state, prompt, noise)
     rtc.write_action_prefix(want[2:] + 1.0, 0, 0)             # a prefix with every weight 0
-    assert not rtc.frontend.host.rtc.w.any()
     np.testing.assert_array_equal(rtc.predict(images, state, prompt, noise), want)
+    assert rtc.frontend.host.rtc.n == 8 and not rtc.frontend.host.rtc.w.any()
     rtc.write_action_prefix(want + 1.0, 4)
     assert not np.array_equal(rtc.predict(images, state, prompt, noise), want)
     rtc.write_action_prefix(None, 0)                          # cleared
@@ -109,15 +109,15 @@ def test_prefix_errors_are_clear(rtc, plain):
     ]
     good = np.arange(4 * TINY_ACTION_DIM, dtype=np.float32).reshape(4, TINY_ACTION_DIM)
     rtc.write_action_prefix(good, 2)
-    w = rtc.frontend.host.rtc.w.copy()
+    host = rtc.frontend.host.rtc
+    w = host._w.copy()
     for prefix, frozen, blend, match in bad:
         with pytest.raises(InputError, match=match):
             rtc.write_action_prefix(prefix, frozen, blend)
-    host = rtc.frontend.host.rtc                 # a refused call leaves the previous prefix in place
-    assert (host.n, host.frozen, host.blend) == (4, 2, 2) and np.array_equal(host.w, w)
+    assert host.pending == (4, 2, 2) and np.array_equal(host._w, w)   # a refused call changes nothing
     np.testing.assert_array_equal(host._rows[:4], good)
     rtc.write_action_prefix(None, 0)
-    assert host.n == 0 and not host.w.any() and (host.w1 == 1).all()
+    assert host.pending == (0, 0, 0) and not host._w.any() and (host._w1 == 1).all()
 
 
 def test_prefix_and_delta_stages_allocate_nothing(tiny_openpi):
@@ -149,3 +149,15 @@ def test_prefix_and_delta_stages_allocate_nothing(tiny_openpi):
             assert peak - base < 1024, peak - base
     finally:
         tracemalloc.stop()
+
+
+def test_reference_uses_the_constraint_of_the_last_step(rtc):
+    """A prefix written after a step (for the next one) does not change what reference_chunk() checks."""
+    rng = np.random.default_rng(14)
+    images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, H)
+    rtc.write_action_prefix(np.zeros((6, TINY_ACTION_DIM)), 3)
+    got = rtc.predict(images, state, prompt, noise)
+    rtc.write_action_prefix(np.ones((9, TINY_ACTION_DIM)), 1)     # for the next tick
+    assert np.abs(got - rtc.reference_chunk()).max() <= 1e-4
+    np.testing.assert_allclose(got[:3], 0.0, atol=1e-5)
+    rtc.write_action_prefix(None, 0)

@@ -61,11 +61,13 @@ def inpaint_times(num_steps: int) -> tuple[float, ...]:
 
 
 class ActionPrefix:
-    """Host side of RTC: the previous chunk's rows in output units (`write`), turned into the model-space target
-    and the weights the forward reads (`prepare`, once per step, when the new observation's state is known).
+    """Host side of RTC: the previous chunk's rows in output units (`write`, pending), turned into the model-space
+    target and the weights the forward reads (`prepare`, once per step, when the new observation's state is known).
 
     Device-facing buffers come from the frontend's allocator (pinned on the GPU): `w` [H], `w1` = 1 - W [H] and
-    `target` [H, model_dim] (float32). Everything is preallocated; a step only writes into it."""
+    `target` [H, model_dim] (float32); with `n`, `frozen`, `blend` they describe the constraint of the current/last
+    step, and change only in `prepare` -- so the oracle (reference_chunk) reads exactly what that step used, even if
+    a new prefix was written since. Everything is preallocated; a tick only writes into it."""
 
     def __init__(self, horizon: int, action_dim: int, model_dim: int, alloc):
         self.horizon, self.action_dim, self.model_dim = horizon, action_dim, model_dim
@@ -73,22 +75,31 @@ class ActionPrefix:
         self.w1 = alloc((horizon,), np.float32)
         self.target = alloc((horizon, model_dim), np.float32)
         self.w1.fill(1.0)
+        self.n = self.frozen = self.blend = 0
+        # pending: what write() took, applied by the next prepare()
         self._rows = np.zeros((horizon, action_dim), np.float64)   # the prefix as written, output units
+        self._w = np.zeros(horizon, np.float32)
+        self._w1 = np.ones(horizon, np.float32)
+        self._pending = (0, 0, 0)                                   # (n, frozen, blend)
         self._model = np.zeros((horizon, action_dim), np.float64)  # scratch: model space (contiguous rows)
         self._finite = np.zeros((horizon, action_dim), np.bool_)   # scratch: the finiteness check
-        self.n = self.frozen = self.blend = 0
+
+    @property
+    def pending(self) -> tuple[int, int, int]:
+        """(n, frozen, blend) of the prefix the next step will use."""
+        return self._pending
 
     def write(self, prefix, frozen: int, blend: int | None = None) -> None:
         """prefix [n, action_dim] in output units (what step()/predict returned), row 0 = the new chunk's row 0;
-        `frozen` rows fixed, `blend` soft rows after them (default: the rest of the prefix). None clears."""
+        `frozen` rows fixed, `blend` soft rows after them (default: the rest of the prefix). None clears. A refused
+        call changes nothing."""
         if prefix is None:
             if frozen != 0 or blend not in (None, 0):
                 raise InputError(f"write_action_prefix(None, ...) clears the prefix and takes frozen=0; got "
                                  f"frozen={frozen!r}, blend={blend!r}")
-            self.n = self.frozen = self.blend = 0
-            self.w.fill(0.0)
-            self.w1.fill(1.0)
-            self.target.fill(0.0)
+            self._pending = (0, 0, 0)
+            self._w.fill(0.0)
+            self._w1.fill(1.0)
             return
         x = np.asarray(prefix)
         h, a = self.horizon, self.action_dim
@@ -107,15 +118,19 @@ class ActionPrefix:
             raise InputError(f"blend must be an int in 0..{n - frozen} (prefix rows after the {frozen} frozen ones) "
                              f"or None; got {blend!r}")
         np.copyto(self._rows[:n], x, casting="unsafe")
-        self.target[n:].fill(0.0)   # rows past the prefix have W = 0; keep them clean of an older, longer prefix
-        self.n, self.frozen, self.blend = n, int(frozen), int(blend)
-        soft_weights(self.frozen, self.blend, self.w)
-        np.subtract(1.0, self.w, out=self.w1)
+        self._pending = (n, int(frozen), int(blend))
+        soft_weights(int(frozen), int(blend), self._w)
+        np.subtract(1.0, self._w, out=self._w1)
 
     def prepare(self, normalizer, delta) -> None:
-        """Output units -> model space for this step: delta dims minus this observation's state (`delta`, a
-        DeltaActions whose offset is set, or None), then the action normalization; padded dims 0."""
-        n = self.n
+        """The pending prefix becomes this step's constraint: weights copied to the device-facing buffers, rows to
+        model space -- delta dims minus this observation's state (`delta`, a DeltaActions whose offset is set, or
+        None), then the action normalization; padded model dims and rows past the prefix 0."""
+        n = self._pending[0]
+        self.n, self.frozen, self.blend = self._pending
+        np.copyto(self.w, self._w)
+        np.copyto(self.w1, self._w1)
+        self.target[n:].fill(0.0)
         if n == 0:
             return
         rows, a = self._model[:n], self.action_dim
