@@ -7,12 +7,17 @@ a positive n gives n True (delta) dims, a negative -n gives n False (absolute) d
 DROID joint-position finetunes (7, -1), DROID's velocity policy uses none. A mask shorter than the action dims
 leaves the tail absolute (openpi compares only the mask's own length).
 
+Where the checkpoint declares the mask (lerobot's saved pipeline / config), `checkpoint_delta_mask` reads it;
+openpi's layout cannot declare it (it lives in the Python training config).
+
 Why a module of its own: the same mask is parsed once at load time and then used by the host output stage (every
 cell), by the oracle (reference_chunk) and, inverted, by real-time chunking's prefix (output units -> model space);
 one parser gives them one meaning and one set of error messages.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -99,3 +104,52 @@ class DeltaActions:
     def remove(self, actions: np.ndarray) -> None:
         """actions [n <= horizon, action_dim] float64, in place."""
         np.subtract(actions, self._tiled[:len(actions)], out=actions)
+
+
+# lerobot's processor step that carries the delta transform (its ProcessorStepRegistry name) and its config keys
+LEROBOT_RELATIVE_STEP = "relative_actions_processor"
+
+
+def _lerobot_mask(exclude, names, action_dim: int) -> list[bool]:
+    """lerobot's rule (RelativeActionsProcessorStep._build_mask, paraphrased): without exclusions or without action
+    names every dim is relative; otherwise dim i is absolute when an excluded token equals its name or is a substring
+    of it (case-insensitive), and dims past the names are relative."""
+    tokens = [str(t).lower() for t in (exclude or []) if t]
+    if not tokens or names is None:
+        return [True] * action_dim
+    mask = [not any(t == str(n).lower() or t in str(n).lower() for t in tokens) for n in list(names)[:action_dim]]
+    return mask + [True] * (action_dim - len(mask))
+
+
+def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None, str]:
+    """The delta mask a checkpoint itself declares, and where it was read (for messages).
+
+    openpi's layout cannot declare one: the mask is part of its Python training config, and neither its config.json
+    nor assets/<id>/norm_stats.json carries it -> (None, ...). lerobot's can: the saved preprocessor pipeline
+    (policy_preprocessor.json) lists a `relative_actions_processor` step with {enabled, exclude_joints,
+    action_names}, which is what lerobot itself loads at inference; older saves carry only the policy config.json
+    fields use_relative_actions / relative_exclude_joints / action_feature_names. The pipeline file wins."""
+    d = Path(ckpt_dir)
+    pre = d / "policy_preprocessor.json"
+    if pre.exists():
+        try:
+            steps = json.loads(pre.read_text()).get("steps", [])
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise InputError(f"{pre} is not a lerobot pipeline JSON ({e})") from e
+        for st in steps:
+            if isinstance(st, dict) and st.get("registry_name") == LEROBOT_RELATIVE_STEP:
+                c = st.get("config") or {}
+                where = f"{pre} ({LEROBOT_RELATIVE_STEP})"
+                if not c.get("enabled"):
+                    return None, where
+                return _lerobot_mask(c.get("exclude_joints"), c.get("action_names"), action_dim), where
+    cfg_file = d / "config.json"
+    if cfg_file.exists():
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError:
+            return None, str(cfg_file)   # read_config_json reports a broken config.json on its own
+        if isinstance(cfg, dict) and cfg.get("use_relative_actions") is True:
+            return (_lerobot_mask(cfg.get("relative_exclude_joints"), cfg.get("action_feature_names"), action_dim),
+                    f"{cfg_file} (use_relative_actions)")
+    return None, "the checkpoint declares no delta actions"

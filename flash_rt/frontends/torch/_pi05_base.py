@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError, InputError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.io.action_delta import checkpoint_delta_mask, parse_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -39,20 +40,6 @@ def read_config_json(ckpt_dir: Path) -> dict:
         return json.loads(f.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{f} is not valid JSON ({e}); fix or remove it") from e
-
-
-def check_checkpoint_delta_actions(ckpt_dir: Path) -> None:
-    """What the checkpoint says about delta actions. openpi's layout cannot say: the delta mask is part of its
-    Python training config (DeltaActions / AbsoluteActions in the data transforms), and neither its config.json
-    (action_dim, action_horizon, variants, precision) nor assets/<id>/norm_stats.json carries it. lerobot's policy
-    config.json has `use_relative_actions` (with `relative_exclude_joints` as joint NAMES, which cannot be mapped
-    to action dims without the dataset's feature names): when it is true we refuse to guess and ask for the mask."""
-    cfg = read_config_json(ckpt_dir)
-    if cfg.get("use_relative_actions") is True:
-        raise CheckpointError(
-            f"{ckpt_dir / 'config.json'} says use_relative_actions: true (the policy predicts actions relative to "
-            f"the state, except joints {cfg.get('relative_exclude_joints')!r}); pass action_delta_mask= (e.g. "
-            "[6, -1] = 6 delta dims then 1 absolute) so predict/step return absolute actions")
 
 
 class Pi05TorchFrontendBase:
@@ -94,8 +81,15 @@ class Pi05TorchFrontendBase:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         self.num_views = num_views
-        if action_delta_mask is None:
-            check_checkpoint_delta_actions(self.ckpt_dir)
+        self.delta_mask_source = "action_delta_mask="
+        if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
+            action_delta_mask, self.delta_mask_source = checkpoint_delta_mask(self.ckpt_dir, adim)
+            if action_delta_mask is not None:
+                try:
+                    parse_delta_mask(action_delta_mask, adim, sdim)
+                except InputError as e:
+                    raise CheckpointError(f"the delta mask declared by {self.delta_mask_source} does not fit this "
+                                          f"policy: {e}. Pass action_delta_mask= to override it") from e
         self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
