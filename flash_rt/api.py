@@ -133,6 +133,13 @@ class Policy:
         return None if d is None else tuple(bool(v) for v in d.mask)
 
     @property
+    def action_delta_mask_source(self):
+        """Who said what action_delta_mask is: "action_delta_mask=" (the caller), the checkpoint file that declares
+        it (lerobot layouts, also when they declare no delta dims), or None when nobody did (openpi layouts cannot
+        declare it: a caller that must be sure, like the ROS node, should then require the mask)."""
+        return self._fe.delta_mask_source
+
+    @property
     def realtime_chunking(self) -> bool:
         return self._fe.host.realtime_chunking
 

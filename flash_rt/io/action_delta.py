@@ -121,11 +121,12 @@ def _lerobot_mask(exclude, names, action_dim: int) -> list[bool]:
     return mask + [True] * (action_dim - len(mask))
 
 
-def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None, str]:
-    """The delta mask a checkpoint itself declares, and where it was read (for messages).
+def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None, str | None]:
+    """The delta mask a checkpoint itself declares, and where it was read: (mask or None, source), with source None
+    when the checkpoint does not say either way (then only the user can).
 
     openpi's layout cannot declare one: the mask is part of its Python training config, and neither its config.json
-    nor assets/<id>/norm_stats.json carries it -> (None, ...). lerobot's can: the saved preprocessor pipeline
+    nor assets/<id>/norm_stats.json carries it -> (None, None). lerobot's can: the saved preprocessor pipeline
     (policy_preprocessor.json) lists a `relative_actions_processor` step with {enabled, exclude_joints,
     action_names}, which is what lerobot itself loads at inference; older saves carry only the policy config.json
     fields use_relative_actions / relative_exclude_joints / action_feature_names. The pipeline file wins."""
@@ -149,7 +150,10 @@ def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None,
             cfg = json.loads(cfg_file.read_text())
         except json.JSONDecodeError:
             return None, str(cfg_file)   # read_config_json reports a broken config.json on its own
-        if isinstance(cfg, dict) and cfg.get("use_relative_actions") is True:
+        if isinstance(cfg, dict) and isinstance(cfg.get("use_relative_actions"), bool):
+            where = f"{cfg_file} (use_relative_actions)"
+            if not cfg["use_relative_actions"]:
+                return None, where
             return (_lerobot_mask(cfg.get("relative_exclude_joints"), cfg.get("action_feature_names"), action_dim),
-                    f"{cfg_file} (use_relative_actions)")
-    return None, "the checkpoint declares no delta actions"
+                    where)
+    return None, None

@@ -65,9 +65,9 @@ def test_predict_matches_openpi_absolute_actions(tiny_openpi, plain, given, dims
 
 
 def test_no_mask_and_all_absolute_mask_are_model_output(tiny_openpi, plain):
-    assert plain.action_delta_mask is None
+    assert plain.action_delta_mask is None and plain.action_delta_mask_source is None   # openpi cannot declare it
     pol = flash_rt.load_model(tiny_openpi, hardware="cpu", action_delta_mask=[-TINY_ACTION_DIM])
-    assert pol.action_delta_mask is None
+    assert pol.action_delta_mask is None and pol.action_delta_mask_source == "action_delta_mask="
     images, state, prompt, noise = random_observation(np.random.default_rng(1), 3, TINY_STATE_DIM, 10)
     np.testing.assert_array_equal(pol.predict(images, state, prompt, noise), plain.predict(images, state, prompt,
                                                                                              noise))
@@ -134,6 +134,8 @@ def test_lerobot_checkpoint_declares_the_mask(tiny_lerobot, tmp_path, how):
     pol = flash_rt.load_model(ck, hardware="cpu")
     want_mask = make_bool_mask(6, -1)
     assert pol.action_delta_mask == want_mask
+    assert pol.action_delta_mask_source.startswith(str(ck / ("policy_preprocessor.json" if how == "pipeline"
+                                                             else "config.json")))
     plain = flash_rt.load_model(ck, hardware="cpu", action_delta_mask=[-7])      # an explicit mask wins
     assert plain.action_delta_mask is None
     images, state, prompt, noise = random_observation(np.random.default_rng(6), 3, TINY_STATE_DIM, 10)
@@ -146,7 +148,8 @@ def test_lerobot_pipeline_details(tiny_lerobot, tmp_path):
     off = _lerobot_variant(tiny_lerobot, tmp_path / "off", step_config={
         "enabled": False, "exclude_joints": [], "action_names": None},
         config_fields={"use_relative_actions": True})                      # the pipeline file wins
-    assert flash_rt.load_model(off, hardware="cpu").action_delta_mask is None
+    pol = flash_rt.load_model(off, hardware="cpu")
+    assert pol.action_delta_mask is None and "relative_actions_processor" in pol.action_delta_mask_source
     every = _lerobot_variant(tiny_lerobot, tmp_path / "all", step_config={
         "enabled": True, "exclude_joints": ["gripper"], "action_names": None})   # no names: lerobot converts all
     assert flash_rt.load_model(every, hardware="cpu").action_delta_mask == (True,) * TINY_ACTION_DIM
