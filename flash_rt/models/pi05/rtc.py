@@ -20,8 +20,9 @@ What we run: guidance-free inpainting with those weights. openpi's convention is
 with eps the chunk's initial noise and A the previous chunk in MODEL space (delta dims minus the new observation's
 state, then normalized; the padded model dims are 0, as openpi pads the training actions after normalization).
 At t = 1 the blend is the identity (x = eps), so it is skipped; after the last step it is taken at t = 0 exactly,
-so rows with W = 1 come out as A bit for bit (1 * A + 0 * x), and the velocity field sees, at every step, a
-frozen region that lies on the straight noise-to-A path the model was trained on. (1 - W) is precomputed on the
+so rows with W = 1 come out as A bit for bit (1 * A + 0 * x), and every row ends as the W-weighted mix of A and
+what the sampler produced; the blends before it keep the velocity field consistent with that: at every step the
+model sees the frozen rows on the straight noise-to-A path it was trained on, and fills the rest around them. (1 - W) is precomputed on the
 host, so W = 1 gives an exact 0 and W = 0 an exact identity: with all weights 0 the chunk is bit-identical to
 plain sampling.
 
