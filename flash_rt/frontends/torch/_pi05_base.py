@@ -45,7 +45,7 @@ def read_config_json(ckpt_dir: Path) -> dict:
 class Pi05TorchFrontendBase:
     hardware = "?"
 
-    def __init__(self, checkpoint, *, num_views: int = 3, action_horizon: int | None = None,
+    def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
@@ -80,6 +80,7 @@ class Pi05TorchFrontendBase:
         if not 1 <= adim <= self.cfg.action_dim:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
         self.delta_mask_source = "action_delta_mask="
         if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
@@ -120,6 +121,12 @@ class Pi05TorchFrontendBase:
     def calibrate(self, observations=None, percentile: float | None = None):
         raise NotImplementedError(f"{type(self).__name__} runs exact FP32 on the CPU: there are no FP8 scales "
                                   "to calibrate (calibration applies to the GPU frontends)")
+
+    def reference_oracle(self, device: str = "cpu"):
+        """This model's FP32 oracle (Policy.reference_chunk): Pi0.5's reference on this checkpoint. The frontend
+        provides it so that the facade imports no model."""
+        from flash_rt.models.pi05.oracle import ReferenceOracle
+        return ReferenceOracle(self.source, self.cfg, device=device)
 
     # -- shared flow ---------------------------------------------------------------------------------
     def set_prompt(self, prompt) -> float:
