@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError, InputError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.io.action_delta import checkpoint_delta_mask, parse_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -52,7 +53,8 @@ class Pi05TorchFrontendBase:
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
-                 seed: int | None = None, weight_cache: bool = True, cache_dir=None):
+                 seed: int | None = None, weight_cache: bool = True, cache_dir=None, action_delta_mask=None,
+                 realtime_chunking: bool = False):
         self.startup = StartupPhases()
         t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
@@ -84,9 +86,20 @@ class Pi05TorchFrontendBase:
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
+        self.delta_mask_source = "action_delta_mask="
+        if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
+            action_delta_mask, self.delta_mask_source = checkpoint_delta_mask(self.ckpt_dir, adim)
+            if action_delta_mask is not None:
+                try:
+                    parse_delta_mask(action_delta_mask, adim, sdim)
+                except InputError as e:
+                    raise CheckpointError(f"the delta mask declared by {self.delta_mask_source} does not fit this "
+                                          f"policy: {e}. Pass action_delta_mask= to override it") from e
+        self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
-                               tokenizer_error=tok_err)
+                               tokenizer_error=tok_err, action_delta_mask=action_delta_mask,
+                               realtime_chunking=realtime_chunking)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t_open, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights") as ph:
