@@ -55,7 +55,7 @@ else:
             self.rng = np.random.default_rng(11)
 
         def weights(self, precision, factors=None):
-            w, ws, _, mods, dt = unpack_weights(build_weights(self.ckpt, self.cfg, precision, "cpu", factors),
+            w, ws, _, mods, dt = unpack_weights(build_weights(self.ckpt, self.cfg, precision, "cpu", smoothing=factors),
                                                 self.cfg, precision, "cpu")
             d = Pi05Dims.of(self.cfg, VIEWS, len(mods), dt, align=16)
             b = device_buffers(self.cfg, d, Cell.tuning.split_k, "cpu", mods)

@@ -56,13 +56,15 @@ def weight_spec_tag(hardware: str, precision: str, smoothing: str | None = None)
     return f"pi05-{hardware.replace('_', '-')}-{precision}-v2" + (f"-sq{smoothing}" if smoothing else "")
 
 
-def build_weights(checkpoint, cfg, precision: str, device, smoothing: dict | None = None) -> dict:
+def build_weights(checkpoint, cfg, precision: str, device, open_source=open_checkpoint,
+                  smoothing: dict | None = None) -> dict:
     """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
-    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales). `smoothing`: {group: factors}
-    (runtime/smoothing.py) folded in fp32 before quantization or the bf16 cast (the frontend smooths fp8 only; the
-    bf16 build takes factors too, for the CPU test that the folds are exact)."""
+    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales). `open_source` reads another
+    checkpoint format (the jax cells pass the Orbax source). `smoothing`: {group: factors} (runtime/smoothing.py)
+    folded in fp32 before quantization or the bf16 cast (the frontend smooths fp8 only; the bf16 build takes factors
+    too, for the CPU test that the folds are exact)."""
     plan = SmoothingPlan(cfg, smoothing)
-    src = open_checkpoint(checkpoint, device=str(device))
+    src = open_source(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
     WeightLoader(build_spec(cfg, precision, plan), src).run(target)
     plan.fold_vectors(target.w)
@@ -240,13 +242,16 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             total += n * (4 if len(shape) == 1 else 2 if "embed" in key or "lm_head" in key else gemm_bytes)
         return total + int(1.5 * _GB)
 
+    def _checkpoint_hash(self) -> str:
+        """The weight and calibration caches' checkpoint key: every byte of every shard, remembered per file identity
+        next to the weight cache (executors/checkpoint_hash.py). The jax cells hash the Orbax params files."""
+        return checkpoint_hash(self.checkpoint, index_root=cache_root(self._weights_root))
+
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
-        root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
-        # every byte of every shard, remembered per file identity next to the weight cache (checkpoint_hash.py)
-        self.ckpt_hash = checkpoint_hash(self.checkpoint, index_root=cache_root(root))
-        self._weights_root = root
+        self._weights_root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
+        self.ckpt_hash = self._checkpoint_hash()
         if self.smooth_alpha:
             try:
                 self.smoothing = load_factors(self._smoothing_path(), self.cfg, ckpt_hash=self.ckpt_hash,
@@ -272,7 +277,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     def _get_weights(self, factors: dict) -> dict:
         """The flat weights with `factors` folded in: from the weight cache (keyed by their digest too) or built."""
-        build = lambda: build_weights(self.checkpoint, self.cfg, self.precision, self.device, factors)  # noqa: E731
+        build = lambda: build_weights(self.checkpoint, self.cfg, self.precision, self.device,  # noqa: E731
+                                      open_source=self.open_source, smoothing=factors)
         if not self.weight_cache:
             self.weight_cache_status = "off"
             return build()
@@ -311,7 +317,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     # -- buffers -----------------------------------------------------------------------------------------
     def dims(self) -> Pi05Dims:
-        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16)  # 16-aligned key lengths
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16,  # 16-aligned key lengths
+                           realtime_chunking=self.realtime_chunking)
 
     def _alloc_buffers(self) -> None:
         c, h, dev = self.cfg, self.host, self.device
@@ -322,6 +329,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}
+        if h.rtc is not None:   # real-time chunking: weights and model-space prefix, written by the host per tick
+            inputs.update(rtc_w=h.rtc.w, rtc_w1=h.rtc.w1, rtc_target=h.rtc.target)
         if self.zero_copy_io:
             for name, arr in inputs.items():
                 b[name] = self.pinned.device_alias(arr, dev)
