@@ -101,11 +101,15 @@ class Fp8Context(_Composite):
     fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv / fp8_gemm_splitk (flash_rt.kernels.triton);
     fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused;
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
-    flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's)."""
+    flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's);
+    bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
+    must be bf16 in `w` (the outlier sites of runtime/smoothing.py, when the frontend runs them in BF16)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
-                 fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False):
+                 fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False,
+                 bf16_sites=None):
         self.w, self.ws, self.s = w, w_scales, act_scales
+        self.bf16_sites = bf16_sites
         self.fused_flow_boundary = bool(flow_boundary) and fused is not None
         self.flow_tiles = tuning.flow_boundary
         self.transposed = tuple(transposed)
@@ -130,7 +134,7 @@ class Fp8Context(_Composite):
                                           **self._cfg("splitk"))
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
-        if not self._use_fused("geglu", x, wname):
+        if not self._use_fused("geglu", x, wname) or self._bf16(out_site):   # the fused kernel writes FP8
             return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
         self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
                                   out_scale=self.s[out_site], **self._cfg("geglu"))
@@ -145,8 +149,11 @@ class Fp8Context(_Composite):
     def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)
 
+    def _bf16(self, site) -> bool:
+        return self.bf16_sites is not None and self.bf16_sites(site)
+
     def act(self, site, bf16_buf, fp8_buf):
-        return fp8_buf, self.s[site]
+        return (bf16_buf, None) if self._bf16(site) else (fp8_buf, self.s[site])
 
     def post(self, site, t):
         pass

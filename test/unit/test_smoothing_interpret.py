@@ -35,7 +35,8 @@ else:
     from flash_rt.runtime.attention import TritonAttnBackend
     from flash_rt.runtime.fp8_scales import ActivationScales
     from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
-    from flash_rt.runtime.smoothing import ChannelRecorder, column_max, compute_factors, groups
+    from flash_rt.runtime.smoothing import (ChannelRecorder, SiteSet, column_max, compute_factors, consumers, groups,
+                                            outlier_groups)
     from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
     from flash_rt.testing.checkpoint import TINY_CONFIG
     from flash_rt.testing.observations import random_observation
@@ -79,11 +80,11 @@ else:
             scales.set_from_amax()
             return scales
 
-        def fp8(self, w, ws, b, d, attn, scales):
+        def fp8(self, w, ws, b, d, attn, scales, bf16_sites=None):
             opts = Cell.option_defaults
             q = Fp8Context(w, ws, scales.site_scale, tuning=Cell.tuning, fast_accum=False, fused=kernels,
                            fused_ops=("rope_qkv", "geglu", "splitk"), transposed=opts["transposed_gemms"],
-                           flow_boundary=True)
+                           flow_boundary=True, bf16_sites=bf16_sites)
             cuda_forward.forward(w, b, d, attn, q, None)
             return b["x_t"].numpy().copy()
 
@@ -121,3 +122,31 @@ else:
         c_plain, c_smooth = cosine64(plain, want), cosine64(smooth, want)
         print(f"micro {kind}: fp8 cos without smoothing {c_plain:.6f}, with {c_smooth:.6f} ({len(factors)} sites)")
         assert np.isfinite(smooth).all() and c_smooth >= 0.995, (kind, c_plain, c_smooth)
+
+    def test_fp8_with_bf16_at_outlier_sites(micro_ckpt, tmp_path):
+        """The frontend's bf16_outlier_sites path: the sites whose channel maxima show outliers keep bf16 activations
+        and their consumers bf16 weights; everything else stays FP8. Measured on this micro model it recovers what
+        smoothing cannot (docs/calibration.md); here it must hold the bar on the 30x adaRMS injection."""
+        ck = inject_checkpoint(micro_ckpt, tmp_path / "ex_ada", "ex_ada", 30.0, MICRO, n=2)
+        rig = Rig(ck)
+        rig.observe()                                   # calibrate on the first observation, as the frontend does
+        w, ws, b, d, attn = rig.weights("fp8")
+        rec = ChannelRecorder()
+        rig.twin(w, ws, b, d, attn, channels=rec)
+        hot = outlier_groups(rig.cfg, rec.max)
+        assert {"ex.0.norm1", "ex.1.norm2"} <= set(hot), hot
+        wb = rig.weights("bf16")[0]
+        for c in consumers(rig.cfg, hot):
+            w[c] = wb[c]
+        scales = rig.twin(w, ws, b, d, attn)
+        plain_w, plain_ws, pb, pd, pattn = rig.weights("fp8")
+        plain_scales = rig.twin(plain_w, plain_ws, pb, pd, pattn)
+        worst_mixed = worst_plain = 1.0
+        for _ in range(2):
+            want = rig.observe()
+            mixed = rig.fp8(w, ws, b, d, attn, scales, bf16_sites=SiteSet(hot))
+            plain = rig.fp8(plain_w, plain_ws, pb, pd, pattn, plain_scales)
+            worst_mixed, worst_plain = min(worst_mixed, cosine64(mixed, want)), min(worst_plain, cosine64(plain, want))
+        print(f"micro ex_ada 30x: fp8 worst {worst_plain:.5f}, bf16 at {len(hot)} outlier site groups {worst_mixed:.5f}")
+        assert np.isfinite(mixed).all() and worst_mixed >= 0.995 and worst_mixed > worst_plain, (worst_plain,
+                                                                                                  worst_mixed)

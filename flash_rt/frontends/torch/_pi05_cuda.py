@@ -15,6 +15,7 @@ prompts, masks and state tokens live in device tensors, so recalibrating or chan
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 import types
@@ -41,8 +42,10 @@ from flash_rt.runtime.graph import capture_graph
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
-from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
-                                        compute_factors, factors_path, load_factors, save_factors)
+from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SiteSet, SmoothingPlan,
+                                        column_max, compute_factors, consumers, factors_path, load_factors,
+                                        load_outlier_groups, outlier_groups, outliers_path, save_factors,
+                                        save_outlier_groups)
 from flash_rt.runtime.tuning import GpuTuning
 
 _GB = 1e9
@@ -164,7 +167,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
-                 smoothing_min_ratio: float | None = None, device: str = "cuda", **kw):
+                 smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False, device: str = "cuda",
+                 **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -188,6 +192,13 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.smooth_min_ratio = MIN_RATIO if smoothing_min_ratio is None else float(smoothing_min_ratio)
         # the factors folded into the weights now: None = not measured yet, {} = measured, no site needed any
         self.smoothing: dict | None = None
+        # BF16 at outlier sites (experimental, off by default): the sites whose activations have outlier channels
+        # (same threshold) keep bf16 activations and their consumers bf16 weights; measured on the first observation
+        self.bf16_outliers = bool(bf16_outlier_sites) and precision == "fp8"
+        if self.bf16_outliers and self.smooth_alpha:
+            raise InputError("bf16_outlier_sites and smoothing are alternatives; pass one of them")
+        self.bf16_groups: list | None = None   # None: not measured yet
+        self._bf16_sites = SiteSet(())
         d = self.option_defaults
         # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
         self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)
@@ -260,13 +271,58 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                 pass
             except CacheError as e:
                 warnings.warn(f"{e}; smoothing is measured again on the first observation")
+        if self.bf16_outliers:
+            try:
+                self.bf16_groups = load_outlier_groups(self._outliers_path(), self.cfg, ckpt_hash=self.ckpt_hash,
+                                                       min_ratio=self.smooth_min_ratio)
+            except FileNotFoundError:
+                pass
+            except CacheError as e:
+                warnings.warn(f"{e}; outlier sites are measured again on the first observation")
         flat = self._get_weights(self.smoothing or {})
         status = "weight cache off" if self.weight_cache_status == "off" else f"weight cache {self.weight_cache_status}"
         self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(
             flat, self.cfg, self.precision, self.device, norm_weights=bool(self.smooth_alpha))
-        sm = "" if not self.smooth_alpha else (", smoothing on the first observation" if self.smoothing is None
+        if self.bf16_groups:
+            self._use_bf16_at(self.bf16_groups)
+        sm = "" if not self.bf16_outliers else (f", bf16 at {len(self.bf16_groups)} outlier site group(s)"
+                                                if self.bf16_groups is not None else
+                                                ", outlier sites measured on the first observation")
+        sm += "" if not self.smooth_alpha else (", smoothing on the first observation" if self.smoothing is None
                                                else f", smoothing sq{self._smoothing_digest() or ' (no site)'}")
         return f"{self.precision}, {status}{sm}"
+
+    def _outliers_path(self):
+        return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash, f"pi05-bf16-r{self.smooth_min_ratio:g}")
+
+    def _use_bf16_at(self, names) -> None:
+        """The consumers of the outlier groups `names` read bf16 weights (from a bf16 build of the checkpoint on the
+        device; transient ~2 bytes a parameter) and their activations stay bf16 (Fp8Context's bf16_sites)."""
+        flat = build_weights(self.checkpoint, self.cfg, "bf16", self.device, open_source=self.open_source)
+        for c in consumers(self.cfg, names):
+            self.w[c] = flat[f"w.{c}"].contiguous()
+        del flat
+        self._bf16_sites.names = frozenset(names)
+
+    @torch.no_grad()
+    def _measure_outlier_sites(self, observations, percentile) -> None:
+        """Which sites have outlier channels (the twin's per-channel maxima over `observations`): their GEMMs run
+        in BF16 from now on. Changes buffers and kernels, so a graph captured before is dropped (recaptured)."""
+        t0 = time.perf_counter()
+        rec = ChannelRecorder()
+        for fill in observations:
+            fill()
+            self._run_calibration_twin(percentile, channels=rec)
+        self.amax.zero_()
+        names = outlier_groups(self.cfg, rec.max, self.smooth_min_ratio)
+        if names:
+            self._use_bf16_at(names)
+            self.graph = None
+        self.bf16_groups = names
+        save_outlier_groups(self._outliers_path(), names, ckpt_hash=self.ckpt_hash, min_ratio=self.smooth_min_ratio,
+                            num_observations=len(observations))
+        self.startup.add("outlier_sites", time.perf_counter() - t0,
+                         f"{len(names)} outlier site group(s) run in BF16: {names}")
 
     def _smoothing_digest(self) -> str | None:
         return SmoothingPlan(self.cfg, self.smoothing or {}).digest()
@@ -352,7 +408,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             from flash_rt.kernels import triton as kernels
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     transposed=self.transposed_gemms, flow_boundary=self.fused_flow_boundary)
+                                     transposed=self.transposed_gemms, flow_boundary=self.fused_flow_boundary,
+                                     bf16_sites=self._bf16_sites)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:
@@ -397,7 +454,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         (real) observation once; the cache serves later starts."""
         t0 = time.perf_counter()
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
-        pending = bool(self.smooth_alpha) and self.smoothing is None   # smoothing first, then scales for it
+        pending = ((bool(self.smooth_alpha) and self.smoothing is None)          # smoothing first, then scales
+                   or (self.bf16_outliers and self.bf16_groups is None))
         if not pending and self.scales.load_cached(path, self.ckpt_hash, self.shape_key()):
             self.calibrated = True
             self.calibration_info = {"source": "cache", "path": str(path)}
@@ -412,7 +470,10 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self.startup.add("compile_calibration", time.perf_counter() - t0,
                              "calibration twin compiled on placeholders; calibrates on the first real tick")
             return
-        if pending:
+        if pending and self.bf16_outliers:
+            self._measure_outlier_sites([self._upload], self.default_percentile)
+            path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
+        elif pending:
             self._measure_smoothing([self._upload], self.default_percentile)
             path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)   # the smoothed weights' key
         self._calibrate_on_buffers(self.default_percentile)
@@ -437,8 +498,9 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
     # -- calibration -------------------------------------------------------------------------------------
     def shape_key(self) -> str:
         d, sq = self.d, self._smoothing_digest()
+        bh = (hashlib.sha256(",".join(self.bf16_groups).encode()).hexdigest()[:8] if self.bf16_groups else None)
         return (f"pi05-{self.hardware}-{self.precision}-v{d.num_views}-h{d.horizon}-s{d.num_steps}-t{d.max_tokens}"
-                + (f"-sq{sq}" if sq else ""))
+                + (f"-sq{sq}" if sq else "") + (f"-bh{bh}" if bh else ""))
 
     def warmup(self, steps: int = 1, noise=None) -> None:
         """Compile and capture on placeholder inputs WITHOUT calibrating on them (black warm-up frames would
@@ -503,6 +565,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         with torch.no_grad(), torch.cuda.stream(self.stream), self._launch_mode():
             if self.smooth_alpha and (resmooth or self.smoothing is None):
                 self._measure_smoothing(fills, percentile)
+            if self.bf16_outliers and self.bf16_groups is None:   # before any step: the next step recaptures
+                self._measure_outlier_sites(fills, percentile)
             self.amax.zero_()
             for fill in fills:
                 fill()
