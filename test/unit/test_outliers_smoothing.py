@@ -233,3 +233,33 @@ def test_factor_file_round_trip_and_damage(tmp_path):
     p.write_text(json.dumps(doc))
     with pytest.raises(CacheError, match="checksum mismatch"):
         load_factors(p, C, ckpt_hash="ab" * 16, alpha=0.5)
+
+
+def test_outlier_site_groups_file_and_predicate(tmp_path):
+    from flash_rt.runtime.quant import Fp8Context
+    from flash_rt.runtime.smoothing import (SiteSet, consumers, load_outlier_groups, outlier_groups, outliers_path,
+                                            save_outlier_groups)
+    from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper
+    g = torch.Generator().manual_seed(6)
+    chan = {grp.name: 1.0 + torch.rand(grp.width * grp.repeat, generator=g) for grp in groups(C)}
+    chan["attn.1"][[0, 17]] = 50.0
+    chan["vis.0.ln2"][4] = 50.0
+    hot = outlier_groups(C, chan)
+    assert hot == ["vis.0.ln2", "attn.1"]
+    assert consumers(C, hot) == ["vis.0.fc1_w", "ex.1.o_w"]     # the last prefix layer has no o_proj
+    p = outliers_path(tmp_path, "ab" * 16, "pi05-bf16-r6")
+    save_outlier_groups(p, hot, ckpt_hash="ab" * 16, min_ratio=6.0, num_observations=1)
+    assert load_outlier_groups(p, C, ckpt_hash="ab" * 16, min_ratio=6.0) == hot
+    with pytest.raises(CacheError, match="expected 'cdcd"):
+        load_outlier_groups(p, C, ckpt_hash="cd" * 16, min_ratio=6.0)
+    doc = json.loads(p.read_text())
+    doc["groups"].append("ex.0.norm1")
+    p.write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match="checksum mismatch"):
+        load_outlier_groups(p, C, ckpt_hash="ab" * 16, min_ratio=6.0)
+    sites = SiteSet(hot)
+    assert sites("ex.4.1.attn") and sites("llm.1.attn") and sites("vis.0.ln2") and not sites("ex.4.0.attn")
+    q = Fp8Context({}, {}, {"vis.0.ln2": "s2", "vis.0.ln1": "s1"}, tuning=Pi05TorchFrontendHopper.tuning,
+                   bf16_sites=sites)
+    assert q.act("vis.0.ln2", "bf16", "fp8") == ("bf16", None)
+    assert q.act("vis.0.ln1", "bf16", "fp8") == ("fp8", "s1")
