@@ -133,13 +133,18 @@ def outlier_ratio(x: torch.Tensor) -> float:
     return float(x.max()) / med if med > 0 else float("inf")
 
 
-def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO) -> list[str]:
-    """The groups whose activation has outlier channels (outlier_ratio >= min_ratio), in groups() order."""
+def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
+                   col_max: dict[str, torch.Tensor] | None = None) -> list[str]:
+    """The groups whose activation has outlier channels (outlier_ratio >= min_ratio) or, with `col_max`, whose
+    consumer weights have outlier input columns (the Gemma norm scales the GPU spec folds into qkv / gate-up land
+    there, not in the activation), in groups() order."""
     out = []
     for grp in groups(cfg):
-        x = chan_max.get(grp.name)
-        if x is not None and outlier_ratio(reduce_heads(x.float().cpu(), grp, cfg.kv_heads)) >= min_ratio:
-            out.append(grp.name)
+        for m in (chan_max, col_max or {}):
+            x = m.get(grp.name)
+            if x is not None and outlier_ratio(reduce_heads(x.float().cpu(), grp, cfg.kv_heads)) >= min_ratio:
+                out.append(grp.name)
+                break
     return out
 
 
@@ -199,7 +204,8 @@ def column_max(cfg, w: dict, ws: dict) -> dict[str, torch.Tensor]:
         m = None
         for name in grp.consumers:
             t = w[name]
-            cm = t.float().abs().amax(0) * (ws[name].float() if name in ws else 1.0)
+            cm = t.float().abs().amax(0) * (ws[name].float() if name in ws and t.dtype == torch.float8_e4m3fn
+                                            else 1.0)
             m = cm if m is None else torch.maximum(m, cm)
         if m is not None:
             out[grp.name] = m

@@ -314,7 +314,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             fill()
             self._run_calibration_twin(percentile, channels=rec)
         self.amax.zero_()
-        names = outlier_groups(self.cfg, rec.max, self.smooth_min_ratio)
+        names = outlier_groups(self.cfg, rec.max, self.smooth_min_ratio, col_max=column_max(self.cfg, self.w, self.ws))
         if names:
             self._use_bf16_at(names)
             self.graph = None
