@@ -103,7 +103,7 @@ class Fp8Context(_Composite):
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
     flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's);
     bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
-    must be bf16 in `w` (the outlier sites of runtime/smoothing.py, when the frontend runs them in BF16)."""
+    must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
                  fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False,

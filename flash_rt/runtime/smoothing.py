@@ -133,37 +133,6 @@ def outlier_ratio(x: torch.Tensor) -> float:
     return float(x.max()) / med if med > 0 else float("inf")
 
 
-def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
-                   col_max: dict[str, torch.Tensor] | None = None) -> list[str]:
-    """The groups whose activation has outlier channels (outlier_ratio >= min_ratio) or, with `col_max`, whose
-    consumer weights have outlier input columns (the Gemma norm scales the GPU spec folds into qkv / gate-up land
-    there, not in the activation), in groups() order."""
-    out = []
-    for grp in groups(cfg):
-        for m in (chan_max, col_max or {}):
-            x = m.get(grp.name)
-            if x is not None and outlier_ratio(reduce_heads(x.float().cpu(), grp, cfg.kv_heads)) >= min_ratio:
-                out.append(grp.name)
-                break
-    return out
-
-
-def consumers(cfg, names) -> list[str]:
-    """The GEMM weights that read the activations of the groups `names`."""
-    by = {g.name: g for g in groups(cfg)}
-    return [c for n in names for c in by[n].consumers]
-
-
-class SiteSet:
-    """A predicate on FP8 site names: is the site's group one of `names` (Fp8Context's bf16_sites)."""
-
-    def __init__(self, names):
-        self.names = frozenset(names)
-
-    def __call__(self, site: str) -> bool:
-        return group_of_site(site) in self.names
-
-
 def compute_factors(cfg, chan_max: dict[str, torch.Tensor], col_max: dict[str, torch.Tensor],
                     alpha: float = ALPHA_DEFAULT, previous: dict[str, torch.Tensor] | None = None,
                     min_ratio: float = MIN_RATIO) -> dict[str, torch.Tensor]:
@@ -317,7 +286,7 @@ def save_factors(path: Path, factors: dict[str, torch.Tensor], *, ckpt_hash: str
     doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "alpha": alpha, "min_ratio": min_ratio,
            "num_observations": num_observations,
            "log2_factors": {k: [int(round(math.log2(float(x)))) for x in v.tolist()] for k, v in sorted(factors.items())}}
-    doc["sha256"] = _digest(doc)
+    doc["sha256"] = content_digest(doc)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -337,7 +306,7 @@ def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: fl
         raise CacheError(f"smoothing factors {path} are unreadable ({e})") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise CacheError(f"smoothing factors {path}: not a version-{VERSION} file")
-    if doc.get("sha256") != _digest(doc):
+    if doc.get("sha256") != content_digest(doc):
         raise CacheError(f"smoothing factors {path}: checksum mismatch; the file is corrupt or was edited")
     if doc.get("ckpt_hash") != ckpt_hash or doc.get("alpha") != alpha or doc.get("min_ratio") != min_ratio:
         raise CacheError(f"smoothing factors {path}: for ckpt_hash {doc.get('ckpt_hash')!r} alpha "
@@ -353,45 +322,8 @@ def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: fl
     return out
 
 
-def _digest(doc: dict) -> str:
+def content_digest(doc: dict) -> str:
+    """sha256 of the canonical JSON of every field but 'sha256' (the cache files' self-check)."""
     body = {k: v for k, v in doc.items() if k != "sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# the outlier-site file (BF16 at outlier sites): <calibration root>/<ckpt_hash>_<tag>.outliers.json
-# ---------------------------------------------------------------------------------------------------------------
-def outliers_path(root: Path, ckpt_hash: str, tag: str) -> Path:
-    return Path(root) / f"{ckpt_hash}_{tag}.outliers.json"
-
-
-def save_outlier_groups(path: Path, names, *, ckpt_hash: str, min_ratio: float, num_observations: int) -> Path:
-    doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "min_ratio": min_ratio, "num_observations": num_observations,
-           "groups": list(names)}
-    doc["sha256"] = _digest(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-    return path
-
-
-def load_outlier_groups(path: Path, cfg, *, ckpt_hash: str, min_ratio: float) -> list[str]:
-    """The groups of an outlier-site file, or CacheError saying why it cannot be used (FileNotFoundError if none)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise CacheError(f"outlier sites {path} are unreadable ({e})") from None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("sha256") != _digest(doc):
-        raise CacheError(f"outlier sites {path}: not a valid version-{VERSION} file (checksum mismatch or corrupt)")
-    if doc.get("ckpt_hash") != ckpt_hash or doc.get("min_ratio") != min_ratio:
-        raise CacheError(f"outlier sites {path}: for ckpt_hash {doc.get('ckpt_hash')!r} min_ratio "
-                         f"{doc.get('min_ratio')!r}, expected {ckpt_hash!r} min_ratio {min_ratio!r}")
-    known = {g.name for g in groups(cfg)}
-    names = doc.get("groups")
-    if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
-        raise CacheError(f"outlier sites {path}: groups do not fit this model")
-    return names

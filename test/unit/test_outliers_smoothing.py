@@ -237,8 +237,8 @@ def test_factor_file_round_trip_and_damage(tmp_path):
 
 def test_outlier_site_groups_file_and_predicate(tmp_path):
     from flash_rt.runtime.quant import Fp8Context
-    from flash_rt.runtime.smoothing import (SiteSet, consumers, load_outlier_groups, outlier_groups, outliers_path,
-                                            save_outlier_groups)
+    from flash_rt.runtime.outlier_sites import (SiteSet, consumers, load_outlier_groups, outlier_groups,
+                                                outliers_path, save_outlier_groups)
     from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper
     g = torch.Generator().manual_seed(6)
     chan = {grp.name: 1.0 + torch.rand(grp.width * grp.repeat, generator=g) for grp in groups(C)}

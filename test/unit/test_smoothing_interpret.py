@@ -35,8 +35,8 @@ else:
     from flash_rt.runtime.attention import TritonAttnBackend
     from flash_rt.runtime.fp8_scales import ActivationScales
     from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
-    from flash_rt.runtime.smoothing import (ChannelRecorder, SiteSet, column_max, compute_factors, consumers, groups,
-                                            outlier_groups)
+    from flash_rt.runtime.outlier_sites import SiteSet, consumers, outlier_groups
+    from flash_rt.runtime.smoothing import ChannelRecorder, column_max, compute_factors, groups
     from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
     from flash_rt.testing.checkpoint import TINY_CONFIG
     from flash_rt.testing.observations import random_observation

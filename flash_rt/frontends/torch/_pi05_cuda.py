@@ -42,10 +42,10 @@ from flash_rt.runtime.graph import capture_graph
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
-from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SiteSet, SmoothingPlan,
-                                        column_max, compute_factors, consumers, factors_path, load_factors,
-                                        load_outlier_groups, outlier_groups, outliers_path, save_factors,
-                                        save_outlier_groups)
+from flash_rt.runtime.outlier_sites import (SiteSet, consumers, load_outlier_groups, outlier_groups, outliers_path,
+                                            save_outlier_groups)
+from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
+                                        compute_factors, factors_path, load_factors, save_factors)
 from flash_rt.runtime.tuning import GpuTuning
 
 _GB = 1e9
