@@ -8,7 +8,7 @@ OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
 log() { echo "=== $* ($(date +%T))"; }
 nvidia-smi -L
-python3 -c "import torch, tensorstore, orbax.checkpoint as o, jax; print('torch', torch.__version__, 'tensorstore', \
-tensorstore.__version__, 'jax', jax.__version__)"
+python3 -c "import importlib.metadata as m, torch, tensorstore, orbax.checkpoint, jax; print('torch', torch.__version__, 'tensorstore', \
+m.version('tensorstore'), 'jax', jax.__version__)"
 log "GPU tests (hopper + thor by override)"; python3 -m pytest -m gpu -q test/gpu/test_orbax_gpu.py 2>&1 | tail -4
 log "full size"; timeout 360 python3 benchmarks/orbax_load.py --out "$OUT" 2>&1 | tail -8
