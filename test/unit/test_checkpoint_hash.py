@@ -48,9 +48,25 @@ def test_definition(tmp_path):
     f = tmp_path / "model.safetensors"
     save_file({"w": torch.arange(1000, dtype=torch.float32)}, f)
     raw = f.read_bytes()
+    tree = hashlib.sha256(b"flash_rt-sha256-tree-v1\0" + struct.pack("<Q", 64 << 20) + hashlib.sha256(raw).digest())
     want = hashlib.sha256(b"flash_rt-checkpoint-v2\0" + b"model.safetensors\0" + struct.pack("<Q", len(raw))
-                          + hashlib.sha256(raw).digest()).hexdigest()[:32]
+                          + tree.digest()).hexdigest()[:32]
     assert checkpoint_hash(f) == checkpoint_hash(tmp_path) == want and len(want) == 32
+
+
+def test_the_tree_digest_over_several_pieces(tmp_path, monkeypatch):
+    """Pieces hashed in parallel threads, joined in order: the same digest as a serial hand computation."""
+    monkeypatch.setattr(ch, "PIECE", 1000)
+    monkeypatch.setattr(ch, "READ_CHUNK", 300)
+    raw = bytes(range(256)) * 17 + b"tail"                       # 4356 bytes: 5 pieces, the last one short
+    f = tmp_path / "x.bin"
+    f.write_bytes(raw)
+    leaves = b"".join(hashlib.sha256(raw[i:i + 1000]).digest() for i in range(0, len(raw), 1000))
+    want = hashlib.sha256(b"flash_rt-sha256-tree-v1\0" + struct.pack("<Q", 1000) + leaves).hexdigest()
+    assert ch.hash_file(f) == ch.hash_file(f, workers=1) == ch.hash_file(f, workers=3) == want
+    (tmp_path / "empty.bin").write_bytes(b"")
+    assert ch.hash_file(tmp_path / "empty.bin") == hashlib.sha256(
+        b"flash_rt-sha256-tree-v1\0" + struct.pack("<Q", 1000) + hashlib.sha256(b"").digest()).hexdigest()
 
 
 def test_a_change_in_the_middle_with_the_same_size_and_ends_changes_the_key(tmp_path):
@@ -111,7 +127,7 @@ def test_the_index_cannot_serve_a_stale_digest_after_an_edit(tmp_path, no_racy):
     assert checkpoint_hash(ck, index_root=root) == checkpoint_hash(ck) != h0
 
 
-@pytest.mark.parametrize("junk", [b"{not json", b'{"version": 99, "algo": "sha256", "files": {}}', b"\xff\xfe"])
+@pytest.mark.parametrize("junk", [b"{not json", b'{"version": 99, "algo": "sha256-tree64m", "files": {}}', b"\xff\xfe"])
 def test_a_corrupt_index_is_reported_and_rebuilt(tmp_path, no_racy, junk, caplog):
     ck = build_tiny_checkpoint(tmp_path / "a")
     root = tmp_path / "cache"
