@@ -11,6 +11,12 @@ def load_policy(p, hardware: str | None = None):
     opts = {}
     if hw == "cpu" and p.cpu_threads > 0:
         opts["num_threads"] = p.cpu_threads
+    # the output-stage options are passed only when set, so the node runs on an engine without them too
+    if p.action_delta_mask:
+        from flash_rt_ros.action_semantics import expand_delta_mask
+        opts["action_delta_mask"] = expand_delta_mask(p.action_delta_mask)
+    if p.realtime_chunking:
+        opts["realtime_chunking"] = True
     return flash_rt.load_model(
         p.checkpoint, config=p.model, framework=p.framework, hardware=hw, num_views=p.views,
         action_horizon=p.action_horizon or None, num_steps=p.num_steps, tokenizer=p.tokenizer or None,

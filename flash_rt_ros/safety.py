@@ -131,14 +131,15 @@ class SafetyEnvelope:
         self.reason = ""
         self._update_step()
 
-    def set_limits(self, limits: dict[str, tuple[float, float, float]], source: str, override: bool = True) -> list:
-        """Apply {joint: (lower, upper, velocity)} (nan = keep as is). override=False keeps limits already set by
-        an earlier source (parameters win over the URDF). Returns the trajectory joints it set."""
+    def set_limits(self, limits: dict[str, tuple[float, float, float]], source: str, keep=()) -> list:
+        """Apply {joint: (lower, upper, velocity)} (nan = keep as is), except to joints whose limits came from a
+        source in `keep` (the node passes keep=("parameters",) for a URDF: parameters win, a newer URDF replaces
+        an older one). Returns the trajectory joints it set."""
         hit = []
         for i, n in enumerate(self.names):
             if n not in limits:
                 continue
-            if not override and self.source[n]:
+            if self.source[n] in keep:
                 continue
             lo, hi, v = limits[n]
             if not math.isnan(lo):

@@ -38,7 +38,7 @@ def test_urdf_limits():
 def test_params_win_over_the_urdf():
     e = SafetyEnvelope(["j1", "j2"], 3, 0.1)
     e.set_limits(limits_from_params(["j1"], None, [-0.5], [0.5], [0]), "parameters")
-    e.set_limits(urdf_limits(URDF), "urdf", override=False)
+    e.set_limits(urdf_limits(URDF), "urdf", keep=("parameters",))
     assert (e.lower[0], e.upper[0], e.vmax[0]) == (-0.5, 0.5, np.inf)
     assert e.vmax[1] == 3.0 and e.source == {"j1": "parameters", "j2": "urdf"}
     with pytest.raises(LimitsError, match="lower limit 1.0 > upper limit 0.0"):
