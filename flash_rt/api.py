@@ -50,6 +50,16 @@ class Policy:
     def write_noise(self, noise) -> None:
         self._fe.host.write_noise(noise)
 
+    def write_action_prefix(self, prefix, frozen: int, blend: int | None = None) -> None:
+        """Real-time chunking (load_model(realtime_chunking=True)): constrain the next steps' chunks to start like
+        the one executing. `prefix` [n, action_dim] in OUTPUT units (rows of what step()/predict returned, after
+        unnormalization and the delta mask), row 0 = the action that executes at the new chunk's row 0; the first
+        `frozen` rows come out equal to it, the next `blend` rows (default: the rest of the prefix) are pulled
+        toward it with the RTC soft weights. Stays in effect until the next call; `write_action_prefix(None, 0)`
+        clears it (plain sampling). Copies into preallocated buffers; converted to model space at the next step
+        (it needs that observation's state). Semantics: docs/stable_api.md, models/pi05/rtc.py."""
+        self._fe.host.write_action_prefix(prefix, frozen, blend)
+
     def step(self, noise=None) -> np.ndarray:
         """Run on the current buffers; returns a preallocated view that the next step overwrites."""
         return self._fe.step(noise)
@@ -117,6 +127,16 @@ class Policy:
         return self._fe.host.state_dim
 
     @property
+    def action_delta_mask(self):
+        """Which action dims get the observed state added back (tuple of bools, length action_dim), or None."""
+        d = self._fe.host.delta
+        return None if d is None else tuple(bool(v) for v in d.mask)
+
+    @property
+    def realtime_chunking(self) -> bool:
+        return self._fe.host.realtime_chunking
+
+    @property
     def prompt(self):
         """The current prompt (what the next step uses)."""
         return self._fe.host.prompt_text
@@ -138,7 +158,8 @@ def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardw
                tokenizer=None, norm_stats=None, asset_id: str | None = None, action_dim: int | None = None,
                state_dim: int | None = None, max_token_len: int | None = None,
                discrete_state_input: bool | None = None, image_interpolation: str = "area",
-               seed: int | None = None, weight_cache: bool = True, cache_dir=None, **hw_options) -> Policy:
+               seed: int | None = None, weight_cache: bool = True, cache_dir=None, action_delta_mask=None,
+               realtime_chunking: bool = False, **hw_options) -> Policy:
     """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every argument.
 
     `hw_options` are hardware-specific (e.g. precision="bf16" on GPU targets); a frontend that does not
@@ -156,5 +177,5 @@ def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardw
              tokenizer=tokenizer, norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim,
              state_dim=state_dim, max_token_len=max_token_len, discrete_state_input=discrete_state_input,
              image_interpolation=image_interpolation, seed=seed, weight_cache=weight_cache, cache_dir=cache_dir,
-             **hw_options)
+             action_delta_mask=action_delta_mask, realtime_chunking=realtime_chunking, **hw_options)
     return Policy(fe, config)

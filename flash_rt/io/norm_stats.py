@@ -231,6 +231,34 @@ class Normalizer:
             y = 2.0 * (x - a) / np.where(d == 0, self.eps, d) - 1.0
         return self._emit(y, out, dtype)
 
+    def normalize_actions(self, raw, out: np.ndarray) -> np.ndarray:
+        """Raw actions [..., D] -> model space into ``out`` (same shape): the exact inverse of unnormalize_actions,
+        dim for dim (the first action_dim dims by the stats, the padded tail as openpi pads). Used by real-time
+        chunking to put the previous chunk's rows (output units) back into the space the flow sampler runs in."""
+        if self._action is None:
+            raise CheckpointError(f"no action norm stats in {self.stats.path}; cannot normalize actions")
+        x = np.asarray(raw, dtype=np.float64)
+        dim, d = self.action_dim, x.shape[-1] if x.ndim else 0
+        if x.ndim == 0 or d < dim or out.shape != x.shape:
+            raise InputError(f"actions of shape {x.shape} (last dim >= {dim}) need an out of the same shape; "
+                             f"got out {out.shape}")
+        a, b = self._action
+        if self.mode == "zscore":
+            mean = np.zeros(d)
+            std = np.ones(d)
+            mean[:dim], std[:dim] = a, b
+            y = (x - mean) / (std + (self.eps if self.stats.source == "openpi" else 0.0))
+        else:
+            y = x.copy()
+            head = x[..., :dim]
+            if self.stats.source == "openpi":
+                y[..., :dim] = (head - a) / (b - a + self.eps) * 2.0 - 1.0
+            else:
+                r = b - a
+                y[..., :dim] = (head - a) * 2.0 / np.where(r == 0, self.eps, r) - 1.0
+        np.copyto(out, y, casting="unsafe")
+        return out
+
     def unnormalize_actions(self, x, out: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
         """Model actions [..., D] -> raw. The first action_dim dims are unnormalized, the rest follow
         openpi's padding (quantile: pass through; z-score: mean 0, std 1, so x*(1+1e-6) for openpi

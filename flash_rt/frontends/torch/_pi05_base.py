@@ -41,6 +41,20 @@ def read_config_json(ckpt_dir: Path) -> dict:
         raise CheckpointError(f"{f} is not valid JSON ({e}); fix or remove it") from e
 
 
+def check_checkpoint_delta_actions(ckpt_dir: Path) -> None:
+    """What the checkpoint says about delta actions. openpi's layout cannot say: the delta mask is part of its
+    Python training config (DeltaActions / AbsoluteActions in the data transforms), and neither its config.json
+    (action_dim, action_horizon, variants, precision) nor assets/<id>/norm_stats.json carries it. lerobot's policy
+    config.json has `use_relative_actions` (with `relative_exclude_joints` as joint NAMES, which cannot be mapped
+    to action dims without the dataset's feature names): when it is true we refuse to guess and ask for the mask."""
+    cfg = read_config_json(ckpt_dir)
+    if cfg.get("use_relative_actions") is True:
+        raise CheckpointError(
+            f"{ckpt_dir / 'config.json'} says use_relative_actions: true (the policy predicts actions relative to "
+            f"the state, except joints {cfg.get('relative_exclude_joints')!r}); pass action_delta_mask= (e.g. "
+            "[6, -1] = 6 delta dims then 1 absolute) so predict/step return absolute actions")
+
+
 class Pi05TorchFrontendBase:
     hardware = "?"
 
@@ -48,7 +62,8 @@ class Pi05TorchFrontendBase:
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
-                 seed: int | None = None, weight_cache: bool = True, cache_dir=None):
+                 seed: int | None = None, weight_cache: bool = True, cache_dir=None, action_delta_mask=None,
+                 realtime_chunking: bool = False):
         self.startup = StartupPhases()
         t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
@@ -79,9 +94,13 @@ class Pi05TorchFrontendBase:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         self.num_views = num_views
+        if action_delta_mask is None:
+            check_checkpoint_delta_actions(self.ckpt_dir)
+        self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
-                               tokenizer_error=tok_err)
+                               tokenizer_error=tok_err, action_delta_mask=action_delta_mask,
+                               realtime_chunking=realtime_chunking)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t_open, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights") as ph:

@@ -233,7 +233,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     # -- buffers -----------------------------------------------------------------------------------------
     def dims(self) -> Pi05Dims:
-        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16)  # 16-aligned key lengths
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16,  # 16-aligned key lengths
+                           realtime_chunking=self.realtime_chunking)
 
     def _alloc_buffers(self) -> None:
         c, h, dev = self.cfg, self.host, self.device
@@ -244,6 +245,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}
+        if h.rtc is not None:   # real-time chunking: weights and model-space prefix, written by the host per tick
+            inputs.update(rtc_w=h.rtc.w, rtc_w1=h.rtc.w1, rtc_target=h.rtc.target)
         if self.zero_copy_io:
             for name, arr in inputs.items():
                 b[name] = self.pinned.device_alias(arr, dev)
