@@ -222,6 +222,7 @@ class FlashRTNode(LifecycleNode):
         self._prev_obs_ns = 0
         self._latency_ns = np.zeros(8, np.int64)          # the last 8 obs stamp -> publish latencies (ring)
         self._latency_i = 0
+        self._horizon_ns = int(h * p.dt * 1e9)
         self.rtc_frozen = 0                               # rows fixed in the last chunk (diagnostics)
         self.get_logger().info(f"actions: {space.describe()}; trajectory joints {list(tj)}; safety "
                                f"{p.safety_mode}, on reject {p.on_reject}; limits from "
@@ -469,6 +470,8 @@ class FlashRTNode(LifecycleNode):
         if self._rtc:
             self._prev_actions[...] = actions
             self._prev_obs_ns = obs_ns
+            if not 0 <= lat <= self._horizon_ns:   # stamps not in this clock (a replay's bag times): the oldest
+                lat = self._now_ns() - int(self._rx_ns[self._stamp_ns.argmin()])   # input's receipt instead
             self._latency_ns[self._latency_i] = lat
             self._latency_i = (self._latency_i + 1) % self._latency_ns.shape[0]
         if self._first_chunk_pending:
@@ -478,7 +481,8 @@ class FlashRTNode(LifecycleNode):
         """Real-time chunking: the previous chunk's rows from this observation on (row `shift` of chunk k-1 runs
         at this chunk's row 0: both are stamped with their observation and rows are dt apart), of which the ones
         that will have executed by the time this chunk is published are frozen. The latency is the largest of the
-        last 8 measured observation -> publish times, rounded up to whole rows."""
+        last 8 measured observation -> publish times (from the input's receipt when its stamp is not in the node's
+        clock, e.g. a replay that stamps with bag times), rounded up to whole rows."""
         dt_ns = self.p.dt * 1e9
         h = self._prev_actions.shape[0]
         shift = int(round((obs_ns - self._prev_obs_ns) / dt_ns)) if self._prev_obs_ns else h

@@ -520,6 +520,8 @@ def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chun
                                                                c.dt)
                 rec.constrain(None, 0)
                 plain, _ = rec.compute(c.prompt, c.sequence, seed, True, reference=False)   # without RTC
+                if con is not None and con[1] == 0:
+                    con = None   # the node freezes >= 1 row whenever it writes a prefix (latency > 0): it had none
                 if con is not None:
                     rec.constrain(prev.actions[con[0]:], con[1])
             engine, ref = rec.compute(c.prompt, c.sequence, seed, opts.engine_check)
