@@ -125,8 +125,20 @@ def fetch_node_params(ros: RosSession, node: str, timeout: float) -> dict:
     names = list(SPEC)
     res = ros.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names), timeout,
                    f"reading the parameters of {node}")
+    values = list(res.values)
+    if len(values) != len(names):
+        # rclpy answers an empty list when any requested parameter is declared but unset (e.g. an empty
+        # joint_limits_lower): ask one by one, an unset one answers empty too and is None here
+        values = []
+        for n in names:
+            r = ros.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=[n]), timeout,
+                         f"reading parameter {n!r} of {node}")
+            values.append(r.values[0] if r.values else None)
     out = {}
-    for n, v in zip(names, res.values):
+    for n, v in zip(names, values):
+        if v is None:
+            out[n] = None
+            continue
         out[n] = None if v.type == 0 else parameter_value_to_python(v)
         if isinstance(out[n], (list, tuple)):
             out[n] = list(out[n])
