@@ -208,6 +208,7 @@ class FlashRTNode(LifecycleNode):
         self._safety_counts = np.zeros(2, np.int64)       # clamped, rejected (totals)
         self._safety_reported = np.zeros(2, np.int64)
         self._safety_reason = ""
+        self._safety_key: tuple = ()       # the checks that fired last (the log repeats only when they change)
         self._safety_logged_ns = 0
         if p.robot_description_topic and self._urdf_sub is None:
             qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -509,13 +510,15 @@ class FlashRTNode(LifecycleNode):
         self._prev_obs_ns = 0          # what executes now is not the previous chunk any more
 
     def _safety_event(self, kind: int) -> None:
-        """Count a clamp (0) or a rejection (1); log and publish /diagnostics when the reason changes, else at
-        most every SKIP_REPEAT_S (a policy stuck on NaN must not flood the log)."""
+        """Count a clamp (0) or a rejection (1); log and publish /diagnostics when the checks that fired change
+        (safety.key: which checks, not their values), else at most every SKIP_REPEAT_S (a policy stuck on NaN, or
+        one clamped every tick, must not flood the log). /diagnostics carries the latest reason every period."""
         self._safety_counts[kind] += 1
-        reason = self._safety.reason
+        reason, key = self._safety.reason, self._safety.key
+        self._safety_reason = reason
         now = time.monotonic_ns()
-        if reason != self._safety_reason or now - self._safety_logged_ns >= self.SKIP_REPEAT_S * 1e9:
-            self._safety_reason, self._safety_logged_ns = reason, now
+        if key != self._safety_key or now - self._safety_logged_ns >= self.SKIP_REPEAT_S * 1e9:
+            self._safety_key, self._safety_logged_ns = key, now
             text = f"safety: chunk {self.sequence - kind} {reason}"
             if kind:
                 self.get_logger().error(text + f" (on_reject {self.p.on_reject})")

@@ -129,6 +129,7 @@ class SafetyEnvelope:
         self._step_tol = np.zeros(j)
         self._vmax_tol = np.zeros(j)
         self.reason = ""
+        self.key: tuple = ()        # which checks fired (no values): what a log rate limit compares
         self._update_step()
 
     def set_limits(self, limits: dict[str, tuple[float, float, float]], source: str, keep=()) -> list:
@@ -178,6 +179,7 @@ class SafetyEnvelope:
             return OK
         bad = ~np.isfinite(actions)
         rows, cols = np.nonzero(bad)
+        self.key = ("non-finite",)
         self.reason = (f"non-finite action from the policy: {int(bad.sum())} value(s), dims "
                        f"{sorted(set(cols.tolist()))}, first at row {int(rows[0])} "
                        f"({float(actions[rows[0], cols[0]])})")
@@ -191,17 +193,19 @@ class SafetyEnvelope:
         np.isfinite(pos, out=fin)
         if not fin.all():
             self.reason = "trajectory positions overflow to non-finite values (huge actions)"
+            self.key = ("overflow",)
             return REJECTED
-        reasons = []
+        reasons, kinds = [], []
         # 2. first point vs the observed state
         np.subtract(pos[0], observed, out=self._lo)
         np.abs(self._lo, out=self._lo)
         if np.greater(self._lo, self.max_rel, out=self._jb).any():
             i = int(np.argmax(self._lo - self.max_rel))
+            kinds.append("max_relative_target")
             reasons.append(f"first point of {self.names[i]!r} is {self._lo[i]:.4g} from the observed position "
                            f"(max_relative_target {self.max_rel[i]:.4g})")
             if self.mode == "reject":
-                return self._reject(reasons)
+                return self._reject(reasons, kinds)
             np.subtract(observed, self.max_rel, out=self._lo)
             np.add(observed, self.max_rel, out=self._hi)
             np.clip(pos[0], self._lo, self._hi, out=pos[0])
@@ -213,10 +217,11 @@ class SafetyEnvelope:
             over = np.maximum(self.lower - pos, pos - self.upper).max(axis=0)
             i = int(np.argmax(over))
             lo_v, hi_v = float(pos[:, i].min()), float(pos[:, i].max())
+            kinds.append("position_limits")
             reasons.append(f"{self.names[i]!r} leaves its position limits [{self.lower[i]:.4g}, {self.upper[i]:.4g}]"
                            f" (chunk spans [{lo_v:.4g}, {hi_v:.4g}])")
             if self.mode == "reject":
-                return self._reject(reasons)
+                return self._reject(reasons, kinds)
             np.clip(pos, self._L, self._U, out=pos)
         # 4. velocity: steps between points and the velocities themselves
         d = self._d
@@ -227,6 +232,7 @@ class SafetyEnvelope:
         np.abs(vel, out=self._v)
         vel_bad = bool(np.greater(self._v, self._VT, out=fin).any())
         if step_bad or vel_bad:
+            kinds.append("velocity_limits")
             if step_bad:
                 i = int(np.argmax((d / self._step).max(axis=0)))
                 reasons.append(f"{self.names[i]!r} moves {float(d[:, i].max()):.4g} in one dt={self.dt:g} s "
@@ -236,7 +242,7 @@ class SafetyEnvelope:
                 reasons.append(f"{self.names[i]!r} velocity {float(self._v[:, i].max()):.4g} exceeds its limit "
                                f"{self.vmax[i]:.4g}")
             if self.mode == "reject":
-                return self._reject(reasons)
+                return self._reject(reasons, kinds)
             for k in range(1, pos.shape[0]):   # limit each step from the (already limited) previous point
                 np.subtract(pos[k - 1], self._step, out=self._lo)
                 np.add(pos[k - 1], self._step, out=self._hi)
@@ -251,8 +257,10 @@ class SafetyEnvelope:
             vel[-1] = 0.0
         np.clip(vel, self._NVT, self._VT, out=vel)
         self.reason = "clamped: " + "; ".join(reasons)
+        self.key = ("clamped", *kinds)
         return CLAMPED
 
-    def _reject(self, reasons) -> int:
+    def _reject(self, reasons, kinds) -> int:
         self.reason = "rejected: " + "; ".join(reasons)
+        self.key = ("rejected", *kinds)
         return REJECTED

@@ -116,3 +116,15 @@ def test_bad_max_relative_target():
         SafetyEnvelope(["a"], 3, 0.1, "clamp", [0.0])
     with pytest.raises(LimitsError, match="safety_mode"):
         SafetyEnvelope(["a"], 3, 0.1, "warn")
+
+
+def test_key_names_the_checks_not_the_values():
+    """The node rate-limits its log on `key`: a policy clamped every tick with new numbers logged every tick."""
+    e = env()
+    a, b = np.full((5, 2), 2.0), np.full((5, 2), 3.0)
+    e.check(a, np.zeros_like(a), np.zeros(2))
+    k1, r1 = e.key, e.reason
+    e.check(b, np.zeros_like(b), np.zeros(2))
+    assert e.key == k1 == ("clamped", "position_limits") and e.reason != r1
+    e.check_actions(np.full((5, 3), np.nan))
+    assert e.key == ("non-finite",)
