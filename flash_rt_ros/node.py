@@ -507,7 +507,7 @@ class FlashRTNode(LifecycleNode):
             pos, vel = tb.hold()
             self._msgs.fill_trajectory(obs_ns, pos, vel)
             self._traj_pub.publish(self._msgs.trajectory_bytes())
-        self._prev_obs_ns = 0          # what executes now is not the previous chunk any more
+            self._prev_obs_ns = 0      # the arm holds now, not the previous chunk: no prefix for the next one
 
     def _safety_event(self, kind: int) -> None:
         """Count a clamp (0) or a rejection (1); log and publish /diagnostics when the checks that fired change
@@ -517,14 +517,16 @@ class FlashRTNode(LifecycleNode):
         reason, key = self._safety.reason, self._safety.key
         self._safety_reason = reason
         now = time.monotonic_ns()
-        if key != self._safety_key or now - self._safety_logged_ns >= self.SKIP_REPEAT_S * 1e9:
+        changed = key != self._safety_key
+        if changed or now - self._safety_logged_ns >= self.SKIP_REPEAT_S * 1e9:
             self._safety_key, self._safety_logged_ns = key, now
             text = f"safety: chunk {self.sequence - kind} {reason}"
             if kind:
                 self.get_logger().error(text + f" (on_reject {self.p.on_reject})")
             else:
                 self.get_logger().warning(text)
-            self._publish_diagnostics()
+            if changed:   # at once when it starts; while it lasts the periodic status carries it
+                self._publish_diagnostics()
 
     def _log_first_chunk(self, tick_start_ns: int, done_ns: int) -> None:
         """Once per activation: how long from activate to the first chunk, and what the first tick cost (on GPU
