@@ -2,5 +2,6 @@
 __version__ = "0.1.0"
 
 from flash_rt.api import Policy, load_model  # noqa: E402
+from flash_rt.hardware import register_pipeline  # noqa: E402
 
-__all__ = ["load_model", "Policy", "__version__"]
+__all__ = ["load_model", "Policy", "register_pipeline", "__version__"]

@@ -6,13 +6,54 @@ option raises instead of being filtered by signature inspection.
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from flash_rt.errors import HardwareError
-from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, resolve_frontend
+from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, pipeline_keys, resolve_frontend
 
-SUPPORTED_CONFIGS = ("pi05",)
-SUPPORTED_FRAMEWORKS = ("torch",)
+# Loader options every VLA frontend takes (docs/stable_api.md "Loader options"); the rest of a load_model call's
+# keywords are the model's and the hardware's own, declared by the frontend's __init__ (see frontend_options).
+LOADER_OPTIONS = ("num_views", "action_horizon", "num_steps", "tokenizer", "norm_stats", "asset_id", "action_dim",
+                  "state_dim", "image_interpolation", "seed", "weight_cache", "cache_dir")
+
+
+def supported_configs() -> tuple:
+    """The model families of `_PIPELINE_MAP` (built-in cells plus registered plugins), sorted."""
+    return tuple(sorted({k[0] for k in pipeline_keys()}))
+
+
+def supported_frameworks(config: str | None = None) -> tuple:
+    """The frameworks of `_PIPELINE_MAP`, or of one model family's cells."""
+    return tuple(sorted({k[1] for k in pipeline_keys() if config is None or k[0] == config}))
+
+
+def frontend_options(cls) -> frozenset | None:
+    """The keyword options a frontend class takes: the names its __init__ lists, and, while an __init__ passes
+    `**kw` on, those of the next __init__ up its MRO (the convention of every frontend: a cell lists its own
+    options and hands the rest to its base). None when the chain never closes (the class takes anything)."""
+    names: set = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]   # drop self
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return frozenset(names - {"checkpoint"})
+    return None
+
+
+def check_options(cls, options: dict, where: str) -> None:
+    """Raise TypeError naming every option the frontend does not take (never drop one silently)."""
+    accepted = frontend_options(cls)
+    if accepted is None:
+        return
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"load_model({where}): {cls.__name__} does not take option(s) {unknown}; it takes "
+                        f"{sorted(accepted)}")
 
 
 class Policy:
@@ -58,7 +99,11 @@ class Policy:
         toward it with the RTC soft weights. Stays in effect until the next call; `write_action_prefix(None, 0)`
         clears it (plain sampling). Copies into preallocated buffers; converted to model space at the next step
         (it needs that observation's state). Semantics: docs/stable_api.md, models/pi05/rtc.py."""
-        self._fe.host.write_action_prefix(prefix, frozen, blend)
+        write = getattr(self._fe.host, "write_action_prefix", None)
+        if write is None:
+            raise NotImplementedError(f"{type(self._fe).__name__} has no real-time chunking (its host IO has no "
+                                      "write_action_prefix)")
+        write(prefix, frozen, blend)
 
     def step(self, noise=None) -> np.ndarray:
         """Run on the current buffers; returns a preallocated view that the next step overwrites."""
@@ -91,10 +136,13 @@ class Policy:
         """The FP32 reference model's chunk for exactly the inputs of the last step (images, masks, prompt and
         state tokens, noise), unnormalized and sliced like step()'s output: the oracle for precision checks
         (rosbag reports, acceptance tests). Builds the reference on first use (holds an fp32 copy of the
-        weights on `device`)."""
+        weights on `device`). The oracle is the frontend's (its model's reference): the facade imports no model."""
         if self._oracle is None or self._oracle_device != device:
-            from flash_rt.models.pi05.oracle import ReferenceOracle
-            self._oracle, self._oracle_device = ReferenceOracle.for_policy(self, device=device), device
+            make = getattr(self._fe, "reference_oracle", None)
+            if make is None:
+                raise NotImplementedError(f"{type(self._fe).__name__} provides no reference oracle "
+                                          "(a frontend's reference_oracle(device) method; docs/adding_new_model.md)")
+            self._oracle, self._oracle_device = make(device), device
         return self._oracle.chunk(self._fe.host)
 
     # -- facts ---------------------------------------------------------------------------------------
@@ -129,12 +177,19 @@ class Policy:
     @property
     def action_delta_mask(self):
         """Which action dims get the observed state added back (tuple of bools, length action_dim), or None."""
-        d = self._fe.host.delta
+        d = getattr(self._fe.host, "delta", None)
         return None if d is None else tuple(bool(v) for v in d.mask)
 
     @property
+    def action_delta_mask_source(self):
+        """Who said what action_delta_mask is: "action_delta_mask=" (the caller), the checkpoint file that declares
+        it (lerobot layouts, also when they declare no delta dims), or None when nobody did (openpi layouts cannot
+        declare it: a caller that must be sure, like the ROS node, should then require the mask)."""
+        return getattr(self._fe, "delta_mask_source", None)
+
+    @property
     def realtime_chunking(self) -> bool:
-        return self._fe.host.realtime_chunking
+        return bool(getattr(self._fe.host, "realtime_chunking", False))
 
     @property
     def prompt(self):
@@ -153,29 +208,31 @@ class Policy:
         return self._fe
 
 
-def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardware: str = "auto", *,
-               num_views: int | None = None, action_horizon: int | None = None, num_steps: int | None = None,
-               tokenizer=None, norm_stats=None, asset_id: str | None = None, action_dim: int | None = None,
-               state_dim: int | None = None, max_token_len: int | None = None,
-               discrete_state_input: bool | None = None, image_interpolation: str = "area",
-               seed: int | None = None, weight_cache: bool = True, cache_dir=None, action_delta_mask=None,
-               realtime_chunking: bool = False, **hw_options) -> Policy:
-    """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every argument.
+def load_model(checkpoint, config: str = "pi05", framework: str = "auto", hardware: str = "auto",
+               **options) -> Policy:
+    """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every option.
 
-    `hw_options` are hardware-specific (e.g. precision="bf16" on GPU targets); a frontend that does not
-    know an option raises TypeError naming it.
+    The facade knows no model: it picks the frontend class from `_PIPELINE_MAP` and hands it exactly the options
+    the caller gave -- the loader options every frontend takes (LOADER_OPTIONS), the model's own (Pi0.5:
+    max_token_len, discrete_state_input) and the hardware's (e.g. precision="bf16" on GPU targets). Defaults are
+    the frontend's. An option the frontend does not take raises TypeError naming it. `framework="auto"` reads the
+    directory: model.safetensors -> "torch", an openpi Orbax params/ -> "jax".
     """
-    if config not in SUPPORTED_CONFIGS:
-        raise HardwareError(f"config {config!r} is not supported; supported: {SUPPORTED_CONFIGS}")
-    if framework not in SUPPORTED_FRAMEWORKS:
-        raise HardwareError(f"framework {framework!r} is not supported; supported: {SUPPORTED_FRAMEWORKS}")
+    configs = supported_configs()
+    if config not in configs:
+        raise HardwareError(f"config {config!r} is not supported; supported: {configs}")
+    frameworks = supported_frameworks(config)
+    from flash_rt.executors.checkpoint_format import check_framework, detect_framework
+    if framework == "auto":
+        framework = detect_framework(checkpoint)   # model.safetensors -> torch, params/ (Orbax) -> jax
+    elif framework in frameworks:
+        check_framework(checkpoint, framework)
+    if framework not in frameworks:
+        raise HardwareError(f"framework {framework!r} is not supported for config {config!r}; supported: "
+                            f"{frameworks}")
     hw = detect_hardware() if hardware == "auto" else hardware
     if hw not in SUPPORTED_HARDWARE:
         raise HardwareError(f"hardware {hw!r} is unknown; use 'auto' or one of {SUPPORTED_HARDWARE}")
     cls = resolve_frontend(config, framework, hw)
-    fe = cls(checkpoint, num_views=num_views or 3, action_horizon=action_horizon, num_steps=num_steps,
-             tokenizer=tokenizer, norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim,
-             state_dim=state_dim, max_token_len=max_token_len, discrete_state_input=discrete_state_input,
-             image_interpolation=image_interpolation, seed=seed, weight_cache=weight_cache, cache_dir=cache_dir,
-             action_delta_mask=action_delta_mask, realtime_chunking=realtime_chunking, **hw_options)
-    return Policy(fe, config)
+    check_options(cls, options, f"config={config!r}, framework={framework!r}, hardware={hw!r}")
+    return Policy(cls(checkpoint, **options), config)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from flash_rt.api import SUPPORTED_HARDWARE
+from flash_rt.api import SUPPORTED_HARDWARE, supported_frameworks
 from flash_rt_ros.conversions import INTERPOLATIONS
 
 
@@ -24,9 +24,11 @@ _INT_ARRAY = "integer[]"
 _DBL_ARRAY = "double[]"
 _ARRAYS = (_STR_ARRAY, _INT_ARRAY, _DBL_ARRAY)
 SPEC: dict[str, tuple[object, str]] = {
-    "checkpoint": ("", "checkpoint dir (model.safetensors + config.json + assets/) or the .safetensors file"),
+    "checkpoint": ("", "checkpoint dir (model.safetensors + config.json + assets/, or openpi's Orbax params/ + "
+                             "assets/) or the .safetensors file"),
     "model": ("pi05", "model family for flash_rt.load_model(config=...)"),
-    "framework": ("torch", "flash_rt frontend framework"),
+    "framework": ("auto", "auto (from the checkpoint: model.safetensors -> torch, openpi Orbax params/ -> jax) | "
+                          + " | ".join(supported_frameworks())),
     "hardware": ("auto", "auto (detect) | " + " | ".join(SUPPORTED_HARDWARE)),
     "num_views": (0, "model camera slots; 0 = len(camera_topics)"),
     "num_steps": (10, "flow-matching denoising steps"),
@@ -81,6 +83,7 @@ SPEC: dict[str, tuple[object, str]] = {
 }
 
 HARDWARE = ("auto",) + tuple(SUPPORTED_HARDWARE)   # exactly what flash_rt.load_model accepts
+FRAMEWORKS = ("auto",) + supported_frameworks()
 EXECUTORS = ("events", "single")
 
 
@@ -92,7 +95,7 @@ class NodeParams:
     state_joint_names: tuple[str, ...]
     action_joint_names: tuple[str, ...] = ()
     model: str = "pi05"
-    framework: str = "torch"
+    framework: str = "auto"
     hardware: str = "auto"
     num_views: int = 0
     num_steps: int = 10
@@ -199,6 +202,8 @@ class NodeParams:
             rtx = [h for h in HARDWARE if h.startswith("rtx_")]
             hint = f" (an RTX card is one of {', '.join(rtx)}, by compute capability)" if v["hardware"] == "rtx" else ""
             bad("hardware", "must be one of " + ", ".join(HARDWARE) + hint)
+        if v["framework"] not in FRAMEWORKS:
+            bad("framework", "must be one of " + ", ".join(FRAMEWORKS))
         if v["executor"] not in EXECUTORS:
             bad("executor", f"must be one of {EXECUTORS}")
         for k in ("expected_image_width", "expected_image_height", "action_horizon", "action_dim", "warmup_steps",

@@ -7,12 +7,17 @@ a positive n gives n True (delta) dims, a negative -n gives n False (absolute) d
 DROID joint-position finetunes (7, -1), DROID's velocity policy uses none. A mask shorter than the action dims
 leaves the tail absolute (openpi compares only the mask's own length).
 
+Where the checkpoint declares the mask (lerobot's saved pipeline / config), `checkpoint_delta_mask` reads it;
+openpi's layout cannot declare it (it lives in the Python training config).
+
 Why a module of its own: the same mask is parsed once at load time and then used by the host output stage (every
 cell), by the oracle (reference_chunk) and, inverted, by real-time chunking's prefix (output units -> model space);
 one parser gives them one meaning and one set of error messages.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -50,8 +55,9 @@ def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray
             flags += [n > 0] * abs(int(n))
     else:
         bad = [v for v, b, i in zip(items, is_bool, is_int) if not (b or i)]
-        raise InputError(f"action_delta_mask {items!r} mixes types" + (f" (not a bool or int: {bad!r})" if bad else "")
-                         + "; use all bools (True = delta dim) or all nonzero ints ([6, -1, 6, -1])")
+        what = f"has values that are neither bool nor int: {bad!r}" if bad else "mixes bools and ints"
+        raise InputError(f"action_delta_mask {items!r} {what}; use all bools (True = delta dim) or all nonzero ints "
+                         "(openpi's compact form, [6, -1, 6, -1])")
     if len(flags) > action_dim:
         raise InputError(f"action_delta_mask covers {len(flags)} dims but the policy returns action_dim="
                          f"{action_dim}; the mask may be shorter (the tail is absolute), not longer")
@@ -67,13 +73,20 @@ def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray
 
 
 class DeltaActions:
-    """The mask, applied in place without allocating: ``offset`` (float32 [action_dim]) is set from the state once
-    per step (`set_state`), then added to output chunks (`apply`) and subtracted from RTC prefixes (`remove`)."""
+    """The mask, applied in place without allocating: the offset (the state on delta dims, 0.0 elsewhere, so adding
+    it to an absolute dim is exact) is set once per step (`set_state`), then added to output chunks (`apply`,
+    float32 like the chunk) and subtracted from RTC prefixes (`remove`, float64, the host's scratch).
 
-    def __init__(self, mask: np.ndarray):
+    Why the offset is kept tiled to [horizon, action_dim]: numpy runs a ufunc that broadcasts (or casts) through a
+    buffered iterator that allocates its buffers on every call; same-shape, same-dtype contiguous operands take the
+    plain loop, which allocates nothing. The tiling is one broadcast copy per step (np.copyto needs no buffer)."""
+
+    def __init__(self, mask: np.ndarray, horizon: int):
         self.mask = mask
-        self.weight = mask.astype(np.float64)     # 1.0 on delta dims, 0.0 elsewhere (adding 0.0 is exact)
+        self.weight = mask.astype(np.float64)
         self.offset = np.zeros(mask.size, np.float64)
+        self._tiled = np.zeros((horizon, mask.size), np.float64)
+        self._tiled32 = np.zeros((horizon, mask.size), np.float32)
         self._n = int(np.flatnonzero(mask)[-1]) + 1
 
     def set_state(self, state_raw: np.ndarray, state_len: int) -> None:
@@ -81,9 +94,66 @@ class DeltaActions:
             raise InputError(f"the action delta mask adds state dims 0..{self._n - 1} back to the actions, but the "
                              f"written state has {state_len} values; call write_state(state) with the full state")
         np.multiply(self.weight[:self._n], state_raw[:self._n], out=self.offset[:self._n])
+        np.copyto(self._tiled, self.offset)
+        np.copyto(self._tiled32, self._tiled, casting="same_kind")
 
     def apply(self, actions: np.ndarray) -> None:
-        np.add(actions, self.offset, out=actions, casting="unsafe")
+        """actions [n <= horizon, action_dim] float32 (what step() returns), in place."""
+        np.add(actions, self._tiled32[:len(actions)], out=actions)
 
     def remove(self, actions: np.ndarray) -> None:
-        np.subtract(actions, self.offset, out=actions, casting="unsafe")
+        """actions [n <= horizon, action_dim] float64, in place."""
+        np.subtract(actions, self._tiled[:len(actions)], out=actions)
+
+
+# lerobot's processor step that carries the delta transform (its ProcessorStepRegistry name) and its config keys
+LEROBOT_RELATIVE_STEP = "relative_actions_processor"
+
+
+def _lerobot_mask(exclude, names, action_dim: int) -> list[bool]:
+    """lerobot's rule (RelativeActionsProcessorStep._build_mask, paraphrased): without exclusions or without action
+    names every dim is relative; otherwise dim i is absolute when an excluded token equals its name or is a substring
+    of it (case-insensitive), and dims past the names are relative."""
+    tokens = [str(t).lower() for t in (exclude or []) if t]
+    if not tokens or names is None:
+        return [True] * action_dim
+    mask = [not any(t == str(n).lower() or t in str(n).lower() for t in tokens) for n in list(names)[:action_dim]]
+    return mask + [True] * (action_dim - len(mask))
+
+
+def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None, str | None]:
+    """The delta mask a checkpoint itself declares, and where it was read: (mask or None, source), with source None
+    when the checkpoint does not say either way (then only the user can).
+
+    openpi's layout cannot declare one: the mask is part of its Python training config, and neither its config.json
+    nor assets/<id>/norm_stats.json carries it -> (None, None). lerobot's can: the saved preprocessor pipeline
+    (policy_preprocessor.json) lists a `relative_actions_processor` step with {enabled, exclude_joints,
+    action_names}, which is what lerobot itself loads at inference; older saves carry only the policy config.json
+    fields use_relative_actions / relative_exclude_joints / action_feature_names. The pipeline file wins."""
+    d = Path(ckpt_dir)
+    pre = d / "policy_preprocessor.json"
+    if pre.exists():
+        try:
+            steps = json.loads(pre.read_text()).get("steps", [])
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise InputError(f"{pre} is not a lerobot pipeline JSON ({e})") from e
+        for st in steps:
+            if isinstance(st, dict) and st.get("registry_name") == LEROBOT_RELATIVE_STEP:
+                c = st.get("config") or {}
+                where = f"{pre} ({LEROBOT_RELATIVE_STEP})"
+                if not c.get("enabled"):
+                    return None, where
+                return _lerobot_mask(c.get("exclude_joints"), c.get("action_names"), action_dim), where
+    cfg_file = d / "config.json"
+    if cfg_file.exists():
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError:
+            return None, str(cfg_file)   # read_config_json reports a broken config.json on its own
+        if isinstance(cfg, dict) and isinstance(cfg.get("use_relative_actions"), bool):
+            where = f"{cfg_file} (use_relative_actions)"
+            if not cfg["use_relative_actions"]:
+                return None, where
+            return (_lerobot_mask(cfg.get("relative_exclude_joints"), cfg.get("action_feature_names"), action_dim),
+                    where)
+    return None, None

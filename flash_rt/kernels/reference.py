@@ -31,7 +31,8 @@ __all__ = [
     "FP8_MAX", "MASK_VALUE",
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
-    "flow_update", "flow_inpaint", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
+    "flow_update", "flow_inpaint", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias",
+    "prefix_positions",
     "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 

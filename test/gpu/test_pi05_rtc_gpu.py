@@ -88,3 +88,43 @@ def test_full_size_fp8_rtc_per_cell(full_ckpt, tmp_path, cell):
     print(f"full-size fp8 rtc {cell}: worst cos {cos:.6f}, worst |frozen - prefix| {frozen:.2e}")
     assert cos >= 0.995
     assert frozen <= 1e-4
+
+
+def _median_replay_ms(pol, n=50):
+    fe = pol.frontend
+    start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
+        start[i].record(fe.stream)
+        fe.replay_only()
+        end[i].record(fe.stream)
+    torch.cuda.synchronize()
+    return float(np.median([s.elapsed_time(e) for s, e in zip(start, end)]))
+
+
+@pytest.fixture
+def hopper():
+    from conftest import cell_skip_reason
+    why = cell_skip_reason("hopper")
+    if why:
+        pytest.skip(why)
+    return "hopper"
+
+
+def test_full_size_rtc_replay_cost(full_ckpt, tmp_path, hopper):
+    """What real-time chunking costs per inference: the blend rides in the seam kernel (one row-wise FMA per flow
+    step), so the replay should stay within noise of the plain graph. Record both numbers."""
+    ms = {}
+    for rtc in (False, True):
+        pol = flash_rt.load_model(full_ckpt, hardware=hopper, num_views=3, action_horizon=50,
+                                  cache_dir=tmp_path, realtime_chunking=rtc)
+        images, state, prompt, noise = random_observation(np.random.default_rng(44), 3, pol.state_dim, 50)
+        prev = pol.predict(images, state, prompt, noise)
+        if rtc:
+            pol.write_action_prefix(prev[10:], 5)
+            pol.predict(images, state, prompt, noise)
+        ms[rtc] = _median_replay_ms(pol)
+        del pol
+        torch.cuda.empty_cache()
+    print(f"full-size hopper replay: plain {ms[False]:.3f} ms, realtime_chunking {ms[True]:.3f} ms")
+    assert ms[True] <= 1.05 * ms[False]

@@ -65,9 +65,9 @@ def test_predict_matches_openpi_absolute_actions(tiny_openpi, plain, given, dims
 
 
 def test_no_mask_and_all_absolute_mask_are_model_output(tiny_openpi, plain):
-    assert plain.action_delta_mask is None
+    assert plain.action_delta_mask is None and plain.action_delta_mask_source is None   # openpi cannot declare it
     pol = flash_rt.load_model(tiny_openpi, hardware="cpu", action_delta_mask=[-TINY_ACTION_DIM])
-    assert pol.action_delta_mask is None
+    assert pol.action_delta_mask is None and pol.action_delta_mask_source == "action_delta_mask="
     images, state, prompt, noise = random_observation(np.random.default_rng(1), 3, TINY_STATE_DIM, 10)
     np.testing.assert_array_equal(pol.predict(images, state, prompt, noise), plain.predict(images, state, prompt,
                                                                                              noise))
@@ -78,8 +78,8 @@ def test_no_mask_and_all_absolute_mask_are_model_output(tiny_openpi, plain):
     (5, "list of bools"),
     ([], "empty"),
     ([2, 0, -1], "0 is not allowed"),
-    ([True, 1], "mixes types"),
-    ([1.0, -1.0], "mixes types"),
+    ([True, 1], "mixes bools and ints"),
+    ([1.0, -1.0], "neither bool nor int"),
     ([TINY_ACTION_DIM + 1], "covers 8 dims"),
     ([True] * (TINY_ACTION_DIM + 1), "covers 8 dims"),
     (np.ones((2, 2), bool), "1-D"),
@@ -102,17 +102,61 @@ def test_missing_state_is_a_clear_error(tiny_openpi):
         pol.predict(images, None, prompt, noise)
 
 
-def test_lerobot_relative_actions_need_the_mask(tiny_lerobot, tmp_path):
-    """lerobot's config.json can say the policy is relative but names the absolute joints, not dims: refuse to guess."""
-    ck = tmp_path / "rel"
-    shutil.copytree(tiny_lerobot, ck)
-    cfg = json.loads((ck / "config.json").read_text())
-    cfg.update(use_relative_actions=True, relative_exclude_joints=["gripper"])
-    (ck / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="use_relative_actions: true.*pass action_delta_mask="):
-        flash_rt.load_model(ck, hardware="cpu")
-    pol = flash_rt.load_model(ck, hardware="cpu", action_delta_mask=[6, -1])
-    assert pol.action_delta_mask == (True,) * 6 + (False,)
+NAMES = ["shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3", "left_gripper"]
+
+
+def _lerobot_variant(src, dst, step_config=None, config_fields=None):
+    """A copy of the tiny lerobot checkpoint whose saved pipeline / policy config declare relative actions the way
+    lerobot writes them: a `relative_actions_processor` step {enabled, exclude_joints, action_names} in
+    policy_preprocessor.json, or use_relative_actions / relative_exclude_joints / action_feature_names in config.json."""
+    shutil.copytree(src, dst)
+    if step_config is not None:
+        pre = json.loads((dst / "policy_preprocessor.json").read_text())
+        pre["steps"].insert(0, {"registry_name": "relative_actions_processor", "config": step_config})
+        (dst / "policy_preprocessor.json").write_text(json.dumps(pre))
+    if config_fields is not None:
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg.update(config_fields)
+        (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("how", ["pipeline", "config"])
+def test_lerobot_checkpoint_declares_the_mask(tiny_lerobot, tmp_path, how):
+    """lerobot's rule: an excluded token equal to or inside a dim's name keeps that dim absolute; the rest are deltas.
+    The mask read from the checkpoint makes predict() openpi's/lerobot's absolute output."""
+    if how == "pipeline":
+        ck = _lerobot_variant(tiny_lerobot, tmp_path / "rel", step_config={
+            "enabled": True, "exclude_joints": ["Gripper"], "action_names": NAMES})
+    else:
+        ck = _lerobot_variant(tiny_lerobot, tmp_path / "rel", config_fields={
+            "use_relative_actions": True, "relative_exclude_joints": ["gripper"], "action_feature_names": NAMES})
+    pol = flash_rt.load_model(ck, hardware="cpu")
+    want_mask = make_bool_mask(6, -1)
+    assert pol.action_delta_mask == want_mask
+    assert pol.action_delta_mask_source.startswith(str(ck / ("policy_preprocessor.json" if how == "pipeline"
+                                                             else "config.json")))
+    plain = flash_rt.load_model(ck, hardware="cpu", action_delta_mask=[-7])      # an explicit mask wins
+    assert plain.action_delta_mask is None
+    images, state, prompt, noise = random_observation(np.random.default_rng(6), 3, TINY_STATE_DIM, 10)
+    np.testing.assert_allclose(pol.predict(images, state, prompt, noise),
+                               absolute_actions(plain.predict(images, state, prompt, noise), state, want_mask),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_lerobot_pipeline_details(tiny_lerobot, tmp_path):
+    off = _lerobot_variant(tiny_lerobot, tmp_path / "off", step_config={
+        "enabled": False, "exclude_joints": [], "action_names": None},
+        config_fields={"use_relative_actions": True})                      # the pipeline file wins
+    pol = flash_rt.load_model(off, hardware="cpu")
+    assert pol.action_delta_mask is None and "relative_actions_processor" in pol.action_delta_mask_source
+    every = _lerobot_variant(tiny_lerobot, tmp_path / "all", step_config={
+        "enabled": True, "exclude_joints": ["gripper"], "action_names": None})   # no names: lerobot converts all
+    assert flash_rt.load_model(every, hardware="cpu").action_delta_mask == (True,) * TINY_ACTION_DIM
+    short = _lerobot_variant(tiny_lerobot, tmp_path / "short", config_fields={
+        "use_relative_actions": True, "relative_exclude_joints": ["gripper"], "action_feature_names": NAMES})
+    with pytest.raises(CheckpointError, match=r"declared by .*config.json.*state has only 4 values.*override"):
+        flash_rt.load_model(short, hardware="cpu", state_dim=4, discrete_state_input=False)
 
 
 @pytest.mark.parametrize("source", ["openpi", "lerobot"])

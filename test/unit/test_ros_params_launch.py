@@ -88,6 +88,20 @@ def test_hardware_names_are_exactly_the_engines():
     assert all(hw in SPEC["hardware"][1] for hw in HARDWARE)
 
 
+def test_framework_names_are_exactly_the_engines():
+    """The node's framework parameter takes what flash_rt.load_model does: auto (the default: openpi Orbax params/ ->
+    jax, model.safetensors -> torch), torch, jax; anything else fails at parameter validation, not at load time."""
+    from flash_rt.api import supported_frameworks
+    from flash_rt_ros.params import FRAMEWORKS
+
+    assert FRAMEWORKS == ("auto",) + supported_frameworks() and "jax" in FRAMEWORKS
+    assert NodeParams.from_values(BASE).framework == "auto"
+    for fw in FRAMEWORKS:
+        assert NodeParams.from_values(dict(BASE, framework=fw)).framework == fw
+    with pytest.raises(ParamError, match=re.escape("'framework': must be one of auto, jax, torch (got 'orbax')")):
+        NodeParams.from_values(dict(BASE, framework="orbax"))
+
+
 def test_every_spec_parameter_is_a_field():
     fields = set(NodeParams.__dataclass_fields__)
     assert set(SPEC) <= fields

@@ -83,8 +83,8 @@ def test_zero_weights_and_clearing_are_plain_sampling_bit_for_bit(rtc, plain):
     images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, H)
     want = plain.predict(images, state, prompt, noise)
     rtc.write_action_prefix(want[2:] + 1.0, 0, 0)             # a prefix with every weight 0
-    assert not rtc.frontend.host.rtc.w.any()
     np.testing.assert_array_equal(rtc.predict(images, state, prompt, noise), want)
+    assert rtc.frontend.host.rtc.n == 8 and not rtc.frontend.host.rtc.w.any()
     rtc.write_action_prefix(want + 1.0, 4)
     assert not np.array_equal(rtc.predict(images, state, prompt, noise), want)
     rtc.write_action_prefix(None, 0)                          # cleared
@@ -107,7 +107,57 @@ def test_prefix_errors_are_clear(rtc, plain):
         (np.zeros((3, TINY_ACTION_DIM)), 1, 1.5, r"blend must be an int"),
         (None, 2, None, r"clears the prefix and takes frozen=0"),
     ]
+    good = np.arange(4 * TINY_ACTION_DIM, dtype=np.float32).reshape(4, TINY_ACTION_DIM)
+    rtc.write_action_prefix(good, 2)
+    host = rtc.frontend.host.rtc
+    w = host._w.copy()
     for prefix, frozen, blend, match in bad:
         with pytest.raises(InputError, match=match):
             rtc.write_action_prefix(prefix, frozen, blend)
-    assert rtc.frontend.host.rtc.n == 0        # nothing half-written by a refused call
+    assert host.pending == (4, 2, 2) and np.array_equal(host._w, w)   # a refused call changes nothing
+    np.testing.assert_array_equal(host._rows[:4], good)
+    rtc.write_action_prefix(None, 0)
+    assert host.pending == (0, 0, 0) and not host._w.any() and (host._w1 == 1).all()
+
+
+def test_prefix_and_delta_stages_allocate_nothing(tiny_openpi):
+    """The per-tick host work of RTC and the delta mask (write the prefix, take it to model space with this step's
+    state, add the state to the output) runs in preallocated buffers: no temporary arrays. Measured as the traced
+    peak above the start (numpy reports its buffers to tracemalloc); horizon 50 x 7 dims makes any temporary of a
+    chunk >= 1.4 KB, far above the bar."""
+    import tracemalloc
+    pol = flash_rt.load_model(tiny_openpi, hardware="cpu", realtime_chunking=True, action_delta_mask=[2, -1],
+                              action_horizon=50)
+    host = pol.frontend.host
+    host.write_state(np.linspace(-1, 1, TINY_STATE_DIM))
+    prefix = np.random.default_rng(0).normal(size=(40, TINY_ACTION_DIM)).astype(np.float32)
+    out = np.zeros((50, TINY_ACTION_DIM), np.float32)
+
+    def tick():
+        host.rtc.write(prefix, 5)
+        host.delta.set_state(host.state_raw, TINY_STATE_DIM)
+        host.rtc.prepare(host.normalizer, host.delta)
+        host.delta.apply(out)
+    tick()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            tick()
+            _, peak = tracemalloc.get_traced_memory()
+            assert peak - base < 1024, peak - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_reference_uses_the_constraint_of_the_last_step(rtc):
+    """A prefix written after a step (for the next one) does not change what reference_chunk() checks."""
+    rng = np.random.default_rng(14)
+    images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, H)
+    rtc.write_action_prefix(np.zeros((6, TINY_ACTION_DIM)), 3)
+    got = rtc.predict(images, state, prompt, noise)
+    rtc.write_action_prefix(np.ones((9, TINY_ACTION_DIM)), 1)     # for the next tick
+    assert np.abs(got - rtc.reference_chunk()).max() <= 1e-4
+    np.testing.assert_allclose(got[:3], 0.0, atol=1e-5)
+    rtc.write_action_prefix(None, 0)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError, InputError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.io.action_delta import checkpoint_delta_mask, parse_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -41,24 +42,14 @@ def read_config_json(ckpt_dir: Path) -> dict:
         raise CheckpointError(f"{f} is not valid JSON ({e}); fix or remove it") from e
 
 
-def check_checkpoint_delta_actions(ckpt_dir: Path) -> None:
-    """What the checkpoint says about delta actions. openpi's layout cannot say: the delta mask is part of its
-    Python training config (DeltaActions / AbsoluteActions in the data transforms), and neither its config.json
-    (action_dim, action_horizon, variants, precision) nor assets/<id>/norm_stats.json carries it. lerobot's policy
-    config.json has `use_relative_actions` (with `relative_exclude_joints` as joint NAMES, which cannot be mapped
-    to action dims without the dataset's feature names): when it is true we refuse to guess and ask for the mask."""
-    cfg = read_config_json(ckpt_dir)
-    if cfg.get("use_relative_actions") is True:
-        raise CheckpointError(
-            f"{ckpt_dir / 'config.json'} says use_relative_actions: true (the policy predicts actions relative to "
-            f"the state, except joints {cfg.get('relative_exclude_joints')!r}); pass action_delta_mask= (e.g. "
-            "[6, -1] = 6 delta dims then 1 absolute) so predict/step return absolute actions")
-
-
 class Pi05TorchFrontendBase:
+    """A subclass may swap the checkpoint format through `open_source` (path, device=...) -> WeightSource with
+    key_shapes(), `_checkpoint_dir` and `_config_json` (the jax cells read openpi's Orbax tree this way); the
+    spec, the oracle and everything downstream see the same canonical tensors."""
     hardware = "?"
+    open_source = staticmethod(open_checkpoint)
 
-    def __init__(self, checkpoint, *, num_views: int = 3, action_horizon: int | None = None,
+    def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
@@ -67,17 +58,17 @@ class Pi05TorchFrontendBase:
         self.startup = StartupPhases()
         t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
-        self.ckpt_dir = checkpoint_dir(checkpoint)
+        self.ckpt_dir = self._checkpoint_dir(checkpoint)
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
-        self.source = open_checkpoint(self.checkpoint)
+        self.source = self.open_source(self.checkpoint)
         shapes = self.source.key_shapes()
-        self.cfg = infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
+        self.cfg = infer_config(shapes, self._config_json(), action_horizon=action_horizon,
                                 num_steps=num_steps, max_token_len=max_token_len,
                                 discrete_state_input=discrete_state_input)
         validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
         tok, tok_err = None, None
         try:
-            tok = load_tokenizer(self.ckpt_dir, tokenizer)
+            tok = load_tokenizer(self.ckpt_dir, tokenizer, vocab=self.cfg.vocab)
         except TokenizerError as e:
             if tokenizer is not None:
                 raise
@@ -93,9 +84,17 @@ class Pi05TorchFrontendBase:
         if not 1 <= adim <= self.cfg.action_dim:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
-        if action_delta_mask is None:
-            check_checkpoint_delta_actions(self.ckpt_dir)
+        self.delta_mask_source = "action_delta_mask="
+        if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
+            action_delta_mask, self.delta_mask_source = checkpoint_delta_mask(self.ckpt_dir, adim)
+            if action_delta_mask is not None:
+                try:
+                    parse_delta_mask(action_delta_mask, adim, sdim)
+                except InputError as e:
+                    raise CheckpointError(f"the delta mask declared by {self.delta_mask_source} does not fit this "
+                                          f"policy: {e}. Pass action_delta_mask= to override it") from e
         self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
@@ -107,6 +106,13 @@ class Pi05TorchFrontendBase:
             ph.detail = self._load_weights() or ""
         with self.startup.timed("buffers"):
             self._alloc_buffers()
+
+    # -- checkpoint-format hooks (the jax cells override these) ------------------------------------------
+    def _checkpoint_dir(self, checkpoint) -> Path:
+        return checkpoint_dir(checkpoint)
+
+    def _config_json(self) -> dict:
+        return read_config_json(self.ckpt_dir)
 
     # -- hardware hooks ------------------------------------------------------------------------------
     def _host_alloc(self, shape, dtype) -> np.ndarray:
@@ -126,6 +132,12 @@ class Pi05TorchFrontendBase:
     def calibrate(self, observations=None, percentile: float | None = None):
         raise NotImplementedError(f"{type(self).__name__} runs exact FP32 on the CPU: there are no FP8 scales "
                                   "to calibrate (calibration applies to the GPU frontends)")
+
+    def reference_oracle(self, device: str = "cpu"):
+        """This model's FP32 oracle (Policy.reference_chunk): Pi0.5's reference on this checkpoint. The frontend
+        provides it so that the facade imports no model."""
+        from flash_rt.models.pi05.oracle import ReferenceOracle
+        return ReferenceOracle(self.source, self.cfg, device=device)
 
     # -- shared flow ---------------------------------------------------------------------------------
     def set_prompt(self, prompt) -> float:

@@ -50,10 +50,11 @@ def weight_spec_tag(hardware: str, precision: str) -> str:
     return f"pi05-{hardware.replace('_', '-')}-{precision}-v1"
 
 
-def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+def build_weights(checkpoint, cfg, precision: str, device, open_source=open_checkpoint) -> dict:
     """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
-    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales)."""
-    src = open_checkpoint(checkpoint, device=str(device))
+    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales). `open_source` reads another
+    checkpoint format (the jax cells pass the Orbax source)."""
+    src = open_source(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
     WeightLoader(build_spec(cfg, precision), src).run(target)
     flat = {f"w.{k}": v for k, v in target.w.items()}
@@ -210,12 +211,16 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         return total + int(1.5 * _GB)
 
     def _build_weights(self) -> dict:
-        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device, open_source=self.open_source)
+
+    def _checkpoint_hash(self) -> str:
+        """The weight and calibration caches' checkpoint key (the jax cells hash the Orbax params files)."""
+        return checkpoint_hash(self.source.files[0])
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
-        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        self.ckpt_hash = self._checkpoint_hash()
         status = "weight cache off"
         if self.weight_cache:
             meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),

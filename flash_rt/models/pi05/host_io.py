@@ -68,7 +68,7 @@ class Pi05HostIO:
         # output stage: delta dims get the observed state added back (openpi's AbsoluteActions), see action_delta
         mask = parse_delta_mask(action_delta_mask, action_dim, state_dim or (normalizer.state_dim if normalizer
                                                                              else None))
-        self.delta = None if mask is None else DeltaActions(mask)
+        self.delta = None if mask is None else DeltaActions(mask, h)
         # real-time chunking: the previous chunk's rows, inpainted during sampling (models/pi05/rtc.py)
         self.realtime_chunking = bool(realtime_chunking)
         self.rtc = None

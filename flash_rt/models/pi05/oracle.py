@@ -4,7 +4,8 @@ After `policy.step()` the host IO holds the preprocessed images, masks, prompt t
 discrete tokens) and the noise of that step; `ReferenceOracle.chunk(host)` feeds the same bytes to
 Pi05Reference and applies the same unnormalization, so any difference is the engine's, not the input
 pipeline's. With real-time chunking the reference runs under the same constraint (the host's model-space
-target and weights), and the delta mask adds the same state back. Used by the precision tests, the GPU benchmarks and the rosbag report.
+target and weights), and the delta mask adds the same state back. Used by the precision tests, the GPU
+benchmarks and the rosbag report.
 """
 from __future__ import annotations
 

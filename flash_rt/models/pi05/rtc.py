@@ -20,8 +20,9 @@ What we run: guidance-free inpainting with those weights. openpi's convention is
 with eps the chunk's initial noise and A the previous chunk in MODEL space (delta dims minus the new observation's
 state, then normalized; the padded model dims are 0, as openpi pads the training actions after normalization).
 At t = 1 the blend is the identity (x = eps), so it is skipped; after the last step it is taken at t = 0 exactly,
-so rows with W = 1 come out as A bit for bit (1 * A + 0 * x), and the velocity field sees, at every step, a
-frozen region that lies on the straight noise-to-A path the model was trained on. (1 - W) is precomputed on the
+so rows with W = 1 come out as A bit for bit (1 * A + 0 * x), and every row ends as the W-weighted mix of A and
+what the sampler produced; the blends before it keep the velocity field consistent with that: at every step the
+model sees the frozen rows on the straight noise-to-A path it was trained on, and fills the rest around them. (1 - W) is precomputed on the
 host, so W = 1 gives an exact 0 and W = 0 an exact identity: with all weights 0 the chunk is bit-identical to
 plain sampling.
 
@@ -61,11 +62,13 @@ def inpaint_times(num_steps: int) -> tuple[float, ...]:
 
 
 class ActionPrefix:
-    """Host side of RTC: the previous chunk's rows in output units (`write`), turned into the model-space target
-    and the weights the forward reads (`prepare`, once per step, when the new observation's state is known).
+    """Host side of RTC: the previous chunk's rows in output units (`write`, pending), turned into the model-space
+    target and the weights the forward reads (`prepare`, once per step, when the new observation's state is known).
 
     Device-facing buffers come from the frontend's allocator (pinned on the GPU): `w` [H], `w1` = 1 - W [H] and
-    `target` [H, model_dim] (float32). Everything is preallocated; a step only writes into it."""
+    `target` [H, model_dim] (float32); with `n`, `frozen`, `blend` they describe the constraint of the current/last
+    step, and change only in `prepare` -- so the oracle (reference_chunk) reads exactly what that step used, even if
+    a new prefix was written since. Everything is preallocated; a tick only writes into it."""
 
     def __init__(self, horizon: int, action_dim: int, model_dim: int, alloc):
         self.horizon, self.action_dim, self.model_dim = horizon, action_dim, model_dim
@@ -73,30 +76,41 @@ class ActionPrefix:
         self.w1 = alloc((horizon,), np.float32)
         self.target = alloc((horizon, model_dim), np.float32)
         self.w1.fill(1.0)
-        self._rows = np.zeros((horizon, action_dim), np.float64)   # the prefix as written, output units
-        self._model = np.zeros((horizon, model_dim), np.float64)   # scratch: model space
         self.n = self.frozen = self.blend = 0
+        # pending: what write() took, applied by the next prepare()
+        self._rows = np.zeros((horizon, action_dim), np.float64)   # the prefix as written, output units
+        self._w = np.zeros(horizon, np.float32)
+        self._w1 = np.ones(horizon, np.float32)
+        self._pending = (0, 0, 0)                                   # (n, frozen, blend)
+        self._model = np.zeros((horizon, action_dim), np.float64)  # scratch: model space (contiguous rows)
+        self._finite = np.zeros((horizon, action_dim), np.bool_)   # scratch: the finiteness check
+
+    @property
+    def pending(self) -> tuple[int, int, int]:
+        """(n, frozen, blend) of the prefix the next step will use."""
+        return self._pending
 
     def write(self, prefix, frozen: int, blend: int | None = None) -> None:
         """prefix [n, action_dim] in output units (what step()/predict returned), row 0 = the new chunk's row 0;
-        `frozen` rows fixed, `blend` soft rows after them (default: the rest of the prefix). None clears."""
+        `frozen` rows fixed, `blend` soft rows after them (default: the rest of the prefix). None clears. A refused
+        call changes nothing."""
         if prefix is None:
             if frozen != 0 or blend not in (None, 0):
                 raise InputError(f"write_action_prefix(None, ...) clears the prefix and takes frozen=0; got "
                                  f"frozen={frozen!r}, blend={blend!r}")
-            self.n = self.frozen = self.blend = 0
-            self.w.fill(0.0)
-            self.w1.fill(1.0)
-            self.target.fill(0.0)
+            self._pending = (0, 0, 0)
+            self._w.fill(0.0)
+            self._w1.fill(1.0)
             return
         x = np.asarray(prefix)
         h, a = self.horizon, self.action_dim
         if x.ndim != 2 or x.shape[1] != a or not 1 <= x.shape[0] <= h:
             raise InputError(f"action prefix must be [n, {a}] with 1 <= n <= action_horizon={h} (rows of the last "
                              f"chunk in output units); got shape {x.shape}")
-        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-            raise InputError("action prefix must be finite numbers (it holds NaN/inf or is not numeric)")
         n = x.shape[0]
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating) or \
+                not np.isfinite(x, out=self._finite[:n]).all():
+            raise InputError("action prefix must be finite real numbers (it holds NaN/inf or is not numeric)")
         if isinstance(frozen, bool) or not isinstance(frozen, (int, np.integer)) or not 0 <= frozen <= n:
             raise InputError(f"frozen must be an int in 0..{n} (the prefix's rows); got {frozen!r}")
         if blend is None:
@@ -105,21 +119,26 @@ class ActionPrefix:
             raise InputError(f"blend must be an int in 0..{n - frozen} (prefix rows after the {frozen} frozen ones) "
                              f"or None; got {blend!r}")
         np.copyto(self._rows[:n], x, casting="unsafe")
-        self.n, self.frozen, self.blend = n, int(frozen), int(blend)
-        soft_weights(self.frozen, self.blend, self.w)
-        np.subtract(1.0, self.w, out=self.w1)
+        self._pending = (n, int(frozen), int(blend))
+        soft_weights(int(frozen), int(blend), self._w)
+        np.subtract(1.0, self._w, out=self._w1)
 
     def prepare(self, normalizer, delta) -> None:
-        """Output units -> model space for this step: delta dims minus this observation's state (`delta`, a
-        DeltaActions whose offset is set, or None), then the action normalization; padded dims 0."""
-        n = self.n
+        """The pending prefix becomes this step's constraint: weights copied to the device-facing buffers, rows to
+        model space -- delta dims minus this observation's state (`delta`, a DeltaActions whose offset is set, or
+        None), then the action normalization; padded model dims and rows past the prefix 0."""
+        n = self._pending[0]
+        self.n, self.frozen, self.blend = self._pending
+        np.copyto(self.w, self._w)
+        np.copyto(self.w1, self._w1)
+        self.target[n:].fill(0.0)
         if n == 0:
             return
-        m, a = self._model, self.action_dim
-        m[:n, a:] = 0.0
-        np.copyto(m[:n, :a], self._rows[:n])
+        rows, a = self._model[:n], self.action_dim
+        np.copyto(rows, self._rows[:n])
         if delta is not None:
-            delta.remove(m[:n, :a])
+            delta.remove(rows)
         if normalizer is not None and normalizer.action_dim is not None:
-            normalizer.normalize_actions(m[:n, :a], out=m[:n, :a])
-        np.copyto(self.target[:n], m[:n], casting="unsafe")
+            normalizer.normalize_actions(rows, out=rows)
+        np.copyto(self.target[:n, :a], rows, casting="same_kind")
+        self.target[:n, a:] = 0.0
