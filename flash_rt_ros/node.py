@@ -225,7 +225,12 @@ class FlashRTNode(LifecycleNode):
         self._latency_i = 0
         self._horizon_ns = int(h * p.dt * 1e9)
         self.rtc_frozen = 0                               # rows fixed in the last chunk (diagnostics)
-        self.get_logger().info(f"actions: {space.describe()}; trajectory joints {list(tj)}; safety "
+        src = getattr(policy, "action_delta_mask_source", None)
+        mask_text = ("none" if mask is None else str([int(m) for m in mask])) + (
+            f" (from {src})" if src else " (nobody declared one; an openpi checkpoint cannot: set action_delta_mask "
+                                         "if the policy was trained on deltas)")
+        self.get_logger().info(f"actions: {space.describe()}; engine delta mask {mask_text}; trajectory joints "
+                               f"{list(tj)}; safety "
                                f"{p.safety_mode}, on reject {p.on_reject}; limits from "
                                f"{sorted({v for v in sf.source.values() if v}) or 'nowhere'}")
 
