@@ -58,25 +58,6 @@ class ActionSpace:
         return ", ".join(f"{len(v)} {k} ({', '.join(v)})" for k, v in groups.items())
 
 
-def expand_delta_mask(spec, action_dim: int | None = None) -> tuple[bool, ...]:
-    """openpi's make_bool_mask notation -> a bool per dim: (6, -1, 6, -1) = 6 delta, 1 absolute, 6 delta, 1
-    absolute. Shorter than action_dim: the remaining dims are absolute (openpi applies the mask to the first
-    len(mask) dims only)."""
-    out: list[bool] = []
-    for n in spec:
-        n = int(n)
-        if n == 0:
-            raise SemanticsError("action_delta_mask entries must be non-zero (n > 0: n delta dims, n < 0: |n| "
-                                 f"absolute dims, as openpi's make_bool_mask); got {list(spec)}")
-        out += [n > 0] * abs(n)
-    if action_dim is not None:
-        if len(out) > action_dim:
-            raise SemanticsError(f"action_delta_mask {list(spec)} covers {len(out)} dims but the model returns "
-                                 f"{action_dim}")
-        out += [False] * (action_dim - len(out))
-    return tuple(out)
-
-
 def resolve(kinds, joint_names, state_joint_names, action_dim: int, command_in_trajectory: bool = True,
             engine_delta_mask=None) -> ActionSpace:
     """Validate the parameters against the model; raise SemanticsError saying what is wrong and what is expected.

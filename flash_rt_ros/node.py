@@ -10,10 +10,11 @@ Hot path (ARCHITECTURE.md section 4): image callbacks resize straight into the p
 the joint-state callback maps by name into a preallocated state vector; the timer checks freshness, writes the
 state (and seeded noise; with realtime_chunking the previous chunk's remaining rows), runs policy.step(), turns
 the actions into a joint trajectory by their meaning (action_semantics.py), puts it through the safety envelope
-(safety.py: a non-finite or rejected chunk is never published) and fills preallocated messages. All callbacks run on one executor
-thread, so a slot is never written while step() reads it. A prompt change runs policy.set_prompt on a worker
-thread (the service coroutine awaits it; EventsExecutor keeps ticking): the engine prepares the new prompt aside
-while the old one keeps serving, then switches with one reference assignment, so the tick never waits for it.
+(safety.py: a non-finite or rejected chunk is never published) and fills preallocated messages. All callbacks
+run on one executor thread, so a slot is never written while step() reads it. A prompt change runs
+policy.set_prompt on a worker thread (the service coroutine awaits it; EventsExecutor keeps ticking): the engine
+prepares the new prompt aside while the old one keeps serving, then switches with one reference assignment, so the
+tick never waits for it.
 """
 from __future__ import annotations
 

@@ -317,7 +317,8 @@ class Recomputer:
         pol = self.policy
         self.reference_device = reference_device
         self.cams = {b.input.index: SlotWriter(pol.image_slot(b.input.slot), p.image_interpolation,
-                                               p.expected_size, p.min_image_side) for b in bindings if b.input.is_camera}
+                                               p.expected_size, p.min_image_side)
+                     for b in bindings if b.input.is_camera}
         for b in bindings:  # as the node's warm-up leaves them: camera slots black and masked until a frame comes
             if b.input.is_camera:
                 pol.image_slot(b.input.slot).fill(0)

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from flash_rt_ros.action_semantics import SemanticsError, TrajectoryBuilder, expand_delta_mask, resolve
+from flash_rt_ros.action_semantics import SemanticsError, TrajectoryBuilder, resolve
 
 DT = 0.1
 
@@ -72,15 +72,6 @@ def test_build_allocates_nothing():
     # one [200, 14] float64 buffer is 22 kB: a temporary of the chunk's size would exceed this (numpy's own
     # reductions and views take ~1 kB)
     assert peak - start < 4096 and cur - start < 256, (start, cur, peak)
-
-
-def test_delta_mask_notation():
-    assert expand_delta_mask((6, -1, 6, -1)) == (True,) * 6 + (False,) + (True,) * 6 + (False,)
-    assert expand_delta_mask((6, -1), 8) == (True,) * 6 + (False,) * 2
-    with pytest.raises(SemanticsError, match="covers 14 dims but the model returns 7"):
-        expand_delta_mask((6, -1, 6, -1), 7)
-    with pytest.raises(SemanticsError, match="non-zero"):
-        expand_delta_mask((6, 0))
 
 
 @pytest.mark.parametrize("kinds,names,state,mask,needle", [
