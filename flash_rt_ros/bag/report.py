@@ -33,8 +33,9 @@ s = stamp_{k+1} + L_{k+1} (L: the chunk's observation -> receipt latency in the 
 rows are dt apart from their chunk's stamp, linear between rows) and records the jump in position (the action
 value) and in velocity (the row-to-row slope / dt), max over action dims, in the model's action units (for a
 velocity-action policy the "position" is the commanded velocity). The JSON's "boundary" holds them for the node's
-chunks and, for a node that ran with realtime_chunking, for the same chunks recomputed without it (same
-observation, prompt and noise, prefix cleared): with and without RTC from one replay. RTC chunks are compared
+chunks and, for a node that ran with realtime_chunking, for the switch into each compared chunk from the node's
+previous published chunk, with the chunk as published and recomputed without the constraint (same observation,
+prompt and noise, prefix cleared): with and without RTC from one replay. RTC chunks are compared
 with the FP32 reference under the same constraint: the report writes the prefix the node wrote (the previous
 published chunk from this chunk's row 0 on) with the frozen rows the node's chunk shows (its leading rows that
 equal that prefix), so engine and reference see the same inpainting target.
@@ -112,20 +113,23 @@ def sample_chunk(actions: np.ndarray, row: float) -> tuple[np.ndarray, np.ndarra
     return a[i] * (1 - f) + a[i + 1] * f, a[i + 1] - a[i]
 
 
+def boundary_jump(prev, nxt) -> dict:
+    """The jump at the switch from chunk `prev` to chunk `nxt`, each (stamp_ns, dt_s, actions [H, D], latency_ns)
+    (module docstring)."""
+    (s0, dt0, a0, _), (s1, dt1, a1, lat1) = prev, nxt
+    sw = s1 + lat1
+    r0, r1 = (sw - s0) / (dt0 * 1e9), lat1 / (dt1 * 1e9)
+    p0, v0 = sample_chunk(a0, r0)
+    p1, v1 = sample_chunk(a1, r1)
+    dp, dv = np.abs(p1 - p0), np.abs(v1 / dt1 - v0 / dt0)
+    return {"stamp_ns": int(s1), "row_prev": float(r0), "row_next": float(r1),
+            "prev_exhausted": bool(r0 > a0.shape[0] - 1), "position_jump": float(dp.max()),
+            "velocity_jump": float(dv.max()), "position_jump_dim": int(dp.argmax())}
+
+
 def boundary_jumps(series) -> list[dict]:
-    """series: (stamp_ns, dt_s, actions [H, D], latency_ns) per chunk in execution order. Per consecutive pair, the
-    jump at the switch to the later chunk (module docstring)."""
-    out = []
-    for (s0, dt0, a0, _), (s1, dt1, a1, lat1) in zip(series, series[1:]):
-        sw = s1 + lat1
-        r0, r1 = (sw - s0) / (dt0 * 1e9), lat1 / (dt1 * 1e9)
-        p0, v0 = sample_chunk(a0, r0)
-        p1, v1 = sample_chunk(a1, r1)
-        dp, dv = np.abs(p1 - p0), np.abs(v1 / dt1 - v0 / dt0)
-        out.append({"stamp_ns": int(s1), "row_prev": float(r0), "row_next": float(r1),
-                    "prev_exhausted": bool(r0 > a0.shape[0] - 1), "position_jump": float(dp.max()),
-                    "velocity_jump": float(dv.max()), "position_jump_dim": int(dp.argmax())})
-    return out
+    """series: (stamp_ns, dt_s, actions [H, D], latency_ns) per chunk in execution order: the jump at every switch."""
+    return [boundary_jump(a, b) for a, b in zip(series, series[1:])]
 
 
 def jump_summary(jumps: list[dict]) -> dict:
@@ -476,12 +480,18 @@ def boundary_section(rtc: bool, chunks: list[Chunk], steps: list[dict], per_chun
     node = boundary_jumps([(c.stamp_ns, c.dt, c.actions, chunk_latency_ns(c, published)) for c in ordered])
     out = {"realtime_chunking": bool(rtc), "node": jump_summary(node), "per_boundary": node}
     if rtc and per_chunk and len(arrays[0]) > 2:
-        lat = {c.sequence: chunk_latency_ns(c, published) for c in chunks}
-        idx = sorted(range(len(per_chunk)), key=lambda i: per_chunk[i]["sequence"])
-        ser = [(per_chunk[i]["stamp_ns"], per_chunk[i]["dt"], arrays[i][0], lat[per_chunk[i]["sequence"]])
-               for i in idx]
-        plain = [(st, dt, arrays[i][2], la) for (st, dt, _, la), i in zip(ser, idx)]
-        with_rtc, without = boundary_jumps(ser), boundary_jumps(plain)
+        # the switch INTO each compared chunk, from the chunk that was executing (the node's previous published
+        # one): as the node computed it (with RTC) and as it comes out unconstrained (without)
+        item = {c.sequence: (c.stamp_ns, c.dt, c.actions, chunk_latency_ns(c, published)) for c in ordered}
+        prev_of = {b.sequence: a.sequence for a, b in zip(ordered, ordered[1:])}
+        with_rtc, without = [], []
+        for i in sorted(range(len(per_chunk)), key=lambda i: per_chunk[i]["sequence"]):
+            seq = per_chunk[i]["sequence"]
+            if seq not in prev_of:
+                continue
+            prev, cur = item[prev_of[seq]], item[seq]
+            with_rtc.append(boundary_jump(prev, cur))
+            without.append(boundary_jump(prev, (cur[0], cur[1], arrays[i][2], cur[3])))
         out.update(compared_with_rtc=jump_summary(with_rtc), compared_without_rtc=jump_summary(without),
                    per_boundary_compared=[{"stamp_ns": a["stamp_ns"], "with_rtc": a, "without_rtc": b}
                                           for a, b in zip(with_rtc, without)])
