@@ -32,6 +32,7 @@ _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi05", "torch", "thor"): ("flash_rt.frontends.torch.pi05_thor", "Pi05TorchFrontendThor"),
     ("pi05", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi05_rtx", "Pi05TorchFrontendRtx"),
     ("pi05", "torch", "rtx_sm89"): ("flash_rt.frontends.torch.pi05_rtx_sm89", "Pi05TorchFrontendRtxSm89"),
+    ("pi0", "torch", "cpu"): ("flash_rt.frontends.torch.pi0_cpu", "Pi0TorchFrontendCpu"),
 }
 
 

@@ -103,7 +103,8 @@ def _joint_velocity(sd, prefix, pad, state, x_t, t):
             x = x + a[rows] @ sd[p + "self_attn.o_proj.weight"].T
             h = _rms(x, sd[p + "post_attention_layernorm.weight"])
             g = h @ sd[p + "mlp.gate_proj.weight"].T
-            x = x + (F.gelu(g, approximate="tanh") * (h @ sd[p + "mlp.up_proj.weight"].T)) @ sd[p + "mlp.down_proj.weight"].T
+            u = h @ sd[p + "mlp.up_proj.weight"].T
+            x = x + (F.gelu(g, approximate="tanh") * u) @ sd[p + "mlp.down_proj.weight"].T
             out.append(x)
         xs = out
     h = _rms(xs[1][1:], sd[EXP + "norm.weight"])
@@ -173,3 +174,21 @@ def test_config_inferred_from_shapes_and_pi05_rejected(sd):
     with pytest.raises(CheckpointError, match=r"missing +state_proj.bias(.|\n)*unexpected +time_mlp_in.weight"):
         validate_shapes(bad, cfg)
     assert set(expected_shapes(cfg)) >= {"state_proj.weight", "action_time_mlp_in.weight", EXP + "norm.weight"}
+
+
+def test_full_size_schema_and_yaml():
+    """The full-size Pi0 schema holds the spec's parameter count (pi05_spec.md 1g: 3,238,048,528 used at inference;
+    777 tensors in the file = these + the unused expert lm_head), and configs/pi0.yaml states Pi0Config()."""
+    from pathlib import Path
+
+    import yaml
+
+    from flash_rt.models.pi0.config import Pi0Config
+    s = expected_shapes(Pi0Config())
+    assert len(s) + 1 == 777 and sum(math.prod(v) for v in s.values()) == 3_238_048_528
+    y = yaml.safe_load((Path(__file__).resolve().parents[2] / "flash_rt" / "configs" / "pi0.yaml").read_text())
+    assert y["model"] == "pi0"
+    flat = {k: v for section in y.values() if isinstance(section, dict) for k, v in section.items()}
+    for k, v in flat.items():
+        assert getattr(Pi0Config(), k) == v, f"configs/pi0.yaml {k}={v} but Pi0Config().{k}={getattr(Pi0Config(), k)}"
+    assert flat["max_token_len"] == 48 and flat["discrete_state_input"] is False
