@@ -67,3 +67,17 @@ def test_pi0_prompt_has_no_state_and_the_state_enters_through_state_proj(pi0_ckp
 def test_a_pi05_checkpoint_is_refused_with_the_reason(tiny_openpi):
     with pytest.raises(CheckpointError, match="Pi0.5"):
         flash_rt.load_model(tiny_openpi, config="pi0", hardware="cpu")
+
+
+def test_reference_after_prepare_inputs_uses_this_observations_state(pi0_ckpts):
+    """The rosbag report calls prepare_inputs() + reference_chunk() without an engine step: the oracle must read
+    the state of this observation (it once read the engine's state buffer, stale until the next step)."""
+    pol = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu", num_views=2)
+    rng = np.random.default_rng(11)
+    images, state, prompt, noise = random_observation(rng, 2, TINY_STATE_DIM, pol.action_horizon)
+    pol.predict(images, state, prompt, noise)
+    pol.write_state(np.asarray(state) + 1.0)
+    pol.prepare_inputs(noise)
+    ref_only = pol.reference_chunk().copy()
+    got = pol.step(noise)
+    assert np.abs(got - ref_only).max() <= 1e-4

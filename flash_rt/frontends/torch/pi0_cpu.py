@@ -36,6 +36,7 @@ from flash_rt.models.pi0.attention_sites import pi0_attention_spec
 from flash_rt.models.pi0.config import infer_config
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
+from flash_rt.models.pi0.state import write_model_state
 from flash_rt.models.pi05.host_io import Pi05HostIO as HostIO   # the Pi0-family host IO (cameras, prompt, state)
 
 
@@ -135,15 +136,9 @@ class Pi0TorchFrontendCpu:
         }
         self.attn = CpuAttnBackend(pi0_attention_spec(c, d))
 
-    def _model_state(self) -> None:
-        """The host's normalized state -> the model's state vector (zero-padded), in place."""
-        n = min(self.host._state_len, self.state.size)
-        self.state[:n] = self.host.state_norm[:n]
-        self.state[n:] = 0.0
-
     @torch.no_grad()
     def _run_model(self) -> None:
-        self._model_state()
+        write_model_state(self.host, self.state)     # the host's normalized state -> state_proj's input
         pipeline_cpu.forward(self.w, self.b, self.d, self.attn)
 
     # -- the flow every frontend offers (Policy forwards to these) -----------------------------------
@@ -179,4 +174,4 @@ class Pi0TorchFrontendCpu:
 
     def reference_oracle(self, device: str = "cpu") -> Pi0Oracle:
         """Pi0's FP32 reference on this checkpoint, fed the last step's exact inputs (Policy.reference_chunk)."""
-        return Pi0Oracle(self.source, self.cfg, self.state, device=device)
+        return Pi0Oracle(self.source, self.cfg, device=device)

@@ -1,8 +1,8 @@
 """Run the Pi0 FP32 reference on exactly what an engine step consumed (Policy.reference_chunk).
 
-The host IO holds the preprocessed images, masks, prompt tokens and noise of the last step; the frontend holds
-the model-space state vector it fed to `state_proj`. `Pi0Oracle.chunk(host)` gives the same bytes to
-`Pi0Reference` and unnormalizes like the host IO, so any difference is the engine's.
+The host IO holds the preprocessed images, masks, prompt tokens, normalized state and noise of the last step;
+`Pi0Oracle.chunk(host)` derives the model-space state with the cells' own `write_model_state`, gives the same bytes
+to `Pi0Reference` and unnormalizes like the host IO, so any difference is the engine's.
 """
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ import numpy as np
 import torch
 
 from flash_rt.models.pi0.reference import Pi0Reference
+from flash_rt.models.pi0.state import write_model_state
 
 
 class Pi0Oracle:
-    def __init__(self, source, cfg, model_state: np.ndarray, device="cpu", dtype=torch.float32):
-        """model_state: the frontend's model-space state buffer (read at `chunk` time, never copied earlier)."""
+    def __init__(self, source, cfg, device="cpu", dtype=torch.float32):
         self.model = Pi0Reference({k: source.get(k) for k in source.keys()}, cfg, device=device, dtype=dtype)
-        self.cfg, self.model_state = cfg, model_state
+        self.cfg = cfg
+        self.state = np.zeros(cfg.state_dim, np.float32)
 
     def model_space(self, host) -> np.ndarray:
         img = torch.from_numpy(np.ascontiguousarray(host.images)).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
         x = self.model.sample_actions(img[None], torch.from_numpy(host.image_mask.copy())[None],
                                       torch.from_numpy(host.token_ids.copy())[None],
                                       torch.from_numpy(host.token_mask.copy())[None],
-                                      torch.from_numpy(self.model_state.astype(np.float32))[None],
+                                      torch.from_numpy(write_model_state(host, self.state).copy())[None],
                                       torch.from_numpy(host.noise.copy())[None])
         return x[0].cpu().numpy()
 
