@@ -81,3 +81,20 @@ def test_reference_after_prepare_inputs_uses_this_observations_state(pi0_ckpts):
     ref_only = pol.reference_chunk().copy()
     got = pol.step(noise)
     assert np.abs(got - ref_only).max() <= 1e-4
+
+
+def test_the_worked_example_line_counts_are_the_files():
+    """docs/adding_new_model.md reports what adding Pi0 took, file by file: every count there is the file's."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "adding_new_model.md").read_text()
+    section = text.split("## Pi0, the worked example")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \|", section, flags=re.M)
+    assert len(rows) >= 11, rows
+    for path, n in rows:
+        if path == "flash_rt/hardware/__init__.py":
+            src = (root / path).read_text()
+            assert len(re.findall(r'^\s+\("pi0", ', src, flags=re.M)) == int(n)
+        else:
+            assert len((root / path).read_text().splitlines()) == int(n), path
