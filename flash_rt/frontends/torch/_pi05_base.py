@@ -43,6 +43,11 @@ def read_config_json(ckpt_dir: Path) -> dict:
 
 class Pi05TorchFrontendBase:
     hardware = "?"
+    # the model's checkpoint schema and normalization: Pi0.5's here; a Pi0-family model on this base (Pi0's GPU
+    # cells) names its own instead of copying the base
+    infer_config = staticmethod(infer_config)
+    validate_shapes = staticmethod(validate_shapes)
+    normalization = "quantile"
 
     def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
@@ -56,10 +61,10 @@ class Pi05TorchFrontendBase:
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
         self.source = open_checkpoint(self.checkpoint)
         shapes = self.source.key_shapes()
-        self.cfg = infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
-                                num_steps=num_steps, max_token_len=max_token_len,
-                                discrete_state_input=discrete_state_input)
-        validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
+        self.cfg = self.infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
+                                     num_steps=num_steps, max_token_len=max_token_len,
+                                     discrete_state_input=discrete_state_input)
+        self.validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
         tok, tok_err = None, None
         try:
             tok = load_tokenizer(self.ckpt_dir, tokenizer)
@@ -73,7 +78,7 @@ class Pi05TorchFrontendBase:
             warnings.warn(f"no norm stats found under {self.ckpt_dir} (assets/<id>/norm_stats.json or lerobot "
                           "processor files): state and actions are used in MODEL space (unnormalized)",
                           FlashRTWarning)
-        self.normalizer = None if stats is None else Normalizer(stats, mode="quantile")
+        self.normalizer = None if stats is None else Normalizer(stats, mode=self.normalization)
         adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
         if not 1 <= adim <= self.cfg.action_dim:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")

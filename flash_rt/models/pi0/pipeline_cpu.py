@@ -38,9 +38,10 @@ def time_rows(w, cfg) -> torch.Tensor:
     """The time half of action_time_mlp_in (+ its bias) for every step of the fixed schedule: [steps, ex_width].
     `w["at_in_w"]` is [W, 2W] over cat(action, time) (pi05_spec.md 1b: the action embedding first)."""
     times, _ = flow_schedule(cfg.num_steps)
-    t = torch.tensor(times, dtype=torch.float32)
+    dev = w["at_in_w"].device
+    t = torch.tensor(times, dtype=torch.float32, device=dev)
     te = K.time_embedding(t, cfg.ex_width, cfg.min_period, cfg.max_period,
-                          out=torch.empty(len(times), cfg.ex_width))
+                          out=torch.empty(len(times), cfg.ex_width, device=dev))
     return torch.addmm(w["at_in_b"], te, w["at_in_w"][:, cfg.ex_width:].t())
 
 
