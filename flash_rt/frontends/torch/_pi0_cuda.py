@@ -123,6 +123,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
     normalization = "zscore"
 
     def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, **kw):
+        if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
+            raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
         if overlap_first_step:
             raise ValueError("overlap_first_step: Pi0's cells run the flow steps after the prefix and the state "
                              "pass; leave it unset")
