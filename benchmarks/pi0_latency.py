@@ -92,8 +92,8 @@ def main(argv=None):
           "ratio | GPU GB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| Pi0 | {r['hardware']} | {r['views']} | {r['horizon']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} "
-              f"| {r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r['eager_bf16_p50']:.1f} | {r['ratio_vs_eager']:.1f}x "
+        print(f"| Pi0 | {r['hardware']} | {r['views']} | {r['horizon']} "
+              f"| {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | {r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r['eager_bf16_p50']:.1f} | {r['ratio_vs_eager']:.1f}x "
               f"| {r['gpu_mem_gb']:.1f} |")
 
 

@@ -98,3 +98,10 @@ def test_the_worked_example_line_counts_are_the_files():
             assert len(re.findall(r'^\s+\("pi0", ', src, flags=re.M)) == int(n)
         else:
             assert len((root / path).read_text().splitlines()) == int(n), path
+
+
+def test_a_pi0_checkpoint_loaded_as_pi05_names_config_pi0(pi0_ckpts):
+    """The default config is pi05: a Pi0 checkpoint loaded without config= must say which config loads it (the
+    message said "expected Pi0.5 (config='pi05')" before Pi0 existed)."""
+    with pytest.raises(CheckpointError, match="config='pi0'"):
+        flash_rt.load_model(pi0_ckpts["openpi"], hardware="cpu")
