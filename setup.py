@@ -13,6 +13,13 @@ setup(
     package_data={"flash_rt": ["configs/*.yaml"]},
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "safetensors", "sentencepiece", "opencv-python-headless", "PyYAML"],
+    # openpi JAX/Orbax checkpoints: "orbax" reads them (tensorstore, no JAX); "orbax-write" also writes them as openpi
+    # does (tests, benchmarks). Pins as in requirements-orbax.txt.
+    extras_require={
+        "orbax": ["tensorstore==0.1.86", "ml_dtypes==0.7.0"],
+        "orbax-write": ["tensorstore==0.1.86", "ml_dtypes==0.7.0", "orbax-checkpoint==0.12.8", "jax==0.10.2",
+                        "jaxlib==0.10.2"],
+    },
     entry_points={
         "console_scripts": [
             "flash-rt-demo=flash_rt_ros.demo:main",

@@ -6,9 +6,9 @@ option raises instead of being filtered by signature inspection.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import inspect
+
+import numpy as np
 
 from flash_rt.errors import HardwareError
 from flash_rt.hardware import SUPPORTED_HARDWARE, detect_hardware, pipeline_keys, resolve_frontend
@@ -91,6 +91,20 @@ class Policy:
     def write_noise(self, noise) -> None:
         self._fe.host.write_noise(noise)
 
+    def write_action_prefix(self, prefix, frozen: int, blend: int | None = None) -> None:
+        """Real-time chunking (load_model(realtime_chunking=True)): constrain the next steps' chunks to start like
+        the one executing. `prefix` [n, action_dim] in OUTPUT units (rows of what step()/predict returned, after
+        unnormalization and the delta mask), row 0 = the action that executes at the new chunk's row 0; the first
+        `frozen` rows come out equal to it, the next `blend` rows (default: the rest of the prefix) are pulled
+        toward it with the RTC soft weights. Stays in effect until the next call; `write_action_prefix(None, 0)`
+        clears it (plain sampling). Copies into preallocated buffers; converted to model space at the next step
+        (it needs that observation's state). Semantics: docs/stable_api.md, models/pi05/rtc.py."""
+        write = getattr(self._fe.host, "write_action_prefix", None)
+        if write is None:
+            raise NotImplementedError(f"{type(self._fe).__name__} has no real-time chunking (its host IO has no "
+                                      "write_action_prefix)")
+        write(prefix, frozen, blend)
+
     def step(self, noise=None) -> np.ndarray:
         """Run on the current buffers; returns a preallocated view that the next step overwrites."""
         return self._fe.step(noise)
@@ -161,6 +175,23 @@ class Policy:
         return self._fe.host.state_dim
 
     @property
+    def action_delta_mask(self):
+        """Which action dims get the observed state added back (tuple of bools, length action_dim), or None."""
+        d = getattr(self._fe.host, "delta", None)
+        return None if d is None else tuple(bool(v) for v in d.mask)
+
+    @property
+    def action_delta_mask_source(self):
+        """Who said what action_delta_mask is: "action_delta_mask=" (the caller), the checkpoint file that declares
+        it (lerobot layouts, also when they declare no delta dims), or None when nobody did (openpi layouts cannot
+        declare it: a caller that must be sure, like the ROS node, should then require the mask)."""
+        return getattr(self._fe, "delta_mask_source", None)
+
+    @property
+    def realtime_chunking(self) -> bool:
+        return bool(getattr(self._fe.host, "realtime_chunking", False))
+
+    @property
     def prompt(self):
         """The current prompt (what the next step uses)."""
         return self._fe.host.prompt_text
@@ -177,19 +208,25 @@ class Policy:
         return self._fe
 
 
-def load_model(checkpoint, config: str = "pi05", framework: str = "torch", hardware: str = "auto",
+def load_model(checkpoint, config: str = "pi05", framework: str = "auto", hardware: str = "auto",
                **options) -> Policy:
     """Load a checkpoint for (config, framework, hardware). See docs/stable_api.md for every option.
 
     The facade knows no model: it picks the frontend class from `_PIPELINE_MAP` and hands it exactly the options
     the caller gave -- the loader options every frontend takes (LOADER_OPTIONS), the model's own (Pi0.5:
     max_token_len, discrete_state_input) and the hardware's (e.g. precision="bf16" on GPU targets). Defaults are
-    the frontend's. An option the frontend does not take raises TypeError naming it.
+    the frontend's. An option the frontend does not take raises TypeError naming it. `framework="auto"` reads the
+    directory: model.safetensors -> "torch", an openpi Orbax params/ -> "jax".
     """
     configs = supported_configs()
     if config not in configs:
         raise HardwareError(f"config {config!r} is not supported; supported: {configs}")
     frameworks = supported_frameworks(config)
+    from flash_rt.executors.checkpoint_format import check_framework, detect_framework
+    if framework == "auto":
+        framework = detect_framework(checkpoint)   # model.safetensors -> torch, params/ (Orbax) -> jax
+    elif framework in frameworks:
+        check_framework(checkpoint, framework)
     if framework not in frameworks:
         raise HardwareError(f"framework {framework!r} is not supported for config {config!r}; supported: "
                             f"{frameworks}")

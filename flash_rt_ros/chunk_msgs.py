@@ -82,11 +82,16 @@ class ChunkMessages:
     """Both outgoing messages as patchable CDR bytes. fill() once per tick, then publish chunk_bytes() /
     trajectory_bytes() with the ordinary publishers (rclpy publishes `bytes` as a serialized message)."""
 
-    def __init__(self, joint_names, horizon: int, action_dim: int, dt: float, frame_id: str = ""):
+    def __init__(self, joint_names, horizon: int, action_dim: int, dt: float, frame_id: str = "",
+                 traj_joint_names=None, velocities: bool = False):
+        """traj_joint_names: the trajectory's joints when they are not the action columns (action_semantics.py);
+        velocities: every point also carries velocities (same joints)."""
         names = [str(n) for n in joint_names]
         if len(names) != action_dim:
             raise ValueError(f"{len(names)} action joint names for action_dim={action_dim}")
         self.names, self.frame_id = names, frame_id
+        self.traj_names = names if traj_joint_names is None else [str(n) for n in traj_joint_names]
+        self.with_velocities = bool(velocities)
         self.horizon, self.action_dim, self.dt = int(horizon), int(action_dim), float(dt)
         self.prompt: str | None = None
         self._build_chunk("")
@@ -111,37 +116,43 @@ class ChunkMessages:
         self.prompt = prompt
 
     def _build_trajectory(self) -> None:
-        """JointTrajectory: one point per row with positions (float64) and time_from_start = k * dt; velocities,
-        accelerations and effort empty. The positions view is one strided (horizon, action_dim) array when the
-        points are evenly spaced (always, after the first, for the CDR alignment rules), else one view per row."""
+        """JointTrajectory: one point per row with positions (float64), velocities when asked for (else empty),
+        empty accelerations and effort, and time_from_start = k * dt. Positions and velocities are each one
+        strided (horizon, n_joints) view when the points are evenly spaced (always, after the first, for the CDR
+        alignment rules), else one view per row."""
         w = CdrWriter()
         self._t_stamp = w.header(self.frame_id)
-        w.strings(self.names)
+        w.strings(self.traj_names)
         w.prim("I", self.horizon)
-        offs = []
+        nj = len(self.traj_names)
+        offs, voffs = [], []
         for k in range(self.horizon):
-            offs.append(w.seq("d", [0.0] * self.action_dim))
-            for _ in range(3):  # velocities, accelerations, effort
+            offs.append(w.seq("d", [0.0] * nj))
+            voffs.append(w.seq("d", [0.0] * nj if self.with_velocities else []))
+            for _ in range(2):  # accelerations, effort
                 w.seq("d", [])
             sec, nsec = _duration(k, self.dt)
             w.prim("i", sec)
             w.prim("I", nsec)
         self._traj = w.buf
+        self._traj_view, self._traj_rows = self._views(offs, nj)
+        self._vel_view, self._vel_rows = self._views(voffs, nj) if self.with_velocities else (None, None)
+
+    def _views(self, offs: list, nj: int):
         steps = {b - a for a, b in zip(offs, offs[1:])}
-        if len(steps) <= 1 and self.action_dim:
-            stride = steps.pop() if steps else 8 * self.action_dim
-            self._traj_view = np.ndarray((self.horizon, self.action_dim), np.float64, buffer=self._traj,
-                                         offset=offs[0] if offs else 0, strides=(stride, 8))
-            self._traj_rows = None
-        else:
-            self._traj_view = None
-            self._traj_rows = [np.ndarray((self.action_dim,), np.float64, buffer=self._traj, offset=o) for o in offs]
+        if len(steps) <= 1 and nj:
+            stride = steps.pop() if steps else 8 * nj
+            return np.ndarray((self.horizon, nj), np.float64, buffer=self._traj, offset=offs[0] if offs else 0,
+                              strides=(stride, 8)), None
+        return None, [np.ndarray((nj,), np.float64, buffer=self._traj, offset=o) for o in offs]
 
     # -- per tick ---------------------------------------------------------------------------------------------
     def fill(self, actions: np.ndarray, stamp_ns: int, sequence: int, inference_s: float, prompt: str,
-             trajectory: bool = True) -> None:
+             trajectory: bool = True, positions: np.ndarray | None = None,
+             velocities: np.ndarray | None = None) -> None:
         """Write one [horizon, action_dim] chunk into both messages: a few struct.pack_into + one numpy copy per
-        message, nothing allocated (except when the prompt changed: the chunk bytes are rebuilt)."""
+        message, nothing allocated (except when the prompt changed: the chunk bytes are rebuilt). The trajectory
+        gets `positions` (default: the actions themselves) and `velocities` (when built with velocities)."""
         if prompt is not self.prompt and prompt != self.prompt:
             self._build_chunk(prompt)
         self.prompt = prompt
@@ -152,12 +163,21 @@ class ChunkMessages:
         _F32.pack_into(buf, self._c_inf, inference_s)
         self._chunk_view[...] = actions
         if trajectory:
-            _STAMP.pack_into(self._traj, self._t_stamp, sec, nsec)
-            if self._traj_view is not None:
-                self._traj_view[...] = actions
-            else:
-                for k, v in enumerate(self._traj_rows):
-                    v[...] = actions[k]
+            self.fill_trajectory(stamp_ns, actions if positions is None else positions, velocities)
+
+    def fill_trajectory(self, stamp_ns: int, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
+        """Only the trajectory (a hold, or fill()'s second half)."""
+        sec, nsec = _split_ns(stamp_ns)
+        _STAMP.pack_into(self._traj, self._t_stamp, sec, nsec)
+        for view, rows, src in ((self._traj_view, self._traj_rows, positions),
+                                (self._vel_view, self._vel_rows, velocities)):
+            if src is None:
+                continue
+            if view is not None:
+                view[...] = src
+            elif rows is not None:
+                for k, v in enumerate(rows):
+                    v[...] = src[k]
 
     def chunk_bytes(self) -> bytes:
         """The serialized ActionChunk for publisher.publish (rclpy accepts bytes only, so one copy)."""
@@ -201,12 +221,18 @@ class ChunkMessages:
         t = JointTrajectory()
         t.header.stamp.sec, t.header.stamp.nanosec = _STAMP.unpack_from(self._traj, self._t_stamp)
         t.header.frame_id = self.frame_id
-        t.joint_names = list(self.names)
+        t.joint_names = list(self.traj_names)
         rows = self._traj_view if self._traj_view is not None else np.stack(self._traj_rows or [np.zeros(0)])
+        vrows = None
+        if self.with_velocities:
+            vrows = self._vel_view if self._vel_view is not None else np.stack(self._vel_rows or [np.zeros(0)])
         for k in range(self.horizon):
             sec, nsec = _duration(k, self.dt)
-            t.points.append(JointTrajectoryPoint(positions=array.array("d", np.asarray(rows[k]).tobytes()),
-                                                 time_from_start=Duration(sec=sec, nanosec=nsec)))
+            pt = JointTrajectoryPoint(positions=array.array("d", np.asarray(rows[k]).tobytes()),
+                                      time_from_start=Duration(sec=sec, nanosec=nsec))
+            if vrows is not None:
+                pt.velocities = array.array("d", np.asarray(vrows[k]).tobytes())
+            t.points.append(pt)
         return c, t
 
     def check_against_rclpy(self) -> None:
@@ -215,7 +241,10 @@ class ChunkMessages:
         zeros. (Bytes are not compared: rclpy's serialization leaves its alignment padding uninitialized.)"""
         from rclpy.serialization import deserialize_message
         pattern = np.arange(1, self.horizon * self.action_dim + 1, dtype=np.float32).reshape(self.horizon, -1)
-        self.fill(pattern, 1_700_000_000_123_456_789, 123456789012, 0.25, self.prompt or "")
+        nj = len(self.traj_names)
+        tpos = np.arange(1, self.horizon * nj + 1, dtype=np.float64).reshape(self.horizon, nj) + 0.5
+        self.fill(pattern, 1_700_000_000_123_456_789, 123456789012, 0.25, self.prompt or "", positions=tpos,
+                  velocities=-tpos if self.with_velocities else None)
         c, t = self.reference_messages()
         for name, ours, ref in (("ActionChunk", bytes(self._chunk), c), ("JointTrajectory", bytes(self._traj), t)):
             try:

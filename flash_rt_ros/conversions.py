@@ -137,6 +137,15 @@ def check_size(width: int, height: int, expected: tuple[int, int] | None) -> Non
                          f"{expected[0]}x{expected[1]} (width x height) for this camera")
 
 
+def check_min_side(width: int, height: int, min_side: int) -> None:
+    """Raise InputError for a frame too small to carry a camera image. Why: with expected_image_width/height 0
+    any size is accepted, and a 7x5 frame (a misconfigured driver, a thumbnail topic) would be upscaled into the
+    model's 224x224 slot silently, at full rate; the policy then acts on a blur."""
+    if width < min_side or height < min_side:
+        raise InputError(f"image size {width}x{height} (width x height) is too small to be a camera frame: the node "
+                         f"refuses frames with a side under min_image_side={min_side} px")
+
+
 class SlotWriter:
     """Writes one camera's messages into its model slot (a 224x224x3 uint8 view owned by the policy).
 
@@ -150,7 +159,7 @@ class SlotWriter:
     """
 
     def __init__(self, slot: np.ndarray, interpolation: str = "linear",
-                 expected_size: tuple[int, int] | None = None):
+                 expected_size: tuple[int, int] | None = None, min_side: int = 1):
         if interpolation not in INTERPOLATIONS:
             raise InputError(f"image interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}")
         if slot.ndim != 3 or slot.shape[2] != 3 or slot.shape[0] != slot.shape[1] or slot.dtype != np.uint8:
@@ -160,6 +169,7 @@ class SlotWriter:
         self.interpolation = interpolation
         self._cv_interp = cv2.INTER_LINEAR if interpolation == "linear" else cv2.INTER_AREA
         self.expected_size = tuple(expected_size) if expected_size else None
+        self.min_side = int(min_side)
         self._scratch: np.ndarray | None = None
         self.reset()
 
@@ -196,6 +206,7 @@ class SlotWriter:
     def write_array(self, view: np.ndarray, enc: str) -> np.ndarray:
         """Write a validated (H, W[, C]) view with encoding `enc` into the slot."""
         check_size(view.shape[1], view.shape[0], self.expected_size)
+        check_min_side(view.shape[1], view.shape[0], self.min_side)
         _, code, swap = _ENCODINGS[enc]
         src = view
         if code is not None:

@@ -2,6 +2,8 @@
 
 Levels: OK; WARN when ticks are being skipped (a stale or never-seen input, no prompt), an input sent bad
 messages during the last period, or DDS lost a significant share of an input's messages (input_health.py); ERROR when the node is not configured (e.g. the checkpoint failed to load).
+The safety status (node.py `_safety_status`): ERROR when the safety envelope kept a chunk from the controller since
+the last report (non-finite actions, or a limit with safety_mode reject), WARN when it clamped one.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import yaml
 PACKAGE = "flash_rt_ros"
 EXECUTABLE = "flash_rt_node"
 NODE_NAME = "flash_rt_node"
-LAUNCH_ARGUMENTS = ("checkpoint", "params_file", "namespace", "prompt", "fastdds_profile")
+LAUNCH_ARGUMENTS = ("checkpoint", "params_file", "actions_file", "namespace", "prompt", "fastdds_profile")
 FASTDDS_PROFILE_VALUES = {"auto": "auto", "true": "auto", "off": "off", "false": "off"}
 
 
@@ -35,11 +35,12 @@ class NodeSpec:
     package: str = PACKAGE
     executable: str = EXECUTABLE
     name: str = NODE_NAME
+    extra_files: tuple = ()                         # layered after params_file (an action space: config/actions/)
 
     @property
     def parameters(self) -> list:
-        """launch_ros's `parameters`: the file, then the overrides as a dict (a later entry wins)."""
-        return [self.params_file] + ([dict(self.overrides)] if self.overrides else [])
+        """launch_ros's `parameters`: the file, the extra files, then the overrides as a dict (a later entry wins)."""
+        return [self.params_file, *self.extra_files] + ([dict(self.overrides)] if self.overrides else [])
 
     def launch_ros_kwargs(self) -> dict:
         return dict(package=self.package, executable=self.executable, name=self.name, namespace=self.namespace,
@@ -65,15 +66,17 @@ def _absolute(namespace: str) -> str:
 
 
 def node_spec(params_file: str, checkpoint: str = "", prompt: str = "", namespace: str = "",
-              fastdds_profile: str = "auto") -> NodeSpec:
+              fastdds_profile: str = "auto", actions_file: str = "") -> NodeSpec:
     """What the launch description runs for these launch arguments. Empty checkpoint / prompt keep the params file's
-    values. ValueError for a fastdds_profile other than auto/off (true/false are accepted, as before)."""
+    values; actions_file (e.g. the installed config/actions/aloha_bimanual.yaml) is layered over the params file.
+    ValueError for a fastdds_profile other than auto/off (true/false are accepted, as before)."""
     mode = FASTDDS_PROFILE_VALUES.get(str(fastdds_profile).strip().lower())
     if mode is None:
         raise ValueError(f"launch argument fastdds_profile must be 'auto' or 'off' (got {fastdds_profile!r})")
     overrides = {k: v for k, v in (("checkpoint", checkpoint), ("prompt", prompt)) if v}
     env = {"FLASH_RT_FASTDDS": "off"} if mode == "off" else {}
-    return NodeSpec(str(params_file), overrides, namespace, env)
+    extra = (str(actions_file),) if str(actions_file).strip() else ()
+    return NodeSpec(str(params_file), overrides, namespace, env, extra_files=extra)
 
 
 def pi05_launch_description(params_file: str):
@@ -93,6 +96,9 @@ def pi05_launch_description(params_file: str):
                               description="Pi0.5 checkpoint dir or .safetensors (empty = the params file's)"),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", params_file]),
                               description="ROS parameter YAML for the node"),
+        DeclareLaunchArgument("actions_file", default_value="",
+                              description="a YAML layered over params_file, e.g. an action space from "
+                                          "config/actions/ (empty = the params file's action space)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("prompt", default_value="", description="initial task prompt (empty = params file's)"),
         DeclareLaunchArgument("fastdds_profile", default_value="auto",

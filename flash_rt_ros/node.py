@@ -8,10 +8,13 @@
 
 Hot path (ARCHITECTURE.md section 4): image callbacks resize straight into the policy's preallocated slots,
 the joint-state callback maps by name into a preallocated state vector; the timer checks freshness, writes the
-state (and seeded noise), runs policy.step() and fills preallocated messages. All callbacks run on one executor
-thread, so a slot is never written while step() reads it. A prompt change runs policy.set_prompt on a worker
-thread (the service coroutine awaits it; EventsExecutor keeps ticking): the engine prepares the new prompt aside
-while the old one keeps serving, then switches with one reference assignment, so the tick never waits for it.
+state (and seeded noise; with realtime_chunking the previous chunk's remaining rows), runs policy.step(), turns
+the actions into a joint trajectory by their meaning (action_semantics.py), puts it through the safety envelope
+(safety.py: a non-finite or rejected chunk is never published) and fills preallocated messages. All callbacks
+run on one executor thread, so a slot is never written while step() reads it. A prompt change runs
+policy.set_prompt on a worker thread (the service coroutine awaits it; EventsExecutor keeps ticking): the engine
+prepares the new prompt aside while the old one keeps serving, then switches with one reference assignment, so the
+tick never waits for it.
 """
 from __future__ import annotations
 
@@ -26,15 +29,18 @@ import rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from flash_rt.errors import FlashRTError, HardwareError, InputError
 from flash_rt.noise import SeededNoise
 from flash_rt_ros import diagnostics as diag
+from flash_rt_ros import safety as safety_mod
+from flash_rt_ros.action_semantics import SemanticsError, TrajectoryBuilder, resolve as resolve_semantics
 from flash_rt_ros import params as params_mod
 from flash_rt_ros import startup_log
 from flash_rt_ros.chunk_msgs import ChunkMessages
@@ -64,6 +70,7 @@ class FlashRTNode(LifecycleNode):
         self._timer = None
         self._subs: list = []
         self._srv_handles: list = []
+        self._urdf_sub = None
         # prompt changes run on a worker thread; results come back through a deque that a 2 ms timer drains on the
         # executor thread (only while a change is pending), so rclpy Futures are only completed there
         self.async_prompt = True
@@ -96,7 +103,7 @@ class FlashRTNode(LifecycleNode):
             return self._configure_failed(f"cannot load checkpoint {p.checkpoint!r}: {type(e).__name__}: {e}")
         try:
             self._setup(policy, p)
-        except (FlashRTError, ValueError) as e:
+        except (FlashRTError, ValueError) as e:   # ParamError, SemanticsError, LimitsError are ValueErrors
             return self._configure_failed(str(e))
         self.policy = policy
         self.config_error = ""
@@ -138,11 +145,13 @@ class FlashRTNode(LifecycleNode):
         if len(names) != adim:
             raise ParamError(f"action_joint_names has {len(names)} names but the model returns {adim} "
                              "action dims (set action_dim or fix the list)")
-        self._cams = [SlotWriter(policy.image_slot(s), p.image_interpolation, p.expected_size)
+        self._cams = [SlotWriter(policy.image_slot(s), p.image_interpolation, p.expected_size, p.min_image_side)
                       for s in p.camera_slots]
         self._state = np.zeros(len(p.state_joint_names), np.float32)
         self._joints = JointStateMapper(p.state_joint_names, self._state)
-        self._msgs = ChunkMessages(names, policy.action_horizon, adim, p.dt)
+        self._setup_actions(policy, p, names)
+        self._msgs = ChunkMessages(names, policy.action_horizon, adim, p.dt,
+                                   traj_joint_names=self._space.traj_joint_names, velocities=True)
         self._msgs.check_against_rclpy()
         self._noise = np.zeros((policy.action_horizon, policy.config.action_dim), np.float32)
         self._seeded = SeededNoise(p.noise_seed, self._noise) if p.noise_seed >= 0 else None
@@ -169,6 +178,80 @@ class FlashRTNode(LifecycleNode):
         self._traj_pub = (self.create_lifecycle_publisher(JointTrajectory, "~/joint_trajectory", QoSProfile(depth=10))
                           if p.publish_trajectory else None)
 
+    def _setup_actions(self, policy, p: NodeParams, names: list) -> None:
+        """Action semantics, the safety envelope and real-time chunking: everything the tick needs after step()."""
+        mask = getattr(policy, "action_delta_mask", None)
+        try:
+            space = resolve_semantics(p.action_semantics, names, p.state_joint_names, policy.action_dim,
+                                      p.command_in_trajectory, None if mask is None else tuple(mask))
+        except SemanticsError as e:
+            raise ParamError(str(e)) from None
+        h = policy.action_horizon
+        self._space = space
+        self._traj = TrajectoryBuilder(space, h, p.dt)
+        tj = space.traj_joint_names
+        has_state = [i >= 0 for i in space.traj_state_index]
+        if p.on_reject == "hold" and not all(has_state):
+            raise ParamError(f"on_reject 'hold' holds every trajectory joint at its observed position, but "
+                             f"{[j for j, h_ in zip(tj, has_state) if not h_]} are not in state_joint_names (use "
+                             "'skip', or command_in_trajectory false)")
+        self._safety = sf = safety_mod.SafetyEnvelope(tj, h, p.dt, p.safety_mode, p.max_relative_target, has_state)
+        unknown = [n for n in p.joint_limits_names if n not in tj]
+        if unknown:
+            raise ParamError(f"joint_limits_names has {unknown}, which are not trajectory joints {list(tj)}")
+        sf.set_limits(safety_mod.limits_from_params(p.joint_limits_names, tj, p.joint_limits_lower,
+                                                    p.joint_limits_upper, p.joint_limits_velocity), "parameters")
+        if p.robot_description:
+            self._apply_urdf(p.robot_description, "robot_description parameter")
+        if sf.unchecked_relative:
+            self.get_logger().warning(f"max_relative_target does not apply to {sf.unchecked_relative}: not in "
+                                      "state_joint_names (no observed position)")
+        self._safety_counts = np.zeros(2, np.int64)       # clamped, rejected (totals)
+        self._safety_reported = np.zeros(2, np.int64)
+        self._safety_reason = ""
+        self._safety_key: tuple = ()       # the checks that fired last (the log repeats only when they change)
+        self._safety_logged_ns = 0
+        if p.robot_description_topic and self._urdf_sub is None:
+            qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+            self._urdf_sub = self.create_subscription(String, p.robot_description_topic, self._on_urdf, qos)
+        # real-time chunking: the previous published chunk (model output units) and when it was observed
+        self._rtc = bool(p.realtime_chunking)
+        if self._rtc and not hasattr(policy, "write_action_prefix"):
+            raise ParamError("realtime_chunking needs an engine with Policy.write_action_prefix (flash_rt's "
+                             "real-time chunking); this flash_rt has none")
+        self._prev_actions = np.zeros((h, policy.action_dim), np.float32)
+        self._prev_obs_ns = 0
+        self._latency_ns = np.zeros(8, np.int64)          # the last 8 obs stamp -> publish latencies (ring)
+        self._latency_i = 0
+        self._horizon_ns = int(h * p.dt * 1e9)
+        self.rtc_frozen = 0                               # rows fixed in the last chunk (diagnostics)
+        src = getattr(policy, "action_delta_mask_source", None)
+        mask_text = ("none" if mask is None else str([int(m) for m in mask])) + (
+            f" (from {src})" if src else " (nobody declared one; an openpi checkpoint cannot: set action_delta_mask "
+                                         "if the policy was trained on deltas)")
+        self.get_logger().info(f"actions: {space.describe()}; engine delta mask {mask_text}; trajectory joints "
+                               f"{list(tj)}; safety "
+                               f"{p.safety_mode}, on reject {p.on_reject}; limits from "
+                               f"{sorted({v for v in sf.source.values() if v}) or 'nowhere'}")
+
+    def _apply_urdf(self, text: str, source: str) -> None:
+        try:
+            lim = safety_mod.urdf_limits(text)
+        except safety_mod.LimitsError as e:
+            raise ParamError(str(e)) from None
+        hit = self._safety.set_limits(lim, source, keep=("parameters",))
+        self.get_logger().info(f"joint limits from the {source}: {len(hit)} of the trajectory joints ({hit})")
+
+    def _on_urdf(self, msg: String) -> None:
+        """robot_description topic (latched): limits for the joints the parameters do not set."""
+        if self.policy is None:
+            return
+        try:
+            self._apply_urdf(msg.data, "robot_description topic")
+        except ParamError as e:
+            self.get_logger().error(f"ignored the robot_description topic: {e}")
+
     def _warm_up(self, policy, p: NodeParams) -> None:
         if p.warmup_steps <= 0 or policy.prompt is None:
             return
@@ -190,6 +273,8 @@ class FlashRTNode(LifecycleNode):
         self._health.reset()
         self._loss_warned = [False] * len(self._input_names)
         self.stats.reset()
+        self._prev_obs_ns = 0
+        self._latency_ns[:] = 0
         for i, topic in enumerate(self._input_names[:-1]):
             if p.compressed[i]:
                 cb = functools.partial(self._on_compressed, i)
@@ -257,6 +342,9 @@ class FlashRTNode(LifecycleNode):
         for s in self._srv_handles:
             self.destroy_service(s)
         self._srv_handles = []
+        if self._urdf_sub is not None:
+            self.destroy_subscription(self._urdf_sub)
+            self._urdf_sub = None
         for pub in (getattr(self, "_chunk_pub", None), getattr(self, "_traj_pub", None)):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -353,6 +441,8 @@ class FlashRTNode(LifecycleNode):
         try:
             policy.write_state(self._state)
             noise = None if self._seeded is None else self._seeded.fill(self.sequence)
+            if self._rtc:
+                self._write_prefix(policy, obs_ns)
             t1 = time.perf_counter_ns()
             actions = policy.step(noise)
             t2 = time.perf_counter_ns()
@@ -365,16 +455,84 @@ class FlashRTNode(LifecycleNode):
             self._skip_reason = ""
             self._skip_key = None
             self._publish_diagnostics()
+        sf, tb = self._safety, self._traj
+        verdict = sf.check_actions(actions)
+        if verdict == safety_mod.OK:
+            pos, vel = tb.build(actions, self._state)     # the state this chunk was computed from
+            verdict = sf.check(pos, vel, tb.observed, tb)
+        if verdict == safety_mod.REJECTED:
+            return self._reject(obs_ns)
+        if verdict == safety_mod.CLAMPED:
+            self._safety_event(0)
         m = self._msgs
-        m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None)
+        m.fill(actions, obs_ns, self.sequence, (t2 - t1) * 1e-9, prompt, trajectory=self._traj_pub is not None,
+               positions=pos, velocities=vel)
         self._chunk_pub.publish(m.chunk_bytes())  # serialized: see chunk_msgs.py for why
         if self._traj_pub is not None:
             self._traj_pub.publish(m.trajectory_bytes())
         self.sequence += 1
         t3 = time.perf_counter_ns()
-        st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), self._now_ns() - obs_ns)
+        lat = self._now_ns() - obs_ns
+        st.published_chunk(t2 - t1, (t3 - t0) - (t2 - t1), lat)
+        if self._rtc:
+            self._prev_actions[...] = actions
+            self._prev_obs_ns = obs_ns
+            if not 0 <= lat <= self._horizon_ns:   # stamps not in this clock (a replay's bag times): the oldest
+                lat = self._now_ns() - int(self._rx_ns[self._stamp_ns.argmin()])   # input's receipt instead
+            self._latency_ns[self._latency_i] = lat
+            self._latency_i = (self._latency_i + 1) % self._latency_ns.shape[0]
         if self._first_chunk_pending:
             self._log_first_chunk(t0, t3)
+
+    def _write_prefix(self, policy, obs_ns: int) -> None:
+        """Real-time chunking: the previous chunk's rows from this observation on (row `shift` of chunk k-1 runs
+        at this chunk's row 0: both are stamped with their observation and rows are dt apart), of which the ones
+        that will have executed by the time this chunk is published are frozen. The latency is the largest of the
+        last 8 measured observation -> publish times (from the input's receipt when its stamp is not in the node's
+        clock, e.g. a replay that stamps with bag times), rounded up to whole rows."""
+        dt_ns = self.p.dt * 1e9
+        h = self._prev_actions.shape[0]
+        shift = int(round((obs_ns - self._prev_obs_ns) / dt_ns)) if self._prev_obs_ns else h
+        if shift < 0 or shift >= h:
+            self.rtc_frozen = 0
+            policy.write_action_prefix(None, 0)
+            return
+        frozen = min(h - shift, int(np.ceil(int(self._latency_ns.max()) / dt_ns)))
+        self.rtc_frozen = frozen
+        policy.write_action_prefix(self._prev_actions[shift:], frozen)
+
+    def _reject(self, obs_ns: int) -> None:
+        """A chunk the safety envelope refused: never published. on_reject hold publishes a trajectory that stays
+        at the observed joint positions instead; the sequence number is used up (a gap shows the rejection)."""
+        self.sequence += 1
+        self.stats.skipped += 1
+        self._safety_event(1)
+        if self.p.on_reject == "hold" and self._traj_pub is not None:
+            tb = self._traj
+            tb.observe(self._state)
+            pos, vel = tb.hold()
+            self._msgs.fill_trajectory(obs_ns, pos, vel)
+            self._traj_pub.publish(self._msgs.trajectory_bytes())
+            self._prev_obs_ns = 0      # the arm holds now, not the previous chunk: no prefix for the next one
+
+    def _safety_event(self, kind: int) -> None:
+        """Count a clamp (0) or a rejection (1); log and publish /diagnostics when the checks that fired change
+        (safety.key: which checks, not their values), else at most every SKIP_REPEAT_S (a policy stuck on NaN, or
+        one clamped every tick, must not flood the log). /diagnostics carries the latest reason every period."""
+        self._safety_counts[kind] += 1
+        reason, key = self._safety.reason, self._safety.key
+        self._safety_reason = reason
+        now = time.monotonic_ns()
+        changed = key != self._safety_key
+        if changed or now - self._safety_logged_ns >= self.SKIP_REPEAT_S * 1e9:
+            self._safety_key, self._safety_logged_ns = key, now
+            text = f"safety: chunk {self.sequence - kind} {reason}"
+            if kind:
+                self.get_logger().error(text + f" (on_reject {self.p.on_reject})")
+            else:
+                self.get_logger().warning(text)
+            if changed:   # at once when it starts; while it lasts the periodic status carries it
+                self._publish_diagnostics()
 
     def _log_first_chunk(self, tick_start_ns: int, done_ns: int) -> None:
         """Once per activation: how long from activate to the first chunk, and what the first tick cost (on GPU
@@ -538,7 +696,26 @@ class FlashRTNode(LifecycleNode):
                 if h is not None:
                     values.update(received_hz=h.received_hz, lost_pct=100 * h.lost_fraction)
                 sts.append(diag.status(f"{name}: input {topic}", lvl, m, "", values))
+            sts.append(self._safety_status(name))
         self._diag_pub.publish(diag.array_msg(now.to_msg(), sts))
+
+    def _safety_status(self, name: str):
+        """ERROR when a chunk was rejected since the last report, WARN when one was clamped, with the reason."""
+        new = self._safety_counts - self._safety_reported
+        self._safety_reported[:] = self._safety_counts
+        if new[1]:
+            lvl, msg = diag.ERROR, f"{int(new[1])} chunk(s) not published: {self._safety_reason}"
+        elif new[0]:
+            lvl, msg = diag.WARN, f"{int(new[0])} chunk(s) {self._safety_reason}"
+        else:
+            lvl, msg = diag.OK, "ok" + ("" if self._safety.limited else " (no limits configured)")
+        sf = self._safety
+        values = {"mode": self.p.safety_mode, "on_reject": self.p.on_reject,
+                  "clamped_total": int(self._safety_counts[0]), "rejected_total": int(self._safety_counts[1]),
+                  "limits_from": ",".join(sorted({v for v in sf.source.values() if v})) or "none",
+                  "last_reason": self._safety_reason, "realtime_chunking": self._rtc,
+                  "rtc_frozen_rows": self.rtc_frozen}
+        return diag.status(f"{name}: safety", lvl, msg, "", values)
 
     def _report_loss(self, i: int, topic: str, h) -> None:
         """Log when an input starts and stops losing messages (the /diagnostics status says it every period)."""

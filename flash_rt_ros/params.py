@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from flash_rt.api import SUPPORTED_HARDWARE
+from flash_rt.api import SUPPORTED_HARDWARE, supported_frameworks
 from flash_rt_ros.conversions import INTERPOLATIONS
 
 
@@ -21,10 +21,14 @@ class ParamError(ValueError):
 # name -> (default, description). Empty lists are declared typed-but-unset (rclpy can't infer a type from []).
 _STR_ARRAY = "string[]"
 _INT_ARRAY = "integer[]"
+_DBL_ARRAY = "double[]"
+_ARRAYS = (_STR_ARRAY, _INT_ARRAY, _DBL_ARRAY)
 SPEC: dict[str, tuple[object, str]] = {
-    "checkpoint": ("", "checkpoint dir (model.safetensors + config.json + assets/) or the .safetensors file"),
+    "checkpoint": ("", "checkpoint dir (model.safetensors + config.json + assets/, or openpi's Orbax params/ + "
+                             "assets/) or the .safetensors file"),
     "model": ("pi05", "model family for flash_rt.load_model(config=...)"),
-    "framework": ("torch", "flash_rt frontend framework"),
+    "framework": ("auto", "auto (from the checkpoint: model.safetensors -> torch, openpi Orbax params/ -> jax) | "
+                          + " | ".join(supported_frameworks())),
     "hardware": ("auto", "auto (detect) | " + " | ".join(SUPPORTED_HARDWARE)),
     "num_views": (0, "model camera slots; 0 = len(camera_topics)"),
     "num_steps": (10, "flow-matching denoising steps"),
@@ -43,7 +47,27 @@ SPEC: dict[str, tuple[object, str]] = {
     "expected_image_height": (0, "reject frames of another height (0 = any)"),
     "joint_state_topic": ("joint_states", "sensor_msgs/JointState input"),
     "state_joint_names": (_STR_ARRAY, "joints forming the policy state, in state order (mapped by name)"),
-    "action_joint_names": (_STR_ARRAY, "names of the action columns; empty = action_0 .. action_{n-1}"),
+    "action_joint_names": (_STR_ARRAY, "the joint (or command) each action column maps to, in model order; empty = "
+                                       "action_0 .. action_{n-1}"),
+    "action_semantics": (_STR_ARRAY, "per action column: position | delta | velocity | command (required; "
+                                     "docs/ros.md 'Action semantics')"),
+    "command_in_trajectory": (True, "command columns go into ~/joint_trajectory as the position of their joint "
+                                    "(false: ~/action_chunk only)"),
+    "action_delta_mask": (_INT_ARRAY, "engine output stage adds the state to these dims (openpi make_bool_mask "
+                                      "notation, e.g. [6, -1, 6, -1]); empty = none"),
+    "realtime_chunking": (False, "real-time chunking: the rows that execute during inference are fixed to the "
+                                 "previous chunk's (engine inpainting)"),
+    "safety_mode": ("clamp", "clamp | reject: what a chunk outside the limits gets (non-finite is always rejected)"),
+    "on_reject": ("skip", "skip (publish nothing) | hold (publish a trajectory that stays at the observed state)"),
+    "joint_limits_names": (_STR_ARRAY, "joints the joint_limits_* arrays describe (they override the URDF)"),
+    "joint_limits_lower": (_DBL_ARRAY, "lower position limit per joint_limits_names entry"),
+    "joint_limits_upper": (_DBL_ARRAY, "upper position limit per joint_limits_names entry"),
+    "joint_limits_velocity": (_DBL_ARRAY, "velocity limit per joint_limits_names entry (0 = none)"),
+    "max_relative_target": (_DBL_ARRAY, "max distance of the first point from the observed joint state: one value "
+                                        "or one per trajectory joint; empty = off"),
+    "robot_description": ("", "URDF text: <limit lower upper velocity> of the trajectory joints"),
+    "robot_description_topic": ("robot_description", "std_msgs/String URDF topic (transient local); '' = none"),
+    "min_image_side": (32, "refuse camera frames with a side shorter than this (pixels)"),
     "control_rate_hz": (10.0, "chunks per second (timer rate)"),
     "action_dt": (0.0, "seconds between chunk rows; 0 = 1 / control_rate_hz"),
     "max_observation_age_s": (0.5, "skip the tick (and WARN) when any input is older than this"),
@@ -59,6 +83,7 @@ SPEC: dict[str, tuple[object, str]] = {
 }
 
 HARDWARE = ("auto",) + tuple(SUPPORTED_HARDWARE)   # exactly what flash_rt.load_model accepts
+FRAMEWORKS = ("auto",) + supported_frameworks()
 EXECUTORS = ("events", "single")
 
 
@@ -70,7 +95,7 @@ class NodeParams:
     state_joint_names: tuple[str, ...]
     action_joint_names: tuple[str, ...] = ()
     model: str = "pi05"
-    framework: str = "torch"
+    framework: str = "auto"
     hardware: str = "auto"
     num_views: int = 0
     num_steps: int = 10
@@ -96,6 +121,20 @@ class NodeParams:
     cpu_threads: int = 0
     executor: str = "events"
     autostart: bool = True
+    action_semantics: tuple[str, ...] = ()
+    command_in_trajectory: bool = True
+    action_delta_mask: tuple[int, ...] = ()
+    realtime_chunking: bool = False
+    safety_mode: str = "clamp"
+    on_reject: str = "skip"
+    joint_limits_names: tuple[str, ...] = ()
+    joint_limits_lower: tuple[float, ...] = ()
+    joint_limits_upper: tuple[float, ...] = ()
+    joint_limits_velocity: tuple[float, ...] = ()
+    max_relative_target: tuple[float, ...] = ()
+    robot_description: str = ""
+    robot_description_topic: str = "robot_description"
+    min_image_side: int = 32
     compressed: tuple[bool, ...] = field(default=())
 
     @property
@@ -125,10 +164,11 @@ class NodeParams:
     @classmethod
     def from_values(cls, values: dict) -> "NodeParams":
         """Validate a {name: value} dict (unset arrays as None or []) into NodeParams."""
-        v = {k: values.get(k, d if not isinstance(d, str) or d not in (_STR_ARRAY, _INT_ARRAY) else None)
+        v = {k: values.get(k, d if not isinstance(d, str) or d not in _ARRAYS else None)
              for k, (d, _) in SPEC.items()}
-        for k in ("camera_topics", "camera_slots", "state_joint_names", "action_joint_names"):
-            v[k] = tuple(v[k] or ())
+        for k, (d, _) in SPEC.items():
+            if isinstance(d, str) and d in _ARRAYS:
+                v[k] = tuple(v[k] or ())
 
         def bad(name, why):
             raise ParamError(f"parameter {name!r}: {why} (got {v[name]!r})")
@@ -162,6 +202,8 @@ class NodeParams:
             rtx = [h for h in HARDWARE if h.startswith("rtx_")]
             hint = f" (an RTX card is one of {', '.join(rtx)}, by compute capability)" if v["hardware"] == "rtx" else ""
             bad("hardware", "must be one of " + ", ".join(HARDWARE) + hint)
+        if v["framework"] not in FRAMEWORKS:
+            bad("framework", "must be one of " + ", ".join(FRAMEWORKS))
         if v["executor"] not in EXECUTORS:
             bad("executor", f"must be one of {EXECUTORS}")
         for k in ("expected_image_width", "expected_image_height", "action_horizon", "action_dim", "warmup_steps",
@@ -177,6 +219,32 @@ class NodeParams:
             bad("control_rate_hz", "must be <= 1000")
         if not (math.isfinite(v["action_dt"]) and v["action_dt"] >= 0):
             bad("action_dt", "must be >= 0 (0 = 1/control_rate_hz)")
+        from flash_rt_ros.action_semantics import KINDS
+        bad_kinds = [k for k in v["action_semantics"] if k not in KINDS]
+        if bad_kinds:
+            bad("action_semantics", f"entries must be one of {KINDS}; {bad_kinds} are not")
+        if v["action_joint_names"] and v["action_semantics"] and \
+                len(v["action_joint_names"]) != len(v["action_semantics"]):
+            bad("action_semantics", f"needs one entry per action_joint_names entry ({len(v['action_joint_names'])})")
+        if any(int(n) == 0 for n in v["action_delta_mask"]):
+            bad("action_delta_mask", "entries are non-zero: n > 0 = n delta dims, n < 0 = |n| absolute dims")
+        if v["safety_mode"] not in ("clamp", "reject"):
+            bad("safety_mode", "must be 'clamp' or 'reject'")
+        if v["on_reject"] not in ("skip", "hold"):
+            bad("on_reject", "must be 'skip' (publish nothing) or 'hold' (hold the observed state)")
+        n_lim = len(v["joint_limits_names"])
+        for k in ("joint_limits_lower", "joint_limits_upper", "joint_limits_velocity"):
+            if v[k] and len(v[k]) != n_lim:
+                bad(k, f"needs one value per joint_limits_names entry ({n_lim})")
+            if any(not math.isfinite(float(x)) for x in v[k]):
+                bad(k, "values must be finite numbers")
+        for lo, hi, n in zip(v["joint_limits_lower"], v["joint_limits_upper"], v["joint_limits_names"]):
+            if lo > hi:
+                bad("joint_limits_lower", f"joint {n!r}: lower {lo} > upper {hi}")
+        if any(not (math.isfinite(float(x)) and x > 0) for x in v["max_relative_target"]):
+            bad("max_relative_target", "values must be finite and > 0 (leave it empty to turn it off)")
+        if v["min_image_side"] < 1:
+            bad("min_image_side", "must be >= 1 pixel")
         if v["noise_seed"] < -1:
             bad("noise_seed", "must be -1 (fresh noise) or a seed >= 0")
         v["compressed"] = tuple(v["image_transport"] == "compressed" or t.endswith("/compressed")
@@ -200,6 +268,8 @@ def declare(node) -> None:
             node.declare_parameter(name, Parameter.Type.STRING_ARRAY, d)
         elif default == _INT_ARRAY:
             node.declare_parameter(name, Parameter.Type.INTEGER_ARRAY, d)
+        elif default == _DBL_ARRAY:
+            node.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY, d)
         else:
             node.declare_parameter(name, default, d)
 

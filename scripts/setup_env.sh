@@ -13,11 +13,15 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 STAMP="$VENV/.flash_rt_requirements"
-HASH="$(cat "$REPO/requirements.txt" "$REPO/requirements-ros.txt" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)"
+HASH="$(cat "$REPO/requirements.txt" "$REPO/requirements-ros.txt" "$REPO/requirements-orbax.txt" "$REPO/setup.py" \
+  | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$HASH" ]]; then
   t0=$(date +%s)
-  echo "setup_env: installing requirements (CPU torch, ROS 2 wheels, ...)"
-  "$PY" -m pip install --quiet --disable-pip-version-check -r "$REPO/requirements.txt" -r "$REPO/requirements-ros.txt"
+  echo "setup_env: installing requirements (CPU torch, ROS 2 wheels, Orbax readers, ...)"
+  # requirements-orbax.txt: openpi's JAX/Orbax checkpoints (tensorstore; orbax + CPU jax to write them in tests);
+  # about 12 s more on a fresh venv
+  "$PY" -m pip install --quiet --disable-pip-version-check -r "$REPO/requirements.txt" -r "$REPO/requirements-ros.txt" \
+    -r "$REPO/requirements-orbax.txt"
   "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$REPO"
   echo "$HASH" > "$STAMP"
   echo "setup_env: requirements installed in $(( $(date +%s) - t0 )) s"

@@ -32,6 +32,12 @@ _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi05", "torch", "thor"): ("flash_rt.frontends.torch.pi05_thor", "Pi05TorchFrontendThor"),
     ("pi05", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi05_rtx", "Pi05TorchFrontendRtx"),
     ("pi05", "torch", "rtx_sm89"): ("flash_rt.frontends.torch.pi05_rtx_sm89", "Pi05TorchFrontendRtxSm89"),
+    # openpi's JAX/Orbax checkpoints: the same cells with the Orbax weight source (frontends/jax/_orbax_cell.py)
+    ("pi05", "jax", "cpu"): ("flash_rt.frontends.jax.pi05_cpu", "Pi05JaxFrontendCpu"),
+    ("pi05", "jax", "hopper"): ("flash_rt.frontends.jax.pi05_hopper", "Pi05JaxFrontendHopper"),
+    ("pi05", "jax", "thor"): ("flash_rt.frontends.jax.pi05_thor", "Pi05JaxFrontendThor"),
+    ("pi05", "jax", "rtx_sm120"): ("flash_rt.frontends.jax.pi05_rtx", "Pi05JaxFrontendRtx"),
+    ("pi05", "jax", "rtx_sm89"): ("flash_rt.frontends.jax.pi05_rtx_sm89", "Pi05JaxFrontendRtxSm89"),
     ("pi0", "torch", "cpu"): ("flash_rt.frontends.torch.pi0_cpu", "Pi0TorchFrontendCpu"),
     ("pi0", "torch", "hopper"): ("flash_rt.frontends.torch.pi0_hopper", "Pi0TorchFrontendHopper"),
     ("pi0", "torch", "thor"): ("flash_rt.frontends.torch.pi0_thor", "Pi0TorchFrontendThor"),

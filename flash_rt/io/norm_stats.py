@@ -231,6 +231,51 @@ class Normalizer:
             y = 2.0 * (x - a) / np.where(d == 0, self.eps, d) - 1.0
         return self._emit(y, out, dtype)
 
+    def normalize_actions(self, raw, out: np.ndarray) -> np.ndarray:
+        """Raw actions [..., D] -> model space into ``out`` (float64, same shape; may be ``raw`` itself): the inverse
+        of unnormalize_actions, dim for dim (the first action_dim dims by the stats, the padded tail as openpi pads
+        it). Used by real-time chunking to put the previous chunk's rows (output units) back into the space the flow
+        sampler runs in, once per tick. No allocation per call: the constants are tiled to the rows (kept for the
+        largest row count seen), so every ufunc is same-shape in place (numpy buffers a broadcasting ufunc, and
+        allocates those buffers per call)."""
+        if self._action is None:
+            raise CheckpointError(f"no action norm stats in {self.stats.path}; cannot normalize actions")
+        x = np.asarray(raw)
+        dim, d = self.action_dim, x.shape[-1] if x.ndim else 0
+        if x.ndim == 0 or d < dim or out.shape != x.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise InputError(f"actions of shape {x.shape} (last dim >= {dim}) need a C-contiguous float64 out of the "
+                             f"same shape; got out {out.shape} {out.dtype}")
+        if out is not x:
+            np.copyto(out, x)
+        rows = x[..., 0].size
+        tiled = getattr(self, "_act_tiled", None)
+        if tiled is None or tiled[0].shape[0] < rows:
+            a, b = self._action
+            if self.mode == "zscore":
+                denom = b + (self.eps if self.stats.source == "openpi" else 0.0)
+            elif self.stats.source == "openpi":
+                denom = b - a + self.eps
+            else:
+                r = b - a
+                denom = np.where(r == 0, self.eps, r)
+            tiled = self._act_tiled = (np.tile(a, (rows, 1)), np.tile(denom, (rows, 1)))
+        view = out.reshape(rows, d)    # a view: out is C-contiguous
+        head, a, denom = view[:, :dim], tiled[0][:rows], tiled[1][:rows]
+        np.subtract(head, a, out=head)
+        if self.mode == "zscore":           # x * (std + eps) + mean, padded with mean 0 / std 1
+            np.divide(head, denom, out=head)
+            if self.stats.source == "openpi":
+                np.divide(view[:, dim:], 1.0 + self.eps, out=view[:, dim:])
+        elif self.stats.source == "openpi":  # (x + 1) / 2 * (q99 - q01 + eps) + q01; the tail passes through
+            np.divide(head, denom, out=head)
+            np.multiply(head, 2.0, out=head)
+            np.subtract(head, 1.0, out=head)
+        else:                               # lerobot: (x + 1) * r / 2 + q01, r = eps where the range is 0
+            np.multiply(head, 2.0, out=head)
+            np.divide(head, denom, out=head)
+            np.subtract(head, 1.0, out=head)
+        return out
+
     def unnormalize_actions(self, x, out: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
         """Model actions [..., D] -> raw. The first action_dim dims are unnormalized, the rest follow
         openpi's padding (quantile: pass through; z-score: mean 0, std 1, so x*(1+1e-6) for openpi

@@ -28,6 +28,8 @@ mha_attention            full MHA on qkv-row views [+ quant]                    
 rope_qkv_split           QKV split + RoPE(q, k) + head-major/KV-cache write     every Gemma / expert attention layer
 time_embedding           fp64 sinusoid (sin | cos)                              expert time conditioning
 flow_update              x += dt * (v + bias)                                   Euler step, 10x per inference
+flow_inpaint             x = w * (t*eps + (1-t)*target) + (1-w) * x, row-wise   real-time chunking's blend after an
+                                                                                Euler step (unfused seam only)
 flow_boundary            final adaRMS, x_t += dt*(W_out h + b), x_t @ W_in + b,   the seam between two expert flow
                          next layer-0 adaRMS [+ quant], one program per row      steps (9x per inference)
 amax_update              slot = max(slot, max|x|) (atomic, no sync)             FP8 calibration twins
@@ -50,8 +52,9 @@ Exact signatures (``out``/``out_scale`` keyword-only; ``out_scale`` a device fp3
     rope_qkv_split(qkv, positions, *, q_out, k_out, v_out, theta=10000.0)
     time_embedding(t, dim, min_period=4e-3, max_period=4.0, *, out)
     flow_update(x, v, bias, dt, *, out=None)
+    flow_inpaint(x, eps, target, w, w1, t)
     flow_boundary(x_t, residual, y, gate, mod_scale, mod_shift, w_out, b_out, dt, eps=1e-6, *, w_in=None,
-                  b_in=None, next_scale=None, next_shift=None, out=None, out_scale=None)
+                  b_in=None, next_scale=None, next_shift=None, out=None, out_scale=None, inpaint=None)
     amax_update(x, slot)
     uint8_to_model(img, *, out)
     key_padding_bias(mask, *, out)

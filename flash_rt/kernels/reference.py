@@ -31,7 +31,8 @@ __all__ = [
     "FP8_MAX", "MASK_VALUE",
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
-    "flow_update", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias", "prefix_positions",
+    "flow_update", "flow_inpaint", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias",
+    "prefix_positions",
     "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 
@@ -262,6 +263,15 @@ def flow_update(x: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
     return target
 
 
+def flow_inpaint(x: torch.Tensor, eps: torch.Tensor, target: torch.Tensor, w: torch.Tensor, w1: torch.Tensor,
+                 t: float) -> torch.Tensor:
+    """Real-time chunking's blend, in place: x = w * (t * eps + (1 - t) * target) + w1 * x, row-wise weights
+    w [M] and w1 = 1 - w [M] (precomputed, so w = 1 / w = 0 are exact), x, eps, target [M, A] fp32."""
+    y = eps * t + target * (1.0 - t)
+    x.copy_(w[:, None] * y + w1[:, None] * x)
+    return x
+
+
 def linear_flow_update(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dt: float, *,
                        ws=None) -> torch.Tensor:
     """action_out_proj + Euler step in one: x += dt * (h @ w + bias), fp32; w is [K, N] (the stored transpose).
@@ -276,14 +286,17 @@ def flow_boundary(x_t: torch.Tensor, residual: torch.Tensor, y: torch.Tensor, ga
                   b_in: Optional[torch.Tensor] = None, next_scale: Optional[torch.Tensor] = None,
                   next_shift: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
                   out_scale: Scale = None, chunk: Optional[int] = None,
-                  num_warps: Optional[int] = None) -> torch.Tensor:
+                  num_warps: Optional[int] = None, inpaint=None) -> torch.Tensor:
     """(chunk, num_warps: the Triton kernel's launch knobs, unused here.)
     The seam between two flow steps (kernels/triton/flow_boundary.py), as its pieces: final gated adaRMS,
     x_t += dt * (h @ w_out.T + b_out); then, with w_in, residual = x_t @ w_in + b_in and out = the next step's
-    layer-0 adaRMS of it. w_out and w_in are [A, D] fp32."""
+    layer-0 adaRMS of it. w_out and w_in are [A, D] fp32. inpaint: None or (eps, target, w, w1, t), real-time
+    chunking's blend (flow_inpaint) right after the Euler step, before action_in reads x_t."""
     h = torch.empty(residual.shape, dtype=torch.float32, device=residual.device)
     gated_add_ada_rms_norm(residual, y, gate, mod_scale, mod_shift, eps, out=h)
     x_t.copy_(x_t.float() + dt * (h @ w_out.float().t() + b_out.float()))
+    if inpaint is not None:
+        flow_inpaint(x_t, *inpaint)
     if w_in is not None:
         residual.copy_(x_t.float() @ w_in.float() + b_in.float())
         ada_rms_norm(residual, next_scale, next_shift, eps, out=out, out_scale=out_scale)

@@ -213,7 +213,8 @@ def check_message(bag: Bag, b: InputBinding, raw, p) -> None:
         if b.input.msgtype == JOINT_STATE:
             JointStateMapper(p.state_joint_names).write(list(msg.name), msg.position)
         else:
-            w = SlotWriter(np.zeros((224, 224, 3), np.uint8), p.image_interpolation, p.expected_size)
+            w = SlotWriter(np.zeros((224, 224, 3), np.uint8), p.image_interpolation, p.expected_size,
+                           p.min_image_side)
             (w.write_compressed if b.input.msgtype == COMPRESSED_IMAGE else w.write_image)(msg)
     except InputError as e:
         raise BagError(f"bag {str(bag.path)!r}, topic {b.bag_topic!r}: the node would reject this message: {e}"

@@ -143,6 +143,26 @@ def executed_path(t: list[float], dt: list[float], arrays: list[np.ndarray]) -> 
     return ts, np.asarray(rows)
 
 
+def _boundary_panel(img, bnd: dict, x: int, y: int, w: int, h: int, xlim) -> None:
+    """Position jump at every switch between chunks (report.py "Boundary"), one marker style per series."""
+    series = bnd["series"]
+    vals = [v for vs in series.values() for v in vs]
+    hi = max(max(vals), 1e-9)
+    ax = _Axes(img, x, y, w, h, xlim, (0.0, hi * 1.08))
+    ax.frame()
+    _text(img, "boundary: max |position jump| at each switch to the next chunk (action units)", (x, y - 8), 0.5,
+          BLACK)
+    lx = x + w - 10
+    for (label, vs), color in zip(reversed(list(series.items())), (REF, NODE)):
+        lx -= _text_w(label) + 24
+        cv2.circle(img, (lx, y - 12), 4, color, -1, cv2.LINE_AA)
+        _text(img, label, (lx + 8, y - 8))
+    for (label, vs), color in zip(series.items(), (NODE, REF)):
+        for t, v in zip(bnd["t"], vs):
+            X, Y = ax.px(t, v)
+            cv2.circle(img, (int(round(X)), int(round(Y))), 4, color, -1 if color == NODE else 1, cv2.LINE_AA)
+
+
 def plot_trajectories(path, series: dict, title: str = "", min_cos: float | None = None, width: int = 1600) -> Path:
     """Write the PNG. `series`: t, dt, node, reference (lists of [H, D] arrays), cos, prompts, joint_names."""
     t, dt = list(series["t"]), list(series["dt"])
@@ -155,7 +175,9 @@ def plot_trajectories(path, series: dict, title: str = "", min_cos: float | None
     cols = 2 if dims > 1 else 1
     rows = math.ceil(dims / cols)
     head, panel_h, cos_h, pad = 78, 230, 190, 18
-    height = head + rows * panel_h + cos_h + pad
+    bnd = series.get("boundary") if series.get("boundary") and series["boundary"]["t"] else None
+    bnd_h = 190 if bnd else 0
+    height = head + rows * panel_h + cos_h + bnd_h + pad
     img = np.full((height, width, 3), 255, np.uint8)
 
     _text(img, title or "node vs FP32 reference", (20, 28), 0.6, BLACK, 1)
@@ -220,6 +242,9 @@ def plot_trajectories(path, series: dict, title: str = "", min_cos: float | None
     for tc, e in zip(t, err):
         X, Y = ax.px(tc, e)
         cv2.circle(img, (int(round(X)), int(round(Y))), 3, NODE, -1, cv2.LINE_AA)
+    if bnd:
+        _boundary_panel(img, bnd, 20 + 70, head + rows * panel_h + cos_h + 26, width - 40 - 70 - 20, bnd_h - 26 - 40,
+                        xlim)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), img, [cv2.IMWRITE_PNG_COMPRESSION, 9]):

@@ -27,6 +27,19 @@ Latency: ActionChunk.inference_time (seconds inside the engine) of every chunk -
 with fixed edges (LATENCY_EDGES_MS); for clean chunks also "observation -> chunk": replay publishing set k to
 receiving its first chunk (waiting for the node's next tick included).
 
+Boundary (the hand-off between chunks, issue 15): a receding-horizon controller executes chunk k until chunk k+1
+arrives, then switches. For every pair of consecutive compared chunks the report samples both at the switch time
+s = stamp_{k+1} + L_{k+1} (L: the chunk's observation -> receipt latency in the replay, else its inference time;
+rows are dt apart from their chunk's stamp, linear between rows) and records the jump in position (the action
+value) and in velocity (the row-to-row slope / dt), max over action dims, in the model's action units (for a
+velocity-action policy the "position" is the commanded velocity). The JSON's "boundary" holds them for the node's
+chunks and, for a node that ran with realtime_chunking, for the switch into each compared chunk from the node's
+previous published chunk, with the chunk as published and recomputed without the constraint (same observation,
+prompt and noise, prefix cleared): with and without RTC from one replay. RTC chunks are compared
+with the FP32 reference under the same constraint: the report writes the prefix the node wrote (the previous
+published chunk from this chunk's row 0 on) with the frozen rows the node's chunk shows (its leading rows that
+equal that prefix), so engine and reference see the same inpainting target.
+
 Outputs in --out (default <REPLAY_BAG>_report/): summary.json, trajectories.png (plot.py), and the verdict on
 stdout.
 """
@@ -87,6 +100,66 @@ class Chunk:
 # ---------------------------------------------------------------------------------------------------------
 # pure parts (unit-tested without a node or a model)
 # ---------------------------------------------------------------------------------------------------------
+def sample_chunk(actions: np.ndarray, row: float) -> tuple[np.ndarray, np.ndarray]:
+    """(value, slope per row) of a chunk at a fractional row, linear between rows; clamped to the chunk (a chunk
+    that ran out holds its last row)."""
+    a = np.asarray(actions, np.float64)
+    h = a.shape[0]
+    if h == 1:
+        return a[0], np.zeros_like(a[0])
+    r = min(max(row, 0.0), h - 1.0)
+    i = min(int(math.floor(r)), h - 2)
+    f = r - i
+    return a[i] * (1 - f) + a[i + 1] * f, a[i + 1] - a[i]
+
+
+def boundary_jump(prev, nxt) -> dict:
+    """The jump at the switch from chunk `prev` to chunk `nxt`, each (stamp_ns, dt_s, actions [H, D], latency_ns)
+    (module docstring)."""
+    (s0, dt0, a0, _), (s1, dt1, a1, lat1) = prev, nxt
+    sw = s1 + lat1
+    r0, r1 = (sw - s0) / (dt0 * 1e9), lat1 / (dt1 * 1e9)
+    p0, v0 = sample_chunk(a0, r0)
+    p1, v1 = sample_chunk(a1, r1)
+    dp, dv = np.abs(p1 - p0), np.abs(v1 / dt1 - v0 / dt0)
+    return {"stamp_ns": int(s1), "row_prev": float(r0), "row_next": float(r1),
+            "prev_exhausted": bool(r0 > a0.shape[0] - 1), "position_jump": float(dp.max()),
+            "velocity_jump": float(dv.max()), "position_jump_dim": int(dp.argmax())}
+
+
+def boundary_jumps(series) -> list[dict]:
+    """series: (stamp_ns, dt_s, actions [H, D], latency_ns) per chunk in execution order: the jump at every switch."""
+    return [boundary_jump(a, b) for a, b in zip(series, series[1:])]
+
+
+def jump_summary(jumps: list[dict]) -> dict:
+    out: dict = {"count": len(jumps)}
+    for key in ("position_jump", "velocity_jump"):
+        v = np.asarray([j[key] for j in jumps], np.float64)
+        out[key] = ({} if not v.size else {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
+                                           "p90": float(np.percentile(v, 90)), "max": float(v.max())})
+    return out
+
+
+def rtc_constraint(prev: np.ndarray, prev_stamp_ns: int, actions: np.ndarray, stamp_ns: int, dt: float,
+                   rtol: float = 1e-4, atol: float = 1e-5) -> tuple[int, int] | None:
+    """The node's real-time-chunking constraint for a chunk, recovered from the bag: (shift, frozen), where the
+    prefix was prev[shift:] (node.py _write_prefix: rows are dt apart from each chunk's stamp) and `frozen` the
+    leading rows of `actions` equal to it (the engine reproduces frozen rows exactly; free rows practically never
+    are). None when the node had no prefix to write (shift outside the previous chunk)."""
+    shift = int(round((stamp_ns - prev_stamp_ns) / (dt * 1e9)))
+    h = prev.shape[0]
+    if shift < 0 or shift >= h:
+        return None
+    tail = np.asarray(prev[shift:], np.float64)
+    a = np.asarray(actions, np.float64)
+    scale = max(float(np.abs(tail).max()), 1.0)
+    n = 0
+    while n < tail.shape[0] and np.allclose(a[n], tail[n], rtol=rtol, atol=atol * scale):
+        n += 1
+    return shift, n
+
+
 def cosine64(a, b) -> float:
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
@@ -248,7 +321,8 @@ class Recomputer:
         pol = self.policy
         self.reference_device = reference_device
         self.cams = {b.input.index: SlotWriter(pol.image_slot(b.input.slot), p.image_interpolation,
-                                               p.expected_size) for b in bindings if b.input.is_camera}
+                                               p.expected_size, p.min_image_side)
+                     for b in bindings if b.input.is_camera}
         for b in bindings:  # as the node's warm-up leaves them: camera slots black and masked until a frame comes
             if b.input.is_camera:
                 pol.image_slot(b.input.slot).fill(0)
@@ -280,7 +354,8 @@ class Recomputer:
         self.policy.write_state(self.state)
         self._last_refs = refs
 
-    def compute(self, prompt: str, sequence: int, seed: int, engine: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    def compute(self, prompt: str, sequence: int, seed: int, engine: bool,
+                reference: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
         from flash_rt.noise import seeded_noise
 
         if self.policy.prompt != prompt:
@@ -291,7 +366,11 @@ class Recomputer:
             out = self.policy.step(noise).copy()
         else:
             self.policy.prepare_inputs(noise)
-        return out, self.policy.reference_chunk(self.reference_device)
+        return out, (self.policy.reference_chunk(self.reference_device) if reference else None)
+
+    def constrain(self, prefix: np.ndarray | None, frozen: int) -> None:
+        """Real-time chunking: the prefix the node wrote for this chunk (None clears)."""
+        self.policy.write_action_prefix(prefix, frozen)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,7 +407,7 @@ def report(replay_bag, opts: ReportOptions) -> tuple[bool, dict]:
     per_chunk: list[dict] = []
     arrays: list[tuple[np.ndarray, np.ndarray]] = []
     if not opts.latency_only and not why_none and clean:
-        per_chunk, arrays = _compare(cfg, opts, rinfo, clean, {s["k"]: s for s in steps}, replay_bag)
+        per_chunk, arrays = _compare(cfg, opts, rinfo, clean, {s["k"]: s for s in steps}, replay_bag, chunks)
     elif not opts.latency_only and not why_none:
         why_none = "no clean chunk (every chunk's observation may have mixed two steps)"
 
@@ -362,10 +441,11 @@ def report(replay_bag, opts: ReportOptions) -> tuple[bool, dict]:
         "per_chunk": per_chunk,
         "report_seconds": None,
     }
+    summary["boundary"] = boundary_section(p.realtime_chunking, chunks, steps, per_chunk, arrays)
     out_dir.mkdir(parents=True, exist_ok=True)
     if opts.plot and per_chunk:
         from flash_rt_ros.bag.plot import plot_trajectories
-        plot_trajectories(out_dir / "trajectories.png", plot_series(per_chunk, arrays, chunks),
+        plot_trajectories(out_dir / "trajectories.png", plot_series(per_chunk, arrays, chunks, summary["boundary"]),
                           title=f"{cfg.node} ({hw}) vs FP32 reference: {len(per_chunk)} chunks, worst cos "
                                 f"{summary['min_cos_ref']:.7f}, max |diff| {summary['max_abs_ref']:.2e}",
                           min_cos=min_cos)
@@ -384,8 +464,42 @@ def _json_default(x):
     raise TypeError(type(x).__name__)
 
 
+def chunk_latency_ns(c: Chunk, published: dict) -> int:
+    """Observation -> receipt in the replay (clean chunks: replay published the set, the chunk came back), else the
+    chunk's inference time."""
+    pub = published.get(c.step) if c.step is not None else None
+    return int(c.recv_ns - pub) if pub and c.clean else int(c.inference_s * 1e9)
+
+
+def boundary_section(rtc: bool, chunks: list[Chunk], steps: list[dict], per_chunk: list[dict],
+                     arrays: list) -> dict:
+    """summary.json "boundary": the jumps of the node's chunks (all received, in sequence order) and, for an RTC node,
+    of the compared chunks recomputed without the constraint (with the node's compared chunks beside them)."""
+    published = {s["k"]: s.get("published_ns") for s in steps}
+    ordered = sorted(chunks, key=lambda c: c.sequence)
+    node = boundary_jumps([(c.stamp_ns, c.dt, c.actions, chunk_latency_ns(c, published)) for c in ordered])
+    out = {"realtime_chunking": bool(rtc), "node": jump_summary(node), "per_boundary": node}
+    if rtc and per_chunk and len(arrays[0]) > 2:
+        # the switch INTO each compared chunk, from the chunk that was executing (the node's previous published
+        # one): as the node computed it (with RTC) and as it comes out unconstrained (without)
+        item = {c.sequence: (c.stamp_ns, c.dt, c.actions, chunk_latency_ns(c, published)) for c in ordered}
+        prev_of = {b.sequence: a.sequence for a, b in zip(ordered, ordered[1:])}
+        with_rtc, without = [], []
+        for i in sorted(range(len(per_chunk)), key=lambda i: per_chunk[i]["sequence"]):
+            seq = per_chunk[i]["sequence"]
+            if seq not in prev_of:
+                continue
+            prev, cur = item[prev_of[seq]], item[seq]
+            with_rtc.append(boundary_jump(prev, cur))
+            without.append(boundary_jump(prev, (cur[0], cur[1], arrays[i][2], cur[3])))
+        out.update(compared_with_rtc=jump_summary(with_rtc), compared_without_rtc=jump_summary(without),
+                   per_boundary_compared=[{"stamp_ns": a["stamp_ns"], "with_rtc": a, "without_rtc": b}
+                                          for a, b in zip(with_rtc, without)])
+    return out
+
+
 def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chunk], steps: dict,
-             replay_bag: Path) -> tuple[list[dict], list]:
+             replay_bag: Path, chunks: list[Chunk] | None = None) -> tuple[list[dict], list]:
     input_bag = opts.input_bag or rinfo.get("input_bag")
     if not input_bag:
         raise BagError("the replay bag does not name its input bag; pass --input-bag")
@@ -396,6 +510,9 @@ def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chun
         rec = Recomputer(cfg, ib, bindings, opts.reference_device, opts.threads or cfg.params.cpu_threads)
         cursor = bagio.ObservationCursor(ib, bindings)
         seed = cfg.params.noise_seed
+        rtc = cfg.params.realtime_chunking
+        ordered = sorted(chunks or clean, key=lambda c: c.sequence)
+        prev_of = {b.sequence: a for a, b in zip(ordered, ordered[1:])}   # the node's previous published chunk
         for c in sorted(clean, key=lambda c: (c.step, c.sequence)):
             msgs = cursor.at(int(steps[c.step].get("t_ns", c.stamp_ns)))
             want = steps[c.step]["inputs"]
@@ -407,6 +524,17 @@ def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chun
                 raise BagError(f"chunk sequence {c.sequence} is {c.actions.shape[0]}x{c.actions.shape[1]} but the "
                                f"checkpoint gives {rec.horizon}x{rec.policy.action_dim}: wrong checkpoint/params?")
             rec.write_observation(msgs)
+            plain = None
+            if rtc:
+                prev = prev_of.get(c.sequence)
+                con = None if prev is None else rtc_constraint(prev.actions, prev.stamp_ns, c.actions, c.stamp_ns,
+                                                               c.dt)
+                rec.constrain(None, 0)
+                plain, _ = rec.compute(c.prompt, c.sequence, seed, True, reference=False)   # without RTC
+                if con is not None and con[1] == 0:
+                    con = None   # the node freezes >= 1 row whenever it writes a prefix (latency > 0): it had none
+                if con is not None:
+                    rec.constrain(prev.actions[con[0]:], con[1])
             engine, ref = rec.compute(c.prompt, c.sequence, seed, opts.engine_check)
             row = {"sequence": c.sequence, "step": c.step, "stamp_ns": c.stamp_ns, "recv_ns": c.recv_ns,
                    "prompt": c.prompt, "inference_ms": c.inference_s * 1e3, "dt": c.dt,
@@ -415,22 +543,38 @@ def _compare(cfg: NodeConfig, opts: ReportOptions, rinfo: dict, clean: list[Chun
             if engine is not None:
                 row.update(cos_engine_cpu=cosine64(c.actions, engine), max_abs_engine_cpu=max_abs(c.actions, engine),
                            cos_engine_cpu_vs_ref=cosine64(engine, ref))
+            if rtc:
+                row["rtc_frozen_rows"] = None if con is None else con[1]
             out.append(row)
-            arrays.append((c.actions, ref))
+            arrays.append((c.actions, ref) if plain is None else (c.actions, ref, plain))
             if not opts.quiet and len(out) % 25 == 0:
                 print(f"flash-rt-bag report: {len(out)}/{len(clean)} chunks compared", file=sys.stderr, flush=True)
     return out, arrays
 
 
-def plot_series(per_chunk: list[dict], arrays: list, chunks: list[Chunk]) -> dict:
+def plot_series(per_chunk: list[dict], arrays: list, chunks: list[Chunk], boundary: dict | None = None) -> dict:
     """What plot.plot_trajectories draws: per compared chunk its time (s from the first), row spacing, node and
-    reference arrays, cosine and prompt."""
+    reference arrays, cosine and prompt; and the boundary jumps (time of the switch, position jump) of the node's
+    chunks -- with and without RTC when the report recomputed both."""
     t0 = min(c["stamp_ns"] for c in per_chunk)
     names = next((c.joint_names for c in chunks if c.joint_names), None)
-    return {"t": [(c["stamp_ns"] - t0) * 1e-9 for c in per_chunk], "dt": [c["dt"] for c in per_chunk],
-            "node": [a[0] for a in arrays], "reference": [a[1] for a in arrays],
-            "cos": [c["cos_ref"] for c in per_chunk], "prompts": [c["prompt"] for c in per_chunk],
-            "joint_names": names}
+    out = {"t": [(c["stamp_ns"] - t0) * 1e-9 for c in per_chunk], "dt": [c["dt"] for c in per_chunk],
+           "node": [a[0] for a in arrays], "reference": [a[1] for a in arrays],
+           "cos": [c["cos_ref"] for c in per_chunk], "prompts": [c["prompt"] for c in per_chunk],
+           "joint_names": names}
+    if boundary:
+        if boundary.get("per_boundary_compared"):
+            pts = boundary["per_boundary_compared"]
+            out["boundary"] = {"t": [(b["stamp_ns"] - t0) * 1e-9 for b in pts],
+                               "series": {"with RTC": [b["with_rtc"]["position_jump"] for b in pts],
+                                          "without RTC (recomputed)": [b["without_rtc"]["position_jump"]
+                                                                       for b in pts]}}
+        elif boundary.get("per_boundary"):
+            pts = [b for b in boundary["per_boundary"] if b["stamp_ns"] >= t0]
+            label = "node (RTC)" if boundary.get("realtime_chunking") else "node (no RTC)"
+            out["boundary"] = {"t": [(b["stamp_ns"] - t0) * 1e-9 for b in pts],
+                               "series": {label: [b["position_jump"] for b in pts]}}
+    return out
 
 
 def format_summary(s: dict) -> str:
@@ -454,6 +598,13 @@ def format_summary(s: dict) -> str:
     o = s["latency"]["observation_to_chunk"]
     if o["count"]:
         lines.append(f"  obs -> chunk : p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f}, max {o['max_ms']:.1f}")
+    b = s.get("boundary") or {}
+    for label, key in (("node", "node"), ("with RTC", "compared_with_rtc"), ("without RTC", "compared_without_rtc")):
+        j = b.get(key)
+        if j and j["count"]:
+            lines.append(f"  boundary {label:<11}: position jump p50 {j['position_jump']['p50']:.3g}, max "
+                         f"{j['position_jump']['max']:.3g}; velocity jump p50 {j['velocity_jump']['p50']:.3g}, max "
+                         f"{j['velocity_jump']['max']:.3g} ({j['count']} switches)")
     lines.append(f"  summary: {s.get('summary_json', '')}" + (f", plot: {s['plot']}" if s.get("plot") else ""))
     lines.append("PASS" if s["passed"] else "FAIL: " + "; ".join(s["failures"]))
     return "\n".join(lines)

@@ -125,12 +125,39 @@ def fetch_node_params(ros: RosSession, node: str, timeout: float) -> dict:
     names = list(SPEC)
     res = ros.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names), timeout,
                    f"reading the parameters of {node}")
+    values = list(res.values)
+    if len(values) != len(names):
+        # rclpy answers an empty list when any requested parameter is declared but unset (e.g. an empty
+        # joint_limits_lower): ask one by one (one client), an unset one answers empty too and is None here
+        values = _one_by_one(ros, f"{node}/get_parameters", names, timeout, f"reading the parameters of {node}")
     out = {}
-    for n, v in zip(names, res.values):
+    for n, v in zip(names, values):
+        if v is None:
+            out[n] = None
+            continue
         out[n] = None if v.type == 0 else parameter_value_to_python(v)
         if isinstance(out[n], (list, tuple)):
             out[n] = list(out[n])
     return out
+
+
+def _one_by_one(ros: RosSession, service: str, names: list, timeout: float, what: str) -> list:
+    from rcl_interfaces.srv import GetParameters
+
+    cli = ros.node.create_client(GetParameters, service)
+    try:
+        if not ros.spin_until(cli.service_is_ready, timeout):
+            raise BagError(f"{what}: no service {service!r} within {timeout:g} s")
+        out = []
+        for n in names:
+            fut = cli.call_async(GetParameters.Request(names=[n]))
+            if not ros.spin_until(fut.done, timeout):
+                raise BagError(f"{what}: {service!r} did not answer for {n!r} within {timeout:g} s")
+            r = fut.result()
+            out.append(r.values[0] if r.values else None)
+        return out
+    finally:
+        ros.node.destroy_client(cli)
 
 
 def lifecycle_state(ros: RosSession, node: str, timeout: float) -> str:

@@ -25,7 +25,32 @@ def harness(tiny_openpi):
     h.close()
 
 
+@pytest.fixture(scope="module")
+def harness_rtc_clamp(tiny_openpi):
+    """The other tick path: velocity semantics (integration), a clamp every tick (tight limits) and real-time
+    chunking (a prefix written before every step)."""
+    from flash_rt_ros.inprocess import Harness
+    h = Harness(tiny_openpi, 320, 240, params_file=CPU_PARAMS, domain_id=domain_for_module(),
+                overrides={"noise_seed": 3, "num_steps": 2, "realtime_chunking": True,
+                           "action_semantics": ["velocity"] * 6 + ["command"],
+                           "joint_limits_names": ["joint_1"], "joint_limits_lower": [-1e-3],
+                           "joint_limits_upper": [1e-3], "joint_limits_velocity": [1e-3]})
+    yield h
+    h.close()
+
+
+def test_no_growth_with_velocity_semantics_clamps_and_rtc(harness_rtc_clamp):
+    _no_growth(harness_rtc_clamp)
+    node = harness_rtc_clamp.node
+    assert node._safety_counts[0] >= WARMUP + 200 + TICKS, "every tick must have been clamped"
+    assert node.rtc_frozen >= 0 and node._prev_obs_ns > 0
+
+
 def test_no_growth_over_500_ticks(harness):
+    _no_growth(harness)
+
+
+def _no_growth(harness):
     """The node's own per-tick path (flash_rt_ros/*) must not grow the Python heap at all; the whole process must
     not grow by more than a few pymalloc blocks. tracemalloc also attributes ~0.3 kB/tick to rclpy's C publish
     path (rclpy/publisher.py:72) that sys.getallocatedblocks does not see and that plateaus in a pure publish

@@ -156,3 +156,32 @@ def test_bad_replays_are_refused_and_the_node_keeps_serving(env, tmp_path):
                   env["domain"])
     assert rc == 0, log
     assert env["node"].alive()
+
+
+def test_replay_of_an_rtc_node_reports_the_boundary_with_and_without(tmp_path, tiny_openpi):
+    """A node with realtime_chunking, replayed in lockstep (its own domain and process): the report recomputes each
+    chunk under the constraint the node wrote (engine bit-exact, cos vs the constrained FP32 reference), and its
+    boundary section holds the jumps with RTC (the node's chunks) and without (the same chunks recomputed
+    unconstrained). The switch lands in the frozen rows, so with RTC it does not jump."""
+    domain = domain_for_module()
+    in_bag = write_test_bag(tmp_path / "in", duration_s=1.2)
+    node = Proc(node_cmd(tiny_openpi, f"noise_seed:={SEED}", f"control_rate_hz:={RATE}", "realtime_chunking:=true",
+                         "camera_topics:=" + json.dumps(node_camera_topics())), tmp_path / "node.log", domain)
+    try:
+        assert node.wait_for_log("active:", 90), f"node did not activate:\n{node.text()[-3000:]}"
+        out = tmp_path / "replay_rtc"
+        rc, log = run(bag_cli("replay", in_bag, out, "--step", STEP), tmp_path / "replay.log", domain)
+        assert rc == 0, log + node.text()[-2000:]
+        ok, s = report(out, ReportOptions(out_dir=str(tmp_path / "report"), min_cos=0.99999, max_abs=1e-4,
+                                          quiet=True))
+        assert ok, (s["failures"], node.text()[-2000:])
+        assert s["max_abs_engine_cpu"] <= 1e-6
+        frozen = [r["rtc_frozen_rows"] for r in s["per_chunk"]]
+        assert sum(1 for f in frozen if f) >= len(frozen) // 2, frozen
+        b = s["boundary"]
+        print(f"frozen rows {frozen}; boundary with RTC {b['compared_with_rtc']}; without "
+              f"{b['compared_without_rtc']}")
+        assert b["realtime_chunking"] and b["compared_with_rtc"]["count"] >= 3
+        assert b["compared_with_rtc"]["position_jump"]["p50"] < 0.1 * b["compared_without_rtc"]["position_jump"]["p50"]
+    finally:
+        node.stop()

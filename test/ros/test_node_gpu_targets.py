@@ -4,7 +4,7 @@ reaches active and publishes chunks on a GPU, as a user starts it: `flash-rt-nod
 On an H200 the thor config runs the thor cell by override (its config says hardware: thor) and the rtx config the
 rtx_sm120 cell with the sm120 lowering, only under TRITON_OVERRIDE_ARCH=sm120 (docs/hardware.md). The tiny test
 checkpoint stands in for a DROID checkpoint: its 8-dim state takes the config's 8 joint names (the synthetic sensors
-publish them), its 7 action dims the first 7 action names. Run on the device with the carried ROS bundle:
+publish them), its 7 action dims the first 7 action names (DROID's joint velocities). Run on the device with the carried ROS bundle:
     source scripts/device_ros_env.sh && python3 -m pytest -m gpu test/ros/test_node_gpu_targets.py -q -s
     source scripts/device_ros_env.sh && TRITON_OVERRIDE_ARCH=sm120 python3 -m pytest -m gpu test/ros/test_node_gpu_targets.py -q -s
 """
@@ -50,7 +50,9 @@ def test_target_config_reaches_active_and_publishes_chunks(tmp_path, tiny_openpi
     assert cfg["hardware"] == hw
     state, actions = cfg["state_joint_names"], cfg["action_joint_names"][:7]
     domain = domain_for_module()
-    node = Proc(node_cmd(tiny_openpi, "action_joint_names:=" + json.dumps(actions), "control_rate_hz:=15.0",
+    semantics = cfg["action_semantics"][:7]          # the DROID config's 7 joint velocities
+    node = Proc(node_cmd(tiny_openpi, "action_joint_names:=" + json.dumps(actions),
+                         "action_semantics:=" + json.dumps(semantics), "control_rate_hz:=15.0",
                          f"weight_cache_dir:={tmp_path / 'w'}", f"calibration_dir:={tmp_path / 'c'}",
                          params_file=params), tmp_path / "node.log", domain)
     sensors = Proc(sensors_cmd("--width", "640", "--height", "480", "--camera-rate", "30",

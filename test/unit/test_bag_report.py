@@ -13,8 +13,9 @@ import pytest
 from flash_rt_ros.bag import bagio, cli
 from flash_rt_ros.bag.plot import executed_path, nice_ticks, plot_trajectories
 from flash_rt_ros.bag.replay import REPLAY_KEY, STEPS_TOPIC
-from flash_rt_ros.bag.report import (Chunk, ReportOptions, Recomputer, attribute, cosine64, histogram_text,
-                                     latency_summary, observation_latency_ms, report, verdict)
+from flash_rt_ros.bag.report import (Chunk, ReportOptions, Recomputer, attribute, boundary_jumps, cosine64,
+                                     histogram_text, jump_summary, latency_summary, observation_latency_ms, report,
+                                     rtc_constraint, sample_chunk, verdict)
 from flash_rt_ros.bag.synthetic import PROMPT_TOPIC, node_camera_topics, write_test_bag
 from flash_rt_ros.bag.topics import NODE_NAME_KEY, NODE_PARAMS_KEY, NodeConfig, params_from_files
 from flash_rt_ros.bag.types import ACTION_CHUNK, STRING, BagError, typestore
@@ -96,15 +97,17 @@ def test_plot(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # report() on a replay-shaped bag
 # ---------------------------------------------------------------------------------------------------------
-def node_cfg(ckpt) -> NodeConfig:
-    v = params_from_files([CPU_YAML], [f"checkpoint:={ckpt}", f"noise_seed:={SEED}"])
+def node_cfg(ckpt, *extra) -> NodeConfig:
+    v = params_from_files([CPU_YAML], [f"checkpoint:={ckpt}", f"noise_seed:={SEED}", *extra])
     v["camera_topics"] = node_camera_topics()
     return NodeConfig.from_values(v)
 
 
-def fabricate_replay(input_bag, out, cfg: NodeConfig, n_steps=6, tamper=None):
+def fabricate_replay(input_bag, out, cfg: NodeConfig, n_steps=6, tamper=None, rtc_frozen=None):
     """What replay + a CPU node would leave behind: steps records and chunks computed on the observation sets.
-    Plus one late (not clean) and one unattributable chunk, both with garbage data the report must not use."""
+    Plus one late (not clean) and one unattributable chunk, both with garbage data the report must not use.
+    rtc_frozen: the node ran with realtime_chunking and froze this many rows (the prefix written as node.py does:
+    the previous chunk from this stamp's row on)."""
     ts = typestore()
     T = ts.types
     chunks, steps = [], []
@@ -119,6 +122,10 @@ def fabricate_replay(input_bag, out, cfg: NodeConfig, n_steps=6, tamper=None):
             prompt = [p for tt, p in events if tt <= t][-1]
             msgs = cur.at(t)
             rec.write_observation(msgs)
+            if rtc_frozen is not None and chunks:
+                pt, _, _, _, prev = chunks[-1]
+                shift = int(round((t - pt) / (cfg.params.dt * 1e9)))
+                rec.constrain(prev[shift:], min(rtc_frozen, prev.shape[0] - shift))
             actions, _ = rec.compute(prompt, k, SEED, True)
             begin = WALL0 + k * 100_000_000
             steps.append({"k": k, "stamp_ns": t, "begin_ns": begin, "published_ns": begin + 1_000_000,
@@ -167,6 +174,8 @@ def test_report_passes_on_exact_chunks(setup, capsys):
     assert s["max_abs_engine_cpu"] == 0.0          # same code, same threads: bit-exact reconstruction
     assert {c["prompt"] for c in s["per_chunk"]} == {"pick up the red block", "put the red block in the bin"}
     assert s["latency"]["inference"]["count"] == 10 and s["latency"]["observation_to_chunk"]["count"] == 8
+    assert not s["boundary"]["realtime_chunking"] and s["boundary"]["node"]["count"] == 9
+    assert "compared_without_rtc" not in s["boundary"]
     written = json.loads((d / "out_ok" / "summary.json").read_text())
     assert written["passed"] and len(written["per_chunk"]) == 8 and "node" not in written["per_chunk"][0]
     assert cv2.imread(str(d / "out_ok" / "trajectories.png")) is not None
@@ -203,3 +212,55 @@ def test_report_input_errors(setup, capsys, tmp_path):
     assert ok and s["chunks"]["compared"] == 0
     assert cli.main(["report", str(inp)]) == 2                     # an input bag, not a replay
     assert "does not hold the node's parameters" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the boundary metric (hand-off between chunks)
+# ---------------------------------------------------------------------------------------------------------
+def test_sample_chunk_and_boundary_jumps_by_hand():
+    a = np.array([[0.0], [1.0], [3.0]])
+    p, v = sample_chunk(a, 0.5)
+    assert p[0] == 0.5 and v[0] == 1.0
+    p, v = sample_chunk(a, 1.25)
+    assert p[0] == 1.5 and v[0] == 2.0
+    assert sample_chunk(a, 7.0)[0][0] == 3.0                    # ran out: holds the last row
+    dt = 0.1
+    k0 = np.array([[0.0], [1.0], [2.0], [3.0]])                  # slope 10 units/s
+    k1 = np.array([[5.0], [5.0], [5.0], [5.0]])                  # jumps to 5 and stops
+    # chunk 1 stamped one row later, arrives 50 ms after its observation: the switch is at row 1.5 of chunk 0
+    j = boundary_jumps([(0, dt, k0, 0), (100_000_000, dt, k1, 50_000_000)])
+    assert len(j) == 1 and j[0]["row_prev"] == pytest.approx(1.5) and j[0]["row_next"] == pytest.approx(0.5)
+    assert j[0]["position_jump"] == pytest.approx(5.0 - 1.5) and j[0]["velocity_jump"] == pytest.approx(10.0)
+    same = boundary_jumps([(0, dt, k0, 0), (100_000_000, dt, k0[[1, 2, 3, 3]], 50_000_000)])   # continues k0
+    assert same[0]["position_jump"] == pytest.approx(0.0) and same[0]["velocity_jump"] == pytest.approx(0.0)
+    s = jump_summary(j + same)
+    assert s["count"] == 2 and s["position_jump"]["max"] == pytest.approx(3.5)
+
+
+def test_rtc_constraint_is_recovered_from_the_chunks():
+    rng = np.random.default_rng(1)
+    prev = rng.standard_normal((10, 3))
+    nxt = rng.standard_normal((10, 3))
+    nxt[:3] = prev[2:5]                                          # shift 2, 3 frozen rows
+    assert rtc_constraint(prev, 0, nxt, 200_000_000, 0.1) == (2, 3)
+    assert rtc_constraint(prev, 0, nxt, 2_000_000_000, 0.1) is None     # nothing of the previous chunk left
+
+
+def test_report_boundary_with_and_without_rtc(setup, tiny_openpi):
+    """A node that ran with realtime_chunking: the report recomputes every chunk under the same constraint (the
+    verdict vs the constrained FP32 reference passes), recovers the frozen rows, and reports the boundary jump of
+    the same chunks without the constraint: with RTC the switch lands in the frozen rows, so it does not jump."""
+    d, inp, _ = setup
+    cfg = node_cfg(tiny_openpi, "realtime_chunking:=true")
+    rb, _ = fabricate_replay(inp, d / "replay_rtc", cfg, n_steps=6, rtc_frozen=2)
+    ok, s = report(rb, ReportOptions(out_dir=str(d / "out_rtc"), min_cos=0.99999, max_abs=1e-4, quiet=True))
+    assert ok, s["failures"]
+    assert s["max_abs_engine_cpu"] == 0.0
+    assert [c["rtc_frozen_rows"] for c in s["per_chunk"]] == [None, 2, 2, 2, 2, 2]
+    b = s["boundary"]
+    assert b["realtime_chunking"] and b["compared_with_rtc"]["count"] == 5
+    assert b["compared_with_rtc"]["position_jump"]["max"] < 1e-5
+    assert b["compared_without_rtc"]["position_jump"]["p50"] > 1e-2
+    written = json.loads((d / "out_rtc" / "summary.json").read_text())
+    assert written["boundary"]["compared_without_rtc"]["count"] == 5
+    assert cv2.imread(str(d / "out_rtc" / "trajectories.png")) is not None

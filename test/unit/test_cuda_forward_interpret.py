@@ -9,6 +9,9 @@ the interpreter, cuBLASLt's FP8 GEMMs through torch._scaled_mm on the CPU. What 
 (streams, graphs, pinned memory, PDL): the GPU suite does. The tiny model's K = 64 is below the fused expert GEMMs'
 tiles, so those run as GEMM + epilogue kernel here (the kernel suite checks the fused ones at full size).
 Bars: the precision ladder's (BF16 cos >= 0.999, FP8 >= 0.995; worst of 2 observations, float64 cosine).
+Real-time chunking runs once per precision on one cell (the forward is shared code): bf16 takes the unfused seam
+(flow_inpaint), fp8 the production seam kernel with the blend inside (flow_boundary's INPAINT); the frozen rows
+must come out equal to the model-space prefix, and the chunk must match the exact CPU path under the same constraint.
 """
 import pytest
 
@@ -56,24 +59,47 @@ else:
     def cpu_policy(micro_ckpt):
         return flash_rt.load_model(micro_ckpt, hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
 
+    @pytest.fixture(scope="module")
+    def rtc_policy(micro_ckpt):
+        return flash_rt.load_model(micro_ckpt, hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps,
+                                   realtime_chunking=True, action_delta_mask=[3, -1])
+
     @pytest.mark.parametrize("precision, bar", [("bf16", 0.999), ("fp8", 0.995)])
     @pytest.mark.parametrize("hardware", sorted(CELLS))
     def test_gpu_forward_matches_the_exact_cpu_path(micro_ckpt, cpu_policy, hardware, precision, bar):
+        check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations=2)
+
+    @pytest.mark.parametrize("precision, bar", [("bf16", 0.999), ("fp8", 0.995)])
+    def test_gpu_forward_with_realtime_chunking(micro_ckpt, rtc_policy, precision, bar):
+        check_forward(micro_ckpt, rtc_policy, "hopper", precision, bar, observations=1, frozen=3)
+
+    def check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations, frozen=None):
         cell, cfg = CELLS[hardware], cpu_policy.config
+        rtc = frozen is not None
         w, ws, _, mods, dt = unpack_weights(build_weights(micro_ckpt, cfg, precision, "cpu"), cfg, precision, "cpu")
-        d = Pi05Dims.of(cfg, VIEWS, len(mods), dt, align=16)
+        d = Pi05Dims.of(cfg, VIEWS, len(mods), dt, align=16, realtime_chunking=rtc)
         b = device_buffers(cfg, d, cell.tuning.split_k, "cpu", mods)
         h = cpu_policy.frontend.host
         b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
                  token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
                  noise=torch.from_numpy(h.noise))
+        if rtc:
+            b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
+                     rtc_target=torch.from_numpy(h.rtc.target))
         attn = TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning)
         scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
         rng = np.random.default_rng(7)
         worst = 1.0
-        for _ in range(2):
+        for _ in range(observations):
             images, state, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
+            if rtc:   # a previous chunk of this policy as the prefix (output units), then the constrained step
+                cpu_policy.write_action_prefix(None, 0)
+                prev = cpu_policy.predict(images, state, prompt, noise)
+                cpu_policy.write_action_prefix(prev[2:] + 0.05, frozen)
+                images, state, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
             cpu_policy.predict(images, state, prompt, noise)        # fills the host buffers b reads
+            if rtc:
+                assert h.rtc.w[:frozen].tolist() == [1.0] * frozen and 0 < h.rtc.w[frozen] < 1
             want = h.model_out.copy()
             if precision == "fp8":   # calibrate on this observation (the first-tick rule), then run production
                 scales.amax.zero_()
@@ -91,6 +117,9 @@ else:
             cuda_forward.forward(w, b, d, attn, q, None)
             got = b["x_t"].numpy()
             assert np.isfinite(got).all()
+            if rtc:   # W = 1 rows are the model-space prefix exactly (1 * target + 0 * x at t = 0), fused or not
+                np.testing.assert_array_equal(got[:frozen], h.rtc.target[:frozen])
+                assert q.fused_flow_boundary == (precision == "fp8")   # both seams carry the blend
             worst = min(worst, cosine64(got, want))
-        print(f"{hardware} {precision}: worst cos {worst:.6f}")
+        print(f"{hardware} {precision}{' rtc' if rtc else ''}: worst cos {worst:.6f}")
         assert worst >= bar, (hardware, precision, worst)

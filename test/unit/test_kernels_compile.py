@@ -8,7 +8,8 @@ are the real ones: the shared CUDA forward (models/pi05/cuda_forward.py) runs on
 tuning table and option defaults, under the production FP8 context and the calibration twin, with programmatic
 dependent launch on and off, and every Triton launch is recorded instead of run (cuBLASLt GEMMs are skipped: they
 are not ours to compile). Full widths, 1-3 camera views, horizons 10 and 50; depth cut to 2 layers and 2 flow
-steps, which already holds every distinct specialization (first / middle / last layer and step). Each distinct
+steps, which already holds every distinct specialization (first / middle / last layer and step), plus one case with
+real-time chunking (the seam kernel with its blend, flow_inpaint in the calibration twin). Each distinct
 specialization is compiled with `triton.compile` for the target, and the PTX is checked:
   * the target (`.target sm_90a` / `sm_110a` / `sm_120a` / `sm_89`) and shared memory within the target's per-block limit
     (sm120: 99 KB), and the GEMM tiles' own estimate (kernels/tiles.py) at least what the compiler allocated;
@@ -159,15 +160,17 @@ def forward_launches(hardware: str):
     cfg = dataclasses.replace(Pi05Config(), layers=2, vis_layers=2, vocab=1024)
     w, ws = _weights(cfg)
     launches = {}
-    for views, horizon in ((1, 50), (2, 50), (3, 50), (2, 10)):
+    # the last case adds real-time chunking's kernels (the seam kernel with the blend, flow_inpaint in the twin)
+    for views, horizon, rtc in ((1, 50, False), (2, 50, False), (3, 50, False), (2, 10, False), (2, 50, True)):
         c = dataclasses.replace(cfg, action_horizon=horizon)
-        d = Pi05Dims.of(c, views, num_steps=2, dt=-0.5, align=16)
+        d = Pi05Dims.of(c, views, num_steps=2, dt=-0.5, align=16, realtime_chunking=rtc)
         mods = torch.zeros(d.num_steps, 2 * c.layers + 1, 3, c.ex_width)
         b = device_buffers(c, d, tuning.split_k, "cpu", mods)
         for name, shape, dt in (("images_u8", (views, c.image_size, c.image_size, 3), torch.uint8),
                                 ("image_mask", (views,), torch.bool), ("token_ids", (c.max_token_len,), torch.int64),
                                 ("token_mask", (c.max_token_len,), torch.bool),
-                                ("noise", (horizon, c.action_dim), F32)):
+                                ("noise", (horizon, c.action_dim), F32), ("rtc_w", (horizon,), F32),
+                                ("rtc_w1", (horizon,), F32), ("rtc_target", (horizon, c.action_dim), F32)):
             b[name] = torch.zeros(shape, dtype=dt)
         attn = TritonAttnBackend(pi05_attention_spec(c, d), "cpu", tuning)
         sites = cuda_forward.quant_sites(d)
@@ -196,7 +199,9 @@ def test_the_forward_launches_every_kernel_family():
         names = {fn.__name__ for fn, *_ in launches}
         assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_mqa_partial",
                 "_mqa_merge", "_norm_row_kernel", "_mha_kernel", "_flow_boundary_kernel", "_amax_kernel",
-                "_u8_to_model_kernel", "_rope_qkv_kernel"} <= names, (hw, names)
+                "_u8_to_model_kernel", "_rope_qkv_kernel", "_flow_inpaint_kernel"} <= names, (hw, names)
+        inpaint = {c["INPAINT"] for fn, _, c, _ in launches if fn.__name__ == "_flow_boundary_kernel"}
+        assert inpaint == {False, True}, (hw, inpaint)
 
 
 def test_key_splits_follow_the_sm_count():

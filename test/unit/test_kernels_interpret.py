@@ -449,3 +449,47 @@ else:
             T.flow_boundary(**{**got, "w_out": base["w_out"].t().contiguous()}, dt=-0.1, **SEAM)
         with pytest.raises(ValueError, match="y must be"):
             T.flow_boundary(**{**got, "y": base["y"][:, :3]}, dt=-0.1, **SEAM)
+
+    def _inpaint_inputs(m, a, seed):
+        """Real-time chunking's blend operands: weights with exact 1s (frozen), soft rows and exact 0s."""
+        g = torch.Generator().manual_seed(seed)
+        w = torch.zeros(m)
+        w[:2] = 1.0
+        w[2:m - 1] = torch.rand(max(m - 3, 0), generator=g)
+        return (torch.randn(m, a, generator=g), torch.randn(m, a, generator=g), w, 1.0 - w, 0.3)
+
+    @pytest.mark.parametrize("m,a", [(5, 32), (4, 7)])
+    def test_flow_inpaint(m, a):
+        """x = w * (t * eps + (1 - t) * target) + (1 - w) * x per row; w = 1 rows at t = 0 are the target exactly,
+        w = 0 rows untouched exactly."""
+        eps, target, w, w1, t = _inpaint_inputs(m, a, seed=50)
+        x = torch.randn(m, a)
+        got, want = x.clone(), x.clone()
+        assert T.flow_inpaint(got, eps, target, w, w1, t) is got
+        R.flow_inpaint(want, eps, target, w, w1, t)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        assert torch.equal(got[-1], x[-1])                         # w = 0: the identity
+        T.flow_inpaint(got, eps, target, w, w1, 0.0)
+        assert torch.equal(got[:2], target[:2])                    # w = 1 at t = 0: the prefix itself
+        with pytest.raises(ValueError, match="inpaint target must be fp32"):
+            T.flow_inpaint(got, eps, target[:, :-1], w, w1, t)
+        with pytest.raises(ValueError, match="inpaint time must be in"):
+            T.flow_inpaint(got, eps, target, w, w1, 1.5)
+
+    @pytest.mark.parametrize("last", [False, True])
+    def test_flow_boundary_with_the_inpainting_blend(last):
+        """The seam kernel's blend (INPAINT) between the Euler step and action_in, against its pieces."""
+        m, d, a = 5, 96, 32
+        base, nxt = _seam_inputs(m, d, a, 2, seed=51)
+        inpaint = _inpaint_inputs(m, a, seed=52)
+        nxt = {} if last else nxt
+        o_t, o_r, _ = _out_pair((m, d), "fp32")
+        outs = {} if last else dict(out=o_t)
+        got = {k: v.clone() for k, v in base.items()}
+        want = {k: v.clone() for k, v in base.items()}
+        T.flow_boundary(**got, dt=-0.1, **nxt, **outs, **SEAM, inpaint=inpaint)
+        R.flow_boundary(**want, dt=-0.1, **nxt, **({} if last else dict(out=o_r)), inpaint=inpaint)
+        for k in ("x_t", "residual"):
+            torch.testing.assert_close(got[k], want[k], rtol=2e-5, atol=2e-5, msg=k)
+        if not last:
+            torch.testing.assert_close(o_t, o_r, rtol=1e-4, atol=1e-4)

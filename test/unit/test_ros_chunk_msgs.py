@@ -102,3 +102,25 @@ def test_seeded_noise_stream_rejects_negative():
         SeededNoise(-1, np.empty((2, 2), np.float32))
     with pytest.raises(ValueError):
         SeededNoise(0, np.empty((2, 2), np.float32)).fill(-1)
+
+
+@pytest.mark.parametrize("horizon,adim,nj", [(10, 8, 8), (5, 8, 7), (3, 14, 14), (1, 2, 1)])
+def test_trajectory_with_its_own_joints_and_velocities(horizon, adim, nj):
+    """action_semantics: the trajectory carries its joints (commands may be left out) and velocities."""
+    names = [f"a{i}" for i in range(adim)]
+    tnames = [f"j{i}" for i in range(nj)]
+    m = ChunkMessages(names, horizon, adim, 0.1, traj_joint_names=tnames, velocities=True)
+    m.check_against_rclpy()
+    rng = np.random.default_rng(nj)
+    a = rng.standard_normal((horizon, adim)).astype(np.float32)
+    pos, vel = rng.standard_normal((horizon, nj)), rng.standard_normal((horizon, nj))
+    m.fill(a, 10**18, 3, 0.01, "p", positions=pos, velocities=vel)
+    c, t = _decode(m)
+    assert c.joint_names == names and t.joint_names == tnames
+    np.testing.assert_array_equal(np.asarray(c.data, np.float32).reshape(horizon, adim), a)   # model actions as is
+    for k, p in enumerate(t.points):
+        np.testing.assert_array_equal(np.asarray(p.positions), pos[k])
+        np.testing.assert_array_equal(np.asarray(p.velocities), vel[k])
+    m.fill_trajectory(10**18 + 5, np.zeros((horizon, nj)), np.zeros((horizon, nj)))
+    _, t = _decode(m)
+    assert t.header.stamp.nanosec == 5 and all(not any(p.positions) and not any(p.velocities) for p in t.points)

@@ -316,3 +316,18 @@ def test_cdr_big_endian():
     a, b = np.zeros((224, 224, 3), np.uint8), np.zeros((224, 224, 3), np.uint8)
     assert SlotWriter(a).write_cdr(le) == SlotWriter(b).write_cdr(bytes(be)) == 10**9 + 2
     assert np.array_equal(a, b) and np.array_equal(a, expected(img))
+
+
+def test_tiny_frames_are_refused_below_min_side():
+    """A 7x5 frame was upscaled into the slot silently when no expected size was configured (issue 15)."""
+    from flash_rt.errors import InputError
+    from flash_rt_ros.conversions import SlotWriter
+
+    slot = np.full((224, 224, 3), 17, np.uint8)
+    w = SlotWriter(slot, "linear", None, min_side=32)
+    tiny = np.zeros((5, 7, 3), np.uint8)
+    with pytest.raises(InputError, match=r"image size 7x5 .* min_image_side=32 px"):
+        w.write_array(tiny, "rgb8")
+    assert (slot == 17).all(), "a refused frame must leave the slot untouched"
+    w.write_array(np.zeros((32, 40, 3), np.uint8), "rgb8")            # at the minimum: accepted
+    assert SlotWriter(slot, "linear", None).write_array(tiny, "rgb8") is slot   # min_side 1: the old behaviour

@@ -47,6 +47,15 @@ def test_minimal_params_and_defaults():
     (dict(max_observation_age_s=-1.0), "max_observation_age_s"),
     (dict(noise_seed=-5), "noise_seed"),
     (dict(num_steps=0), "num_steps"),
+    (dict(action_semantics=["position", "torque"]), "['torque'] are not"),
+    (dict(action_joint_names=["a", "b"], action_semantics=["position"]), "one entry per action_joint_names entry (2)"),
+    (dict(action_delta_mask=[6, 0]), "entries are non-zero"),
+    (dict(safety_mode="warn"), "'clamp' or 'reject'"),
+    (dict(on_reject="stop"), "'skip' (publish nothing) or 'hold'"),
+    (dict(joint_limits_names=["a", "b"], joint_limits_lower=[0.0]), "one value per joint_limits_names entry (2)"),
+    (dict(joint_limits_names=["a"], joint_limits_lower=[1.0], joint_limits_upper=[0.0]), "lower 1.0 > upper 0.0"),
+    (dict(max_relative_target=[0.0]), "finite and > 0"),
+    (dict(min_image_side=0), "min_image_side"),
 ])
 def test_bad_params_name_the_parameter(change, needle):
     with pytest.raises(ParamError, match=re.escape(needle)):
@@ -77,6 +86,20 @@ def test_hardware_names_are_exactly_the_engines():
                                                    "is one of rtx_sm120")):
         NodeParams.from_values(dict(BASE, hardware="rtx"))
     assert all(hw in SPEC["hardware"][1] for hw in HARDWARE)
+
+
+def test_framework_names_are_exactly_the_engines():
+    """The node's framework parameter takes what flash_rt.load_model does: auto (the default: openpi Orbax params/ ->
+    jax, model.safetensors -> torch), torch, jax; anything else fails at parameter validation, not at load time."""
+    from flash_rt.api import supported_frameworks
+    from flash_rt_ros.params import FRAMEWORKS
+
+    assert FRAMEWORKS == ("auto",) + supported_frameworks() and "jax" in FRAMEWORKS
+    assert NodeParams.from_values(BASE).framework == "auto"
+    for fw in FRAMEWORKS:
+        assert NodeParams.from_values(dict(BASE, framework=fw)).framework == fw
+    with pytest.raises(ParamError, match=re.escape("'framework': must be one of auto, jax, torch (got 'orbax')")):
+        NodeParams.from_values(dict(BASE, framework="orbax"))
 
 
 def test_every_spec_parameter_is_a_field():
@@ -144,6 +167,24 @@ def test_node_spec_is_what_the_launch_runs(tmp_path):
     assert node_spec("f.yaml").argv(["prog"], tmp_path)[3:7] == ["__node:=flash_rt_node", "-r", "__ns:=/",
                                                                   "--params-file"]
     assert node_spec("f.yaml").parameters == ["f.yaml"]           # no overrides: no second file
+    # an action space layered over the target's file, before the command-line overrides
+    assert node_spec("f.yaml", checkpoint="/m", actions_file="/share/config/actions/droid.yaml").parameters == [
+        "f.yaml", "/share/config/actions/droid.yaml", {"checkpoint": "/m"}]
+
+
+ACTION_FILES = sorted((REPO / "config" / "actions").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("cfg", ACTION_FILES, ids=lambda p: p.name)
+def test_action_space_files_layer_over_every_target(cfg):
+    """config/actions/*.yaml hold only known parameters and, over any target's file, validate (semantics, limits)."""
+    layer = yaml.safe_load(cfg.read_text())["/**"]["ros__parameters"]
+    assert not set(layer) - set(SPEC)
+    assert len(layer["action_semantics"]) == len(layer["action_joint_names"]) == layer["action_dim"]
+    for target in CONFIGS:
+        base = yaml.safe_load(target.read_text())["/**"]["ros__parameters"]
+        p = NodeParams.from_values(dict(base, **layer, checkpoint="/models/x"))
+        assert p.action_semantics == tuple(layer["action_semantics"])
 
 
 @pytest.mark.parametrize("value, env", [("auto", None), ("true", None), ("off", {"FLASH_RT_FASTDDS": "off"}),

@@ -250,7 +250,7 @@ def test_filled_template_follows_the_repository_contract(toy_policy, tmp_path):
     cls = type(toy_policy.frontend)
     assert set(api.LOADER_OPTIONS) <= api.frontend_options(cls)
     with pytest.raises(TypeError, match=r"discrete_state_input"):
-        flash_rt.load_model(tmp_path, config=M, hardware="cpu", discrete_state_input=False)
+        flash_rt.load_model(toy_policy.frontend.checkpoint, config=M, hardware="cpu", discrete_state_input=False)
     # the CPU cell refuses calibration with its reason, like Pi0.5's
     with pytest.raises(NotImplementedError, match="exact FP32"):
         toy_policy.calibrate()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError, InputError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.io.action_delta import checkpoint_delta_mask, parse_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -42,7 +43,11 @@ def read_config_json(ckpt_dir: Path) -> dict:
 
 
 class Pi05TorchFrontendBase:
+    """A subclass may swap the checkpoint format through `open_source` (path, device=...) -> WeightSource with
+    key_shapes(), `_checkpoint_dir` and `_config_json` (the jax cells read openpi's Orbax tree this way); the
+    spec, the oracle and everything downstream see the same canonical tensors."""
     hardware = "?"
+    open_source = staticmethod(open_checkpoint)
     # the model's checkpoint schema and normalization: Pi0.5's here; a Pi0-family model on this base (Pi0's GPU
     # cells) names its own instead of copying the base
     infer_config = staticmethod(infer_config)
@@ -53,21 +58,22 @@ class Pi05TorchFrontendBase:
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  discrete_state_input: bool | None = None, image_interpolation: str = "area",
-                 seed: int | None = None, weight_cache: bool = True, cache_dir=None):
+                 seed: int | None = None, weight_cache: bool = True, cache_dir=None, action_delta_mask=None,
+                 realtime_chunking: bool = False):
         self.startup = StartupPhases()
         t_open = time.perf_counter()
         self.checkpoint = Path(checkpoint)
-        self.ckpt_dir = checkpoint_dir(checkpoint)
+        self.ckpt_dir = self._checkpoint_dir(checkpoint)
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
-        self.source = open_checkpoint(self.checkpoint)
+        self.source = self.open_source(self.checkpoint)
         shapes = self.source.key_shapes()
-        self.cfg = self.infer_config(shapes, read_config_json(self.ckpt_dir), action_horizon=action_horizon,
+        self.cfg = self.infer_config(shapes, self._config_json(), action_horizon=action_horizon,
                                      num_steps=num_steps, max_token_len=max_token_len,
                                      discrete_state_input=discrete_state_input)
         self.validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
         tok, tok_err = None, None
         try:
-            tok = load_tokenizer(self.ckpt_dir, tokenizer)
+            tok = load_tokenizer(self.ckpt_dir, tokenizer, vocab=self.cfg.vocab)
         except TokenizerError as e:
             if tokenizer is not None:
                 raise
@@ -85,15 +91,33 @@ class Pi05TorchFrontendBase:
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
+        self.delta_mask_source = "action_delta_mask="
+        if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
+            action_delta_mask, self.delta_mask_source = checkpoint_delta_mask(self.ckpt_dir, adim)
+            if action_delta_mask is not None:
+                try:
+                    parse_delta_mask(action_delta_mask, adim, sdim)
+                except InputError as e:
+                    raise CheckpointError(f"the delta mask declared by {self.delta_mask_source} does not fit this "
+                                          f"policy: {e}. Pass action_delta_mask= to override it") from e
+        self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
-                               tokenizer_error=tok_err)
+                               tokenizer_error=tok_err, action_delta_mask=action_delta_mask,
+                               realtime_chunking=realtime_chunking)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t_open, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights") as ph:
             ph.detail = self._load_weights() or ""
         with self.startup.timed("buffers"):
             self._alloc_buffers()
+
+    # -- checkpoint-format hooks (the jax cells override these) ------------------------------------------
+    def _checkpoint_dir(self, checkpoint) -> Path:
+        return checkpoint_dir(checkpoint)
+
+    def _config_json(self) -> dict:
+        return read_config_json(self.ckpt_dir)
 
     # -- hardware hooks ------------------------------------------------------------------------------
     def _host_alloc(self, shape, dtype) -> np.ndarray:

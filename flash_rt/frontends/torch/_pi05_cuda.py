@@ -50,10 +50,11 @@ def weight_spec_tag(hardware: str, precision: str) -> str:
     return f"pi05-{hardware.replace('_', '-')}-{precision}-v1"
 
 
-def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+def build_weights(checkpoint, cfg, precision: str, device, open_source=open_checkpoint) -> dict:
     """The checkpoint through the GPU spec on `device` (FP8 quantization there): a flat {name: tensor} dict, what
-    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales)."""
-    src = open_checkpoint(checkpoint, device=str(device))
+    the weight cache stores ("w.<name>" weights, "s.<group>" per-family FP8 scales). `open_source` reads another
+    checkpoint format (the jax cells pass the Orbax source)."""
+    src = open_source(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
     WeightLoader(build_spec(cfg, precision), src).run(target)
     flat = {f"w.{k}": v for k, v in target.w.items()}
@@ -210,12 +211,16 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         return total + int(1.5 * _GB)
 
     def _build_weights(self) -> dict:
-        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device, open_source=self.open_source)
+
+    def _checkpoint_hash(self) -> str:
+        """The weight and calibration caches' checkpoint key (the jax cells hash the Orbax params files)."""
+        return checkpoint_hash(self.source.files[0])
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
-        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        self.ckpt_hash = self._checkpoint_hash()
         status = "weight cache off"
         if self.weight_cache:
             meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
@@ -233,7 +238,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
 
     # -- buffers -----------------------------------------------------------------------------------------
     def dims(self) -> Pi05Dims:
-        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16)  # 16-aligned key lengths
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt, align=16,  # 16-aligned key lengths
+                           realtime_chunking=self.realtime_chunking)
 
     def _alloc_buffers(self) -> None:
         c, h, dev = self.cfg, self.host, self.device
@@ -244,6 +250,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}
+        if h.rtc is not None:   # real-time chunking: weights and model-space prefix, written by the host per tick
+            inputs.update(rtc_w=h.rtc.w, rtc_w1=h.rtc.w1, rtc_target=h.rtc.target)
         if self.zero_copy_io:
             for name, arr in inputs.items():
                 b[name] = self.pinned.device_alias(arr, dev)

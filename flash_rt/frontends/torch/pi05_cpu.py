@@ -43,7 +43,8 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
         return "fp32 from the checkpoint (no cache on the CPU)"
 
     def dims(self) -> Pi05Dims:
-        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt)   # exact lengths: no alignment
+        return Pi05Dims.of(self.cfg, self.num_views, len(self.mods), self.dt,   # exact lengths: no alignment
+                           realtime_chunking=self.realtime_chunking)
 
     def _alloc_buffers(self) -> None:
         c, nv, h = self.cfg, self.num_views, self.host
@@ -78,6 +79,9 @@ class Pi05TorchFrontendCpu(Pi05TorchFrontendBase):
             "ex_att": z(S, qn, **f32), "ex_o": z(S, c.ex_width, **f32), "ex_gu": z(S, 2 * c.ex_mlp, **f32),
             "ex_act": z(S, c.ex_mlp, **f32), "ex_down": z(S, c.ex_width, **f32), "v": z(S, c.action_dim, **f32),
         }
+        if h.rtc is not None:   # real-time chunking's weights and model-space prefix, shared with the host
+            self.b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
+                          rtc_target=torch.from_numpy(h.rtc.target))
         self.attn = CpuAttnBackend(pi05_attention_spec(c, d))
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_boundary,
+from flash_rt.kernels.triton import (ada_rms_norm, add_layer_norm, add_rms_norm, flow_boundary, flow_inpaint,
                                      gated_add_ada_rms_norm, geglu, gelu_tanh, key_padding_bias, layer_norm,
                                      linear_flow_update, prefix_positions, rms_norm, rope_qkv_split, uint8_to_model)
 from flash_rt.models.pi05.dims import Pi05Dims
@@ -173,12 +173,19 @@ def step_boundary(w, b, d, q, s: int, down) -> None:
     """Flow step s ends (final gated adaRMS, action_out_proj + Euler step of x_t) and, unless it was the last,
     step s+1 begins (expert_begin). With q.fused_flow_boundary (production) that is one kernel, one program per
     action row (kernels/triton/flow_boundary.py); the twins run the pieces: a norm, the split-K flow kernel, and
-    expert_begin's addmm + norm."""
+    expert_begin's addmm + norm.
+    With real-time chunking (d.inpaint_times, a load-time choice) the Euler step is followed by the inpainting blend
+    at the time it reached (models/pi05/rtc.py): inside the seam kernel, or flow_inpaint in the pieces. Its weights
+    and model-space prefix are device buffers written per tick; without it this is the plain graph."""
     L, mods, last = d.layers, b["mods"][s], s + 1 == d.num_steps
     gate, fin = mods[2 * L - 1][2], mods[2 * L]
+    inpaint = ((b["noise"], b["rtc_target"], b["rtc_w"], b["rtc_w1"], d.inpaint_times[s]) if d.inpaint_times
+               else None)
     if not q.fused_flow_boundary:
         gated_add_ada_rms_norm(b["ex_x"], down, gate, fin[0], fin[1], d.rms_eps, out=b["ex_hf"])
         linear_flow_update(b["x_t"], b["ex_hf"], w["action_out_w"], w["action_out_b"], d.dt, ws=b["flow_ws"])
+        if inpaint is not None:
+            flow_inpaint(b["x_t"], *inpaint)
         if not last:
             expert_begin(w, b, d, q, s + 1)
         return
@@ -189,7 +196,7 @@ def step_boundary(w, b, d, q, s: int, down) -> None:
         nxt = dict(w_in=w["action_in_w"], b_in=w["action_in_b"], next_scale=m1[0], next_shift=m1[1], out=hb,
                    out_scale=hs)
     flow_boundary(b["x_t"], b["ex_x"], down, gate, fin[0], fin[1], w["action_out_rows"], w["action_out_b"],
-                  d.dt, d.rms_eps, chunk=q.flow_tiles.chunk, num_warps=q.flow_tiles.num_warps, **nxt)
+                  d.dt, d.rms_eps, chunk=q.flow_tiles.chunk, num_warps=q.flow_tiles.num_warps, inpaint=inpaint, **nxt)
     if not last:
         q.post(site, hb)
 

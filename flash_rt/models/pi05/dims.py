@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from flash_rt.models.pi05.config import Pi05Config
+from flash_rt.models.pi05.rtc import inpaint_times
 
 
 def round_up(x: int, m: int) -> int:
@@ -36,17 +37,22 @@ class Pi05Dims:
     ln_eps: float
     rope_theta: float
     embed_scale: float
+    # real-time chunking: the time of each flow step's inpainting blend (models/pi05/rtc.py); () = off, and the
+    # forward is then exactly the plain one (no blend kernels, no RTC buffers read)
+    inpaint_times: tuple = ()
 
     @property
     def image_tokens(self) -> int:
         return self.num_views * self.num_patches
 
     @classmethod
-    def of(cls, cfg: Pi05Config, num_views: int, num_steps: int, dt: float, align: int = 1) -> "Pi05Dims":
+    def of(cls, cfg: Pi05Config, num_views: int, num_steps: int, dt: float, align: int = 1,
+           realtime_chunking: bool = False) -> "Pi05Dims":
         P = round_up(num_views * cfg.num_patches + cfg.max_token_len, align)
         S = cfg.action_horizon
         return cls(num_views=num_views, num_patches=cfg.num_patches, patch_size=cfg.patch_size,
                    vis_width=cfg.vis_width, vis_heads=cfg.vis_heads, vis_layers=cfg.vis_layers, layers=cfg.layers,
                    max_tokens=cfg.max_token_len, prefix_len=P, horizon=S, kv_len=round_up(P + S, align),
                    num_steps=num_steps, dt=float(dt), rms_eps=cfg.rms_eps, ln_eps=cfg.ln_eps,
-                   rope_theta=cfg.rope_theta, embed_scale=math.sqrt(cfg.width))
+                   rope_theta=cfg.rope_theta, embed_scale=math.sqrt(cfg.width),
+                   inpaint_times=inpaint_times(num_steps) if realtime_chunking else ())

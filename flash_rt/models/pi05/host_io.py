@@ -17,9 +17,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from flash_rt.errors import InputError, TokenizerError
+from flash_rt.io.action_delta import DeltaActions, parse_delta_mask
 from flash_rt.io.images import CAMERA_NAMES, prepare_image
 from flash_rt.io.prompt import PromptEncoder, clean_prompt, validate_pretokenized
 from flash_rt.models.pi05.config import Pi05Config
+from flash_rt.models.pi05.rtc import ActionPrefix
 
 
 def _np_alloc(shape, dtype) -> np.ndarray:
@@ -36,7 +38,8 @@ class _Prompt:
 class Pi05HostIO:
     def __init__(self, cfg: Pi05Config, num_views: int, tokenizer, normalizer, *, state_dim: int | None,
                  action_dim: int, image_interpolation: str = "area", seed: int | None = None,
-                 alloc: Callable[[tuple, type], np.ndarray] = _np_alloc, tokenizer_error: Exception | None = None):
+                 alloc: Callable[[tuple, type], np.ndarray] = _np_alloc, tokenizer_error: Exception | None = None,
+                 action_delta_mask=None, realtime_chunking: bool = False):
         if not 1 <= num_views <= len(CAMERA_NAMES):
             raise InputError(f"num_views must be 1..{len(CAMERA_NAMES)}; got {num_views}")
         self.cfg, self.num_views = cfg, num_views
@@ -62,6 +65,19 @@ class Pi05HostIO:
         self.state_norm = np.zeros(nstate, np.float64)
         self._state_len = 0
         self._rng = np.random.default_rng(seed)
+        # output stage: delta dims get the observed state added back (openpi's AbsoluteActions), see action_delta
+        mask = parse_delta_mask(action_delta_mask, action_dim, state_dim or (normalizer.state_dim if normalizer
+                                                                             else None))
+        self.delta = None if mask is None else DeltaActions(mask, h)
+        # real-time chunking: the previous chunk's rows, inpainted during sampling (models/pi05/rtc.py)
+        self.realtime_chunking = bool(realtime_chunking)
+        self.rtc = None
+        if self.realtime_chunking:
+            if normalizer is not None and normalizer.action_dim is not None and action_dim < normalizer.action_dim:
+                raise InputError(f"realtime_chunking needs every normalized action dim back in model space, but "
+                                 f"action_dim={action_dim} < the norm stats' {normalizer.action_dim}; leave "
+                                 "action_dim unset or at least that")
+            self.rtc = ActionPrefix(h, action_dim, cfg.action_dim, alloc)
         self._prompt: _Prompt | None = None
         self.n_tokens = 0
         self.step_prompt: str | None = None  # the prompt the last step actually used (a switch may follow it)
@@ -175,12 +191,26 @@ class Pi05HostIO:
             self.write_noise(noise)
         else:
             self._rng.standard_normal(out=self.noise, dtype=np.float32)
+        if self.delta is not None:   # this observation's state: added to the output, removed from an RTC prefix
+            self.delta.set_state(self.state_raw, self._state_len)
+        if self.rtc is not None:
+            self.rtc.prepare(self.normalizer, self.delta)
+
+    def write_action_prefix(self, prefix, frozen: int, blend: int | None = None) -> None:
+        """Real-time chunking's constraint for the next steps (models/pi05/rtc.py ActionPrefix.write)."""
+        if self.rtc is None:
+            raise InputError("write_action_prefix needs a policy loaded with realtime_chunking=True (the forward "
+                             "then carries the inpainting buffers); this one was loaded without it")
+        self.rtc.write(prefix, frozen, blend)
 
     def finish_step(self) -> np.ndarray:
-        """Model-space chunk (self.model_out) -> unnormalized robot actions in self.actions."""
+        """Model-space chunk (self.model_out) -> robot actions in self.actions: unnormalized, then the delta dims
+        get the step's observed state added back (openpi's policy output, not only its model output)."""
         a = self.action_dim
         if self.normalizer is not None and self.normalizer.action_dim is not None:
             self.normalizer.unnormalize_actions(self.model_out, out=self.actions)
         else:
             np.copyto(self.actions, self.model_out[:, :a])
+        if self.delta is not None:
+            self.delta.apply(self.actions)
         return self.actions

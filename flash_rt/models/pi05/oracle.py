@@ -3,7 +3,9 @@
 After `policy.step()` the host IO holds the preprocessed images, masks, prompt tokens (with this state's
 discrete tokens) and the noise of that step; `ReferenceOracle.chunk(host)` feeds the same bytes to
 Pi05Reference and applies the same unnormalization, so any difference is the engine's, not the input
-pipeline's. Used by the precision tests, the GPU benchmarks and the rosbag report.
+pipeline's. With real-time chunking the reference runs under the same constraint (the host's model-space
+target and weights), and the delta mask adds the same state back. Used by the precision tests, the GPU
+benchmarks and the rosbag report.
 """
 from __future__ import annotations
 
@@ -28,8 +30,15 @@ class ReferenceOracle:
         x = self.model.sample_actions(img[None], torch.from_numpy(host.image_mask.copy())[None],
                                       torch.from_numpy(host.token_ids.copy())[None],
                                       torch.from_numpy(host.token_mask.copy())[None],
-                                      torch.from_numpy(host.noise.copy())[None])
+                                      torch.from_numpy(host.noise.copy())[None], inpaint=self._inpaint(host))
         return x[0].cpu().numpy()
+
+    @staticmethod
+    def _inpaint(host):
+        """The real-time chunking constraint of the host's last step (its model-space target and weights)."""
+        if host.rtc is None or host.rtc.n == 0:
+            return None
+        return torch.from_numpy(host.rtc.w.copy())[None], torch.from_numpy(host.rtc.target.copy())[None]
 
     def chunk(self, host) -> np.ndarray:
         """Unnormalized, sliced reference chunk for the inputs of the host's last step."""
@@ -39,6 +48,8 @@ class ReferenceOracle:
             host.normalizer.unnormalize_actions(m, out=a)
         else:
             a[:] = m[:, :host.action_dim]
+        if host.delta is not None:   # the same output stage as step(): the step's state on the delta dims
+            host.delta.apply(a)
         return a
 
 

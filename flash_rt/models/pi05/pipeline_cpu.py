@@ -95,7 +95,8 @@ def prefix_forward(w, b, d, attn, observe: Observer = _noop):
 
 
 def expert_step(w, b, d, attn, s: int, observe: Observer = _noop):
-    """One flow step: velocity of the expert at time index s, then x_t += dt * v."""
+    """One flow step: velocity of the expert at time index s, then x_t += dt * v (and, with real-time chunking,
+    the inpainting blend at the time reached)."""
     P, S, eps = d.prefix_len, d.horizon, d.rms_eps
     x, h, mods = b["ex_x"], b["ex_h"], b["mods"][s]
     torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=x)
@@ -124,6 +125,8 @@ def expert_step(w, b, d, attn, s: int, observe: Observer = _noop):
     observe("ex.final", h)
     torch.addmm(w["action_out_b"], h, w["action_out_w"], out=b["v"])
     K.flow_update(b["x_t"], b["v"], None, b["dt"])
+    if d.inpaint_times:   # real-time chunking (load-time structure, not data): models/pi05/rtc.py
+        K.flow_inpaint(b["x_t"], b["noise"], b["rtc_target"], b["rtc_w"], b["rtc_w1"], d.inpaint_times[s])
 
 
 def forward(w, b, d, attn, observe: Observer = _noop):

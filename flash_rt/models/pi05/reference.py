@@ -184,8 +184,12 @@ class Pi05Reference:
         return self.lin(h[:, -s:], "action_out_proj")
 
     @torch.no_grad()
-    def sample_actions(self, images, image_masks, tokens, token_mask, noise, num_steps: int | None = None):
+    def sample_actions(self, images, image_masks, tokens, token_mask, noise, num_steps: int | None = None,
+                       inpaint=None):
         """images [B,V,3,S,S] in [-1,1]; image_masks [B,V]; tokens/token_mask [B,L]; noise [B,H,A] fp32.
+        inpaint: None, or (weights [B,H], target [B,H,A]) for real-time chunking: after every Euler step, at the
+        time t it reached (exactly 0 after the last), x <- W * (t * noise + (1 - t) * target) + (1 - W) * x
+        (the blend is the identity at t = 1; models/pi05/rtc.py says why this and not guidance).
 
         Returns the normalized (model-space) action chunk [B, H, A] in fp32.
         """
@@ -196,8 +200,16 @@ class Pi05Reference:
         dt = torch.tensor(-1.0 / num_steps, dtype=torch.float32)
         t = torch.tensor(1.0, dtype=torch.float32)
         x = noise.to(dev).float()
+        eps = x.clone()
+        if inpaint is not None:
+            wt = inpaint[0].to(dev).float()[..., None]
+            one_minus = 1.0 - wt
+            target = inpaint[1].to(dev).float()
         while t >= -dt / 2:
             v = self.denoise_step(cache, pad, x, t.expand(x.shape[0]).to(dev))
             x = x + dt.to(dev) * v
             t = t + dt
+            if inpaint is not None:
+                tb = float(t) if t >= -dt / 2 else 0.0
+                x = wt * (tb * eps + (1.0 - tb) * target) + one_minus * x
         return x
