@@ -1,7 +1,7 @@
 """`flash-rt-ros-demo`: the whole ROS path on CPU in ~20 s, no robot, no GPU, nothing downloaded.
 
-  1. writes the tiny generated Pi0.5 checkpoint (flash_rt.testing) to a temp dir,
-  2. starts the real node (`python -m flash_rt_ros.main --ros-args --params-file config/pi05_cpu.yaml ...`) in its
+  1. writes the tiny generated checkpoint of `--model` (pi05 default, or pi0; flash_rt.testing) to a temp dir,
+  2. starts the real node (`python -m flash_rt_ros.main --ros-args --params-file config/<model>_cpu.yaml ...`) in its
      own process and a synthetic camera + joint-state publisher in another,
   3. listens to ~/action_chunk and /diagnostics, changes the prompt through ~/set_prompt half way,
   4. prints chunks/s, tick jitter, latency and the prompt switch, stops both processes and exits
@@ -13,6 +13,7 @@ memory) and a ROS_DOMAIN_ID derived from the pid, unless already set. `make demo
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,10 @@ from pathlib import Path
 
 from flash_rt_ros import fastdds
 from flash_rt_ros.share import config_file
+
+# --model -> the tiny checkpoint builder the demo writes when no --checkpoint is given
+TINY_BUILDERS = {"pi05": "flash_rt.testing.checkpoint:build_tiny_checkpoint",
+                 "pi0": "flash_rt.testing.pi0_checkpoint:build_tiny_pi0_checkpoint"}
 
 def ros_env(domain_id: int | None = None) -> dict:
     """Environment for this process and its children: loopback-only discovery, an isolated domain, and the Fast
@@ -61,7 +66,8 @@ def parse_args(argv=None):
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--camera-rate", type=float, default=30.0)
-    ap.add_argument("--params-file", default=None, help="default: config/pi05_cpu.yaml")
+    ap.add_argument("--model", default="pi05", choices=sorted(TINY_BUILDERS), help="the model family to serve")
+    ap.add_argument("--params-file", default=None, help="default: config/<model>_cpu.yaml")
     ap.add_argument("--checkpoint", default=None, help="default: a freshly generated tiny checkpoint")
     ap.add_argument("--prompt", default="stack the red block on the blue block", help="prompt set mid-run")
     ap.add_argument("--startup-timeout", type=float, default=60.0)
@@ -88,10 +94,10 @@ def main(argv=None) -> int:
 
     ckpt = a.checkpoint
     if ckpt is None:
-        from flash_rt.testing.checkpoint import build_tiny_checkpoint
-        ckpt = str(build_tiny_checkpoint(work / "tiny_pi05"))
-        print(f"[demo] tiny Pi0.5 checkpoint -> {ckpt}", flush=True)
-    params = a.params_file or str(config_file("pi05_cpu.yaml"))
+        module, fn = TINY_BUILDERS[a.model].split(":")
+        ckpt = str(getattr(importlib.import_module(module), fn)(work / f"tiny_{a.model}"))
+        print(f"[demo] tiny {a.model} checkpoint -> {ckpt}", flush=True)
+    params = a.params_file or str(config_file(f"{a.model}_cpu.yaml"))
     node_cmd = [sys.executable, "-m", "flash_rt_ros.main", "--ros-args", "--params-file", params,
                 "-p", f"checkpoint:={ckpt}"]
     sens_cmd = [sys.executable, "-m", "flash_rt_ros.synthetic_sensors", "--width", str(a.width),
@@ -173,7 +179,7 @@ def _run(a, node_p, sens_p) -> bool:
             break
     ev = {kv.key: kv.value for kv in engine.values} if engine is not None else {}
     expected = 10.0
-    print("\n=== flash_rt_ros demo (CPU, tiny Pi0.5) ===")
+    print(f"\n=== flash_rt_ros demo (CPU, tiny {a.model}) ===")
     print(f"chunks received      : {n} in {(rx[-1] - rx[0]) * 1e-9 if n > 1 else 0:.2f} s, sequence gaps {missing}")
     print(f"chunks/s             : {rate:.2f} (configured {expected:g})")
     print(f"tick jitter p50/p99  : {ev.get('jitter_p50_ms', '?')} / {ev.get('jitter_p99_ms', '?')} ms (node side; "

@@ -56,6 +56,22 @@ def tiny_droid(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_pi0(tmp_path_factory):
+    """The tiny Pi0 checkpoint (openpi layout, 8 state / 7 action dims), as config/pi0_cpu.yaml expects."""
+    from flash_rt.testing.pi0_checkpoint import build_tiny_pi0_checkpoint
+    return build_tiny_pi0_checkpoint(tmp_path_factory.mktemp("tiny_pi0"), layout="openpi")
+
+
+@pytest.fixture(scope="session")
+def tiny_pi0_droid(tmp_path_factory):
+    """Tiny Pi0 weights with the full-size checkpoint's norm stats (DROID-shaped), as config/pi0_<gpu>.yaml expect."""
+    from flash_rt.testing.full_size import full_size_norm_stats
+    from flash_rt.testing.pi0_checkpoint import build_tiny_pi0_checkpoint
+    return build_tiny_pi0_checkpoint(tmp_path_factory.mktemp("tiny_pi0_droid"), layout="openpi",
+                                     norm_stats=full_size_norm_stats())
+
+
+@pytest.fixture(scope="session")
 def tiny_orbax(tmp_path_factory, tiny_openpi):
     """openpi Orbax checkpoints of tiny_openpi's weights, written with orbax as openpi does (both variants), and the
     safetensors twin of the training variant (its bf16 leaves rounded the same way). Written once (~2 s).

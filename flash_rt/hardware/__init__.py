@@ -38,6 +38,10 @@ _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi05", "jax", "thor"): ("flash_rt.frontends.jax.pi05_thor", "Pi05JaxFrontendThor"),
     ("pi05", "jax", "rtx_sm120"): ("flash_rt.frontends.jax.pi05_rtx", "Pi05JaxFrontendRtx"),
     ("pi05", "jax", "rtx_sm89"): ("flash_rt.frontends.jax.pi05_rtx_sm89", "Pi05JaxFrontendRtxSm89"),
+    ("pi0", "torch", "cpu"): ("flash_rt.frontends.torch.pi0_cpu", "Pi0TorchFrontendCpu"),
+    ("pi0", "torch", "hopper"): ("flash_rt.frontends.torch.pi0_hopper", "Pi0TorchFrontendHopper"),
+    ("pi0", "torch", "thor"): ("flash_rt.frontends.torch.pi0_thor", "Pi0TorchFrontendThor"),
+    ("pi0", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi0_rtx", "Pi0TorchFrontendRtx"),
 }
 
 

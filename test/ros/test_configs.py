@@ -18,7 +18,7 @@ import yaml
 
 from ros_testing import REPO, domain_for_module
 
-CONFIGS = sorted((REPO / "config").glob("pi05_*.yaml"))
+CONFIGS = sorted((REPO / "config").glob("pi0*_*.yaml"))   # pi05_<target> and pi0_<target>
 
 
 def configure(params_file: Path, checkpoint: Path):
@@ -44,9 +44,10 @@ def configure(params_file: Path, checkpoint: Path):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda p: p.name)
-def test_config_configures_against_its_targets_checkpoint(cfg, tiny_openpi, tiny_droid):
+def test_config_configures_against_its_targets_checkpoint(cfg, tiny_openpi, tiny_droid, tiny_pi0, tiny_pi0_droid):
     params = yaml.safe_load(cfg.read_text())["/**"]["ros__parameters"]
-    checkpoint = tiny_openpi if params["hardware"] == "cpu" else tiny_droid
+    cpu, gpu = (tiny_pi0, tiny_pi0_droid) if params["model"] == "pi0" else (tiny_openpi, tiny_droid)
+    checkpoint = cpu if params["hardware"] == "cpu" else gpu
     ok, error, dims = configure(cfg, checkpoint)
     assert ok, f"{cfg.name} does not configure against {checkpoint.name}: {error}"
     assert dims == (len(params["state_joint_names"]), len(params["action_joint_names"]))

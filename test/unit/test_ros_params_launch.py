@@ -15,7 +15,7 @@ from flash_rt_ros.params import SPEC, NodeParams, ParamError
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
-CONFIGS = sorted((REPO / "config").glob("pi05_*.yaml"))
+CONFIGS = sorted((REPO / "config").glob("pi0*_*.yaml"))   # pi05_<target> and pi0_<target>
 BASE = dict(checkpoint="/x", camera_topics=["a", "b/compressed"], state_joint_names=["j1", "j2"])
 
 
@@ -120,8 +120,10 @@ COMMON = REPO / "flash_rt_ros" / "launch_common.py"
 
 
 def test_there_are_four_launch_files():
-    assert {p.name for p in LAUNCH} >= {"pi05_thor.launch.py", "pi05_rtx.launch.py", "pi05_hopper.launch.py",
-                                        "pi05_cpu.launch.py"}
+    for model in ("pi05", "pi0"):
+        assert {p.name for p in LAUNCH} >= {f"{model}_{t}.launch.py" for t in ("thor", "rtx", "hopper", "cpu")}
+    for cfg in CONFIGS:   # each model's config names its model
+        assert yaml.safe_load(cfg.read_text())["/**"]["ros__parameters"]["model"] == cfg.name.split("_")[0]
 
 
 def test_shared_launch_description_references_resolve():

@@ -48,6 +48,11 @@ class Pi05TorchFrontendBase:
     spec, the oracle and everything downstream see the same canonical tensors."""
     hardware = "?"
     open_source = staticmethod(open_checkpoint)
+    # the model's checkpoint schema and normalization: Pi0.5's here; a Pi0-family model on this base (Pi0's GPU
+    # cells) names its own instead of copying the base
+    infer_config = staticmethod(infer_config)
+    validate_shapes = staticmethod(validate_shapes)
+    normalization = "quantile"
 
     def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
@@ -62,10 +67,10 @@ class Pi05TorchFrontendBase:
         self.weight_cache, self.cache_dir = weight_cache, cache_dir
         self.source = self.open_source(self.checkpoint)
         shapes = self.source.key_shapes()
-        self.cfg = infer_config(shapes, self._config_json(), action_horizon=action_horizon,
-                                num_steps=num_steps, max_token_len=max_token_len,
-                                discrete_state_input=discrete_state_input)
-        validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
+        self.cfg = self.infer_config(shapes, self._config_json(), action_horizon=action_horizon,
+                                     num_steps=num_steps, max_token_len=max_token_len,
+                                     discrete_state_input=discrete_state_input)
+        self.validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
         tok, tok_err = None, None
         try:
             tok = load_tokenizer(self.ckpt_dir, tokenizer, vocab=self.cfg.vocab)
@@ -79,7 +84,7 @@ class Pi05TorchFrontendBase:
             warnings.warn(f"no norm stats found under {self.ckpt_dir} (assets/<id>/norm_stats.json or lerobot "
                           "processor files): state and actions are used in MODEL space (unnormalized)",
                           FlashRTWarning)
-        self.normalizer = None if stats is None else Normalizer(stats, mode="quantile")
+        self.normalizer = None if stats is None else Normalizer(stats, mode=self.normalization)
         adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
         if not 1 <= adim <= self.cfg.action_dim:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")

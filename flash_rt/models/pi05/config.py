@@ -131,7 +131,7 @@ def infer_config(shapes: Mapping[str, Sequence[int]], config_json: Mapping | Non
     if (EXP + "layers.0.input_layernorm.dense.weight") not in shapes:
         raise CheckpointError(
             "this checkpoint has no adaRMS expert norms (gemma_expert...input_layernorm.dense.weight): "
-            "it looks like a Pi0 checkpoint, expected Pi0.5 (config='pi05')")
+            "it looks like a Pi0 checkpoint: load it with config='pi0' (config='pi05' expects a Pi0.5 checkpoint)")
 
     # head geometry: K=1 KV head in every Pi0/Pi0.5 release; head_dim = k_proj rows / kv_heads
     kv_heads = int(cj.get("num_key_value_heads", 1))

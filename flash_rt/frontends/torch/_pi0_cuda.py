@@ -1,0 +1,203 @@
+"""Pi0CudaFrontend: Pi0 on any CUDA target -- the shared GPU frontend (_pi05_cuda.py) with Pi0's weights, buffers,
+compute file and oracle. The (pi0, torch, <gpu>) cells (pi0_hopper.py, pi0_thor.py, pi0_rtx.py) are thin subclasses
+naming the hardware key, the tuning table, the compute file and their option defaults, as Pi0.5's are.
+
+Everything that is not the model -- option handling, weight cache, pinned host IO, FP8 calibration (first real
+tick or the cache), the whole forward as one CUDA graph, latency recording -- is inherited unchanged. What Pi0
+overrides: the checkpoint schema / config inference / z-score normalization (the base's hooks), the weights
+(`build_weights` / `unpack_weights`: Pi0's spec, the time half of action_time_mlp_in precomputed per flow step, no
+adaRMS modulation), the buffers (`device_buffers`: Pi0.5's plus the state row's and the action rows' own, the
+suffix positions 1 + H, the state site's key bias), one more per-tick input (the model-space state, staged like the
+images), the calibration key and the oracle.
+"""
+from __future__ import annotations
+
+import importlib
+import types
+
+import numpy as np
+import torch
+
+from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
+from flash_rt.executors.weight_loader import WeightLoader
+from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
+from flash_rt.frontends.torch._pi05_cuda import device_buffers as pi05_device_buffers
+from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
+from flash_rt.models.pi0 import pipeline_cpu
+from flash_rt.models.pi0.attention_sites import pi0_attention_spec
+from flash_rt.models.pi0.config import infer_config
+from flash_rt.models.pi0.keys import validate_shapes
+from flash_rt.models.pi0.oracle import Pi0Oracle
+from flash_rt.models.pi0.state import write_model_state
+from flash_rt.models.pi05.dims import Pi05Dims, round_up
+from flash_rt.models.pi05.flow import flow_schedule
+from flash_rt.runtime.fp8_scales import ActivationScales
+from flash_rt.runtime.memory import require_free_memory
+from flash_rt.runtime.quant import FP8, Bf16Context, Fp8Context, aligned_scalars
+
+MASKED = -2.3819763e38
+
+
+def weight_spec_tag(hardware: str, precision: str) -> str:
+    return f"pi0-{hardware.replace('_', '-')}-{precision}-v1"
+
+
+def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+    src = open_checkpoint(checkpoint, device=str(device))
+    target = types.SimpleNamespace(w={})
+    WeightLoader(build_spec(cfg, precision), src).run(target)
+    flat = {f"w.{k}": v for k, v in target.w.items()}
+    for _, grp, _ in gemm_names(cfg) if precision == "fp8" else []:
+        flat.setdefault(f"s.{grp}", getattr(target, grp))
+    return flat
+
+
+def unpack_weights(flat: dict, cfg, precision: str, device):
+    """(w, FP8 weight scales by name, their aligned storage, dt): Pi0.5's unpacking of the shared parts (scales on
+    256-byte boundaries, the patch kernel as a GEMM operand, pos + patch bias folded) plus Pi0's heads: the action
+    half of action_time_mlp_in as a GEMM [W, W], its time half + bias per flow step (`time_rows`)."""
+    flat = {k: v.to(device) for k, v in flat.items()}
+    w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
+    ws, store = {}, None
+    if precision == "fp8":
+        names = gemm_names(cfg)
+        store, views = aligned_scalars(len(names), device)
+        for (name, grp, i), view in zip(names, views):
+            view.copy_(flat[f"s.{grp}"][0 if i is None else i])
+            ws[name] = view
+    w["patch_w"] = w["patch_w"].reshape(cfg.vis_width, -1).contiguous()
+    w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
+    w["at_a_w"] = w["at_in_w"][:, :cfg.ex_width].t().contiguous()
+    w["time_rows"] = pipeline_cpu.time_rows(w, cfg).contiguous()
+    del w["at_in_w"], w["at_in_b"]
+    _, dt = flow_schedule(cfg.num_steps)
+    return w, ws, store, dt
+
+
+def pi0_gpu_dims(cfg, num_views: int) -> Pi05Dims:
+    times, dt = flow_schedule(cfg.num_steps)
+    d = Pi05Dims.of(cfg, num_views, len(times), dt, align=16)
+    import dataclasses
+    return dataclasses.replace(d, kv_len=round_up(d.prefix_len + 1 + d.horizon, 16))
+
+
+def state_keys(d) -> int:
+    return round_up(d.prefix_len + 1, 16)
+
+
+def device_buffers(c, d, split_k: int, dev) -> dict:
+    """Pi0.5's device buffers for the shared prefix, plus Pi0's: the state pass's rows ("st") and the action rows'
+    ("ac"), the suffix positions (state + actions), the state site's key bias, and the key-bias tail after P + 1 + H
+    masked. A function of the shapes alone (the interpreter test builds the very same on the CPU)."""
+    b = pi05_device_buffers(c, d, split_k, dev, None)
+    for k in [k for k in b if k.startswith("ex_")]:
+        del b[k]   # Pi0.5's expert rows; Pi0's are b["ac"]
+    P, S = d.prefix_len, d.horizon
+    qn, kvn, W = c.heads * c.head_dim, c.kv_heads * c.head_dim, c.ex_width
+
+    def z(*shape, dtype=torch.bfloat16):
+        return torch.zeros(*shape, dtype=dtype, device=dev)
+
+    def rows(n):
+        return {"x": z(n, W, dtype=torch.float32), "h": z(n, W), "h8": z(n, W, dtype=FP8), "qkv": z(n, qn + 2 * kvn),
+                "q": z(c.heads, n, c.head_dim), "att": z(n, qn), "att8": z(n, qn, dtype=FP8), "o": z(n, W),
+                "gu": z(n, 2 * c.ex_mlp), "act": z(n, c.ex_mlp), "act8": z(n, c.ex_mlp, dtype=FP8), "down": z(n, W)}
+
+    b["st"] = rows(1)
+    b["ac"] = {**rows(S), "emb": z(S, W, dtype=torch.float32), "hid": z(S, W, dtype=torch.float32),
+               "hf": z(S, W, dtype=torch.float32)}
+    b["suffix_pos"] = z(1 + S, dtype=torch.int64)
+    b["dec_bias"][P:] = 0.0
+    b["dec_bias"][P + 1 + S:] = MASKED
+    b["st_bias"] = z(state_keys(d))
+    b["st_bias"][P + 1:] = MASKED
+    return b
+
+
+class Pi0CudaFrontend(Pi05CudaFrontend):
+    """A Pi0 GPU cell sets hardware, tuning, pipeline (models/pi0/pipeline_<hw>.py) and option_defaults."""
+
+    infer_config = staticmethod(infer_config)
+    validate_shapes = staticmethod(validate_shapes)
+    normalization = "zscore"
+
+    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, **kw):
+        if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
+            raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
+        if overlap_first_step:
+            raise ValueError("overlap_first_step: Pi0's cells run the flow steps after the prefix and the state "
+                             "pass; leave it unset")
+        super().__init__(checkpoint, overlap_first_step=False, **kw)
+
+    def _build_weights(self) -> dict:
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
+
+    def _load_weights(self) -> str:
+        require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
+                            unified=self.tuning.unified_memory)
+        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        status = "weight cache off"
+        if self.weight_cache:
+            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
+                    "num_views": 0}
+            root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
+            flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
+                                                                             device=str(self.device))
+            status = f"weight cache {self.weight_cache_status}"
+        else:
+            self.weight_cache_status = "off"
+            flat = self._build_weights()
+        self.w, self.ws, self._w_scale_store, self.dt = unpack_weights(flat, self.cfg, self.precision, self.device)
+        self.mods = None
+        return f"{self.precision}, {status}"
+
+    def dims(self) -> Pi05Dims:
+        return pi0_gpu_dims(self.cfg, self.num_views)
+
+    def _alloc_buffers(self) -> None:
+        from flash_rt.runtime.attention import TritonAttnBackend
+        c, h, dev = self.cfg, self.host, self.device
+        self.d = d = self.dims()
+        self._pipeline = importlib.import_module(self.pipeline)
+        b = device_buffers(c, d, self.tuning.split_k, dev)
+        self.state = self.pinned.alloc((c.state_dim,), np.float32)     # model-space state, written each step
+        inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
+                  "token_mask": h.token_mask, "noise": h.noise, "state": self.state}
+        if self.zero_copy_io:
+            for name, arr in inputs.items():
+                b[name] = self.pinned.device_alias(arr, dev)
+            self._io = []
+            self._out_alias = self.pinned.device_alias(h.model_out, dev)
+        else:
+            for name, arr in inputs.items():
+                b[name] = torch.zeros(arr.shape, dtype=self._pin(arr).dtype, device=dev)
+            self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
+            self._out_alias = None
+        self.b = b
+        self.attn = TritonAttnBackend(pi0_attention_spec(c, d, state_keys(d)), dev, self.tuning,
+                                      self.attention_tiles)
+        self._overlap = None
+        self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
+        self.act_scales, self.amax = self.scales.scales, self.scales.amax
+        if self.precision == "fp8":
+            from flash_rt.kernels import triton as kernels
+            self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
+                                     fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
+                                     transposed=self.transposed_gemms, flow_boundary=False)
+            self._amax_update = kernels.amax_update
+            self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
+        else:
+            self.q_prod = Bf16Context(self.w)
+        self._out = (b["x_t"], self._pin(h.model_out))
+        self._done = torch.cuda.Event()
+
+    def _upload(self) -> None:
+        write_model_state(self.host, self.state)   # the host's normalized state -> state_proj's input, then H2D
+        super()._upload()
+
+    def shape_key(self) -> str:
+        return "pi0" + super().shape_key()[len("pi05"):]
+
+    def reference_oracle(self, device: str = "cpu") -> Pi0Oracle:
+        return Pi0Oracle(self.source, self.cfg, device=device)

@@ -1,0 +1,104 @@
+"""Pi0 on the CUDA kernel catalogue: one graph-safe forward for every GPU target, a thin binding on the shared runtime.
+
+The prefix is Pi0.5's (pi05_spec.md 1a), so `vision_forward`, `embed_prompt` and `prefix_forward` of
+`flash_rt.models.pi05.cuda_forward` run unchanged (same buffer names, same FP8 sites). What Pi0 adds is written
+here with the same kernels and the same quantization-context calls (runtime/quant.py), so production FP8, its
+calibration twin and the BF16 rung are this one function:
+
+* `state_forward`: the state token (`state_proj`) through the expert over [prefix | itself] -- its own attention
+  site "state" with its own key bias (`st_bias`: the prefix's padding, 0 for itself, masked beyond), because the
+  bias is one value per key and the action rows' keys must stay hidden from it. It sees neither the actions nor t,
+  so its K/V (cache row P) are computed once per inference, before the flow loop.
+* `action_step`: `action_time_mlp_out(swish(mm(action_in_proj(x_t), at_a_w) + time_rows[s]))` in fp32 (tiny,
+  precision-critical, like Pi0.5's heads), then the expert layers with plain Gemma norms (the `1 + w` folded into
+  qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no adaRMS, no gates), the final norm with its `1 + w`, and
+  `linear_flow_update` (action_out + the Euler step in one launch).
+
+Expert FP8 activation scales are per flow step (`ex.{step}.{layer}.*`), as Pi0.5's; the state pass has its own
+(`st.{layer}.*`). Cache rows per layer: [0, P) prefix, P the state token, [P + 1, P + 1 + H) the actions.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from flash_rt.kernels.triton import add_rms_norm, linear_flow_update, rms_norm
+from flash_rt.models.pi05.cuda_forward import embed_prompt, prefix_forward, vision_forward
+from flash_rt.models.pi05.cuda_forward import quant_sites as pi05_quant_sites
+
+LAYER_SITES = ("norm1", "attn", "norm2", "geglu")
+
+
+def quant_sites(d) -> list[str]:
+    """Every site where production quantizes an activation to FP8, in execution order."""
+    s = [x for x in pi05_quant_sites(d) if not x.startswith("ex.")]
+    for i in range(d.layers):
+        s += [f"st.{i}.norm1"] + ([f"st.{i}.{n}" for n in LAYER_SITES[1:]] if i < d.layers - 1 else [])
+    for st in range(d.num_steps):
+        for i in range(d.layers):
+            s += [f"ex.{st}.{i}.{n}" for n in LAYER_SITES]
+    return s
+
+
+def _expert_layer(w, b, d, attn, q, i, site, rows, down, pos, row0, keys, bias, attn_site, last=False):
+    """Expert layer i on the residual rows `rows` (a dict of this pass's buffers); returns the MLP output."""
+    x, eps = rows["x"], d.rms_eps
+    hb, hs = q.act(site + "norm1", rows["h"], rows["h8"])
+    if down is None:
+        rms_norm(x, None, eps, out=hb, out_scale=hs)
+    else:
+        add_rms_norm(x, down, None, eps, out=hb, out_scale=hs)
+    q.post(site + "norm1", hb)
+    n = x.shape[0]
+    kc, vc = b["k_cache"][i], b["v_cache"][i]
+    q.linear_rope_qkv(hb, site + "norm1", f"ex.{i}.qkv_w", rows["qkv"], pos, rows["q"], kc[:, row0:row0 + n],
+                      vc[:, row0:row0 + n], d.rope_theta)
+    if last:
+        return None     # the state pass: later rows read only this layer's K/V
+    ab, as_ = q.act(site + "attn", rows["att"], rows["att8"])
+    attn.run(attn_site, i, rows["q"][None], kc[None, :, :keys], vc[None, :, :keys], bias, ab[None], out_scale=as_)
+    q.post(site + "attn", ab)
+    o = q.linear(ab, site + "attn", f"ex.{i}.o_w", rows["o"])
+    hb, hs = q.act(site + "norm2", rows["h"], rows["h8"])
+    add_rms_norm(x, o, None, eps, out=hb, out_scale=hs)
+    q.post(site + "norm2", hb)
+    ab = q.linear_geglu(hb, site + "norm2", f"ex.{i}.gu_w", rows["gu"], site + "geglu", rows["act"], rows["act8"])
+    return q.linear(ab, site + "geglu", f"ex.{i}.down_w", rows["down"])
+
+
+def state_forward(w, b, d, attn, q) -> None:
+    P, st = d.prefix_len, b["st"]
+    torch.addmm(w["state_b"], b["state"][None], w["state_w"], out=st["x"])
+    b["st_bias"][:P + 1].copy_(b["dec_bias"][:P + 1])       # the prefix's padding; row P (itself) is always 0
+    keys = b["st_bias"].shape[0]
+    down = None
+    for i in range(d.layers):
+        down = _expert_layer(w, b, d, attn, q, i, f"st.{i}.", st, down, b["suffix_pos"][:1], P, keys,
+                             b["st_bias"], "state", last=i == d.layers - 1)
+
+
+def action_step(w, b, d, attn, q, s: int) -> None:
+    P, ac = d.prefix_len, b["ac"]
+    torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=ac["emb"])
+    torch.mm(ac["emb"], w["at_a_w"], out=ac["hid"])
+    ac["hid"].add_(w["time_rows"][s])
+    F.silu(ac["hid"], inplace=True)
+    torch.addmm(w["at_out_b"], ac["hid"], w["at_out_w"], out=ac["x"])
+    down = None
+    for i in range(d.layers):
+        down = _expert_layer(w, b, d, attn, q, i, f"ex.{s}.{i}.", ac, down, b["suffix_pos"][1:], P + 1, d.kv_len,
+                             b["dec_bias"], "decoder")
+    add_rms_norm(ac["x"], down, w["ex_final_norm"], d.rms_eps, out=ac["hf"])
+    linear_flow_update(b["x_t"], ac["hf"], w["action_out_w"], w["action_out_b"], d.dt, ws=b["flow_ws"])
+
+
+def forward(w, b, d, attn, q, overlap=None):
+    """Observation buffers (+ the model-space state in b["state"]) -> model-space action chunk in b["x_t"].
+    overlap: accepted for the shared GPU frontend's call and unused (Pi0's cells run the steps after the prefix)."""
+    b["x_t"].copy_(b["noise"])
+    vision_forward(w, b, d, attn, q)
+    embed_prompt(w, b, d)
+    prefix_forward(w, b, d, attn, q)
+    state_forward(w, b, d, attn, q)
+    for s in range(d.num_steps):
+        action_step(w, b, d, attn, q, s)
