@@ -149,16 +149,23 @@ def checkpoint_files(path: str | os.PathLike) -> list[Path]:
     return list(resolve_checkpoint_files(path)[0])
 
 
-def checkpoint_hash(path: str | os.PathLike, index_root: str | os.PathLike | None = None) -> str:
-    """32 hex chars naming the checkpoint's content: the first 128 bits of SHA-256 over (format tag, then for every
-    shard in order: its file name, u64 little-endian size, hash_file's tree digest of all its bytes). `index_root`: the directory of the digest index (normally
-    the weight cache's root); None hashes every shard now and remembers nothing."""
+def files_hash(files, names, index_root: str | os.PathLike | None = None, tag: bytes = b"flash_rt-checkpoint-v2") -> str:
+    """32 hex chars naming the content of `files` (paths) listed under `names` (what identifies each file inside
+    its checkpoint): the first 128 bits of SHA-256 over (tag, then per file in order: its name, u64 little-endian size,
+    hash_file's tree digest of all its bytes). `index_root`: the directory of the digest index (normally the weight
+    cache's root); None hashes every file now and remembers nothing."""
     idx = HashIndex(index_root)
     h = hashlib.sha256()
-    h.update(b"flash_rt-checkpoint-v2\0")
-    for f in checkpoint_files(path):
-        h.update(f.name.encode() + b"\0" + struct.pack("<Q", f.stat().st_size) + bytes.fromhex(idx.digest(f)))
+    h.update(tag + b"\0")
+    for f, name in zip(files, names):
+        h.update(name.encode() + b"\0" + struct.pack("<Q", f.stat().st_size) + bytes.fromhex(idx.digest(f)))
     idx.save()
     if idx.hashed:
         log.info("checkpoint hash: hashed %d file(s) in full: %s", len(idx.hashed), idx.hashed)
     return h.hexdigest()[:KEY_HEX]
+
+
+def checkpoint_hash(path: str | os.PathLike, index_root: str | os.PathLike | None = None) -> str:
+    """The key of a safetensors checkpoint: files_hash over every shard in order, named by file name."""
+    files = checkpoint_files(path)
+    return files_hash(files, [f.name for f in files], index_root)

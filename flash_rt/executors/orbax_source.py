@@ -19,10 +19,8 @@ The checkpoint directory may be `<ckpt>` (holding `params/` and `assets/`) or `<
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Callable
 
@@ -72,25 +70,15 @@ def params_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def orbax_checkpoint_hash(path: str | os.PathLike) -> str:
-    """16 hex chars identifying an Orbax `params/` for the weight and calibration caches: sha256 over `_METADATA`,
-    both OCDBT manifests, and the name + size + first and last 64 KiB of every data file. OCDBT names data files
-    uniquely per write, so a re-saved checkpoint gets a new key; the cost is a few small reads."""
+def orbax_checkpoint_hash(path: str | os.PathLike, index_root: str | os.PathLike | None = None) -> str:
+    """The weight and calibration caches' key of an Orbax `params/`: every byte of every file under it (`_METADATA`,
+    the OCDBT manifests, every data file), named by its path relative to params/, hashed once per file identity and
+    remembered in the index next to the weight cache (executors/checkpoint_hash.py; the same full-content key as the
+    safetensors checkpoints: two fine-tunes that differ in one tensor never share a cache entry)."""
+    from flash_rt.executors.checkpoint_hash import files_hash
     p = params_dir(path)
-    h = hashlib.sha256()
     files = sorted(f for f in p.rglob("*") if f.is_file())
-    for f in files:
-        rel = f.relative_to(p).as_posix()
-        size = f.stat().st_size
-        h.update(rel.encode() + b"\0" + struct.pack("<Q", size))
-        with open(f, "rb") as fh:
-            if rel in (METADATA_FILE, MANIFEST_FILE) or rel.endswith("/" + MANIFEST_FILE) or size <= 1 << 17:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 16))
-                fh.seek(size - (1 << 16))
-                h.update(fh.read(1 << 16))
-    return h.hexdigest()[:16]
+    return files_hash(files, [f.relative_to(p).as_posix() for f in files], index_root, tag=b"flash_rt-orbax-v2")
 
 
 # --------------------------------------------------------------------------------------------------------------

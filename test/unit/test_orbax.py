@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -31,6 +32,23 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 @pytest.fixture
 def openpi_home(tiny_orbax, monkeypatch):
     monkeypatch.setenv("OPENPI_DATA_HOME", str(tiny_orbax["openpi_home"]))
+
+
+def test_cache_key_sees_every_byte_of_every_data_file(copy_released, tmp_path):
+    """A fine-tune that differs from another in one byte in the middle of a data file (same size, same names, same
+    first and last 64 KiB) gets another key: the Orbax key is the full-content hash of the safetensors checkpoints,
+    remembered per file identity in the index beside the weight cache (issue 16)."""
+    index = tmp_path / "index"
+    h = orbax_checkpoint_hash(copy_released, index_root=index)
+    assert orbax_checkpoint_hash(copy_released, index_root=index) == h == orbax_checkpoint_hash(copy_released)
+    data = max((f for f in (copy_released / "params").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    mid = len(raw) // 2
+    raw[mid] ^= 0xFF
+    time.sleep(1.1)        # the index trusts a digest only for files last written >= 1 s before hashing
+    data.write_bytes(bytes(raw))
+    assert data.stat().st_size == len(raw)
+    assert orbax_checkpoint_hash(copy_released, index_root=index) != h
 
 
 @pytest.mark.parametrize("variant,twin", [("released", None), ("training", "training_twin")])
@@ -231,7 +249,9 @@ def test_every_jax_cell_is_its_torch_cell_with_the_orbax_source():
     from flash_rt.frontends.jax._orbax_cell import OrbaxCheckpoint
     from flash_rt.hardware import _PIPELINE_MAP, resolve_frontend
     jax_keys = sorted(k for k in _PIPELINE_MAP if k[1] == "jax")
-    assert [k[2] for k in jax_keys] == sorted(k[2] for k in _PIPELINE_MAP if k[1] == "torch")
+    for model in {k[0] for k in jax_keys}:       # every hardware of a model's torch cells has its jax cell
+        assert sorted(k[2] for k in jax_keys if k[0] == model) == \
+            sorted(k[2] for k in _PIPELINE_MAP if k[1] == "torch" and k[0] == model), model
     for model, _, hw in jax_keys:
         cls, twin = resolve_frontend(model, "jax", hw), resolve_frontend(model, "torch", hw)
         assert cls.__mro__[1:3] == (OrbaxCheckpoint, twin) and cls.hardware == twin.hardware == hw

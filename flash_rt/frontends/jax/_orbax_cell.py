@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flash_rt.executors.orbax_source import open_orbax_checkpoint, orbax_checkpoint_hash, params_dir
+from flash_rt.executors.weight_cache import cache_root
 from flash_rt.frontends.torch._pi05_base import read_config_json
 
 
@@ -28,4 +29,4 @@ class OrbaxCheckpoint:
         return {**read_config_json(self.ckpt_dir), **self.source.config_hints()}
 
     def _checkpoint_hash(self) -> str:
-        return orbax_checkpoint_hash(self.source.params)
+        return orbax_checkpoint_hash(self.source.params, index_root=cache_root(self._weights_root))
