@@ -13,6 +13,11 @@ every canonical key cut from it has been handed out: at full size each stored ch
 layer slice would decompress the whole leaf again per layer. Host memory therefore peaks at the stacked leaves of
 one layer block in flight (the weight loader walks layer by layer), never the whole tree.
 
+Both models load: Pi0.5 and Pi0 share the vision tower, the PaliGemma LLM and the expert's attention/MLP leaves;
+they differ in the expert's norms (Pi0.5: adaRMS `*_1/Dense_0`; Pi0: plain `*_1/scale`) and the heads (Pi0.5:
+`time_mlp_*`; Pi0: `state_proj`, `action_time_mlp_*`). The tree itself says which model it is; a cell asks for its
+model, and a tree of the other one is refused naming the config that loads it.
+
 Both openpi variants load: released checkpoints (a plain dict, float32) and checkpoints written by openpi training
 (every key path ends in `value`; leaves the training config froze are bfloat16, kept as torch.bfloat16).
 The checkpoint directory may be `<ckpt>` (holding `params/` and `assets/`) or `<ckpt>/params` itself.
@@ -38,11 +43,27 @@ _EXPECTED = ("an openpi Orbax checkpoint: a directory holding params/ (with _MET
              "OCDBT data files orbax writes) and usually assets/<asset_id>/norm_stats.json, or that params/ "
              "directory itself")
 
-# Leaves of openpi's Pi0.5 tree (under `params/`, without the leading "params" key or a trailing "value").
+# Leaves of openpi's Pi0 / Pi0.5 trees (under `params/`, without the leading "params" key or a trailing "value").
 IMG = "PaliGemma/img/"
 BLK = "PaliGemma/img/Transformer/encoderblock/"
 LYR = "PaliGemma/llm/layers/"
-PI0_ONLY = ("state_proj/kernel", "action_time_mlp_in/kernel", "PaliGemma/llm/final_norm_1/scale")
+MODELS = ("pi05", "pi0")
+# leaves only one of the two models has: the tree's fingerprint (openpi_orbax_layout.md, pi05_spec.md 1g)
+MODEL_MARKS = {
+    "pi05": ("time_mlp_in/kernel", "time_mlp_out/kernel", LYR + "pre_attention_norm_1/Dense_0/kernel",
+             LYR + "pre_ffw_norm_1/Dense_0/kernel", "PaliGemma/llm/final_norm_1/Dense_0/kernel"),
+    "pi0": ("state_proj/kernel", "action_time_mlp_in/kernel", "action_time_mlp_out/kernel",
+            LYR + "pre_attention_norm_1/scale", LYR + "pre_ffw_norm_1/scale", "PaliGemma/llm/final_norm_1/scale"),
+}
+MODEL_NAMES = {"pi05": "Pi0.5", "pi0": "Pi0"}
+PI0_ONLY = MODEL_MARKS["pi0"]
+
+
+def tree_model(leaves) -> str | None:
+    """"pi05" or "pi0": the model whose marks the tree holds more of (None when it holds neither's)."""
+    hits = {m: sum(k in leaves for k in marks) for m, marks in MODEL_MARKS.items()}
+    best = max(hits, key=hits.get)
+    return best if hits[best] and list(hits.values()).count(hits[best]) == 1 else None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -118,8 +139,9 @@ def _flat(x):
     return x.reshape(-1)
 
 
-def pi05_slots(shapes: dict[str, tuple]) -> dict[str, _Slot]:
-    """canonical key -> _Slot for a Pi0.5 tree with these leaf shapes (layer counts read off the stacked leaves)."""
+def pi05_slots(shapes: dict[str, tuple], model: str = "pi05") -> dict[str, _Slot]:
+    """canonical key -> _Slot for a Pi0.5 (or, model="pi0", a Pi0) tree with these leaf shapes (layer counts read
+    off the stacked leaves). The canonical keys are those the model's torch specs read (models/<model>/keys.py)."""
     s: dict[str, _Slot] = {}
     s[VIS + "embeddings.patch_embedding.weight"] = _Slot(IMG + "embedding/kernel", None,
                                                          lambda x: x.transpose(3, 2, 0, 1))
@@ -158,15 +180,20 @@ def pi05_slots(shapes: dict[str, tuple]) -> dict[str, _Slot]:
             s[p + "mlp.up_proj.weight"] = _Slot(LYR + f"mlp{sfx}/gating_einsum", i, _t, part=1)
             s[p + "mlp.down_proj.weight"] = _Slot(LYR + f"mlp{sfx}/linear", i, _t)
             for n, leaf in (("input_layernorm", "pre_attention_norm"), ("post_attention_layernorm", "pre_ffw_norm")):
-                if sfx:   # the action expert's adaRMS: a Dense_0 (scale, shift, gate) instead of a scale
+                if sfx and model == "pi05":   # Pi0.5 expert's adaRMS: a Dense_0 (scale, shift, gate), not a scale
                     s[p + n + ".dense.weight"] = _Slot(LYR + f"{leaf}{sfx}/Dense_0/kernel", i, _t)
                     s[p + n + ".dense.bias"] = _Slot(LYR + f"{leaf}{sfx}/Dense_0/bias", i, _ident)
-                else:
-                    s[p + n + ".weight"] = _Slot(LYR + f"{leaf}/scale", i, _ident)
+                else:         # the LLM's (and Pi0 expert's) Gemma RMSNorm scale
+                    s[p + n + ".weight"] = _Slot(LYR + f"{leaf}{sfx}/scale", i, _ident)
     s[LLM + "norm.weight"] = _Slot("PaliGemma/llm/final_norm/scale", None, _ident)
-    s[EXP + "norm.dense.weight"] = _Slot("PaliGemma/llm/final_norm_1/Dense_0/kernel", None, _t)
-    s[EXP + "norm.dense.bias"] = _Slot("PaliGemma/llm/final_norm_1/Dense_0/bias", None, _ident)
-    for n in ("action_in_proj", "action_out_proj", "time_mlp_in", "time_mlp_out"):
+    if model == "pi05":
+        s[EXP + "norm.dense.weight"] = _Slot("PaliGemma/llm/final_norm_1/Dense_0/kernel", None, _t)
+        s[EXP + "norm.dense.bias"] = _Slot("PaliGemma/llm/final_norm_1/Dense_0/bias", None, _ident)
+        heads = ("action_in_proj", "action_out_proj", "time_mlp_in", "time_mlp_out")
+    else:        # Pi0: plain Gemma RMSNorm; the state enters through state_proj, time through action_time_mlp_*
+        s[EXP + "norm.weight"] = _Slot("PaliGemma/llm/final_norm_1/scale", None, _ident)
+        heads = ("action_in_proj", "action_out_proj", "state_proj", "action_time_mlp_in", "action_time_mlp_out")
+    for n in heads:
         s[n + ".weight"] = _Slot(n + "/kernel", None, _t)
         s[n + ".bias"] = _Slot(n + "/bias", None, _ident)
     return s
@@ -176,9 +203,10 @@ class _AnchorError(Exception):
     """A leaf the expected shapes are derived from is missing or of the wrong rank."""
 
 
-def pi05_leaf_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
-    """The leaf shapes a Pi0.5 tree must have, derived from its own q_einsum, kv_einsum, query kernel, embedder and
-    action_in_proj (the tree describes itself); used to name every mis-shaped leaf at once."""
+def pi05_leaf_shapes(shapes: dict[str, tuple], model: str = "pi05") -> dict[str, tuple]:
+    """The leaf shapes a Pi0.5 (model="pi0": Pi0) tree must have, derived from its own q_einsum, kv_einsum, query
+    kernel, embedder, action_in_proj (and Pi0's state_proj) -- the tree describes itself; used to name every
+    mis-shaped leaf at once."""
     def dims(leaf: str, rank: int) -> tuple:
         if leaf not in shapes:
             raise _AnchorError(f"missing    {leaf}  (needed to read the model's dimensions)")
@@ -206,12 +234,19 @@ def pi05_leaf_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
          BLK + "MlpBlock_0/Dense_1/kernel": (vl, vf, vd), BLK + "MlpBlock_0/Dense_1/bias": (vl, vd),
          att + "out/kernel": (vl, vh, vhd, vd), att + "out/bias": (vl, vd),
          "PaliGemma/llm/embedder/input_embedding": (v, d), "PaliGemma/llm/final_norm/scale": (d,),
-         "PaliGemma/llm/final_norm_1/Dense_0/kernel": (ed, 3 * ed),
-         "PaliGemma/llm/final_norm_1/Dense_0/bias": (3 * ed,),
          "action_in_proj/kernel": (a, ed), "action_in_proj/bias": (ed,),
-         "action_out_proj/kernel": (ed, a), "action_out_proj/bias": (a,),
-         "time_mlp_in/kernel": (ed, ed), "time_mlp_in/bias": (ed,),
-         "time_mlp_out/kernel": (ed, ed), "time_mlp_out/bias": (ed,)}
+         "action_out_proj/kernel": (ed, a), "action_out_proj/bias": (a,)}
+    if model == "pi05":
+        e.update({"PaliGemma/llm/final_norm_1/Dense_0/kernel": (ed, 3 * ed),
+                  "PaliGemma/llm/final_norm_1/Dense_0/bias": (3 * ed,),
+                  "time_mlp_in/kernel": (ed, ed), "time_mlp_in/bias": (ed,),
+                  "time_mlp_out/kernel": (ed, ed), "time_mlp_out/bias": (ed,)})
+    else:
+        sd = dims("state_proj/kernel", 2)[0]
+        e.update({"PaliGemma/llm/final_norm_1/scale": (ed,),
+                  "state_proj/kernel": (sd, ed), "state_proj/bias": (ed,),
+                  "action_time_mlp_in/kernel": (2 * ed, ed), "action_time_mlp_in/bias": (ed,),
+                  "action_time_mlp_out/kernel": (ed, ed), "action_time_mlp_out/bias": (ed,)})
     for n in ("LayerNorm_0", "LayerNorm_1"):
         e[BLK + n + "/scale"] = e[BLK + n + "/bias"] = (vl, vd)
     for n in ("query", "key", "value"):
@@ -224,20 +259,26 @@ def pi05_leaf_shapes(shapes: dict[str, tuple]) -> dict[str, tuple]:
         e[LYR + f"mlp{sfx}/linear"] = (ll, ff, dd)
     for n in ("pre_attention_norm", "pre_ffw_norm"):
         e[LYR + n + "/scale"] = (ll, d)
-        e[LYR + n + "_1/Dense_0/kernel"] = (ll, ed, 3 * ed)
-        e[LYR + n + "_1/Dense_0/bias"] = (ll, 3 * ed)
+        if model == "pi05":
+            e[LYR + n + "_1/Dense_0/kernel"] = (ll, ed, 3 * ed)
+            e[LYR + n + "_1/Dense_0/bias"] = (ll, 3 * ed)
+        else:
+            e[LYR + n + "_1/scale"] = (ll, ed)
     return e
 
 
 class OrbaxSource:
     """Lazy canonical-key view over openpi's Orbax `params/` (see the module docstring).
 
-    `path`: `<ckpt>` or `<ckpt>/params`. `device`: where `get()` puts tensors. Raises CheckpointError naming the
-    path and what was found vs expected for a half-written directory, a tree of another model, a missing or
-    mis-shaped leaf, or a data file that cannot be read.
+    `path`: `<ckpt>` or `<ckpt>/params`. `device`: where `get()` puts tensors. `model`: "pi05" or "pi0", the model
+    the caller loads (a tree of the other one is refused naming the config that loads it); None takes the model the
+    tree is (`self.model`). Raises CheckpointError naming the path and what was found vs expected for a
+    half-written directory, a tree of another model, a missing or mis-shaped leaf, or a data file that cannot be read.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", model: str | None = "pi05"):
+        if model is not None and model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS} or None, got {model!r}")
         try:
             import tensorstore as ts
         except ImportError as e:
@@ -270,8 +311,8 @@ class OrbaxSource:
         self._arrays = {name: self._open(name) for name in self._leaf_key}
         self.leaf_shapes = {n: tuple(int(d) for d in a.shape) for n, a in self._arrays.items()}
         self.leaf_dtypes = {n: str(a.dtype.numpy_dtype) for n, a in self._arrays.items()}
-        self._check_tree()
-        self._slots = pi05_slots(self.leaf_shapes)
+        self.model = self._check_tree(model)
+        self._slots = pi05_slots(self.leaf_shapes, self.model)
         self.aliased = {EMBED_TOKENS: EMBED_LM_HEAD}
         self._cached: dict[str, np.ndarray] = {}
         self._reset_refcounts()
@@ -295,24 +336,29 @@ class OrbaxSource:
                                   "store is truncated or corrupt; write the checkpoint again") from None
         return x.view(np.uint16) if x.dtype.name == "bfloat16" else x   # bf16 travels as its bits
 
-    def _check_tree(self) -> None:
+    def _check_tree(self, model: str | None) -> str:
+        """Validate the tree against `model` (None: the model the tree is) and return the model it is read as."""
         have = self.leaf_shapes
-        pi05_marks = ("time_mlp_in/kernel", LYR + "attn/q_einsum_1/w", "PaliGemma/llm/embedder/input_embedding",
-                      BLK + "MultiHeadDotProductAttention_0/query/kernel")
-        if not any(k in have for k in pi05_marks):
+        marks = ("time_mlp_in/kernel", "state_proj/kernel", LYR + "attn/q_einsum_1/w",
+                 "PaliGemma/llm/embedder/input_embedding", BLK + "MultiHeadDotProductAttention_0/query/kernel")
+        if not any(k in have for k in marks):
             shown = sorted(have)[:8]
             raise CheckpointError(f"the Orbax tree in '{self.params}' is not an openpi Pi0/Pi0.5 tree: it has none of "
-                                  f"{list(pi05_marks)}; its leaves start with {shown}")
-        if any(k in have for k in PI0_ONLY) and "time_mlp_in/kernel" not in have:
-            raise CheckpointError(f"the Orbax tree in '{self.params}' is a Pi0 tree (it has "
-                                  f"{[k for k in PI0_ONLY if k in have]} and no time_mlp_in): expected Pi0.5 "
-                                  "(config='pi05')")
+                                  f"{list(marks)}; its leaves start with {shown}")
+        found = tree_model(have)
+        if model is not None and found is not None and found != model:
+            raise CheckpointError(
+                f"the Orbax tree in '{self.params}' is a {MODEL_NAMES[found]} tree (it has "
+                f"{[k for k in MODEL_MARKS[found] if k in have]}), but {MODEL_NAMES[model]} was asked for "
+                f"(config='{model}'): load it with config='{found}'")
+        model = model or found or "pi05"
+        name = MODEL_NAMES[model]
         lora = sorted(k for k in have if "lora" in k)
         if lora:
             raise CheckpointError(f"the Orbax tree in '{self.params}' holds LoRA leaves ({lora[:4]}...): merge the "
-                                  "LoRA weights into the base before loading; expected a plain Pi0.5 tree")
+                                  f"LoRA weights into the base before loading; expected a plain {name} tree")
         try:
-            exp = pi05_leaf_shapes(have)
+            exp = pi05_leaf_shapes(have, model)
         except _AnchorError as e:
             exp = None
             anchor = str(e)
@@ -328,12 +374,13 @@ class OrbaxSource:
             for k in sorted(set(have) - set(exp)):
                 problems.append(f"  unexpected {k}  {list(have[k])}")
         if problems:
-            raise CheckpointError(f"the Orbax tree in '{self.params}' does not match openpi's Pi0.5 param tree "
+            raise CheckpointError(f"the Orbax tree in '{self.params}' does not match openpi's {name} param tree "
                                   f"({len(problems)} problem(s)):\n" + "\n".join(problems))
         bad = sorted(f"{n}: {d}" for n, d in self.leaf_dtypes.items() if d not in ("float32", "bfloat16", "float16"))
         if bad:
             raise CheckpointError(f"Orbax leaves in '{self.params}' have dtypes flash_rt does not read: {bad}; "
                                   "expected float32, bfloat16 or float16")
+        return model
 
     def _slot_array(self, key: str, meta_only: bool = False):
         sl = self._slots[key]
@@ -419,11 +466,16 @@ class OrbaxSource:
         self._cached.clear()
 
     def __repr__(self) -> str:
-        return (f"OrbaxSource('{self.params}', leaves={len(self.leaf_shapes)}, keys={len(self)}, "
+        return (f"OrbaxSource('{self.params}', model={self.model}, leaves={len(self.leaf_shapes)}, keys={len(self)}, "
                 f"training_layout={self.training_layout})")
 
 
 def open_orbax_checkpoint(path: str | os.PathLike, device: str = "cpu") -> OrbaxSource:
-    """An `OrbaxSource` over `<ckpt>` or `<ckpt>/params` (the jax cells' counterpart of `open_checkpoint`)."""
-    return OrbaxSource(path, device=device)
+    """An `OrbaxSource` over a Pi0.5 `<ckpt>` or `<ckpt>/params` (the pi05 jax cells' `open_checkpoint`)."""
+    return OrbaxSource(path, device=device, model="pi05")
+
+
+def open_pi0_orbax_checkpoint(path: str | os.PathLike, device: str = "cpu") -> OrbaxSource:
+    """An `OrbaxSource` over a Pi0 `<ckpt>` or `<ckpt>/params` (the pi0 jax cells' `open_checkpoint`)."""
+    return OrbaxSource(path, device=device, model="pi0")
 

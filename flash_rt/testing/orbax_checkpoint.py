@@ -1,7 +1,7 @@
 """openpi-layout Orbax checkpoints from a canonical (openpi PyTorch) state dict, written WITH orbax as openpi does.
 
-For tests and the device benchmark: the same weights as a safetensors checkpoint, stored the way openpi stores
-them, so the two loaders can be compared bit for bit. The torch -> JAX direction is the inverse of the mapping in
+For tests and the device benchmark: the same weights as a safetensors checkpoint (Pi0.5 or Pi0), stored the way
+openpi stores them, so the two loaders can be compared bit for bit. The torch -> JAX direction is the inverse of the mapping in
 flash_rt/executors/orbax_source.py (shared/reference/openpi_orbax_layout.md §3.1), written out independently here
 so that a mistake on either side shows up as a mismatch, not as two agreeing bugs.
 
@@ -35,8 +35,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def jax_tree_from_state_dict(sd: Mapping[str, torch.Tensor], vis_heads: int, heads: int,
                              kv_heads: int = 1) -> dict[str, np.ndarray]:
-    """{"PaliGemma/img/...": array} (openpi's Pi0.5 leaves, float32) from canonical tensors."""
+    """{"PaliGemma/img/...": array} (openpi's Pi0.5 leaves, float32) from canonical tensors; a Pi0 state dict
+    (one with `state_proj.weight`) gives openpi's Pi0 leaves (plain expert norm scales, state_proj,
+    action_time_mlp_in/out)."""
     g = lambda k: _np(sd[k])  # noqa: E731
+    pi0 = "state_proj.weight" in sd
     emb = sd[EMBED_LM_HEAD] if EMBED_LM_HEAD in sd else sd[EMBED_TOKENS]
     vl = 1 + max(int(k[len(VIS + "encoder.layers."):].split(".")[0]) for k in sd if k.startswith(VIS + "encoder.layers."))
     ll = 1 + max(int(k[len(LLM + "layers."):].split(".")[0]) for k in sd if k.startswith(LLM + "layers."))
@@ -92,15 +95,22 @@ def jax_tree_from_state_dict(sd: Mapping[str, torch.Tensor], vis_heads: int, hea
             lambda i, L=L: np.stack([L(i, "mlp.gate_proj.weight").T, L(i, "mlp.up_proj.weight").T]), ll)
         t[lyr + f"mlp{sfx}/linear"] = stack(lambda i, L=L: L(i, "mlp.down_proj.weight").T, ll)
         for leaf, n in (("pre_attention_norm", "input_layernorm"), ("pre_ffw_norm", "post_attention_layernorm")):
-            if sfx:
+            if sfx and pi0:        # Pi0's expert: a Gemma RMSNorm scale, like the LLM's
+                t[lyr + f"{leaf}_1/scale"] = stack(lambda i, n=n, L=L: L(i, n + ".weight"), ll)
+            elif sfx:
                 t[lyr + f"{leaf}_1/Dense_0/kernel"] = stack(lambda i, n=n, L=L: L(i, n + ".dense.weight").T, ll)
                 t[lyr + f"{leaf}_1/Dense_0/bias"] = stack(lambda i, n=n, L=L: L(i, n + ".dense.bias"), ll)
             else:
                 t[lyr + f"{leaf}/scale"] = stack(lambda i, n=n, L=L: L(i, n + ".weight"), ll)
     t["PaliGemma/llm/final_norm/scale"] = g(LLM + "norm.weight")
-    t["PaliGemma/llm/final_norm_1/Dense_0/kernel"] = g(EXP + "norm.dense.weight").T
-    t["PaliGemma/llm/final_norm_1/Dense_0/bias"] = g(EXP + "norm.dense.bias")
-    for n in ("action_in_proj", "action_out_proj", "time_mlp_in", "time_mlp_out"):
+    if pi0:
+        t["PaliGemma/llm/final_norm_1/scale"] = g(EXP + "norm.weight")
+        heads = ("action_in_proj", "action_out_proj", "state_proj", "action_time_mlp_in", "action_time_mlp_out")
+    else:
+        t["PaliGemma/llm/final_norm_1/Dense_0/kernel"] = g(EXP + "norm.dense.weight").T
+        t["PaliGemma/llm/final_norm_1/Dense_0/bias"] = g(EXP + "norm.dense.bias")
+        heads = ("action_in_proj", "action_out_proj", "time_mlp_in", "time_mlp_out")
+    for n in heads:
         t[n + "/kernel"] = g(n + ".weight").T
         t[n + "/bias"] = g(n + ".bias")
     return {k: np.ascontiguousarray(v) for k, v in t.items()}
