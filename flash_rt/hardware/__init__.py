@@ -42,6 +42,10 @@ _PIPELINE_MAP: dict[tuple[str, str, str], tuple[str, str]] = {
     ("pi0", "torch", "hopper"): ("flash_rt.frontends.torch.pi0_hopper", "Pi0TorchFrontendHopper"),
     ("pi0", "torch", "thor"): ("flash_rt.frontends.torch.pi0_thor", "Pi0TorchFrontendThor"),
     ("pi0", "torch", "rtx_sm120"): ("flash_rt.frontends.torch.pi0_rtx", "Pi0TorchFrontendRtx"),
+    ("pi0", "jax", "cpu"): ("flash_rt.frontends.jax.pi0_cpu", "Pi0JaxFrontendCpu"),
+    ("pi0", "jax", "hopper"): ("flash_rt.frontends.jax.pi0_hopper", "Pi0JaxFrontendHopper"),
+    ("pi0", "jax", "thor"): ("flash_rt.frontends.jax.pi0_thor", "Pi0JaxFrontendThor"),
+    ("pi0", "jax", "rtx_sm120"): ("flash_rt.frontends.jax.pi0_rtx", "Pi0JaxFrontendRtx"),
 }
 
 

@@ -1,4 +1,4 @@
-"""What makes a Pi0.5 cell a `jax` cell: its weights come from openpi's Orbax `params/` through `OrbaxSource`.
+"""What makes a Pi0.5 (or Pi0) cell a `jax` cell: its weights come from openpi's Orbax `params/` through `OrbaxSource`.
 
 The jax cells are the torch cells with another WeightSource: the source presents the canonical tensors, so the
 weight spec, the FP32 oracle, the runtime and the compute files are the same objects (no second loader path).
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flash_rt.executors.orbax_source import open_orbax_checkpoint, orbax_checkpoint_hash, params_dir
+from flash_rt.executors.orbax_source import (open_orbax_checkpoint, open_pi0_orbax_checkpoint,
+                                             orbax_checkpoint_hash, params_dir)
 from flash_rt.executors.weight_cache import cache_root
 from flash_rt.frontends.torch._pi05_base import read_config_json
 
@@ -30,3 +31,10 @@ class OrbaxCheckpoint:
 
     def _checkpoint_hash(self) -> str:
         return orbax_checkpoint_hash(self.source.params, index_root=cache_root(self._weights_root))
+
+
+class Pi0OrbaxCheckpoint(OrbaxCheckpoint):
+    """The mixin of a (pi0, jax, <hw>) cell: the same, with a source that reads (and asks for) a Pi0 tree, so a
+    Pi0.5 tree given to a Pi0 cell is refused naming config='pi05'."""
+
+    open_source = staticmethod(open_pi0_orbax_checkpoint)
