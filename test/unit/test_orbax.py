@@ -180,12 +180,19 @@ def test_missing_and_mis_shaped_leaves_are_all_named(tmp_path, tiny_openpi):
 
 
 def test_pi0_tree_is_refused(tmp_path, tiny_openpi):
+    """A Pi0 tree (its expert norms are scales, its heads state_proj + action_time_mlp_*) given to a Pi0.5 cell
+    names the model found and the config that loads it (test_orbax_pi0.py loads it)."""
     def to_pi0(t):
         for n in ("kernel", "bias"):
             t[f"action_time_mlp_in/{n}"] = t.pop(f"time_mlp_in/{n}")
             t[f"state_proj/{n}"] = t.pop(f"time_mlp_out/{n}")
+        for n in ("pre_attention_norm_1", "pre_ffw_norm_1", "final_norm_1"):
+            t[f"PaliGemma/llm/layers/{n}/scale" if n != "final_norm_1" else f"PaliGemma/llm/{n}/scale"] = \
+                t.pop(f"PaliGemma/llm/layers/{n}/Dense_0/bias" if n != "final_norm_1" else
+                      f"PaliGemma/llm/{n}/Dense_0/bias")
     ck = _write_tree(tmp_path, tiny_openpi, to_pi0)
-    with pytest.raises(CheckpointError, match=r"is a Pi0 tree .*expected Pi0\.5"):
+    with pytest.raises(CheckpointError, match=r"is a Pi0 tree .*but Pi0\.5 was asked for \(config='pi05'\): load "
+                                              r"it with config='pi0'"):
         flash_rt.load_model(ck, hardware="cpu")
 
 
@@ -245,17 +252,20 @@ def test_leaves_are_freed_once_every_tensor_cut_from_them_was_read(tiny_orbax):
 
 def test_every_jax_cell_is_its_torch_cell_with_the_orbax_source():
     from flash_rt.errors import HardwareError
-    from flash_rt.executors.orbax_source import open_orbax_checkpoint
-    from flash_rt.frontends.jax._orbax_cell import OrbaxCheckpoint
+    from flash_rt.executors.orbax_source import open_orbax_checkpoint, open_pi0_orbax_checkpoint
+    from flash_rt.frontends.jax._orbax_cell import OrbaxCheckpoint, Pi0OrbaxCheckpoint
     from flash_rt.hardware import _PIPELINE_MAP, resolve_frontend
+    mixin = {"pi05": OrbaxCheckpoint, "pi0": Pi0OrbaxCheckpoint}    # the source asks for the cell's model
+    opener = {"pi05": open_orbax_checkpoint, "pi0": open_pi0_orbax_checkpoint}
     jax_keys = sorted(k for k in _PIPELINE_MAP if k[1] == "jax")
+    assert {k[0] for k in jax_keys} == {k[0] for k in _PIPELINE_MAP if k[1] == "torch"} == set(mixin)
     for model in {k[0] for k in jax_keys}:       # every hardware of a model's torch cells has its jax cell
         assert sorted(k[2] for k in jax_keys if k[0] == model) == \
             sorted(k[2] for k in _PIPELINE_MAP if k[1] == "torch" and k[0] == model), model
     for model, _, hw in jax_keys:
         cls, twin = resolve_frontend(model, "jax", hw), resolve_frontend(model, "torch", hw)
-        assert cls.__mro__[1:3] == (OrbaxCheckpoint, twin) and cls.hardware == twin.hardware == hw
-        assert cls.open_source is open_orbax_checkpoint
+        assert cls.__bases__ == (mixin[model], twin) and cls.hardware == twin.hardware == hw
+        assert cls.open_source is opener[model]
         assert cls._checkpoint_hash is OrbaxCheckpoint._checkpoint_hash   # weight + calibration cache key
         if hw != "cpu" and not torch.cuda.is_available():
             with pytest.raises(HardwareError, match=rf"{cls.__name__}\) needs a CUDA GPU"):
