@@ -32,7 +32,7 @@ from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_chec
 NEEDS_PI0_TORCH_HOOKS = pytest.mark.xfail(
     strict=True, reason="frontends/torch/pi0_cpu.py opens its checkpoint without the open_source/_checkpoint_dir/"
                         "_config_json hooks (owned by the Pi0 engineer)")
-RUN = dict(config="pi0", hardware="cpu", num_views=2)
+RUN = dict(config="pi0", hardware="cpu", num_views=2, action_horizon=10)   # Orbax carries no config.json
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
