@@ -27,6 +27,7 @@ else:
     from flash_rt.kernels import triton as kernels
     from flash_rt.models.pi0 import cuda_forward
     from flash_rt.models.pi0.attention_sites import pi0_attention_spec
+    from flash_rt.models.pi0.cuda_forward import expert_site
     from flash_rt.models.pi0.state import write_model_state
     from flash_rt.models.pi05.oracle import cosine64
     from flash_rt.runtime.attention import TritonAttnBackend
@@ -80,7 +81,7 @@ else:
                 scales.set_from_amax()
                 q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
                                fused_ops=("rope_qkv", "geglu", "splitk"),
-                               transposed=cell.option_defaults["transposed_gemms"])
+                               transposed=cell.option_defaults["transposed_gemms"], bf16_sites=expert_site)
             else:
                 q = Bf16Context(w)
             cuda_forward.forward(w, b, d, attn, q, None)

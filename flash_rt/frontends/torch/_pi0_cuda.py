@@ -27,6 +27,7 @@ from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
 from flash_rt.models.pi0.config import infer_config
+from flash_rt.models.pi0.cuda_forward import expert_site
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
 from flash_rt.models.pi0.state import write_model_state
@@ -39,16 +40,22 @@ from flash_rt.runtime.quant import FP8, Bf16Context, Fp8Context, aligned_scalars
 MASKED = -2.3819763e38
 
 
-def weight_spec_tag(hardware: str, precision: str) -> str:
-    return f"pi0-{hardware.replace('_', '-')}-{precision}-v1"
+def weight_spec_tag(hardware: str, precision: str, fp8_expert: bool = False) -> str:
+    ex = "-fp8ex" if fp8_expert and precision == "fp8" else ""
+    return f"pi0-{hardware.replace('_', '-')}-{precision}{ex}-v2"   # v2: the fp8 build's expert is bf16
 
 
-def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+def fp8_gemm_names(cfg, w: dict) -> list:
+    """gemm_names(cfg) restricted to the weights this build stored in FP8 (the expert's are bf16 by default)."""
+    return [g for g in gemm_names(cfg) if w[g[0]].dtype == FP8]
+
+
+def build_weights(checkpoint, cfg, precision: str, device, fp8_expert: bool = False) -> dict:
     src = open_checkpoint(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
-    WeightLoader(build_spec(cfg, precision), src).run(target)
+    WeightLoader(build_spec(cfg, precision, fp8_expert), src).run(target)
     flat = {f"w.{k}": v for k, v in target.w.items()}
-    for _, grp, _ in gemm_names(cfg) if precision == "fp8" else []:
+    for _, grp, _ in fp8_gemm_names(cfg, target.w) if precision == "fp8" else []:
         flat.setdefault(f"s.{grp}", getattr(target, grp))
     return flat
 
@@ -61,7 +68,7 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
     ws, store = {}, None
     if precision == "fp8":
-        names = gemm_names(cfg)
+        names = fp8_gemm_names(cfg, w)
         store, views = aligned_scalars(len(names), device)
         for (name, grp, i), view in zip(names, views):
             view.copy_(flat[f"s.{grp}"][0 if i is None else i])
@@ -122,7 +129,11 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
     validate_shapes = staticmethod(validate_shapes)
     normalization = "zscore"
 
-    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, **kw):
+    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, fp8_expert: bool = False, **kw):
+        """fp8_expert: run the action expert (state pass and flow steps) in FP8 too. Off by default: Pi0's ungated
+        expert residual carries its FP8 rounding into the velocity in full (models/pi0/cuda_forward.py); on, the
+        expert's GEMMs read half the bytes at a lower cosine."""
+        self.fp8_expert = bool(fp8_expert)
         if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
             raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
         if overlap_first_step:
@@ -131,7 +142,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         super().__init__(checkpoint, overlap_first_step=False, **kw)
 
     def _build_weights(self) -> dict:
-        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device, self.fp8_expert)
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
@@ -139,7 +150,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.ckpt_hash = checkpoint_hash(self.source.files[0])
         status = "weight cache off"
         if self.weight_cache:
-            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
+            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision,
+                                                                                  self.fp8_expert),
                     "num_views": 0}
             root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
             flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
@@ -184,7 +196,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             from flash_rt.kernels import triton as kernels
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     transposed=self.transposed_gemms, flow_boundary=False)
+                                     transposed=self.transposed_gemms, flow_boundary=False,
+                                     bf16_sites=None if self.fp8_expert else expert_site)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:
@@ -197,7 +210,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         super()._upload()
 
     def shape_key(self) -> str:
-        return "pi0" + super().shape_key()[len("pi05"):]
+        return "pi0" + super().shape_key()[len("pi05"):] + ("-fp8ex" if self.fp8_expert else "")
 
     def reference_oracle(self, device: str = "cpu") -> Pi0Oracle:
         return Pi0Oracle(self.source, self.cfg, device=device)
