@@ -14,15 +14,7 @@ calibration twin and the BF16 rung are this one function:
   qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no adaRMS, no gates), the final norm with its `1 + w`, and
   `linear_flow_update` (action_out + the Euler step in one launch).
 
-Precision: the fp8 cells keep the expert (state pass and flow steps: `expert_site`) in BF16 -- bf16 weights, bf16
-activations -- and the vision tower and the prefix in FP8 (frontends/torch/_pi0_cuda.py, `fp8_expert=False`).
-Why, measured on the micro Pi0 under the interpreter (test_pi0_fp8_precision_interpret.py): no site is broken --
-every site's E4M3 rounding is 2.5-3 % relative, the same as Pi0.5's, every scale calibrated -- but Pi0's expert adds
-each layer's attention and MLP output to the residual ungated (Pi0.5's adaRMS gates scale them), so that rounding
-reaches the velocity in full. The same fake FP8 rounding of activations alone costs Pi0 1 - cos = 7.5e-4 and the
-random Pi0.5 3e-6; per-group ablation of the full FP8 path (worst of 2 observations): all FP8 0.99722, expert BF16
-0.99855, vision BF16 0.99808, prefix BF16 0.99658, state row BF16 0.99710 -- the expert is the largest share, about
-half of the loss, and no one site carries it.
+Precision: which blocks the fp8 cells keep in BF16, and why (measured), is models/pi0/precision.py.
 
 Expert FP8 activation scales are per flow step (`ex.{step}.{layer}.*`), as Pi0.5's; the state pass has its own
 (`st.{layer}.*`). Cache rows per layer: [0, P) prefix, P the state token, [P + 1, P + 1 + H) the actions.
@@ -48,11 +40,6 @@ def quant_sites(d) -> list[str]:
         for i in range(d.layers):
             s += [f"ex.{st}.{i}.{n}" for n in LAYER_SITES]
     return s
-
-
-def expert_site(site: str) -> bool:
-    """The expert's quantization sites (state pass `st.*`, flow steps `ex.*`): bf16 in Pi0's default fp8 build."""
-    return site.startswith(("ex.", "st."))
 
 
 def _expert_layer(w, b, d, attn, q, i, site, rows, down, pos, row0, keys, bias, attn_site, last=False):
