@@ -25,6 +25,8 @@ if not IN_CHILD:
         from flash_rt.frontends.torch.pi0_hopper import Pi0TorchFrontendHopper
         with pytest.raises(InputError, match=r"unknown block\(s\) \['visoin'\]; expected any of"):
             Pi0TorchFrontendHopper("unused", bf16_blocks=("visoin", "expert"))
+        with pytest.raises(InputError, match="pass precision='bf16'"):
+            Pi0TorchFrontendHopper("unused", bf16_blocks=("vision", "prefix", "expert"))
 
 else:
     import dataclasses

@@ -28,7 +28,7 @@ from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
 from flash_rt.models.pi0.config import infer_config
-from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS, Bf16Blocks
+from flash_rt.models.pi0.precision import BLOCKS, DEFAULT_BF16_BLOCKS, Bf16Blocks
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
 from flash_rt.models.pi0.state import write_model_state
@@ -143,6 +143,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             self.bf16_blocks = Bf16Blocks(blocks)
         except ValueError as e:
             raise InputError(str(e)) from None
+        if len(self.bf16_blocks.blocks) == len(BLOCKS) and kw.get("precision", "fp8") == "fp8":
+            raise InputError(f"bf16_blocks={blocks}: every block in BF16 is the bf16 build; pass precision='bf16'")
         if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
             raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
         if overlap_first_step:

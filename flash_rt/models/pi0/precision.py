@@ -12,6 +12,8 @@ micro Pi0 1 - cos = 7.5e-4 and the micro Pi0.5 3e-6. Per-block ablation, worst c
   micro, interpreter, 2 obs: all FP8 0.99722; expert 0.99855; vision 0.99808; prefix 0.99658; state row 0.99710
   mid, twins, 6 obs:         all FP8 0.99022; expert 0.99177; vision 0.99825; prefix 0.99137; state row 0.99042;
                              vision + expert 0.99916
+  big, twins, 4 obs (14 SigLIP / 10 LLM + expert layers, width 256 / 512 / 256, 2 x 256 patches, horizon 50,
+  10 steps): all FP8 0.99668; vision 0.99842; expert 0.99725; prefix 0.99654; vision + expert 0.99888
 No one site carries it (within the vision tower: ln1 0.99469, attn 0.99391, ln2 0.99133, gelu 0.99101, post_ln
 0.99230); the vision tower grows with depth (27 layers at full size), the expert with the flow steps.
 """
