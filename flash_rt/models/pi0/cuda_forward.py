@@ -14,8 +14,6 @@ calibration twin and the BF16 rung are this one function:
   qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no adaRMS, no gates), the final norm with its `1 + w`, and
   `linear_flow_update` (action_out + the Euler step in one launch).
 
-Precision: which blocks the fp8 cells keep in BF16, and why (measured), is models/pi0/precision.py.
-
 Expert FP8 activation scales are per flow step (`ex.{step}.{layer}.*`), as Pi0.5's; the state pass has its own
 (`st.{layer}.*`). Cache rows per layer: [0, P) prefix, P the state token, [P + 1, P + 1 + H) the actions.
 """
