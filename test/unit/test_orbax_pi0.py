@@ -91,16 +91,17 @@ def test_pi0_canonical_tensors_are_bit_identical(pi0_orbax, variant, twin):
 def test_pi0_gpu_weight_spec_runs_unchanged_on_the_orbax_source(pi0_orbax, variant, twin):
     """The Pi0 GPU cells' weight spec (FP8 quantization included), run on the CPU on both sources: the flat dict the
     weight cache stores is bit-identical whether the canonical tensors came from safetensors or from Orbax."""
-    from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
+    from flash_rt.frontends.torch._pi0_cuda import fp8_gemm_names
+    from flash_rt.frontends.torch._pi0_cuda_spec import build_spec
     from flash_rt.models.pi0.config import infer_config
     st = open_checkpoint(pi0_orbax[twin])
     cfg = infer_config(st.key_shapes(), {"vision_num_heads": TINY_PI0_CONFIG.vis_heads})
 
-    def flat(src):   # what _pi0_cuda.build_weights stores, on a given source
+    def flat(src):   # what _pi0_cuda.build_weights stores (all blocks FP8: every quantized family), on a given source
         target = types.SimpleNamespace(w={})
-        WeightLoader(build_spec(cfg, "fp8"), src).run(target)
+        WeightLoader(build_spec(cfg, "fp8", ()), src).run(target)
         out = {f"w.{k}": v for k, v in target.w.items()}
-        for _, grp, _ in gemm_names(cfg):
+        for _, grp, _ in fp8_gemm_names(cfg, target.w):
             out.setdefault(f"s.{grp}", getattr(target, grp))
         return out
 
