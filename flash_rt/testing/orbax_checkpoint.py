@@ -199,3 +199,31 @@ def bf16_rounded(sd: Mapping[str, torch.Tensor], tree_bf16_prefix: str = DEFAULT
     projector, under the default prefix) rounded to bf16, the rest unchanged. For the safetensors twin of it."""
     assert tree_bf16_prefix == DEFAULT_BF16_PREFIX, "only the vision-tower freeze is mapped to canonical keys"
     return {k: (v.to(torch.bfloat16) if k.startswith((VIS, PROJ)) else v) for k, v in sd.items()}
+
+
+def build_tiny_pi0_orbax(root: str | Path) -> dict:
+    """The tiny Pi0 checkpoint (flash_rt.testing.pi0_checkpoint) and its openpi Orbax twins, for the CPU and GPU
+    tests: {"safetensors": the openpi safetensors checkpoint, "released": `<root>/pi0_tiny` (params/ + assets/),
+    "training": an openpi training step of the same weights (vision tower in bf16), "training_twin": safetensors
+    holding those bf16 roundings}. The tokenizer is copied beside params/, as a user puts it there."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from flash_rt.testing.checkpoint import TINY_ASSET_ID, tiny_norm_stats
+    from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_checkpoint
+    root = Path(root)
+    st = build_tiny_pi0_checkpoint(root / "pi0_st", layout="openpi")
+    sd = load_file(str(st / "model.safetensors"))
+    kw = dict(vis_heads=TINY_PI0_CONFIG.vis_heads, heads=TINY_PI0_CONFIG.heads, norm_stats=tiny_norm_stats(),
+              asset_id=TINY_ASSET_ID)
+    out = {"safetensors": st,
+           "released": build_orbax_checkpoint(root / "pi0_tiny", sd, variant="released", **kw),
+           "training": build_orbax_checkpoint(root / "train_run", sd, variant="training", step=500, **kw)}
+    twin = root / "training_twin"
+    shutil.copytree(st, twin)
+    save_file(bf16_rounded(sd), str(twin / "model.safetensors"), metadata={"format": "pt"})
+    out["training_twin"] = twin
+    for ck in (out["released"], out["training"]):
+        shutil.copy(st / "tokenizer.model", ck / "tokenizer.model")
+    return out

@@ -7,7 +7,6 @@ weights as the tiny Pi0 safetensors checkpoint, and read back with tensorstore a
 """
 from __future__ import annotations
 
-import shutil
 import types
 
 import numpy as np
@@ -22,9 +21,8 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.models.pi05.config import EXP
 from flash_rt.testing import TINY_ACTION_DIM, TINY_STATE_DIM
-from flash_rt.testing.checkpoint import TINY_ASSET_ID, tiny_norm_stats
 from flash_rt.testing.observations import random_observation
-from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_checkpoint
+from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG
 
 # The Pi0 torch cells open their checkpoint with open_checkpoint directly (not through the `open_source`,
 # `_checkpoint_dir`, `_config_json` and `_checkpoint_hash` hooks the Pi0.5 cells have, frontends/torch/_pi05_base.py),
@@ -43,24 +41,8 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def pi0_orbax(tmp_path_factory):
     """{"safetensors": tiny Pi0 openpi checkpoint, "released": its Orbax twin, "training": an openpi training step of
     the same weights (vision tower in bf16), "training_twin": safetensors with those bf16 roundings}."""
-    from safetensors.torch import load_file, save_file
-
-    from flash_rt.testing.orbax_checkpoint import bf16_rounded, build_orbax_checkpoint
-    root = tmp_path_factory.mktemp("pi0_orbax")
-    st = build_tiny_pi0_checkpoint(root / "pi0_st", layout="openpi")
-    sd = load_file(str(st / "model.safetensors"))
-    kw = dict(vis_heads=TINY_PI0_CONFIG.vis_heads, heads=TINY_PI0_CONFIG.heads, norm_stats=tiny_norm_stats(),
-              asset_id=TINY_ASSET_ID)
-    out = {"safetensors": st,
-           "released": build_orbax_checkpoint(root / "pi0_tiny", sd, variant="released", **kw),
-           "training": build_orbax_checkpoint(root / "train_run", sd, variant="training", step=500, **kw)}
-    twin = root / "training_twin"
-    shutil.copytree(st, twin)
-    save_file(bf16_rounded(sd), str(twin / "model.safetensors"), metadata={"format": "pt"})
-    out["training_twin"] = twin
-    for ck in (out["released"], out["training"]):     # the tokenizer beside params/, as a user copies it there
-        shutil.copy(st / "tokenizer.model", ck / "tokenizer.model")
-    return out
+    from flash_rt.testing.orbax_checkpoint import build_tiny_pi0_orbax
+    return build_tiny_pi0_orbax(tmp_path_factory.mktemp("pi0_orbax"))
 
 
 @pytest.mark.parametrize("variant,twin", [("released", "safetensors"), ("training", "training_twin")])
