@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from flash_rt.executors.safetensors_io import open_checkpoint
-from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
+from flash_rt.executors.weight_cache import WeightCache
 from flash_rt.errors import InputError
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
@@ -56,8 +56,10 @@ def fp8_gemm_names(cfg, w: dict) -> list:
     return [g for g in gemm_names(cfg) if w[g[0]].dtype == FP8]
 
 
-def build_weights(checkpoint, cfg, precision: str, device, bf16_blocks: tuple = DEFAULT_BF16_BLOCKS) -> dict:
-    src = open_checkpoint(checkpoint, device=str(device))
+def build_weights(checkpoint, cfg, precision: str, device, bf16_blocks: tuple = DEFAULT_BF16_BLOCKS,
+                  open_source=open_checkpoint) -> dict:
+    """The flat dict the weight cache stores; `open_source` reads another checkpoint format (the jax cells')."""
+    src = open_source(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
     WeightLoader(build_spec(cfg, precision, bf16_blocks), src).run(target)
     flat = {f"w.{k}": v for k, v in target.w.items()}
@@ -164,19 +166,19 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
 
     def _build_weights(self) -> dict:
         return build_weights(self.checkpoint, self.cfg, self.precision, self.device,
-                             self.bf16_blocks.blocks)
+                             self.bf16_blocks.blocks, open_source=self.open_source)
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
                             unified=self.tuning.unified_memory)
-        self.ckpt_hash = checkpoint_hash(self.source.files[0])
+        self._weights_root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
+        self.ckpt_hash = self._checkpoint_hash()    # full-content key; the jax cells hash the params files
         status = "weight cache off"
         if self.weight_cache:
             meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision,
                                                                                   self.bf16_blocks.blocks),
                     "num_views": 0}
-            root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
-            flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
+            flat, self.weight_cache_status = WeightCache(self._weights_root).get_or_build(meta, self._build_weights,
                                                                              device=str(self.device))
             status = f"weight cache {self.weight_cache_status}"
         else:

@@ -43,6 +43,9 @@ from flash_rt.models.pi05.host_io import Pi05HostIO as HostIO   # the Pi0-family
 class Pi0TorchFrontendCpu:
     hardware = "cpu"
     normalization = "zscore"    # Pi0 trained on mean/std normalized state and actions (pi05_spec.md 1f)
+    # the checkpoint format's hooks, as Pi0.5's base has them: the (pi0, jax, cpu) cell swaps these for the Orbax
+    # source (frontends/jax/_orbax_cell.py); the spec, the oracle and everything downstream are unchanged
+    open_source = staticmethod(open_checkpoint)
 
     def __init__(self, checkpoint, *, num_views: int | None = None, action_horizon: int | None = None,
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
@@ -62,9 +65,10 @@ class Pi0TorchFrontendCpu:
         if not path.exists():
             raise CheckpointError(f"checkpoint path {str(path)!r} does not exist; expected a directory holding "
                                   "model.safetensors or the .safetensors file itself")
-        self.checkpoint, ckpt_dir = path, (path if path.is_dir() else path.parent)
-        self.source = open_checkpoint(path)
-        cfg_json = json.loads((ckpt_dir / "config.json").read_text()) if (ckpt_dir / "config.json").exists() else {}
+        self.checkpoint = path
+        self.ckpt_dir = ckpt_dir = self._checkpoint_dir(path)
+        self.source = self.open_source(path)
+        cfg_json = self._config_json()
         self.cfg = infer_config(self.source.key_shapes(), cfg_json, action_horizon=action_horizon,
                                 num_steps=num_steps, max_token_len=max_token_len)
         validate_shapes(self.source.key_shapes(), self.cfg, source=str(path))
@@ -95,6 +99,13 @@ class Pi0TorchFrontendCpu:
             self._load_weights()
         with self.startup.timed("buffers"):
             self._alloc_buffers()
+
+    def _checkpoint_dir(self, checkpoint) -> Path:
+        return checkpoint if checkpoint.is_dir() else checkpoint.parent
+
+    def _config_json(self) -> dict:
+        f = self.ckpt_dir / "config.json"
+        return json.loads(f.read_text()) if f.exists() else {}
 
     def _load_weights(self) -> None:
         self.w: dict[str, torch.Tensor] = {}
