@@ -24,12 +24,6 @@ from flash_rt.testing import TINY_ACTION_DIM, TINY_STATE_DIM
 from flash_rt.testing.observations import random_observation
 from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG
 
-# The Pi0 torch cells open their checkpoint with open_checkpoint directly (not through the `open_source`,
-# `_checkpoint_dir`, `_config_json` and `_checkpoint_hash` hooks the Pi0.5 cells have, frontends/torch/_pi05_base.py),
-# so the pi0 jax cells' Orbax source is not used yet. strict: this fails loudly once the hooks are in -- remove it then.
-NEEDS_PI0_TORCH_HOOKS = pytest.mark.xfail(
-    strict=True, reason="frontends/torch/pi0_cpu.py opens its checkpoint without the open_source/_checkpoint_dir/"
-                        "_config_json hooks (owned by the Pi0 engineer)")
 RUN = dict(config="pi0", hardware="cpu", num_views=2, action_horizon=10)   # Orbax carries no config.json
 
 
@@ -100,7 +94,6 @@ def test_framework_auto_reads_a_pi0_orbax_checkpoint_as_jax(pi0_orbax):
     assert detect_framework(pi0_orbax["safetensors"]) == "torch"
 
 
-@NEEDS_PI0_TORCH_HOOKS
 @pytest.mark.parametrize("variant,twin", [("released", "safetensors"), ("training", "training_twin")])
 def test_pi0_cpu_chunks_are_bit_identical(pi0_orbax, variant, twin):
     ref = flash_rt.load_model(pi0_orbax[twin], **RUN)
@@ -140,7 +133,6 @@ def test_a_pi05_tree_read_as_pi0_names_config_pi05(tiny_orbax):
         open_pi0_orbax_checkpoint(tiny_orbax["released"])
 
 
-@NEEDS_PI0_TORCH_HOOKS
 def test_a_pi05_tree_loaded_as_pi0_names_config_pi05(tiny_orbax):
     with pytest.raises(CheckpointError, match=r"is a Pi0\.5 tree.*load it with config='pi05'"):
         flash_rt.load_model(tiny_orbax["released"], **RUN)
