@@ -101,7 +101,7 @@ else:
         report = []
         # lengths across every bucket and its edges (compact: fewer, it is the slower path to check), each bucket
         # run right after the previous prompt's full-length run (a longer one's, mostly)
-        lengths = (45, 5, 30, 16, 48, 17, 32, 3) if s["layout"] == "exact" else (45, 5, 30, 3)
+        lengths = (45, 5, 30, 16, 17, 3) if s["layout"] == "exact" else (45, 5, 30)
         for n in lengths:
             write_prompt(h, n, s["rng"])
             h.prepare_step(s["noise"])

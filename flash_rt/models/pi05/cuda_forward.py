@@ -16,6 +16,9 @@ dims are a frozen Pi05Dims `d`; no .item(), no host sync, no branching on data. 
 images, masks, token ids, noise) are device buffers the frontend fills before replay; positions and key
 padding are rebuilt from the masks inside the graph, so a new prompt or a new state-token count never
 forces a recapture.
+The prefix computes d.prefix_rows rows (image tokens + prompt slots): prefix_len at full length, fewer in a
+prompt-length bucket (models/pi05/prompt_buckets.py), whose `b` holds views of the full length's buffers; the expert
+reads its keys up to d.kv_len with its own rows at d.prefix_len, as ever.
 
 Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
