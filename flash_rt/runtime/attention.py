@@ -27,9 +27,11 @@ from flash_rt.runtime.tuning import GpuTuning
 
 class TritonAttnBackend:
     """tiles: {site: field overrides} for A/B runs (MqaTiles fields for MQA sites, MhaTiles fields for unmasked
-    MHA sites); the defaults are the tuning table's. An unknown site or field is refused by name."""
+    MHA sites); the defaults are the tuning table's. An unknown site or field is refused by name.
+    key_splits: {MQA site: keys per split}, fixed split boundaries (MqaWorkspace; prompt-length buckets)."""
 
-    def __init__(self, spec: AttentionSpec, device, tuning: GpuTuning, tiles: dict | None = None):
+    def __init__(self, spec: AttentionSpec, device, tuning: GpuTuning, tiles: dict | None = None,
+                 key_splits: dict | None = None):
         self.spec = spec
         tiles = dict(tiles or {})
         unknown = set(tiles) - set(spec.sites)
@@ -41,7 +43,8 @@ class TritonAttnBackend:
                 if s.num_kv_heads == 1 and s.num_q_heads > 1:
                     rows = s.num_q_heads * s.max_q
                     t = tuning.attention_tiles(rows).with_overrides(**tiles.get(name, {}))
-                    self.ws[name] = MqaWorkspace(rows, s.max_kv, s.head_dim, device, t)
+                    self.ws[name] = MqaWorkspace(rows, s.max_kv, s.head_dim, device, t,
+                                                 keys_per_split=(key_splits or {}).get(name))
                 elif s.num_kv_heads == s.num_q_heads and not s.masked:
                     t = tuning.full_attention.with_overrides(**tiles.get(name, {}))
                     self.mha[name] = t

@@ -11,6 +11,7 @@ import torch
 
 from flash_rt.errors import InputError
 from flash_rt.frontends.torch._pi05_cuda import device_buffers
+from flash_rt.kernels.triton.attention import MqaWorkspace
 from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.prompt_buckets import (DEFAULT_BUCKETS, bucket_dims, bucket_slots, build_buckets,
                                                  choose_bucket)
@@ -67,7 +68,7 @@ def test_bucket_buffers_are_views_of_the_full_length(layout):
     d = dims()
     b = device_buffers(CFG, d, 2, "cpu", torch.zeros(1))
     b.update(token_ids=torch.zeros(200, dtype=torch.int64), token_mask=torch.zeros(200, dtype=torch.bool))
-    bs = build_buckets(d, b, "full-attn", (64, 128, 200), 16, lambda dd: f"attn-{dd.prefix_rows}", layout)
+    bs = build_buckets(d, b, "full-attn", (64, 128, 200), 16, lambda dd, ks: f"attn-{dd.prefix_rows}", layout)
     assert bs.slots == (64, 128, 200) and bs.full.b is b and bs.full.attn == "full-attn"
     bk = bs.bucket(64)
     db, bb = bk.d, bk.b
@@ -94,11 +95,25 @@ def test_bucket_buffers_are_views_of_the_full_length(layout):
         bs.bucket(96)
 
 
+def test_fixed_key_splits():
+    """A bucket's split-softmax workspace with its full length's split boundaries (the exact layout)."""
+    from flash_rt.hardware.hopper.tuning import TUNING
+    # Pi0.5 full size, one view, 200 slots on Hopper: prefix 464 rows x 8 heads; the 64-slot bucket 320 rows
+    full = MqaWorkspace(8 * 464, 464, 256, "meta", TUNING.attention_tiles(8 * 464))
+    t = TUNING.attention_tiles(8 * 320)
+    fixed = MqaWorkspace(8 * 320, 320, 256, "meta", t, keys_per_split=full.keys_per_split)
+    assert fixed.keys_per_split == full.keys_per_split == 192 and (full.splits, fixed.splits) == (3, 2)
+    assert MqaWorkspace(8 * 320, 320, 256, "meta", t).keys_per_split == 128   # its own rule: other boundaries
+    for bad in (0, 100):
+        with pytest.raises(ValueError, match="multiple of block_n"):
+            MqaWorkspace(8 * 320, 320, 256, "meta", t, keys_per_split=bad)
+
+
 def test_switching_prompts_across_buckets_never_captures():
     d = dims()
     b = device_buffers(CFG, d, 2, "cpu", torch.zeros(1))
     b.update(token_ids=torch.zeros(200, dtype=torch.int64), token_mask=torch.zeros(200, dtype=torch.bool))
-    bs = build_buckets(d, b, None, (64, 128, 200), 16, lambda dd: None)
+    bs = build_buckets(d, b, None, (64, 128, 200), 16, lambda dd, ks: None)
     captured = []
     bs.capture(lambda bk: captured.append(bk.slots) or f"graph-{bk.slots}")
     assert captured == [64, 128, 200] and bs.captures == 3

@@ -44,6 +44,10 @@ else:
     # micro model (16 image tokens, 48 prompt slots, two flow steps): buckets of 16, 32 and the full 48 slots
     MICRO = dataclasses.replace(TINY_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
     VIEWS, BUCKETS = 1, (16, 32)
+    # prefix attention in two key splits at full length (64 keys, 32 a split), as the full-size model has at one view
+    # on Hopper: a bucket must keep those split boundaries (16 slots: one split, written directly, against the full
+    # length's merge) to keep the bits
+    TILES = {"prefix": {"block_m": 16, "block_n": 16, "target_programs": 64}}
 
     @pytest.fixture(scope="module", params=["exact", "compact"])
     def setup(request, tmp_path_factory):
@@ -59,12 +63,15 @@ else:
                  token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
                  noise=torch.from_numpy(h.noise))
 
-        def make_attn(dims):
-            return TritonAttnBackend(pi05_attention_spec(cfg, dims), "cpu", CELL.tuning)
+        def make_attn(dims, key_splits=None):
+            return TritonAttnBackend(pi05_attention_spec(cfg, dims), "cpu", CELL.tuning, TILES, key_splits)
 
         slots = bucket_slots(BUCKETS, cfg.max_token_len, d.image_tokens, 16)
         assert slots == (16, 32, 48)
         buckets = build_buckets(d, b, make_attn(d), slots, 16, make_attn, layout)
+        full_ws, small_ws = buckets.full.attn.ws["prefix"], buckets.bucket(16).attn.ws["prefix"]
+        assert (full_ws.splits, full_ws.keys_per_split) == (2, 32)
+        assert (small_ws.splits, small_ws.keys_per_split) == (1, 32)   # its own rule would take 2 x 16
         scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
         rng = np.random.default_rng(3)
         images, state, _, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)

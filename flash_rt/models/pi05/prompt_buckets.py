@@ -23,10 +23,12 @@ Two key layouts for the action expert (the flow steps themselves are the full le
 * "compact": the suffix's keys follow the bucket's prefix (prefix_len = prefix_rows, kv_len shrinks too), so the
   decoder attention reads fewer keys. Not bit-identical: the suffix's keys then fall into other key blocks / key
   splits beside other prompt keys, the fp32 sums group differently (ulp-level), and FP8 roundings downstream can
-  flip (micro model under the interpreter: cosine >= 0.9999998 to the full length, test_prompt_buckets_interpret).
+  flip (micro model under the interpreter: cosine >= 0.9999999 to the full length, test_prompt_buckets_interpret).
 
 The prefix rows themselves (images + prompt, their K/V) are bit-identical in both layouts: the masked tail
-contributes exact zeros in the prefix attention and the row-wise kernels do not depend on the row count -- given
+contributes exact zeros in the prefix attention, whose key splits keep the full length's boundaries (build_buckets:
+the split-softmax rule would otherwise pick other ones for fewer keys -- Hopper, one view: 192 keys a split at 200
+slots, 128 at 64), and the row-wise kernels do not depend on the row count -- given
 GEMMs whose row results do not depend on M (true of the Triton kernels and torch's CPU GEMMs; cuBLASLt may pick
 another algorithm for another M: the GPU suite measures it).
 
@@ -186,15 +188,21 @@ class PromptBuckets:
 
 
 def build_buckets(d: Pi05Dims, b: dict, attn, slots: tuple[int, ...], align: int,
-                  make_attn: Callable[[Pi05Dims], object], layout: str = "exact") -> PromptBuckets:
-    """The full length (d, b, attn) and a bucket for every smaller slot count; make_attn(dims) builds a bucket's
-    attention backend (its own workspaces)."""
+                  make_attn: Callable[[Pi05Dims, dict | None], object], layout: str = "exact") -> PromptBuckets:
+    """The full length (d, b, attn) and a bucket for every smaller slot count; make_attn(dims, key_splits) builds a
+    bucket's attention backend (its own workspaces). key_splits are the full length's keys per split of the
+    split-softmax sites (the prefix's; in the exact layout the decoder's too): the prefix attention of a bucket then
+    sums every key in the same split as at full length (the full length's further splits hold masked keys only, which add exact zeros in the merge: weight
+    exp(-2.38e38 - m) = 0; with one split left the bucket writes acc / l directly, the merge's 1 * acc / (1 * l))."""
     if layout not in LAYOUTS:
         raise InputError(f"prompt_bucket_layout must be one of {LAYOUTS}; got {layout!r}")
     if slots[-1] != d.max_tokens:
         raise ValueError(f"build_buckets: the last bucket must be the full length {d.max_tokens}, got {slots}")
     out = [Bucket(d.max_tokens, d, b, attn)]
+    # the prefix's keys are the full length's first rows in both layouts; the decoder's only in the exact one
+    key_splits = {site: ws.keys_per_split for site, ws in getattr(attn, "ws", {}).items()
+                  if layout == "exact" or site == "prefix"}
     for t in slots[:-1]:
         db = bucket_dims(d, t, align, layout)
-        out.append(Bucket(t, db, bucket_buffers(b, d, db), make_attn(db)))
+        out.append(Bucket(t, db, bucket_buffers(b, d, db), make_attn(db, key_splits)))
     return PromptBuckets(out)
