@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flash_rt.models.pi05.config import Pi05Config  # noqa: E402
+from flash_rt.runtime.graph import replay_times_ms  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from flash_rt.testing.outlier_stress import cosines, load_modes, summary  # noqa: E402
 from flash_rt.testing.outliers import KINDS, inject_checkpoint, injection_base  # noqa: E402
@@ -46,14 +47,7 @@ def replay_ab(pols: dict, n: int, rounds: int = 5) -> dict:
             fe = p.frontend
             for _ in range(10):
                 fe.replay_only()
-            start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-            end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-            for i in range(n):
-                start[i].record(fe.stream)
-                fe.replay_only()
-                end[i].record(fe.stream)
-            torch.cuda.synchronize()
-            times[m] += [s.elapsed_time(e) for s, e in zip(start, end)]
+            times[m] += replay_times_ms(fe.replay_only, fe.stream, n)
     return {m: float(np.median(v)) for m, v in times.items()}
 
 

@@ -7,6 +7,7 @@ option raises instead of being filtered by signature inspection.
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 
@@ -223,7 +224,11 @@ def load_model(checkpoint, config: str = "pi05", framework: str = "auto", hardwa
         raise HardwareError(f"config {config!r} is not supported; supported: {configs}")
     frameworks = supported_frameworks(config)
     from flash_rt.executors.checkpoint_format import check_framework, detect_framework
-    if framework == "auto":
+    if framework == "auto" and not os.path.exists(checkpoint):
+        # nothing to read the framework from: the frontend reports the missing path, after its own hardware checks
+        # (a thor config on a machine without CUDA names the hardware, not a placeholder checkpoint path)
+        framework = "torch" if "torch" in frameworks else frameworks[0]
+    elif framework == "auto":
         framework = detect_framework(checkpoint)   # model.safetensors -> torch, params/ (Orbax) -> jax
     elif framework in frameworks:
         check_framework(checkpoint, framework)

@@ -14,7 +14,6 @@ reported as a CacheError and recalibrated -- never silently used. ckpt_hash is t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from flash_rt.errors import CacheError
+from flash_rt.executors.signed_json import content_digest, write_signed_json
 
 VERSION = 2   # 2: sha256 over the content, the full-content checkpoint hash
 FP8_MAX = 448.0
@@ -42,21 +42,11 @@ def scales_from_amax(amax: Sequence[float]) -> list[float]:
     return [max(float(a) / FP8_MAX, 1e-12) for a in amax]
 
 
-def _digest(doc: dict) -> str:
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def save_calibration(path: Path, sites: Sequence[str], amax: Sequence[float], *, ckpt_hash: str, shape_key: str,
                      percentile: float | None, num_observations: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "shape_key": shape_key, "percentile": percentile,
            "num_observations": num_observations, "sites": list(sites), "amax": [float(a) for a in amax]}
-    doc["sha256"] = _digest(doc)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-    return path
+    return write_signed_json(path, doc)
 
 
 def load_calibration(path: Path, sites: Sequence[str], *, ckpt_hash: str, shape_key: str) -> list[float]:
@@ -70,7 +60,7 @@ def load_calibration(path: Path, sites: Sequence[str], *, ckpt_hash: str, shape_
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise CacheError(f"calibration cache {path}: version {doc.get('version') if isinstance(doc, dict) else '?'}"
                          f", expected {VERSION}")
-    if doc.get("sha256") != _digest(doc):
+    if doc.get("sha256") != content_digest(doc):
         raise CacheError(f"calibration cache {path}: checksum mismatch (stored sha256 {doc.get('sha256')!r}); "
                          f"the file is corrupt or was edited")
     for k, v in (("ckpt_hash", ckpt_hash), ("shape_key", shape_key)):

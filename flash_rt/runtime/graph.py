@@ -81,3 +81,17 @@ def kernel_nodes(graph: torch.cuda.CUDAGraph) -> collections.Counter:
             return count_dot_nodes(f.read())
     finally:
         os.unlink(path)
+
+
+def replay_times_ms(replay: Callable[[], None], stream: torch.cuda.Stream, n: int) -> list[float]:
+    """Device time of each of `n` back-to-back calls of `replay` (a graph replay), in ms, from CUDA events recorded on
+    `stream` around each call: what the benchmarks and the replay-cost tests compare (host time would add launch
+    jitter of the measuring process)."""
+    start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
+        start[i].record(stream)
+        replay()
+        end[i].record(stream)
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(start, end)]

@@ -10,13 +10,13 @@ there), reaches min_ratio.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from flash_rt.errors import CacheError
-from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, content_digest, group_of_site, groups, outlier_ratio,
+from flash_rt.executors.signed_json import content_digest, write_signed_json
+from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, groups, outlier_ratio,
                                         reduce_heads)
 
 
@@ -61,13 +61,7 @@ def outliers_path(root: Path, ckpt_hash: str, tag: str) -> Path:
 def save_outlier_groups(path: Path, names, *, ckpt_hash: str, min_ratio: float, num_observations: int) -> Path:
     doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "min_ratio": min_ratio, "num_observations": num_observations,
            "groups": list(names)}
-    doc["sha256"] = content_digest(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-    return path
+    return write_signed_json(path, doc)
 
 
 def load_outlier_groups(path: Path, cfg, *, ckpt_hash: str, min_ratio: float) -> list[str]:

@@ -34,13 +34,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from flash_rt.errors import CacheError
+from flash_rt.executors.signed_json import content_digest, write_signed_json
 
 ALPHA_DEFAULT = 0.5
 MIN_RATIO = 6.0      # smooth a site only when max / median of its channel maxima reaches this
@@ -286,13 +286,7 @@ def save_factors(path: Path, factors: dict[str, torch.Tensor], *, ckpt_hash: str
     doc = {"version": VERSION, "ckpt_hash": ckpt_hash, "alpha": alpha, "min_ratio": min_ratio,
            "num_observations": num_observations,
            "log2_factors": {k: [int(round(math.log2(float(x)))) for x in v.tolist()] for k, v in sorted(factors.items())}}
-    doc["sha256"] = content_digest(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-    return path
+    return write_signed_json(path, doc)
 
 
 def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: float = MIN_RATIO
@@ -320,10 +314,4 @@ def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: fl
             raise CacheError(f"smoothing factors {path}: group {k!r} does not fit this model")
         out[k] = torch.exp2(torch.tensor(v, dtype=torch.float32))
     return out
-
-
-def content_digest(doc: dict) -> str:
-    """sha256 of the canonical JSON of every field but 'sha256' (the cache files' self-check)."""
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

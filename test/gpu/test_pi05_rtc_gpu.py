@@ -91,15 +91,8 @@ def test_full_size_fp8_rtc_per_cell(full_ckpt, tmp_path, cell):
 
 
 def _median_replay_ms(pol, n=50):
-    fe = pol.frontend
-    start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    for i in range(n):
-        start[i].record(fe.stream)
-        fe.replay_only()
-        end[i].record(fe.stream)
-    torch.cuda.synchronize()
-    return float(np.median([s.elapsed_time(e) for s, e in zip(start, end)]))
+    from flash_rt.runtime.graph import replay_times_ms
+    return float(np.median(replay_times_ms(pol.frontend.replay_only, pol.frontend.stream, n)))
 
 
 @pytest.fixture

@@ -163,3 +163,14 @@ def test_bad_config_json(tiny_openpi, tmp_path):
     (ck / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json"):
         flash_rt.load_model(ck, hardware="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without CUDA")
+def test_gpu_target_without_cuda_names_the_hardware_before_a_missing_checkpoint(tmp_path):
+    """framework='auto' reads the checkpoint directory; when the path does not exist, the hardware problem is still
+    the one reported (a thor config with a placeholder path on a CPU machine). The merge of framework='auto' reported
+    the missing path first; test/ros/test_lifecycle.py caught it through the node."""
+    with pytest.raises(HardwareError, match=r"needs a CUDA GPU"):
+        flash_rt.load_model(tmp_path / "nonexistent", hardware="thor")
+    with pytest.raises(CheckpointError, match=r"does not exist.*Orbax"):
+        flash_rt.load_model(tmp_path / "nonexistent", hardware="cpu")

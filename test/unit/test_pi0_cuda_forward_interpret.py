@@ -2,7 +2,8 @@
 target's tuning table, against the exact CPU cell on the same inputs (as test_cuda_forward_interpret.py does for
 Pi0.5): the GPU weight spec and its unpacking, the device buffers, the Triton attention backend (the state row's own
 site and key bias included), the calibration twin and the FP8 context all run on CPU tensors.
-Bars: the precision ladder's (BF16 cos >= 0.999, FP8 >= 0.995; worst of 2 observations, float64 cosine).
+The fp8 case runs the default fp8 build (vision tower and expert in BF16, models/pi0/precision.py; the all-FP8
+build's bar is test_pi0_fp8_precision_interpret.py's). Bars: the precision ladder's (BF16 cos >= 0.999, FP8 >= 0.995; worst of 2 observations, float64 cosine).
 """
 import pytest
 
@@ -27,6 +28,7 @@ else:
     from flash_rt.kernels import triton as kernels
     from flash_rt.models.pi0 import cuda_forward
     from flash_rt.models.pi0.attention_sites import pi0_attention_spec
+    from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS, Bf16Blocks
     from flash_rt.models.pi0.state import write_model_state
     from flash_rt.models.pi05.oracle import cosine64
     from flash_rt.runtime.attention import TritonAttnBackend
@@ -80,7 +82,7 @@ else:
                 scales.set_from_amax()
                 q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
                                fused_ops=("rope_qkv", "geglu", "splitk"),
-                               transposed=cell.option_defaults["transposed_gemms"])
+                               transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(DEFAULT_BF16_BLOCKS))
             else:
                 q = Bf16Context(w)
             cuda_forward.forward(w, b, d, attn, q, None)

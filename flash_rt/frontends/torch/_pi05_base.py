@@ -28,7 +28,8 @@ def checkpoint_dir(checkpoint) -> Path:
     p = Path(checkpoint)
     if not p.exists():
         raise CheckpointError(f"checkpoint path {str(p)!r} does not exist; expected a directory holding "
-                              "model.safetensors (openpi or lerobot layout) or the .safetensors file itself")
+                              "model.safetensors (openpi or lerobot layout), the .safetensors file itself, or an openpi "
+                              "JAX/Orbax checkpoint directory (params/ + assets/)")
     return p if p.is_dir() else p.parent
 
 

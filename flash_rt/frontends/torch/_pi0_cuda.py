@@ -20,6 +20,7 @@ import torch
 
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_cache import WeightCache, checkpoint_hash
+from flash_rt.errors import InputError
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
 from flash_rt.frontends.torch._pi05_cuda import device_buffers as pi05_device_buffers
@@ -27,9 +28,11 @@ from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
 from flash_rt.models.pi0.config import infer_config
+from flash_rt.models.pi0.precision import BLOCKS, DEFAULT_BF16_BLOCKS, Bf16Blocks
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
 from flash_rt.models.pi0.state import write_model_state
+from flash_rt.models.pi05.config import EXP, LLM, PROJ, VIS
 from flash_rt.models.pi05.dims import Pi05Dims, round_up
 from flash_rt.models.pi05.flow import flow_schedule
 from flash_rt.runtime.fp8_scales import ActivationScales
@@ -39,16 +42,26 @@ from flash_rt.runtime.quant import FP8, Bf16Context, Fp8Context, aligned_scalars
 MASKED = -2.3819763e38
 
 
-def weight_spec_tag(hardware: str, precision: str) -> str:
-    return f"pi0-{hardware.replace('_', '-')}-{precision}-v1"
+def blocks_tag(precision: str, bf16_blocks: tuple) -> str:
+    """'-bf16-vision-expert' for an fp8 build with those blocks in bf16: weight and calibration caches key on it."""
+    return "".join(f"-bf16-{b}" for b in Bf16Blocks(bf16_blocks).blocks) if precision == "fp8" else ""
 
 
-def build_weights(checkpoint, cfg, precision: str, device) -> dict:
+def weight_spec_tag(hardware: str, precision: str, bf16_blocks: tuple = ()) -> str:
+    return f"pi0-{hardware.replace('_', '-')}-{precision}{blocks_tag(precision, bf16_blocks)}-v1"
+
+
+def fp8_gemm_names(cfg, w: dict) -> list:
+    """gemm_names(cfg) restricted to the weights this build stored in FP8 (not those of its bf16 blocks)."""
+    return [g for g in gemm_names(cfg) if w[g[0]].dtype == FP8]
+
+
+def build_weights(checkpoint, cfg, precision: str, device, bf16_blocks: tuple = DEFAULT_BF16_BLOCKS) -> dict:
     src = open_checkpoint(checkpoint, device=str(device))
     target = types.SimpleNamespace(w={})
-    WeightLoader(build_spec(cfg, precision), src).run(target)
+    WeightLoader(build_spec(cfg, precision, bf16_blocks), src).run(target)
     flat = {f"w.{k}": v for k, v in target.w.items()}
-    for _, grp, _ in gemm_names(cfg) if precision == "fp8" else []:
+    for _, grp, _ in fp8_gemm_names(cfg, target.w) if precision == "fp8" else []:
         flat.setdefault(f"s.{grp}", getattr(target, grp))
     return flat
 
@@ -61,7 +74,7 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
     ws, store = {}, None
     if precision == "fp8":
-        names = gemm_names(cfg)
+        names = fp8_gemm_names(cfg, w)
         store, views = aligned_scalars(len(names), device)
         for (name, grp, i), view in zip(names, views):
             view.copy_(flat[f"s.{grp}"][0 if i is None else i])
@@ -122,7 +135,16 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
     validate_shapes = staticmethod(validate_shapes)
     normalization = "zscore"
 
-    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, **kw):
+    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, bf16_blocks=None, **kw):
+        """bf16_blocks: the blocks ("vision", "prefix", "expert") that the fp8 build keeps in BF16; None = the default
+        ("vision", "expert"), () = all FP8. Why (measured): models/pi0/precision.py."""
+        blocks = DEFAULT_BF16_BLOCKS if bf16_blocks is None else tuple(bf16_blocks)
+        try:
+            self.bf16_blocks = Bf16Blocks(blocks)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if len(self.bf16_blocks.blocks) == len(BLOCKS) and kw.get("precision", "fp8") == "fp8":
+            raise InputError(f"bf16_blocks={blocks}: every block in BF16 is the bf16 build; pass precision='bf16'")
         if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
             raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
         if overlap_first_step:
@@ -130,8 +152,19 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
                              "pass; leave it unset")
         super().__init__(checkpoint, overlap_first_step=False, **kw)
 
+    def _device_bytes_needed(self) -> int:
+        """The base's estimate (GEMM weights 1 byte in fp8) plus 1 byte per GEMM weight of the bf16 blocks."""
+        total = super()._device_bytes_needed()
+        if self.precision != "fp8":
+            return total
+        roots = {"vision": (VIS, PROJ), "prefix": (LLM,), "expert": (EXP,)}
+        prefixes = tuple(r for blk in self.bf16_blocks.blocks for r in roots[blk])
+        return total + sum(int(np.prod(shape)) for key, shape in self.source.key_shapes().items()
+                           if len(shape) > 1 and key.startswith(prefixes))
+
     def _build_weights(self) -> dict:
-        return build_weights(self.checkpoint, self.cfg, self.precision, self.device)
+        return build_weights(self.checkpoint, self.cfg, self.precision, self.device,
+                             self.bf16_blocks.blocks)
 
     def _load_weights(self) -> str:
         require_free_memory(self._device_bytes_needed(), self.device, hardware=self.hardware,
@@ -139,7 +172,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.ckpt_hash = checkpoint_hash(self.source.files[0])
         status = "weight cache off"
         if self.weight_cache:
-            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision),
+            meta = {"ckpt_hash": self.ckpt_hash, "spec_tag": weight_spec_tag(self.hardware, self.precision,
+                                                                                  self.bf16_blocks.blocks),
                     "num_views": 0}
             root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
             flat, self.weight_cache_status = WeightCache(root).get_or_build(meta, self._build_weights,
@@ -184,7 +218,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             from flash_rt.kernels import triton as kernels
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     transposed=self.transposed_gemms, flow_boundary=False)
+                                     transposed=self.transposed_gemms, flow_boundary=False,
+                                     bf16_sites=self.bf16_blocks)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:
@@ -197,7 +232,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         super()._upload()
 
     def shape_key(self) -> str:
-        return "pi0" + super().shape_key()[len("pi05"):]
+        return "pi0" + super().shape_key()[len("pi05"):] + blocks_tag(self.precision, self.bf16_blocks.blocks)
 
     def reference_oracle(self, device: str = "cpu") -> Pi0Oracle:
         return Pi0Oracle(self.source, self.cfg, device=device)

@@ -1,0 +1,47 @@
+"""Pi0's fp8 build: which blocks of the GPU forward stay BF16 (bf16 weights, bf16 activations), as data.
+
+The fp8 cells keep the blocks of `bf16_blocks` (default DEFAULT_BF16_BLOCKS: the vision tower and the
+expert) in BF16 -- bf16 weights, bf16 activations -- and the rest (the prefix) in FP8 (frontends/torch/_pi0_cuda.py,
+`bf16_blocks`).
+Why, measured on the CPU (the micro Pi0 under the interpreter, test_pi0_fp8_precision_interpret.py, and a mid-size
+Pi0 -- 6+6 layers, 2 views, horizon 50, 10 steps -- through the kernels' torch twins): no site is broken -- every
+site's E4M3 rounding is 2.5-3 % relative, the same as Pi0.5's, every scale calibrated, none default -- but Pi0's
+velocity carries it in full: its expert adds each layer's output to the residual ungated (Pi0.5's adaRMS gates scale
+them) and attends to the prefix the vision tower feeds. The same fake FP8 rounding of activations alone costs the
+micro Pi0 1 - cos = 7.5e-4 and the micro Pi0.5 3e-6. Per-block ablation, worst cosine (BF16 in that block only):
+  micro, interpreter, 2 obs: all FP8 0.99722; expert 0.99855; vision 0.99808; prefix 0.99658; state row 0.99710
+  mid, twins, 6 obs:         all FP8 0.99022; expert 0.99177; vision 0.99825; prefix 0.99137; state row 0.99042;
+                             vision + expert 0.99916
+  big, twins, 4 obs (14 SigLIP / 10 LLM + expert layers, width 256 / 512 / 256, 2 x 256 patches, horizon 50,
+  10 steps): all FP8 0.99668; vision 0.99842; expert 0.99725; prefix 0.99654; vision + expert 0.99888
+No one site carries it (within the vision tower: ln1 0.99469, attn 0.99391, ln2 0.99133, gelu 0.99101, post_ln
+0.99230); the vision tower grows with depth (27 layers at full size), the expert with the flow steps.
+"""
+from __future__ import annotations
+
+BLOCKS = ("vision", "prefix", "expert")
+DEFAULT_BF16_BLOCKS = ("vision", "expert")
+
+
+def site_block(site: str) -> str:
+    """The block of a quantization site: vision (SigLIP + projector input), prefix (the LLM), expert (state pass
+    `st.*` and flow steps `ex.*`)."""
+    return {"vis": "vision", "llm": "prefix", "ex": "expert", "st": "expert"}[site.split(".", 1)[0]]
+
+
+def gemm_block(weight: str) -> str:
+    """The block of a GEMM weight of the GPU spec (`proj_w`, the projector, reads the vision tower's last site)."""
+    return "vision" if weight == "proj_w" else site_block(weight)
+
+
+class Bf16Blocks:
+    """Fp8Context's bf16_sites predicate: the sites of `blocks` stay bf16 (their GEMM weights are bf16 in w)."""
+
+    def __init__(self, blocks):
+        unknown = set(blocks) - set(BLOCKS)
+        if unknown:
+            raise ValueError(f"bf16_blocks: unknown block(s) {sorted(unknown)}; expected any of {list(BLOCKS)}")
+        self.blocks = tuple(b for b in BLOCKS if b in blocks)
+
+    def __call__(self, site: str) -> bool:
+        return site_block(site) in self.blocks
