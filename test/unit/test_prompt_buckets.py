@@ -109,6 +109,34 @@ def test_fixed_key_splits():
             MqaWorkspace(8 * 320, 320, 256, "meta", t, keys_per_split=bad)
 
 
+@pytest.mark.parametrize("layout", ["exact", "compact"])
+def test_bucket_attention_takes_the_full_lengths_tiles_and_splits(layout):
+    """A bucket's split-softmax sites take the full length's tiles and keys per split, where the rules would pick
+    others for its row count (here: 32 prefix rows get the table's decode tiles, the full 224 its prefill tiles)."""
+    from flash_rt.hardware.hopper.tuning import TUNING
+    from flash_rt.models.pi05.attention_sites import pi05_attention_spec
+    from flash_rt.runtime.attention import TritonAttnBackend
+    cfg = dataclasses.replace(CFG, num_patches=16)   # one view: 16 image tokens
+    d = Pi05Dims.of(cfg, 1, 3, -1 / 3, align=16)
+
+    def make_attn(dd, like=None):
+        return TritonAttnBackend(pi05_attention_spec(cfg, dd), "meta", TUNING, None, like)
+
+    b = device_buffers(cfg, d, 2, "meta", None)
+    b.update(token_ids=torch.zeros(200, dtype=torch.int64), token_mask=torch.zeros(200, dtype=torch.bool))
+    full = make_attn(d)
+    bs = build_buckets(d, b, full, bucket_slots((16,), 200, 16, 16), 16, make_attn, layout)
+    small = bs.bucket(16)
+    own = make_attn(small.d)
+    assert own.ws["prefix"].tiles != full.ws["prefix"].tiles   # what the rules alone would give it
+    for site in ("prefix", "decoder") if layout == "exact" else ("prefix",):
+        ws, fw = small.attn.ws[site], full.ws[site]
+        assert ws.tiles == fw.tiles and ws.keys_per_split == fw.keys_per_split, site
+        assert ws.rows == cfg.heads * (small.d.prefix_rows if site == "prefix" else d.horizon)
+    if layout == "compact":   # the decoder's keys are the bucket's own: its own rule
+        assert small.attn.ws["decoder"].keys == small.d.kv_len < d.kv_len
+
+
 def test_switching_prompts_across_buckets_never_captures():
     d = dims()
     b = device_buffers(CFG, d, 2, "cpu", torch.zeros(1))

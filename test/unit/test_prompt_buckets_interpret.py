@@ -63,8 +63,8 @@ else:
                  token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
                  noise=torch.from_numpy(h.noise))
 
-        def make_attn(dims, key_splits=None):
-            return TritonAttnBackend(pi05_attention_spec(cfg, dims), "cpu", CELL.tuning, TILES, key_splits)
+        def make_attn(dims, split_like=None):
+            return TritonAttnBackend(pi05_attention_spec(cfg, dims), "cpu", CELL.tuning, TILES, split_like)
 
         slots = bucket_slots(BUCKETS, cfg.max_token_len, d.image_tokens, 16)
         assert slots == (16, 32, 48)

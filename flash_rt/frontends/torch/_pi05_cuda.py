@@ -415,8 +415,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self._out_alias = None
         self.b = b
 
-        def make_attn(dims, key_splits=None):
-            return TritonAttnBackend(pi05_attention_spec(c, dims), dev, self.tuning, self.attention_tiles, key_splits)
+        def make_attn(dims, split_like=None):
+            return TritonAttnBackend(pi05_attention_spec(c, dims), dev, self.tuning, self.attention_tiles, split_like)
 
         self.attn = make_attn(d)
         slots = bucket_slots(self._bucket_option, d.max_tokens, d.image_tokens, 16)

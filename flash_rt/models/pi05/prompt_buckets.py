@@ -188,11 +188,12 @@ class PromptBuckets:
 
 
 def build_buckets(d: Pi05Dims, b: dict, attn, slots: tuple[int, ...], align: int,
-                  make_attn: Callable[[Pi05Dims, dict | None], object], layout: str = "exact") -> PromptBuckets:
-    """The full length (d, b, attn) and a bucket for every smaller slot count; make_attn(dims, key_splits) builds a
-    bucket's attention backend (its own workspaces). key_splits are the full length's keys per split of the
-    split-softmax sites (the prefix's; in the exact layout the decoder's too): the prefix attention of a bucket then
-    sums every key in the same split as at full length (the full length's further splits hold masked keys only, which add exact zeros in the merge: weight
+                  make_attn: Callable[[Pi05Dims, dict], object], layout: str = "exact") -> PromptBuckets:
+    """The full length (d, b, attn) and a bucket for every smaller slot count; make_attn(dims, split_like) builds a
+    bucket's attention backend (its own workspaces). split_like: the full length's split-softmax workspaces (the
+    prefix's; in the exact layout the decoder's too), whose tiles and keys per split the bucket's take -- the split
+    rule and the row-count-dependent tiles would otherwise pick others for fewer keys. The prefix attention of a
+    bucket then sums every key in the same block and split as at full length (the full length's further splits hold masked keys only, which add exact zeros in the merge: weight
     exp(-2.38e38 - m) = 0; with one split left the bucket writes acc / l directly, the merge's 1 * acc / (1 * l))."""
     if layout not in LAYOUTS:
         raise InputError(f"prompt_bucket_layout must be one of {LAYOUTS}; got {layout!r}")
@@ -200,9 +201,8 @@ def build_buckets(d: Pi05Dims, b: dict, attn, slots: tuple[int, ...], align: int
         raise ValueError(f"build_buckets: the last bucket must be the full length {d.max_tokens}, got {slots}")
     out = [Bucket(d.max_tokens, d, b, attn)]
     # the prefix's keys are the full length's first rows in both layouts; the decoder's only in the exact one
-    key_splits = {site: ws.keys_per_split for site, ws in getattr(attn, "ws", {}).items()
-                  if layout == "exact" or site == "prefix"}
+    split_like = {site: ws for site, ws in getattr(attn, "ws", {}).items() if layout == "exact" or site == "prefix"}
     for t in slots[:-1]:
         db = bucket_dims(d, t, align, layout)
-        out.append(Bucket(t, db, bucket_buffers(b, d, db), make_attn(db, key_splits)))
+        out.append(Bucket(t, db, bucket_buffers(b, d, db), make_attn(db, split_like)))
     return PromptBuckets(out)
