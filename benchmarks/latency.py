@@ -6,7 +6,13 @@ calls timed on the host (uint8 images + state in -> unnormalized actions out, pi
 process, on the same card: the eager BF16 baseline (the reference model in bf16, same inputs). Optionally a
 per-kernel breakdown of one replay (torch.profiler). Prints a markdown table.
 
+--prompt-buckets: the replay of every prompt-length bucket's graph (models/pi05/prompt_buckets.py), each on the same
+inputs -- at openpi's default 200 slots, `--max-token-len 200 --prompt-buckets` gives the 64 / 128 / 200-slot
+replays of one policy side by side. --count-kernels: the kernels per replay of each timed graph, read from its DOT
+dump (runtime/graph.py; the graphs are captured with their structure kept, host memory only).
+
     python3 benchmarks/latency.py --views 1 2 3 --horizons 10 50 --profile
+    python3 benchmarks/latency.py --max-token-len 200 --prompt-buckets --count-kernels --no-baseline
 """
 from __future__ import annotations
 
@@ -83,6 +89,9 @@ VARIANTS = {
     "zero-copy": {"zero_copy_io": True},
     "staged": {"zero_copy_io": False},
     "overlap": {"overlap_first_step": True},
+    # prompt-length buckets (default: 64 and 128 slots below max_token_len, the exact key layout)
+    "buckets-off": {"prompt_buckets": False},
+    "buckets-compact": {"prompt_bucket_layout": "compact"},
 }
 
 
@@ -95,12 +104,12 @@ def pct(x, q):
     return float(np.percentile(np.asarray(x), q))
 
 
-def time_replays(fe, n):
+def time_replays(fe, n, slots=None):
     start = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
     end = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
     for i in range(n):
         start[i].record(fe.stream)
-        fe.replay_only()
+        fe.replay_only(slots)
         end[i].record(fe.stream)
     torch.cuda.synchronize()
     return [s.elapsed_time(e) for s, e in zip(start, end)]
@@ -168,6 +177,10 @@ def main(argv=None):
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
                     help="named frontend-option sets run one after another in this process (overrides --fused): "
                          + "; ".join(f"{k} = {v}" for k, v in VARIANTS.items()))
+    ap.add_argument("--prompt-buckets", action="store_true",
+                    help="also time every prompt-length bucket's graph (replay P50 / P99 per bucket's slots)")
+    ap.add_argument("--count-kernels", action="store_true",
+                    help="kernels per replay of the timed graph(s), from the CUDA graph's DOT dump")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -200,6 +213,8 @@ def main(argv=None):
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
                                   **{**({"fast_accum": True} if args.fast_accum else {}), **opts})
         t_load = time.perf_counter() - t0
+        if args.count_kernels:
+            pol.frontend.graph_debug = True   # before the first predict, which captures
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(v)]
         t0 = time.perf_counter()
         pol.predict(images, state, prompt)
@@ -210,9 +225,23 @@ def main(argv=None):
         for _ in range(20):
             fe.replay_only()
         rep = time_replays(fe, args.replays)
+        bucket = fe.buckets.active.slots
+        by_bucket = {}
+        if args.prompt_buckets:   # every bucket's graph on the same inputs (the tokens fit them all: masked tail)
+            for slots in fe.buckets.slots:
+                for _ in range(20):
+                    fe.replay_only(slots)
+                r = time_replays(fe, args.replays, slots)
+                by_bucket[slots] = {"replay_p50": pct(r, 50), "replay_p99": pct(r, 99)}
+                if args.count_kernels:
+                    by_bucket[slots]["kernels"] = fe.kernel_count(slots).get("KERNEL", 0)
+        kernels = fe.kernel_count().get("KERNEL", 0) if args.count_kernels else None
         e2e = time_predict(pol, images, state, args.replays)
         fused = "+".join(pol.frontend.fused_expert_gemms) or "none"
         row = dict(hardware=pol.hardware, views=v, horizon=h, variant=vname, fused=fused, pdl=fe.programmatic_launch, tokens=n_tok, max_token_len=args.max_token_len,
+                   bucket=bucket, buckets=list(fe.buckets.slots), bucket_layout=fe.prompt_bucket_layout,
+                   bucket_extra_mib=fe.buckets.extra_bytes() / 2**20, kernels=kernels,
+                   replay_by_bucket={str(k): x for k, x in by_bucket.items()},
                    replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50), e2e_p99=pct(e2e, 99),
                    load_s=t_load, first_predict_s=t_first, weight_cache=fe.weight_cache_status,
                    calibration=fe.calibration_info.get("source"), gpu_mem_gb=mem_gb)
@@ -235,15 +264,26 @@ def main(argv=None):
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}, triton {triton_version()}, "
           f"{args.precision}, {args.replays} replays, max_token_len {args.max_token_len}"
           + (f", TRITON_OVERRIDE_ARCH={override}" if override else ""))
-    print("| cell | views | horizon | variant | fused | PDL | tokens | replay P50 / P99 ms | predict P50 / P99 ms | eager BF16 P50 ms | speedup |"
-          " load s | 1st predict s | GPU GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| cell | views | horizon | variant | fused | PDL | tokens | bucket | replay P50 / P99 ms |"
+          + (" kernels |" if args.count_kernels else "")
+          + " predict P50 / P99 ms | eager BF16 P50 ms | speedup | load s | 1st predict s | GPU GB |")
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.count_kernels else "") + "---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {r['variant']} | {r['fused']} | {'on' if r['pdl'] else 'off'} | "
-              f"{r['tokens']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+              f"{r['tokens']} | {r['bucket']} of {r['buckets']} | {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | "
+              + (f"{r['kernels']} | " if args.count_kernels else "") +
               f"{r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r.get('baseline_p50', float('nan')):.1f} | "
               f"{r.get('speedup_vs_bf16_eager', float('nan')):.1f}x | {r['load_s']:.1f} "
               f"({r['weight_cache']}) | {r['first_predict_s']:.1f} | {r['gpu_mem_gb']:.1f} |")
+    if args.prompt_buckets:   # one policy per row, every bucket's graph on the same inputs
+        print("\n| cell | views | horizon | variant | layout | bucket slots | replay P50 / P99 ms |"
+              + (" kernels |" if args.count_kernels else "") + " MiB beside the full length |")
+        print("|---|---|---|---|---|---|---|" + ("---|" if args.count_kernels else "") + "---|")
+        for r in results:
+            for slots, x in r["replay_by_bucket"].items():
+                print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {r['variant']} | {r['bucket_layout']} | "
+                      f"{slots} | {x['replay_p50']:.2f} / {x['replay_p99']:.2f} | "
+                      + (f"{x['kernels']} | " if args.count_kernels else "") + f"{r['bucket_extra_mib']:.1f} |")
 
 
 if __name__ == "__main__":

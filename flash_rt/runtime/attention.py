@@ -27,9 +27,13 @@ from flash_rt.runtime.tuning import GpuTuning
 
 class TritonAttnBackend:
     """tiles: {site: field overrides} for A/B runs (MqaTiles fields for MQA sites, MhaTiles fields for unmasked
-    MHA sites); the defaults are the tuning table's. An unknown site or field is refused by name."""
+    MHA sites); the defaults are the tuning table's. An unknown site or field is refused by name.
+    split_like: {MQA site: another backend's MqaWorkspace} whose tiles and key-split boundaries the site takes
+    instead of choosing them for its own shape -- a prompt-length bucket takes its full length's, so each key is
+    summed in the same block and split as there (models/pi05/prompt_buckets.py)."""
 
-    def __init__(self, spec: AttentionSpec, device, tuning: GpuTuning, tiles: dict | None = None):
+    def __init__(self, spec: AttentionSpec, device, tuning: GpuTuning, tiles: dict | None = None,
+                 split_like: dict | None = None):
         self.spec = spec
         tiles = dict(tiles or {})
         unknown = set(tiles) - set(spec.sites)
@@ -40,6 +44,11 @@ class TritonAttnBackend:
             try:
                 if s.num_kv_heads == 1 and s.num_q_heads > 1:
                     rows = s.num_q_heads * s.max_q
+                    like = (split_like or {}).get(name)
+                    if like is not None:
+                        self.ws[name] = MqaWorkspace(rows, s.max_kv, s.head_dim, device, like.tiles,
+                                                     keys_per_split=like.keys_per_split)
+                        continue
                     t = tuning.attention_tiles(rows).with_overrides(**tiles.get(name, {}))
                     self.ws[name] = MqaWorkspace(rows, s.max_kv, s.head_dim, device, t)
                 elif s.num_kv_heads == s.num_q_heads and not s.masked:

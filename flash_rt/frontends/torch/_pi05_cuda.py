@@ -10,8 +10,10 @@ here once; host inputs/outputs are pinned (runtime/host_io.py), staged by async 
 (unified memory), read by the graph in place. Calibration: amax per site from the BF16 twin on real observations
 (the first step's observation by default, or `calibrate(observations)`), cached as JSON keyed by checkpoint hash +
 shapes (runtime/fp8_scales.py). Capture: after calibration the whole forward (SigLIP x views -> projector -> prefix
-+ KV -> unrolled expert steps) is captured once; each step is H2D -> replay -> D2H -> one stream sync. Scales,
-prompts, masks and state tokens live in device tensors, so recalibrating or changing the prompt never recaptures.
++ KV -> unrolled expert steps) is captured once per prompt-length bucket (models/pi05/prompt_buckets.py: by default
+64, 128 and max_token_len slots); each step is H2D -> replay of the smallest bucket that holds its tokens -> D2H ->
+one stream sync. Scales, prompts, masks and state tokens live in device tensors, so recalibrating or changing the
+prompt never recaptures.
 """
 from __future__ import annotations
 
@@ -36,9 +38,10 @@ from flash_rt.hardware import check_triton_for_device
 from flash_rt.models.pi05.attention_sites import pi05_attention_spec
 from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
+from flash_rt.models.pi05.prompt_buckets import LAYOUTS, Bucket, PromptBuckets, bucket_slots, build_buckets
 from flash_rt.runtime import options
 from flash_rt.runtime.fp8_scales import ActivationScales, percentile_update
-from flash_rt.runtime.graph import capture_graph
+from flash_rt.runtime.graph import capture_graph, kernel_nodes
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
@@ -160,6 +163,9 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
     tuning: GpuTuning
     pipeline: str
     option_defaults: dict = {}
+    # capture with the graphs' structure kept (runtime/graph.py), so kernel_count() can read it: set before the first
+    # step (benchmarks/latency.py --count-kernels); host memory only
+    graph_debug = False
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum=None,
@@ -167,8 +173,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
-                 smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False, device: str = "cuda",
-                 **kw):
+                 smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False,
+                 prompt_buckets=None, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -225,6 +231,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # target's limits here, before anything compiles
         self.attention_tiles = dict(attention_tiles or {})
         self.tuned = self.tuning.with_gemm_overrides(gemm_tiles)
+        # prompt-length buckets (models/pi05/prompt_buckets.py): slot counts (None: 64 and 128, False / (): off;
+        # max_token_len is always the last) and the expert's key layout ("exact": bit-identical to the full length)
+        if prompt_bucket_layout not in LAYOUTS:
+            raise InputError(f"prompt_bucket_layout must be one of {LAYOUTS}; got {prompt_bucket_layout!r}")
+        self._bucket_option, self.prompt_bucket_layout = prompt_buckets, prompt_bucket_layout
         self.pinned = PinnedHostBuffers()
         self.stream = torch.cuda.Stream(self.device)
         self.graph = None
@@ -232,6 +243,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.calibration_info: dict = {}
         self._warming = self._twin_compiled = False
         super().__init__(checkpoint, **kw)
+        if "buckets" not in self.__dict__:   # a subclass with buffers of its own (Pi0): the full length only
+            if self._bucket_option not in (None, False, ()):
+                raise InputError(f"prompt_buckets: {type(self).__name__} has no prompt-length buckets (Pi0.5's "
+                                 "cells have); leave it unset")
+            self.buckets = PromptBuckets([Bucket(self.d.max_tokens, self.d, self.b, self.attn)])
 
     # -- host buffers: pinned, so H2D/D2H are async DMA (or no copy at all with zero_copy_io) -----------------
     def _host_alloc(self, shape, dtype) -> np.ndarray:
@@ -398,7 +414,13 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
             self._out_alias = None
         self.b = b
-        self.attn = TritonAttnBackend(pi05_attention_spec(c, d), dev, self.tuning, self.attention_tiles)
+
+        def make_attn(dims, split_like=None):
+            return TritonAttnBackend(pi05_attention_spec(c, dims), dev, self.tuning, self.attention_tiles, split_like)
+
+        self.attn = make_attn(d)
+        slots = bucket_slots(self._bucket_option, d.max_tokens, d.image_tokens, 16)
+        self.buckets = build_buckets(d, b, self.attn, slots, 16, make_attn, self.prompt_bucket_layout)
         self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
                          if self.overlap_first_step else None)
         self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
@@ -422,9 +444,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         for src, dst in self._io:
             dst.copy_(src, non_blocking=True)
 
-    def _forward(self, q) -> None:
+    def _forward(self, q, bucket=None) -> None:
+        """One forward at a prompt-length bucket (None: the full length, what calibration runs)."""
+        bk = bucket or self.buckets.full
         overlap = self._overlap if q is self.q_prod else None  # never the calibration twin (shared scratch)
-        self._pipeline.forward(self.w, self.b, self.d, self.attn, q, overlap)
+        self._pipeline.forward(self.w, bk.b, bk.d, bk.attn, q, overlap)
         if self._out_alias is not None:
             self._out_alias.copy_(self.b["x_t"])   # inside the graph: the chunk lands in host memory directly
 
@@ -440,10 +464,11 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
             if self.use_graph and self.graph is None:
                 self._capture()
             self._upload()
+            bk = self.buckets.select(self.host.n_tokens)   # this step's tokens, state included; captures nothing
             if self.graph is not None:
-                self.graph.replay()
+                bk.graph.replay()
             else:
-                self._forward(self.q_prod)
+                self._forward(self.q_prod, bk)
             if self._out_alias is None:
                 self._out[1].copy_(self._out[0], non_blocking=True)
             self._done.record(self.stream)
@@ -480,20 +505,38 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self._save(path, 1, self.default_percentile)
         self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the first real observation")
 
-    def replay_only(self) -> None:
-        """Graph replay without host I/O (benchmarks)."""
+    def replay_only(self, slots: int | None = None) -> None:
+        """Graph replay without host I/O (benchmarks): the bucket of `slots` prompt slots, or (None) the one the last
+        step replayed."""
+        bk = self.buckets.active if slots is None else self.buckets.bucket(slots)
         with torch.cuda.stream(self.stream):
-            self.graph.replay()
+            bk.graph.replay()
+
+    def kernel_count(self, slots: int | None = None) -> dict:
+        """{node type: count} of a bucket's graph (KERNEL: kernels per replay); needs graph_debug set before capture."""
+        if not self.graph_debug or self.graph is None:
+            raise InputError("kernel_count needs the graphs captured with graph_debug = True: set "
+                             "policy.frontend.graph_debug = True before the first step")
+        bk = self.buckets.active if slots is None else self.buckets.bucket(slots)
+        return dict(kernel_nodes(bk.graph))
 
     def _capture(self) -> None:
         t0 = time.perf_counter()
-        for _ in range(2):  # compile every Triton specialization and let cuBLASLt pick its kernels
-            self._forward(self.q_prod)
+        for bk in self.buckets.buckets:
+            for _ in range(2):  # compile every Triton specialization and let cuBLASLt pick its kernels
+                self._forward(self.q_prod, bk)
         self.stream.synchronize()
         t1 = time.perf_counter()
-        self.graph = capture_graph(lambda: self._forward(self.q_prod), self.stream)
-        self.startup.add("compile", t1 - t0, "two eager forwards: Triton compiles, cuBLASLt picks its kernels")
-        self.startup.add("capture", time.perf_counter() - t1, "the whole forward as one CUDA graph")
+        self.buckets.capture(lambda bk: capture_graph(lambda: self._forward(self.q_prod, bk), self.stream,
+                                                      debug=self.graph_debug))
+        self.graph = self.buckets.full.graph
+        n = len(self.buckets.slots)
+        self.startup.add("compile", t1 - t0, f"two eager forwards per prompt bucket ({n}): Triton compiles, "
+                                             "cuBLASLt picks its kernels")
+        self.startup.add("capture", time.perf_counter() - t1,
+                         f"the whole forward as one CUDA graph per prompt bucket, slots {list(self.buckets.slots)} "
+                         f"({self.prompt_bucket_layout} layout, {self.buckets.extra_bytes() / 2**20:.1f} MiB "
+                         "of device memory beside the full length)")
 
     # -- calibration -------------------------------------------------------------------------------------
     def shape_key(self) -> str:

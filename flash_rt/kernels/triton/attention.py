@@ -118,9 +118,13 @@ class MqaWorkspace:
     """Preallocated partial-softmax buffers for one attention site (graph-safe: nothing allocated per call).
 
     The split count is fixed from the site's shape and the target's tiles (kernels/tiles.MqaTiles, from the tuning
-    table): enough key splits that ~`tiles.target_programs` programs run, none when the row tiles alone fill that."""
+    table): enough key splits that ~`tiles.target_programs` programs run, none when the row tiles alone fill that.
+    keys_per_split (a multiple of block_n) fixes the split boundaries instead: a prompt-length bucket takes its full
+    length's, so every key is summed in the same split as there and the result keeps its bits
+    (models/pi05/prompt_buckets.py)."""
 
-    def __init__(self, rows: int, keys: int, head_dim: int, device, tiles: MqaTiles):
+    def __init__(self, rows: int, keys: int, head_dim: int, device, tiles: MqaTiles,
+                 keys_per_split: int | None = None):
         self.tiles = tiles
         block_m, block_n, target_programs = tiles.block_m, tiles.block_n, tiles.target_programs
         self.block_m, self.block_n, self.num_stages, self.num_warps = block_m, block_n, tiles.num_stages, \
@@ -133,6 +137,11 @@ class MqaWorkspace:
         else:
             self.splits = max(1, min(max_splits, triton.cdiv(target_programs, m_blocks)))
         self.keys_per_split = triton.cdiv(triton.cdiv(keys, self.splits), block_n) * block_n
+        if keys_per_split is not None:
+            if keys_per_split <= 0 or keys_per_split % block_n:
+                raise ValueError(f"keys_per_split must be a positive multiple of block_n={block_n}, got "
+                                 f"{keys_per_split}")
+            self.keys_per_split = int(keys_per_split)
         self.splits = triton.cdiv(keys, self.keys_per_split)
         self.rows, self.keys = rows, keys
         self.pm = torch.empty(self.splits * rows, dtype=torch.float32, device=device)

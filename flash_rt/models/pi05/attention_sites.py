@@ -1,7 +1,8 @@
 """The Pi0.5 attention sites, written once for every target (the model's shapes, not the chip's).
 
 * siglip: full attention inside each camera's 256 patches (no mask);
-* prefix: Gemma over images + prompt with a key-padding bias (8 query heads, one KV head);
+* prefix: Gemma over images + prompt with a key-padding bias (8 query heads, one KV head), over the rows the prefix
+  computes (d.prefix_rows: fewer than prefix_len in a prompt-length bucket);
 * decoder: the action expert's rows over the cached prefix keys and their own (same heads).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ def pi05_attention_spec(cfg: Pi05Config, d: Pi05Dims) -> AttentionSpec:
     spec = AttentionSpec()
     spec.add_site(SiteSpec("siglip", cfg.vis_layers, cfg.vis_heads, cfg.vis_heads, cfg.vis_head_dim,
                            cfg.num_patches, cfg.num_patches))
-    spec.add_site(SiteSpec("prefix", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, d.prefix_len, d.prefix_len,
+    spec.add_site(SiteSpec("prefix", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, d.prefix_rows, d.prefix_rows,
                            masked=True))
     spec.add_site(SiteSpec("decoder", cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim, d.horizon, d.kv_len,
                            masked=True))

@@ -16,6 +16,9 @@ dims are a frozen Pi05Dims `d`; no .item(), no host sync, no branching on data. 
 images, masks, token ids, noise) are device buffers the frontend fills before replay; positions and key
 padding are rebuilt from the masks inside the graph, so a new prompt or a new state-token count never
 forces a recapture.
+The prefix computes d.prefix_rows rows (image tokens + prompt slots): prefix_len at full length, fewer in a
+prompt-length bucket (models/pi05/prompt_buckets.py), whose `b` holds views of the full length's buffers; the expert
+reads its keys up to d.kv_len with its own rows at d.prefix_len, as ever.
 
 Residual streams are fp32 (the fused norm kernels add in fp32 and store fp32); GEMM outputs are bf16.
 The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}.*`): activation ranges
@@ -91,7 +94,7 @@ def vision_forward(w, b, d, attn, q):
 
 def embed_prompt(w, b, d):
     n_img = d.num_views * d.num_patches
-    P = d.prefix_len
+    P = d.prefix_rows   # prefix_len, or a prompt-length bucket's rows (models/pi05/prompt_buckets.py)
     torch.index_select(w["embed"], 0, b["token_ids"], out=b["emb_rows"])
     torch.mul(b["emb_rows"], d.embed_scale, out=b["x"][n_img:n_img + d.max_tokens])
     b["pad"][:n_img].view(d.num_views, d.num_patches).copy_(b["image_mask"][:, None])
@@ -102,7 +105,7 @@ def embed_prompt(w, b, d):
 
 def prefix_forward(w, b, d, attn, q, after_kv=None):
     """after_kv(i), if given, is called as soon as layer i's K/V are in the cache (see forward's overlap)."""
-    P, eps = d.prefix_len, d.rms_eps
+    P, eps = d.prefix_rows, d.rms_eps   # the rows this prefix computes (a bucket's b holds that many)
     x = b["x"]
     bias = b["dec_bias"][:P]
     down = None

@@ -40,6 +40,17 @@ class Pi05Dims:
     # real-time chunking: the time of each flow step's inpainting blend (models/pi05/rtc.py); () = off, and the
     # forward is then exactly the plain one (no blend kernels, no RTC buffers read)
     inpaint_times: tuple = ()
+    # rows the prefix computes: prefix_len, or fewer in a prompt-length bucket (models/pi05/prompt_buckets.py),
+    # whose prefix runs image tokens + its own slots while the expert's keys may stay where the full length has
+    # them (the bucket's bit-identical layout). 0 = prefix_len
+    prefix_rows: int = 0
+
+    def __post_init__(self):
+        if not self.prefix_rows:
+            object.__setattr__(self, "prefix_rows", self.prefix_len)
+        if not self.image_tokens < self.prefix_rows <= self.prefix_len:
+            raise ValueError(f"Pi05Dims: prefix_rows {self.prefix_rows} must be in ({self.image_tokens}, "
+                             f"{self.prefix_len}]")
 
     @property
     def image_tokens(self) -> int:
