@@ -89,9 +89,10 @@ VARIANTS = {
     "zero-copy": {"zero_copy_io": True},
     "staged": {"zero_copy_io": False},
     "overlap": {"overlap_first_step": True},
-    # prompt-length buckets (default: 64 and 128 slots below max_token_len, the exact key layout)
+    # prompt-length buckets (opt-in until measured: 64 and 128 slots below max_token_len, the exact key layout)
+    "buckets": {"prompt_buckets": True},
     "buckets-off": {"prompt_buckets": False},
-    "buckets-compact": {"prompt_bucket_layout": "compact"},
+    "buckets-compact": {"prompt_buckets": True, "prompt_bucket_layout": "compact"},
 }
 
 
@@ -211,7 +212,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         pol = flash_rt.load_model(ckpt, hardware=hw, precision=args.precision, num_views=v,
                                   action_horizon=h, max_token_len=args.max_token_len, cache_dir=work / "cache",
-                                  **{**({"fast_accum": True} if args.fast_accum else {}), **opts})
+                                  **{**({"fast_accum": True} if args.fast_accum else {}),
+                                     **({"prompt_buckets": True} if args.prompt_buckets else {}), **opts})
         t_load = time.perf_counter() - t0
         if args.count_kernels:
             pol.frontend.graph_debug = True   # before the first predict, which captures

@@ -11,4 +11,4 @@ cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pytest -m gpu test/gpu/test_prompt_buckets_gpu.py test/gpu/test_cuda_graph.py -q -s 2>&1 | tail -40
 python3 benchmarks/latency.py --views 2 --horizons 50 --max-token-len 200 --prompt-buckets --count-kernels \
-  --no-baseline --variants default buckets-compact buckets-off --out "${OUT:-.}" 2>&1 | tail -25
+  --no-baseline --variants buckets buckets-compact buckets-off --out "${OUT:-.}" 2>&1 | tail -25

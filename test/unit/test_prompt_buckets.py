@@ -27,7 +27,7 @@ def dims(views=2, align=16):
 
 def test_bucket_slots_default_off_and_rounding():
     assert DEFAULT_BUCKETS == (64, 128)
-    assert bucket_slots(None, 200, 512, 16) == (64, 128, 200)
+    assert bucket_slots(None, 200, 512, 16) == bucket_slots(True, 200, 512, 16) == (64, 128, 200)
     assert bucket_slots(False, 200, 512, 16) == bucket_slots((), 200, 512, 16) == (200,)
     assert bucket_slots(None, 64, 512, 16) == (64,)          # the full length covers 64: one graph, as before
     assert bucket_slots((128, 64, 64, 199, 300), 200, 512, 16) == (64, 128, 200)   # sorted, deduplicated

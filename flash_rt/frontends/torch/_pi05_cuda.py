@@ -174,7 +174,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False,
-                 prompt_buckets=None, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
+                 prompt_buckets=False, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -231,7 +231,8 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         # target's limits here, before anything compiles
         self.attention_tiles = dict(attention_tiles or {})
         self.tuned = self.tuning.with_gemm_overrides(gemm_tiles)
-        # prompt-length buckets (models/pi05/prompt_buckets.py): slot counts (None: 64 and 128, False / (): off;
+        # prompt-length buckets (models/pi05/prompt_buckets.py): slot counts (True: 64 and 128, False / (): off -- the
+        # default until their device numbers exist: exact on the interpreter, not yet run on a GPU;
         # max_token_len is always the last) and the expert's key layout ("exact": bit-identical to the full length)
         if prompt_bucket_layout not in LAYOUTS:
             raise InputError(f"prompt_bucket_layout must be one of {LAYOUTS}; got {prompt_bucket_layout!r}")
@@ -244,7 +245,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self._warming = self._twin_compiled = False
         super().__init__(checkpoint, **kw)
         if "buckets" not in self.__dict__:   # a subclass with buffers of its own (Pi0): the full length only
-            if self._bucket_option not in (None, False, ()):
+            if self._bucket_option not in (False, ()):
                 raise InputError(f"prompt_buckets: {type(self).__name__} has no prompt-length buckets (Pi0.5's "
                                  "cells have); leave it unset")
             self.buckets = PromptBuckets([Bucket(self.d.max_tokens, self.d, self.b, self.attn)])

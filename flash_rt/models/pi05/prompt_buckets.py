@@ -60,10 +60,10 @@ _MASKED = -2.3819763e38   # the key bias of a key that no query may see (bf16's 
 def bucket_slots(option, max_tokens: int, image_tokens: int, align: int) -> tuple[int, ...]:
     """The bucket slot counts, ascending, the last always `max_tokens` (the full length).
 
-    option: None (DEFAULT_BUCKETS), False / () (off: the full length only) or slot counts (ints >= 1). Each count
+    option: True or None (DEFAULT_BUCKETS), False / () (off: the full length only) or slot counts (ints >= 1). Each count
     is rounded up so image_tokens + slots is a multiple of `align`; counts that reach the full prefix length are
     dropped (the full length covers them)."""
-    if option is None:
+    if option is None or option is True:
         option = DEFAULT_BUCKETS
     elif option is False:
         option = ()
@@ -73,7 +73,7 @@ def bucket_slots(option, max_tokens: int, image_tokens: int, align: int) -> tupl
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise InputError(f"prompt_buckets must be None (default {DEFAULT_BUCKETS}), False / () for off, or prompt "
+        raise InputError(f"prompt_buckets must be True (the buckets {DEFAULT_BUCKETS}), False / () for off (the default), or prompt "
                          f"slot counts (integers >= 1), e.g. (64, 128); got {option!r}")
     full_prefix = round_up(image_tokens + max_tokens, align)
     out = {round_up(image_tokens + t, align) - image_tokens for t in counts}
