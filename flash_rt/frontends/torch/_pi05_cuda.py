@@ -10,8 +10,8 @@ here once; host inputs/outputs are pinned (runtime/host_io.py), staged by async 
 (unified memory), read by the graph in place. Calibration: amax per site from the BF16 twin on real observations
 (the first step's observation by default, or `calibrate(observations)`), cached as JSON keyed by checkpoint hash +
 shapes (runtime/fp8_scales.py). Capture: after calibration the whole forward (SigLIP x views -> projector -> prefix
-+ KV -> unrolled expert steps) is captured once per prompt-length bucket (models/pi05/prompt_buckets.py: by default
-64, 128 and max_token_len slots); each step is H2D -> replay of the smallest bucket that holds its tokens -> D2H ->
++ KV -> unrolled expert steps) is captured once, or once per prompt-length bucket with `prompt_buckets=True`
+(models/pi05/prompt_buckets.py: 64, 128 and max_token_len slots); each step is H2D -> replay of the smallest bucket that holds its tokens -> D2H ->
 one stream sync. Scales, prompts, masks and state tokens live in device tensors, so recalibrating or changing the
 prompt never recaptures.
 """
@@ -25,14 +25,13 @@ import types
 import numpy as np
 import torch
 
-import warnings
-
-from flash_rt.calibration import calibration_path, calibration_root
-from flash_rt.errors import CacheError, HardwareError, InputError
+from flash_rt.calibration import calibration_path
+from flash_rt.errors import HardwareError, InputError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_cache import WeightCache, cache_root, checkpoint_hash
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
+from flash_rt.frontends.torch._pi05_cuda_outliers import OutlierRemedies
 from flash_rt.frontends.torch._pi05_cuda_spec import build_spec, gemm_names
 from flash_rt.hardware import check_triton_for_device
 from flash_rt.models.pi05.attention_sites import pi05_attention_spec
@@ -45,10 +44,7 @@ from flash_rt.runtime.graph import capture_graph, kernel_nodes
 from flash_rt.runtime.host_io import PinnedHostBuffers
 from flash_rt.runtime.memory import require_free_memory
 from flash_rt.runtime.quant import FP8, Bf16Context, CalibContext, Fp8Context, aligned_scalars
-from flash_rt.runtime.outlier_sites import (SiteSet, consumers, load_outlier_groups, outlier_groups, outliers_path,
-                                            save_outlier_groups)
-from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
-                                        compute_factors, factors_path, load_factors, save_factors)
+from flash_rt.runtime.smoothing import SmoothingPlan
 from flash_rt.runtime.tuning import GpuTuning
 
 _GB = 1e9
@@ -153,7 +149,7 @@ def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
     return b
 
 
-class Pi05CudaFrontend(Pi05TorchFrontendBase):
+class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
     """A cell sets: hardware (its _PIPELINE_MAP key), tuning (GpuTuning), pipeline (the import path of its compute
     file, a module with forward and quant_sites; imported when buffers are built, so a machine without CUDA or
     Triton gets the clear "needs a CUDA GPU" error, not an ImportError) and option_defaults ({fast_accum,
@@ -166,6 +162,9 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
     # capture with the graphs' structure kept (runtime/graph.py), so kernel_count() can read it: set before the first
     # step (benchmarks/latency.py --count-kernels); host memory only
     graph_debug = False
+    # the weight builders of this module, as the outlier remedies (_pi05_cuda_outliers.py) call them
+    _build_weights = staticmethod(build_weights)
+    _unpack_weights = staticmethod(unpack_weights)
 
     def __init__(self, checkpoint, *, precision: str = "fp8", use_graph: bool = True,
                  calibration_percentile: float | None = None, fast_accum=None,
@@ -187,24 +186,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self.default_percentile = calibration_percentile
         # FP8 smoothing (runtime/smoothing.py): alpha of s = max|X|^a / max|W|^(1-a); True = alpha 0.5; None, False,
         # 0 = off. Off by default: measured, it does not rescue E4M3 from outlier channels (docs/calibration.md)
-        if smoothing is True:
-            smoothing = ALPHA_DEFAULT
-        if smoothing is None:
-            smoothing = False
-        if smoothing is not False and not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
-            raise InputError(f"smoothing must be an alpha in [0, 1) (0 or False: off), got {smoothing!r}")
-        self.smooth_alpha = float(smoothing) if smoothing and precision == "fp8" else None
-        # a site is smoothed only when max / median of its channel maxima reaches this (runtime/smoothing.py)
-        self.smooth_min_ratio = MIN_RATIO if smoothing_min_ratio is None else float(smoothing_min_ratio)
-        # the factors folded into the weights now: None = not measured yet, {} = measured, no site needed any
-        self.smoothing: dict | None = None
-        # BF16 at outlier sites (experimental, off by default): the sites whose activations have outlier channels
-        # (same threshold) keep bf16 activations and their consumers bf16 weights; measured on the first observation
-        self.bf16_outliers = bool(bf16_outlier_sites) and precision == "fp8"
-        if self.bf16_outliers and self.smooth_alpha:
-            raise InputError("bf16_outlier_sites and smoothing are alternatives; pass one of them")
-        self.bf16_groups: list | None = None   # None: not measured yet
-        self._bf16_sites = SiteSet(())
+        self._init_outlier_remedies(smoothing, smoothing_min_ratio, bf16_outlier_sites, precision)
         d = self.option_defaults
         # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
         self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)
@@ -280,73 +262,15 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                             unified=self.tuning.unified_memory)
         self._weights_root = None if self.cache_dir is None else f"{self.cache_dir}/weights"
         self.ckpt_hash = self._checkpoint_hash()
-        if self.smooth_alpha:
-            try:
-                self.smoothing = load_factors(self._smoothing_path(), self.cfg, ckpt_hash=self.ckpt_hash,
-                                              alpha=self.smooth_alpha, min_ratio=self.smooth_min_ratio)
-            except FileNotFoundError:
-                pass
-            except CacheError as e:
-                warnings.warn(f"{e}; smoothing is measured again on the first observation")
-        if self.bf16_outliers:
-            try:
-                self.bf16_groups = load_outlier_groups(self._outliers_path(), self.cfg, ckpt_hash=self.ckpt_hash,
-                                                       min_ratio=self.smooth_min_ratio)
-            except FileNotFoundError:
-                pass
-            except CacheError as e:
-                warnings.warn(f"{e}; outlier sites are measured again on the first observation")
+        self._load_outlier_remedies()
         flat = self._get_weights(self.smoothing or {})
         status = "weight cache off" if self.weight_cache_status == "off" else f"weight cache {self.weight_cache_status}"
         self.w, self.ws, self._w_scale_store, self.mods, self.dt = unpack_weights(
             flat, self.cfg, self.precision, self.device, norm_weights=bool(self.smooth_alpha))
         if self.bf16_groups:
             self._use_bf16_at(self.bf16_groups)
-        sm = "" if not self.bf16_outliers else (f", bf16 at {len(self.bf16_groups)} outlier site group(s)"
-                                                if self.bf16_groups is not None else
-                                                ", outlier sites measured on the first observation")
-        sm += "" if not self.smooth_alpha else (", smoothing on the first observation" if self.smoothing is None
-                                               else f", smoothing sq{self._smoothing_digest() or ' (no site)'}")
+        sm = self._outlier_remedies_note()
         return f"{self.precision}, {status}{sm}"
-
-    def _outliers_path(self):
-        return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash, f"pi05-bf16-r{self.smooth_min_ratio:g}")
-
-    def _use_bf16_at(self, names) -> None:
-        """The consumers of the outlier groups `names` read bf16 weights (from a bf16 build of the checkpoint on the
-        device; transient ~2 bytes a parameter) and their activations stay bf16 (Fp8Context's bf16_sites)."""
-        flat = build_weights(self.checkpoint, self.cfg, "bf16", self.device, open_source=self.open_source)
-        for c in consumers(self.cfg, names):
-            self.w[c] = flat[f"w.{c}"].contiguous()
-        del flat
-        self._bf16_sites.names = frozenset(names)
-
-    @torch.no_grad()
-    def _measure_outlier_sites(self, observations, percentile) -> None:
-        """Which sites have outlier channels (the twin's per-channel maxima over `observations`): their GEMMs run
-        in BF16 from now on. Changes buffers and kernels, so a graph captured before is dropped (recaptured)."""
-        t0 = time.perf_counter()
-        rec = ChannelRecorder()
-        for fill in observations:
-            fill()
-            self._run_calibration_twin(percentile, channels=rec)
-        self.amax.zero_()
-        names = outlier_groups(self.cfg, rec.max, self.smooth_min_ratio, col_max=column_max(self.cfg, self.w, self.ws))
-        if names:
-            self._use_bf16_at(names)
-            self.graph = None
-        self.bf16_groups = names
-        save_outlier_groups(self._outliers_path(), names, ckpt_hash=self.ckpt_hash, min_ratio=self.smooth_min_ratio,
-                            num_observations=len(observations))
-        self.startup.add("outlier_sites", time.perf_counter() - t0,
-                         f"{len(names)} outlier site group(s) run in BF16: {names}")
-
-    def _smoothing_digest(self) -> str | None:
-        return SmoothingPlan(self.cfg, self.smoothing or {}).digest()
-
-    def _smoothing_path(self):
-        return factors_path(calibration_root(self.cache_dir), self.ckpt_hash,
-                            f"pi05-a{self.smooth_alpha:g}-r{self.smooth_min_ratio:g}")
 
     def _get_weights(self, factors: dict) -> dict:
         """The flat weights with `factors` folded in: from the weight cache (keyed by their digest too) or built."""
@@ -360,33 +284,6 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         flat, self.weight_cache_status = WeightCache(self._weights_root).get_or_build(meta, build,
                                                                                        device=str(self.device))
         return flat
-
-    @torch.no_grad()
-    def _measure_smoothing(self, observations, percentile) -> None:
-        """Per-channel activation maxima from the twin over `observations` (callables that fill the input buffers),
-        factors against the weights' column maxima, and the weights rebuilt with them, copied into the tensors the
-        graph reads (no recapture). The factors file is written; the per-tensor scales must be calibrated after."""
-        t0 = time.perf_counter()
-        rec = ChannelRecorder()
-        for fill in observations:
-            fill()
-            self._run_calibration_twin(percentile, channels=rec)
-        self.amax.zero_()
-        factors = compute_factors(self.cfg, rec.max, column_max(self.cfg, self.w, self.ws), self.smooth_alpha,
-                                  previous=self.smoothing or None, min_ratio=self.smooth_min_ratio)
-        if SmoothingPlan(self.cfg, factors).digest() != self._smoothing_digest():   # else: the weights hold them
-            flat = self._get_weights(factors)
-            w, _, store, mods, _ = unpack_weights(flat, self.cfg, self.precision, self.device, norm_weights=True)
-            for k, v in w.items():
-                self.w[k].copy_(v)
-            self._w_scale_store.copy_(store)
-            self.mods.copy_(mods)
-            del flat, w, store, mods
-        self.smoothing = factors
-        save_factors(self._smoothing_path(), factors, ckpt_hash=self.ckpt_hash, alpha=self.smooth_alpha,
-                     min_ratio=self.smooth_min_ratio, num_observations=len(observations))
-        self.startup.add("smoothing", time.perf_counter() - t0,
-                         f"FP8 smoothing factors measured, weights rebuilt (sq{self._smoothing_digest()})")
 
     # -- buffers -----------------------------------------------------------------------------------------
     def dims(self) -> Pi05Dims:
@@ -404,16 +301,7 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
                   "token_mask": h.token_mask, "noise": h.noise}
         if h.rtc is not None:   # real-time chunking: weights and model-space prefix, written by the host per tick
             inputs.update(rtc_w=h.rtc.w, rtc_w1=h.rtc.w1, rtc_target=h.rtc.target)
-        if self.zero_copy_io:
-            for name, arr in inputs.items():
-                b[name] = self.pinned.device_alias(arr, dev)
-            self._io = []
-            self._out_alias = self.pinned.device_alias(h.model_out, dev)
-        else:
-            for name, arr in inputs.items():
-                b[name] = torch.zeros(arr.shape, dtype=self._pin(arr).dtype, device=dev)
-            self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
-            self._out_alias = None
+        self._bind_host_inputs(inputs, b, dev)
         self.b = b
 
         def make_attn(dims, split_like=None):
@@ -441,6 +329,21 @@ class Pi05CudaFrontend(Pi05TorchFrontendBase):
         self._done = torch.cuda.Event()
 
     # -- running -----------------------------------------------------------------------------------------
+    def _bind_host_inputs(self, inputs: dict, b: dict, dev) -> None:
+        """The per-tick host arrays `inputs` (name -> pinned array) become device buffers b[name]: aliases the graph
+        reads in place (zero_copy_io, unified memory), or device copies staged before each replay (self._io); the
+        output likewise (self._out_alias, or a copy back after the replay)."""
+        if self.zero_copy_io:
+            for name, arr in inputs.items():
+                b[name] = self.pinned.device_alias(arr, dev)
+            self._io = []
+            self._out_alias = self.pinned.device_alias(self.host.model_out, dev)
+        else:
+            for name, arr in inputs.items():
+                b[name] = torch.zeros(arr.shape, dtype=self._pin(arr).dtype, device=dev)
+            self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
+            self._out_alias = None
+
     def _upload(self) -> None:
         for src, dst in self._io:
             dst.copy_(src, non_blocking=True)

@@ -200,16 +200,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.state = self.pinned.alloc((c.state_dim,), np.float32)     # model-space state, written each step
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise, "state": self.state}
-        if self.zero_copy_io:
-            for name, arr in inputs.items():
-                b[name] = self.pinned.device_alias(arr, dev)
-            self._io = []
-            self._out_alias = self.pinned.device_alias(h.model_out, dev)
-        else:
-            for name, arr in inputs.items():
-                b[name] = torch.zeros(arr.shape, dtype=self._pin(arr).dtype, device=dev)
-            self._io = [(self._pin(arr), b[name]) for name, arr in inputs.items()]
-            self._out_alias = None
+        self._bind_host_inputs(inputs, b, dev)
         self.b = b
         self.attn = TritonAttnBackend(pi0_attention_spec(c, d, state_keys(d)), dev, self.tuning,
                                       self.attention_tiles)
