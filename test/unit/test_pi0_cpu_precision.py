@@ -105,3 +105,18 @@ def test_a_pi0_checkpoint_loaded_as_pi05_names_config_pi0(pi0_ckpts):
     message said "expected Pi0.5 (config='pi05')" before Pi0 existed)."""
     with pytest.raises(CheckpointError, match="config='pi0'"):
         flash_rt.load_model(pi0_ckpts["openpi"], hardware="cpu")
+
+
+def test_reference_chunk_goes_through_the_step_output_stage(pi0_ckpts):
+    """Pi0's oracle unnormalizes through the host's one output stage (Pi05HostIO.to_output), so a delta mask -- which
+    Pi0's GPU cells take from the shared GPU frontend -- reaches the reference too. Before, the Pi0 oracle had its own
+    copy of the unnormalize step without the mask: with a mask its chunk differed from step() by the state."""
+    from flash_rt.io.action_delta import DeltaActions, parse_delta_mask
+    pol = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu")
+    host = pol.frontend.host
+    host.delta = DeltaActions(parse_delta_mask([3, -1], pol.action_dim, TINY_STATE_DIM), pol.action_horizon)  # as on GPU
+    images, state, prompt, noise = random_observation(np.random.default_rng(4), pol.num_views, TINY_STATE_DIM,
+                                                      pol.action_horizon)
+    state = state + 5.0                      # a state far from 0, so a missing delta stage cannot hide
+    out = pol.predict(images, state, prompt, noise).copy()
+    assert float(np.abs(out - pol.reference_chunk()).max()) <= 1e-4

@@ -31,9 +31,4 @@ class Pi0Oracle:
     def chunk(self, host) -> np.ndarray:
         """Unnormalized, sliced reference chunk for the inputs of the host's last step."""
         m = self.model_space(host)
-        a = np.zeros((m.shape[0], host.action_dim), np.float32)
-        if host.normalizer is not None and host.normalizer.action_dim is not None:
-            host.normalizer.unnormalize_actions(m, out=a)
-        else:
-            a[:] = m[:, :host.action_dim]
-        return a
+        return host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage

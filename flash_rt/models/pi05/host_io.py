@@ -204,13 +204,17 @@ class Pi05HostIO:
         self.rtc.write(prefix, frozen, blend)
 
     def finish_step(self) -> np.ndarray:
-        """Model-space chunk (self.model_out) -> robot actions in self.actions: unnormalized, then the delta dims
-        get the step's observed state added back (openpi's policy output, not only its model output)."""
-        a = self.action_dim
+        """Model-space chunk (self.model_out) -> robot actions in self.actions (preallocated)."""
+        return self.to_output(self.model_out, self.actions)
+
+    def to_output(self, model_out: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """A model-space chunk -> robot actions in `out` ([horizon, action_dim] float32): unnormalized, then the delta
+        dims get the step's observed state added back (openpi's policy output, not only its model output). The one
+        output stage: step() and every reference oracle go through it, so precision checks compare like with like."""
         if self.normalizer is not None and self.normalizer.action_dim is not None:
-            self.normalizer.unnormalize_actions(self.model_out, out=self.actions)
+            self.normalizer.unnormalize_actions(model_out, out=out)
         else:
-            np.copyto(self.actions, self.model_out[:, :a])
+            np.copyto(out, model_out[:, :self.action_dim])
         if self.delta is not None:
-            self.delta.apply(self.actions)
-        return self.actions
+            self.delta.apply(out)
+        return out

@@ -43,14 +43,7 @@ class ReferenceOracle:
     def chunk(self, host) -> np.ndarray:
         """Unnormalized, sliced reference chunk for the inputs of the host's last step."""
         m = self.model_space(host)
-        a = np.zeros((m.shape[0], host.action_dim), np.float32)
-        if host.normalizer is not None and host.normalizer.action_dim is not None:
-            host.normalizer.unnormalize_actions(m, out=a)
-        else:
-            a[:] = m[:, :host.action_dim]
-        if host.delta is not None:   # the same output stage as step(): the step's state on the delta dims
-            host.delta.apply(a)
-        return a
+        return host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage
 
 
 def cosine64(a, b) -> float:

@@ -186,9 +186,5 @@ class MyModelOracle:
                                       torch.from_numpy(host.token_ids.copy()), torch.from_numpy(host.token_mask.copy()),
                                       torch.from_numpy(self.fe.state.copy()), torch.from_numpy(host.noise.copy()))
         m = m.cpu().numpy().astype(np.float32)
-        a = np.zeros((m.shape[0], host.action_dim), np.float32)
-        if host.normalizer is not None and host.normalizer.action_dim is not None:
-            host.normalizer.unnormalize_actions(m, out=a)
-        else:
-            a[:] = m[:, :host.action_dim]
+        a = host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage
         return a
