@@ -12,7 +12,8 @@ import dataclasses
 from typing import Mapping, Sequence
 
 from flash_rt.errors import CheckpointError
-from flash_rt.models.pi05.config import (EMBED_LM_HEAD, EMBED_TOKENS, EXP, LLM, VIS, Pi05Config, _count_layers)
+from flash_rt.models.pi05.config import (EMBED_LM_HEAD, EMBED_TOKENS, EXP, LLM, VIS, Pi05Config, _count_layers,
+                                         head_geometry)
 
 STATE_PROJ = "state_proj"
 ACTION_TIME_IN = "action_time_mlp_in"
@@ -56,19 +57,7 @@ def infer_config(shapes: Mapping[str, Sequence[int]], config_json: Mapping | Non
     _, action_dim = _need(shapes, "action_in_proj.weight")
     _, state_dim = _need(shapes, STATE_PROJ + ".weight")
     _need(shapes, ACTION_TIME_IN + ".weight")
-    kv_heads = int(cj.get("num_key_value_heads", 1))
-    head_dim = int(cj.get("head_dim", kv_out // kv_heads))
-    heads = width_q // head_dim
-    if heads * head_dim != width_q or ex_q != width_q:
-        raise CheckpointError(
-            f"inconsistent attention geometry: LLM q_proj out {width_q}, expert q_proj out {ex_q}, "
-            f"head_dim {head_dim}; both experts must share N*H (joint attention)")
-    if ex_layers != layers:
-        raise CheckpointError(f"action expert has {ex_layers} layers, LLM has {layers}; they must be equal")
-    vis_heads = int(cj.get("vision_num_heads", max(1, vw // 72) if vw % 72 == 0 else 0))
-    if vis_heads <= 0:
-        raise CheckpointError(
-            f"cannot infer SigLIP head count for width {vw}: add 'vision_num_heads' to config.json")
+    kv_heads, head_dim, heads, vis_heads = head_geometry(cj, width_q, kv_out, ex_q, layers, ex_layers, vw)
     cfg = Pi0Config(
         vis_width=vw, vis_layers=vis_layers, vis_heads=vis_heads, vis_mlp=vis_mlp, patch_size=ps,
         num_patches=npatch, width=width, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,

@@ -107,6 +107,28 @@ def _need(shapes: Mapping[str, Sequence[int]], key: str) -> tuple:
     return tuple(shapes[key])
 
 
+def head_geometry(cj: Mapping, width_q: int, kv_out: int, ex_q: int, layers: int, ex_layers: int,
+                  vis_width: int) -> tuple[int, int, int, int]:
+    """(kv_heads, head_dim, heads, vis_heads) of a Pi0-family checkpoint, checked: K=1 KV head in every Pi0/Pi0.5
+    release (config.json may say otherwise), head_dim = k_proj rows / kv_heads, both experts sharing N*H (joint
+    attention) and the layer count; SigLIP heads from config.json or width / 72. Pi0's config inference uses it too."""
+    kv_heads = int(cj.get("num_key_value_heads", 1))
+    head_dim = int(cj.get("head_dim", kv_out // kv_heads))
+    heads = width_q // head_dim
+    if heads * head_dim != width_q or ex_q != width_q:
+        raise CheckpointError(
+            f"inconsistent attention geometry: LLM q_proj out {width_q}, expert q_proj out {ex_q}, "
+            f"head_dim {head_dim}; both experts must share N*H (joint attention)")
+    if ex_layers != layers:
+        raise CheckpointError(f"action expert has {ex_layers} layers, LLM has {layers}; they must be equal")
+    vis_heads = int(cj.get("vision_num_heads", max(1, vis_width // 72) if vis_width % 72 == 0 else 0))
+    if vis_heads <= 0:
+        # tiny test models: head_dim 16 is what flash_rt.testing writes into config.json
+        raise CheckpointError(
+            f"cannot infer SigLIP head count for width {vis_width}: add 'vision_num_heads' to config.json")
+    return kv_heads, head_dim, heads, vis_heads
+
+
 def infer_config(shapes: Mapping[str, Sequence[int]], config_json: Mapping | None = None, **overrides) -> Pi05Config:
     """Infer Pi05Config from canonical (prefix-stripped) key -> shape.
 
@@ -133,21 +155,7 @@ def infer_config(shapes: Mapping[str, Sequence[int]], config_json: Mapping | Non
             "this checkpoint has no adaRMS expert norms (gemma_expert...input_layernorm.dense.weight): "
             "it looks like a Pi0 checkpoint: load it with config='pi0' (config='pi05' expects a Pi0.5 checkpoint)")
 
-    # head geometry: K=1 KV head in every Pi0/Pi0.5 release; head_dim = k_proj rows / kv_heads
-    kv_heads = int(cj.get("num_key_value_heads", 1))
-    head_dim = int(cj.get("head_dim", kv_out // kv_heads))
-    heads = width_q // head_dim
-    if heads * head_dim != width_q or ex_q != width_q:
-        raise CheckpointError(
-            f"inconsistent attention geometry: LLM q_proj out {width_q}, expert q_proj out {ex_q}, "
-            f"head_dim {head_dim}; both experts must share N*H (joint attention)")
-    if ex_layers != layers:
-        raise CheckpointError(f"action expert has {ex_layers} layers, LLM has {layers}; they must be equal")
-    vis_heads = int(cj.get("vision_num_heads", max(1, vw // 72) if vw % 72 == 0 else 0))
-    if vis_heads <= 0:
-        # tiny test models: head_dim 16 is what flash_rt.testing writes into config.json
-        raise CheckpointError(
-            f"cannot infer SigLIP head count for width {vw}: add 'vision_num_heads' to config.json")
+    kv_heads, head_dim, heads, vis_heads = head_geometry(cj, width_q, kv_out, ex_q, layers, ex_layers, vw)
 
     horizon = cj.get("action_horizon", cj.get("chunk_size", 50))
     max_tok = cj.get("max_token_len", cj.get("tokenizer_max_length", 200))
