@@ -97,23 +97,32 @@ def build_tiny_checkpoint(out_dir, layout: str = "openpi", seed: int = 0, dtype:
     stats = tiny_norm_stats(seed=seed) if norm_stats is None else norm_stats
     extra = {"vision_num_heads": cfg.vis_heads, "head_dim": cfg.head_dim}
     if layout == "openpi":
-        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
         config = {"action_dim": cfg.action_dim, "action_horizon": cfg.action_horizon,
                   "paligemma_variant": "tiny", "action_expert_variant": "tiny",
                   "precision": str(dtype).replace("torch.", ""), "max_token_len": cfg.max_token_len,
                   "discrete_state_input": cfg.discrete_state_input, **extra}
-        if with_norm_stats:
-            (out / "assets" / TINY_ASSET_ID).mkdir(parents=True, exist_ok=True)
-            (out / "assets" / TINY_ASSET_ID / "norm_stats.json").write_text(json.dumps(stats, indent=1))
     else:
-        sd[EMBED_TOKENS] = sd[EMBED_LM_HEAD].clone()
-        save_file({"model." + k: v for k, v in sd.items()}, str(out / "model.safetensors"),
-                  metadata={"format": "pt"})
         config = {"type": "pi05", "chunk_size": cfg.action_horizon, "n_action_steps": cfg.action_horizon,
                   "max_state_dim": cfg.action_dim, "max_action_dim": cfg.action_dim,
                   "num_inference_steps": cfg.num_steps, "tokenizer_max_length": cfg.max_token_len,
                   "dtype": str(dtype).replace("torch.", ""), **extra}
-        if with_norm_stats:
+    return write_tiny_dir(out, sd, layout, config, stats if with_norm_stats else None, with_tokenizer)
+
+
+def write_tiny_dir(out: Path, sd: dict, layout: str, config: dict, stats: dict | None, with_tokenizer: bool) -> Path:
+    """Write a tiny checkpoint directory of either layout (the Pi0-family builders share it): openpi -- the canonical
+    keys, assets/<id>/norm_stats.json; lerobot -- a "model." prefix with embed_tokens beside the tied lm_head and the
+    processor normalizer files; then config.json and, if asked, the tokenizer. `stats` None: no norm stats."""
+    if layout == "openpi":
+        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+        if stats is not None:
+            (out / "assets" / TINY_ASSET_ID).mkdir(parents=True, exist_ok=True)
+            (out / "assets" / TINY_ASSET_ID / "norm_stats.json").write_text(json.dumps(stats, indent=1))
+    else:
+        sd = dict(sd, **{EMBED_TOKENS: sd[EMBED_LM_HEAD].clone()})
+        save_file({"model." + k: v for k, v in sd.items()}, str(out / "model.safetensors"),
+                  metadata={"format": "pt"})
+        if stats is not None:
             _write_lerobot_stats(out, stats["norm_stats"])
     (out / "config.json").write_text(json.dumps(config, indent=1))
     if with_tokenizer:

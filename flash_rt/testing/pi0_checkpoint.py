@@ -11,13 +11,11 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from flash_rt.models.pi0.config import Pi0Config
 from flash_rt.models.pi0.keys import expected_shapes
-from flash_rt.models.pi05.config import EMBED_LM_HEAD, EMBED_TOKENS, EXPERT_LM_HEAD
-from flash_rt.testing.checkpoint import (TINY_ASSET_ID, _write_lerobot_stats, _write_tokenizer, random_weight,
-                                         tiny_norm_stats)
+from flash_rt.models.pi05.config import EXPERT_LM_HEAD
+from flash_rt.testing.checkpoint import random_weight, tiny_norm_stats, write_tiny_dir
 
 TINY_PI0_CONFIG = Pi0Config(
     vis_width=32, vis_layers=2, vis_heads=2, vis_mlp=64, patch_size=14, num_patches=256,
@@ -50,27 +48,15 @@ def build_tiny_pi0_checkpoint(out_dir, layout: str = "openpi", seed: int = 0, dt
     stats = tiny_norm_stats(seed=seed) if norm_stats is None else norm_stats
     extra = {"vision_num_heads": cfg.vis_heads, "head_dim": cfg.head_dim}
     if layout == "openpi":
-        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
         config = {"action_dim": cfg.action_dim, "action_horizon": cfg.action_horizon,
                   "paligemma_variant": "tiny", "action_expert_variant": "tiny",
                   "precision": str(dtype).replace("torch.", ""), "max_token_len": cfg.max_token_len, **extra}
-        if with_norm_stats:
-            (out / "assets" / TINY_ASSET_ID).mkdir(parents=True, exist_ok=True)
-            (out / "assets" / TINY_ASSET_ID / "norm_stats.json").write_text(json.dumps(stats, indent=1))
     else:
-        sd[EMBED_TOKENS] = sd[EMBED_LM_HEAD].clone()
-        save_file({"model." + k: v for k, v in sd.items()}, str(out / "model.safetensors"),
-                  metadata={"format": "pt"})
         config = {"type": "pi0", "chunk_size": cfg.action_horizon, "n_action_steps": cfg.action_horizon,
                   "max_state_dim": cfg.state_dim, "max_action_dim": cfg.action_dim,
                   "num_inference_steps": cfg.num_steps, "tokenizer_max_length": cfg.max_token_len,
                   "dtype": str(dtype).replace("torch.", ""), **extra}
-        if with_norm_stats:
-            _write_lerobot_stats(out, stats["norm_stats"])
-    (out / "config.json").write_text(json.dumps(config, indent=1))
-    if with_tokenizer:
-        _write_tokenizer(out)
-    return out
+    return write_tiny_dir(out, sd, layout, config, stats if with_norm_stats else None, with_tokenizer)
 
 
 def build_full_pi0_checkpoint(out, cfg: Pi0Config = Pi0Config(), dtype=torch.bfloat16, seed: int = 0,
