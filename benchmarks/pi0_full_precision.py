@@ -61,15 +61,19 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=["fp8", "fp8:all", "bf16"])
     ap.add_argument("--runs", type=int, default=3, help="fresh loads per variant (observation seed = run)")
     ap.add_argument("--replays", type=int, default=50, help="timed predicts per variant (0: no latency)")
-    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--ckpt", default=None, help="checkpoint dir; built there when it has no model.safetensors yet "
+                    "(so later invocations reuse it)")
+    ap.add_argument("--cache-dir", default=None, help="weight/calibration cache dir (default: a fresh temp dir)")
     args = ap.parse_args(argv)
     opts = {v: variant_options(v) for v in args.variants}
     work = Path(tempfile.mkdtemp(prefix="frt_pi0_full_"))
-    ckpt = Path(args.ckpt) if args.ckpt else build_full_pi0_checkpoint(work / "ckpt", device="cuda")[0]
+    ckpt = Path(args.ckpt) if args.ckpt else work / "ckpt"
+    if not (ckpt / "model.safetensors").exists():
+        build_full_pi0_checkpoint(ckpt, device="cuda")
     for v, o in opts.items():
         for run in range(args.runs):   # run 0 builds the weight + calibration caches, later runs hit them
             pol = flash_rt.load_model(ckpt, config="pi0", hardware=args.hardware, num_views=args.views,
-                                      cache_dir=work / "cache", **o)
+                                      cache_dir=Path(args.cache_dir) if args.cache_dir else work / "cache", **o)
             rng = np.random.default_rng(run)
             coss = []
             for _ in range(args.obs):

@@ -2,7 +2,7 @@
 target's tuning table, against the exact CPU cell on the same inputs (as test_cuda_forward_interpret.py does for
 Pi0.5): the GPU weight spec and its unpacking, the device buffers, the Triton attention backend (the state row's own
 site and key bias included), the calibration twin and the FP8 context all run on CPU tensors.
-The fp8 case runs the default fp8 build (vision tower and expert in BF16, models/pi0/precision.py; the all-FP8
+The fp8 case runs the default fp8 build (vision tower in BF16, models/pi0/precision.py; the all-FP8
 build's bar is test_pi0_fp8_precision_interpret.py's). Bars: the precision ladder's (BF16 cos >= 0.999, FP8 >= 0.995; worst of 2 observations, float64 cosine).
 """
 import pytest

@@ -5,12 +5,15 @@ Why: on an H200 the full-size random Pi0 in all-FP8 reached worst 0.99338 agains
 Pi0.5 0.998). The cause (models/pi0/precision.py): no broken site -- every site's E4M3 rounding is the ordinary
 2.5-3 %, every scale calibrated -- but Pi0's velocity carries that rounding in full (its expert adds each layer to
 the residual ungated, Pi0.5's adaRMS gates scale them) and the vision tower and the expert are its largest shares.
-The fix: Pi0's fp8 build keeps those two blocks in BF16 (`bf16_blocks`, default ("vision", "expert")).
-Measured here, the numbers the bar separates:
+The fix: Pi0's fp8 build keeps blocks in BF16 (`bf16_blocks`). Measured here, the numbers the bar separates:
   * all-FP8 (the broken build, bf16_blocks=()):            worst 0.99722
-  * the default build (vision + expert BF16, prefix FP8):  worst 0.99975
+  * vision + expert BF16, prefix FP8:                      worst 0.99975
 The bar 0.999 fails the first and passes the second; both are asserted, so the test also says when the bar stops
-telling them apart.
+telling them apart. The micro model is not the full-size one: here the expert's share is as large as the vision
+tower's (micro vision-only 0.99808), while at full size the vision tower carries it (H200, 20 observations x 3 runs:
+vision-only 0.99716 worst, vision + expert 0.99718, all FP8 0.99338), so the shipped default is ("vision",) and its
+gate is the GPU's (benchmarks/pi0_full_precision.py; test_pi0_cuda_forward_interpret.py runs the default build here
+against the 0.995 bar).
 """
 import pytest
 
@@ -41,7 +44,7 @@ else:
     from flash_rt.kernels import triton as kernels
     from flash_rt.models.pi0 import cuda_forward
     from flash_rt.models.pi0.attention_sites import pi0_attention_spec
-    from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS, Bf16Blocks
+    from flash_rt.models.pi0.precision import Bf16Blocks
     from flash_rt.models.pi0.state import write_model_state
     from flash_rt.models.pi05.oracle import cosine64
     from flash_rt.runtime.attention import TritonAttnBackend
@@ -98,9 +101,9 @@ else:
             worst = min(worst, cosine64(got, want))
         return worst
 
-    def test_the_default_fp8_build_closes_pi0s_fp8_gap(micro_ckpt, cpu_policy):
-        fixed = worst_fp8_cosine(micro_ckpt, cpu_policy, DEFAULT_BF16_BLOCKS)
+    def test_bf16_blocks_close_pi0s_fp8_gap(micro_ckpt, cpu_policy):
+        fixed = worst_fp8_cosine(micro_ckpt, cpu_policy, ("vision", "expert"))
         broken = worst_fp8_cosine(micro_ckpt, cpu_policy, ())
-        print(f"pi0 micro fp8: default build worst {fixed:.6f}, all-FP8 worst {broken:.6f} (bar {BAR})")
+        print(f"pi0 micro fp8: vision + expert BF16 worst {fixed:.6f}, all-FP8 worst {broken:.6f} (bar {BAR})")
         assert fixed >= BAR, fixed
         assert broken < BAR, f"the bar no longer separates the all-FP8 build ({broken:.6f}); re-measure it"

@@ -139,7 +139,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
 
     def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, bf16_blocks=None, **kw):
         """bf16_blocks: the blocks ("vision", "prefix", "expert") that the fp8 build keeps in BF16; None = the default
-        ("vision", "expert"), () = all FP8. Why (measured): models/pi0/precision.py."""
+        ("vision",), () = all FP8. Why (measured): models/pi0/precision.py."""
         blocks = DEFAULT_BF16_BLOCKS if bf16_blocks is None else tuple(bf16_blocks)
         try:
             self.bf16_blocks = Bf16Blocks(blocks)
