@@ -34,11 +34,15 @@ def capture_graph(fn: Callable[[], None], stream: torch.cuda.Stream, debug: bool
     enabled = gc.isenabled()
     gc.disable()
     try:
-        g = torch.cuda.CUDAGraph()
+        # debug: keep_graph=True keeps the cudaGraph_t after capture. enable_debug_mode alone no longer does (torch
+        # 2.11 on the H200, 2026-12-04: debug_dump then printed "calling debug_dump()" and wrote no node).
+        g = torch.cuda.CUDAGraph(keep_graph=True) if debug else torch.cuda.CUDAGraph()
         if debug:
             g.enable_debug_mode()
         with torch.cuda.graph(g, stream=stream):
             fn()
+        if debug:
+            g.instantiate()   # now, not on the first replay (which would then carry the instantiation)
     finally:
         if enabled:
             gc.enable()
