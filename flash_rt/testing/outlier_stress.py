@@ -29,10 +29,13 @@ def load_modes(ckpt, hardware: str, modes, cache_dir, state_dim: int, alpha: flo
     return out
 
 
-def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda") -> dict:
-    """{mode: [cosine per observation]} over n_obs random observations (float64 cosine vs the FP32 reference)."""
+def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda", oracle=None) -> dict:
+    """{mode: [cosine per observation]} over n_obs random observations (float64 cosine vs the FP32 reference);
+    `oracle`: a ReferenceOracle of the same checkpoint to reuse (building one loads the FP32 weights again)."""
     first = next(iter(policies.values()))
-    oracle = ReferenceOracle.for_policy(first, device=oracle_device)
+    own = oracle is None
+    if own:
+        oracle = ReferenceOracle.for_policy(first, device=oracle_device)
     rng = np.random.default_rng(seed)
     out = {m: [] for m in policies}
     for _ in range(n_obs):
@@ -46,7 +49,8 @@ def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device
         want = oracle.chunk(h0)
         for m, g in got.items():
             out[m].append(cosine64(g, want))
-    del oracle
+    if own:
+        del oracle
     return out
 
 

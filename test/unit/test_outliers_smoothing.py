@@ -22,7 +22,8 @@ from flash_rt.runtime.smoothing import (SmoothingPlan, compute_factors, expand, 
                                         load_factors, save_factors)
 from flash_rt.testing import build_tiny_checkpoint
 from flash_rt.testing.checkpoint import TINY_CONFIG
-from flash_rt.testing.outliers import KINDS, channels, inject_checkpoint, injected_keys, injection_base
+from flash_rt.testing.outliers import (KINDS, MATCHED, VARIANTS, channels, consumer_columns, inject_checkpoint,
+                                       injected_keys, injection_base)
 
 C = TINY_CONFIG
 
@@ -93,12 +94,17 @@ def test_injection_is_exact_in_fp32(base, tmp_path, kind, scale):
             torch.testing.assert_close(ln(r1), ln(r0) * m, **tol)
 
 
-def test_injection_base_links_untouched_shards(base, tmp_path):
+@pytest.mark.parametrize("variant", ["v_proj", "ex_ada" + MATCHED, "vis_ln" + MATCHED])
+def test_injection_base_links_untouched_shards(base, tmp_path, variant):
     b = injection_base(base, tmp_path / "base", C)
-    out = inject_checkpoint(b, tmp_path / "inj", "v_proj", 30.0, C)
-    full = inject_checkpoint(base, tmp_path / "full", "v_proj", 30.0, C)
-    links = [p for p in out.iterdir() if p.is_symlink()]
-    assert len(links) == len(KINDS)       # every shard but v_proj's
+    out = inject_checkpoint(b, tmp_path / "inj", variant, 30.0, C)
+    full = inject_checkpoint(base, tmp_path / "full", variant, 30.0, C)
+    index = json.loads((b / "model.safetensors.index.json").read_text())["weight_map"]
+    edited = {index[k] for k in injected_keys(variant, C)}
+    shards = set(index.values())
+    links = {p.name for p in out.iterdir() if p.is_symlink()}
+    assert links == shards - edited and links     # the untouched shards are links, the edited ones rewritten
+    assert len(shards) > len(KINDS)               # one shard per set of editing variants, not one per kind
     s1, s2 = open_checkpoint(out), open_checkpoint(full)
     assert sorted(s1.keys()) == sorted(s2.keys())
     for k in s2.keys():
@@ -106,9 +112,42 @@ def test_injection_base_links_untouched_shards(base, tmp_path):
     assert (out / "config.json").is_file() and (out / "tokenizer.model").is_file()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_matched_injection_keeps_the_fp32_function_and_scales_the_activation(base, tmp_path, kind):
+    """':matched' = the plain injection's activation outlier + the consumer columns over the scale: the producers are
+    edited exactly as the plain variant's, the consumer columns are divided, and the FP32 chunk is the base's."""
+    import numpy as np
+    import flash_rt
+    from flash_rt.testing.observations import random_observation
+    plain = inject_checkpoint(base, tmp_path / "plain", kind, 30.0, C)
+    matched = inject_checkpoint(base, tmp_path / "matched", kind + MATCHED, 30.0, C)
+    s0, sp, sm = open_checkpoint(base), open_checkpoint(plain), open_checkpoint(matched)
+    cols = consumer_columns(kind, C)
+    assert cols and set(injected_keys(kind + MATCHED, C)) == set(injected_keys(kind, C)) | set(cols)
+    for k in injected_keys(kind, C):        # producers: the plain variant's edit, bit for bit
+        assert torch.equal(sm.get(k), sp.get(k)), k
+    for k, c in cols.items():               # consumers: those columns over 30, the rest untouched
+        w0, w1 = s0.get(k).double(), sm.get(k).double()
+        rest = torch.ones(w0.shape[1], dtype=torch.bool)
+        rest[c] = False
+        torch.testing.assert_close(w1[:, c], w0[:, c] / 30.0, rtol=1e-6, atol=0)
+        assert torch.equal(w1[:, rest], w0[:, rest]), k
+    outs = {}
+    for name, ck in (("base", base), ("plain", plain), ("matched", matched)):
+        pol = flash_rt.load_model(ck, hardware="cpu", num_views=2)
+        obs = random_observation(np.random.default_rng(3), 2, pol.state_dim or 8, pol.action_horizon)
+        outs[name] = pol.predict(*obs).copy()
+    scale = np.abs(outs["base"]).max()
+    assert np.abs(outs["matched"] - outs["base"]).max() <= 1e-4 * scale, kind   # the same function in FP32
+    assert np.abs(outs["plain"] - outs["base"]).max() > 1e-2 * scale, kind      # the plain variant changes it
+
+
 def test_unknown_kind_is_refused(base, tmp_path):
     with pytest.raises(ValueError, match="unknown outlier kind 'nope'.*expected one of"):
         inject_checkpoint(base, tmp_path / "x", "nope", 10.0, C)
+    with pytest.raises(ValueError, match="unknown outlier kind 'nope:matched'"):
+        inject_checkpoint(base, tmp_path / "x", "nope" + MATCHED, 10.0, C)
+    assert len(VARIANTS) == 2 * len(KINDS)
 
 
 # --------------------------------------------------------------------------------------------------------------
