@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from flash_rt.errors import InputError
+from flash_rt.errors import CheckpointError, InputError
 
 
 def parse_delta_mask(mask, action_dim: int, state_dim: int | None) -> np.ndarray | None:
@@ -157,3 +157,20 @@ def checkpoint_delta_mask(ckpt_dir, action_dim: int) -> tuple[list[bool] | None,
             return (_lerobot_mask(cfg.get("relative_exclude_joints"), cfg.get("action_feature_names"), action_dim),
                     where)
     return None, None
+
+
+def resolve_delta_mask(ckpt_dir, action_delta_mask, action_dim: int, state_dim: int | None):
+    """The delta mask a policy uses and who said so: the caller's `action_delta_mask` when given (source
+    "action_delta_mask="), else what the checkpoint declares (checkpoint_delta_mask), checked against the policy's
+    dims here so a declared mask that does not fit fails at load with CheckpointError naming the file. Every cell's
+    frontend resolves it this way (one rule for the CPU and GPU cells of every model)."""
+    if action_delta_mask is not None:
+        return action_delta_mask, "action_delta_mask="
+    mask, source = checkpoint_delta_mask(ckpt_dir, action_dim)
+    if mask is not None:
+        try:
+            parse_delta_mask(mask, action_dim, state_dim)
+        except InputError as e:
+            raise CheckpointError(f"the delta mask declared by {source} does not fit this policy: {e}. Pass "
+                                  "action_delta_mask= to override it") from e
+    return mask, source

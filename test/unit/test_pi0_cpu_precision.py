@@ -108,15 +108,31 @@ def test_a_pi0_checkpoint_loaded_as_pi05_names_config_pi0(pi0_ckpts):
 
 
 def test_reference_chunk_goes_through_the_step_output_stage(pi0_ckpts):
-    """Pi0's oracle unnormalizes through the host's one output stage (Pi05HostIO.to_output), so a delta mask -- which
-    Pi0's GPU cells take from the shared GPU frontend -- reaches the reference too. Before, the Pi0 oracle had its own
-    copy of the unnormalize step without the mask: with a mask its chunk differed from step() by the state."""
-    from flash_rt.io.action_delta import DeltaActions, parse_delta_mask
-    pol = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu")
-    host = pol.frontend.host
-    host.delta = DeltaActions(parse_delta_mask([3, -1], pol.action_dim, TINY_STATE_DIM), pol.action_horizon)  # as on GPU
+    """Pi0's oracle unnormalizes through the host's one output stage (Pi05HostIO.to_output), so a delta mask reaches
+    the reference too. Before, the Pi0 oracle had its own copy of the unnormalize step without the mask: with a mask
+    its chunk differed from step() by the state."""
+    pol = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu", action_delta_mask=[3, -1])
     images, state, prompt, noise = random_observation(np.random.default_rng(4), pol.num_views, TINY_STATE_DIM,
                                                       pol.action_horizon)
     state = state + 5.0                      # a state far from 0, so a missing delta stage cannot hide
     out = pol.predict(images, state, prompt, noise).copy()
     assert float(np.abs(out - pol.reference_chunk()).max()) <= 1e-4
+
+
+def test_pi0_cpu_takes_the_delta_mask_like_every_cell(pi0_ckpts):
+    """The CPU cell took no action_delta_mask (TypeError) while Pi0's GPU cells did: the same option now means the
+    same on every cell -- openpi's AbsoluteActions, the observed state added to the delta dims of the chunk."""
+    from flash_rt.errors import InputError
+    plain = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu")
+    pol = flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu", action_delta_mask=[3, -1])
+    assert plain.action_delta_mask is None and plain.action_delta_mask_source is None
+    assert pol.action_delta_mask[:4] == (True, True, True, False)
+    assert pol.action_delta_mask_source == "action_delta_mask="
+    images, state, prompt, noise = random_observation(np.random.default_rng(5), pol.num_views, TINY_STATE_DIM,
+                                                      pol.action_horizon)
+    a = plain.predict(images, state, prompt, noise).copy()
+    b = pol.predict(images, state, prompt, noise).copy()
+    np.testing.assert_allclose(b[:, :3], a[:, :3] + np.asarray(state, np.float32)[:3], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(b[:, 3:], a[:, 3:])
+    with pytest.raises(InputError, match="action_delta_mask"):
+        flash_rt.load_model(pi0_ckpts["openpi"], config="pi0", hardware="cpu", action_delta_mask="yes")

@@ -244,6 +244,38 @@ def test_filled_template_matches_the_toy_reference(toy_policy):
     assert worst <= 1e-4, worst
 
 
+def test_filled_template_reference_reads_this_observations_state(toy_policy):
+    """prepare_inputs() + reference_chunk() without a step (the rosbag report's path): the template's oracle once
+    read the frontend's state buffer, which holds the last STEP's state -- Pi0's copy had the same trap."""
+    pol = toy_policy
+    rng = np.random.default_rng(8)
+    _observe(pol, rng)
+    pol.step()
+    pol.write_state(rng.standard_normal(TOY["state_dim"]) + 3.0)
+    pol.prepare_inputs()
+    ref_only = pol.reference_chunk().copy()
+    got = pol.step(pol.frontend.host.noise.copy())
+    assert float(np.abs(got - ref_only).max()) <= 1e-4
+
+
+def test_filled_template_takes_the_delta_mask(toy_policy):
+    """A copy of the template takes action_delta_mask like every cell: the observed state added to the delta dims."""
+    ckpt = toy_policy.frontend.checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pol = flash_rt.load_model(ckpt, config=M, hardware="cpu", num_views=2, seed=0, action_delta_mask=[2, -1])
+    assert pol.action_delta_mask_source == "action_delta_mask=" and pol.action_delta_mask[:3] == (True, True, False)
+    rng = np.random.default_rng(9)
+    _observe(toy_policy, rng)
+    _observe(pol, np.random.default_rng(9))
+    noise = toy_policy.frontend.host.noise.copy()
+    a, b = toy_policy.step(noise).copy(), pol.step(noise).copy()
+    state = pol.frontend.host.state_raw
+    np.testing.assert_array_equal(b[:, 2:], a[:, 2:])
+    np.testing.assert_allclose(b[:, :2], a[:, :2] + state[:2], rtol=0, atol=1e-5)
+    assert float(np.abs(state[:2]).max()) > 1e-3                # a state that moves the delta dims
+
+
 def test_filled_template_follows_the_repository_contract(toy_policy, tmp_path):
     """The filled cell is named by the rule, takes the loader options, and refuses what it does not take."""
     from flash_rt import api

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, InputError, TokenizerError
+from flash_rt.errors import CheckpointError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
-from flash_rt.io.action_delta import checkpoint_delta_mask, parse_delta_mask
+from flash_rt.io.action_delta import resolve_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -92,15 +92,7 @@ class Pi05TorchFrontendBase:
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
-        self.delta_mask_source = "action_delta_mask="
-        if action_delta_mask is None:   # what the checkpoint declares (lerobot can; openpi's layout cannot)
-            action_delta_mask, self.delta_mask_source = checkpoint_delta_mask(self.ckpt_dir, adim)
-            if action_delta_mask is not None:
-                try:
-                    parse_delta_mask(action_delta_mask, adim, sdim)
-                except InputError as e:
-                    raise CheckpointError(f"the delta mask declared by {self.delta_mask_source} does not fit this "
-                                          f"policy: {e}. Pass action_delta_mask= to override it") from e
+        action_delta_mask, self.delta_mask_source = resolve_delta_mask(self.ckpt_dir, action_delta_mask, adim, sdim)
         self.realtime_chunking = bool(realtime_chunking)
         self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
                                image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,

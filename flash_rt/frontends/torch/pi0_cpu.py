@@ -5,7 +5,7 @@ Copied from `flash_rt/frontends/torch/_template/frontend.py` and renamed by its 
 
 | Pi0 / openpi policy wrapper                       | here                                                  |
 |---------------------------------------------------|-------------------------------------------------------|
-| load options                                      | the loader options + `max_token_len` (default 48) + `num_threads` (as Pi0.5's CPU cell) |
+| load options                                      | the loader options + `max_token_len` (default 48) + `num_threads` (as Pi0.5's CPU cell) + `action_delta_mask` (the host's output stage) |
 | `load_state_dict` (openpi or lerobot keys)         | `open_checkpoint` (strips lerobot's `model.`, aliases the tied embedding) + `infer_config` + `validate_shapes` + `WeightLoader` |
 | prompt `BOS + text + "\n"`, state not in the text | the Pi0-family host IO with `cfg.discrete_state_input=False` |
 | z-score normalization of state and actions        | `Normalizer(stats, mode="zscore")`                     |
@@ -27,6 +27,7 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi0_cpu_spec import build_spec
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
+from flash_rt.io.action_delta import resolve_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -51,10 +52,11 @@ class Pi0TorchFrontendCpu:
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  image_interpolation: str = "area", seed: int | None = None, weight_cache: bool = True,
-                 cache_dir=None, num_threads: int | None = None):
+                 cache_dir=None, num_threads: int | None = None, action_delta_mask=None):
         """weight_cache / cache_dir: accepted (loader options) and unused: the CPU cell keeps exact FP32
         weights, a cast and a transpose away from the checkpoint. num_threads: torch intra-op threads
-        (process-wide), as Pi0.5's CPU cell (the ROS CPU config pins 1)."""
+        (process-wide), as Pi0.5's CPU cell (the ROS CPU config pins 1). action_delta_mask: as every cell's
+        (the host's output stage; docs/stable_api.md "Delta actions")."""
         if num_threads is not None:
             if num_threads < 1:
                 raise ValueError(f"num_threads must be >= 1, got {num_threads}")
@@ -91,8 +93,10 @@ class Pi0TorchFrontendCpu:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         self.num_views = 3 if num_views is None else num_views
+        action_delta_mask, self.delta_mask_source = resolve_delta_mask(ckpt_dir, action_delta_mask, adim, sdim)
         self.host = HostIO(self.cfg, self.num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
-                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err)
+                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err,
+                           action_delta_mask=action_delta_mask)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t0, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights", "fp32 from the checkpoint"):

@@ -37,6 +37,7 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._mymodel_cpu_spec import build_spec, infer_config
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
+from flash_rt.io.action_delta import resolve_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
 from flash_rt.io.tokenizer import load_tokenizer
@@ -54,9 +55,10 @@ class MyModelTorchFrontendCpu:
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  image_interpolation: str = "area", seed: int | None = None, weight_cache: bool = True,
-                 cache_dir=None):
+                 cache_dir=None, action_delta_mask=None):
         """weight_cache / cache_dir: accepted (loader options) and unused: the CPU cell keeps exact FP32
-        weights, a cast and a transpose away from the checkpoint."""
+        weights, a cast and a transpose away from the checkpoint. action_delta_mask: delta action dims, as every
+        cell takes them (the host's output stage adds the observed state; docs/stable_api.md "Delta actions")."""
         self.startup = StartupPhases()
         t0 = time.perf_counter()
         path = Path(checkpoint)
@@ -83,8 +85,10 @@ class MyModelTorchFrontendCpu:
             raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
         sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
         self.num_views = 3 if num_views is None else num_views
+        action_delta_mask, self.delta_mask_source = resolve_delta_mask(ckpt_dir, action_delta_mask, adim, sdim)
         self.host = HostIO(self.cfg, self.num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
-                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err)
+                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err,
+                           action_delta_mask=action_delta_mask)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t0, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights", "fp32 from the checkpoint"):
@@ -126,10 +130,7 @@ class MyModelTorchFrontendCpu:
         self.attn = CpuAttnBackend(mymodel_attention_spec(c, P, S))
 
     def _model_state(self) -> None:
-        """The host's normalized state -> the model's state vector (zero-padded), in place."""
-        n = min(self.host._state_len, self.state.size)
-        self.state[:n] = self.host.state_norm[:n]
-        self.state[n:] = 0.0
+        model_state(self.host, self.state)
 
     @torch.no_grad()
     def _run_model(self) -> None:
@@ -171,6 +172,16 @@ class MyModelTorchFrontendCpu:
         return MyModelOracle(self, device)
 
 
+def model_state(host, out: np.ndarray) -> np.ndarray:
+    """The host's normalized state -> the model's state vector (zero-padded), written into `out`. The step and the
+    oracle both derive it here from the host: an oracle that read the frontend's state buffer would see the last
+    STEP's state after prepare_inputs() of a new observation (the rosbag report's reference path)."""
+    n = min(host._state_len, out.size)
+    out[:n] = host.state_norm[:n]
+    out[n:] = 0.0
+    return out
+
+
 class MyModelOracle:
     """Runs the FP32 reference on exactly what the last step consumed and unnormalizes like the host IO."""
 
@@ -184,7 +195,8 @@ class MyModelOracle:
         img = torch.from_numpy(np.ascontiguousarray(host.images)).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
         m = self.model.sample_actions(img, torch.from_numpy(host.image_mask.copy()),
                                       torch.from_numpy(host.token_ids.copy()), torch.from_numpy(host.token_mask.copy()),
-                                      torch.from_numpy(self.fe.state.copy()), torch.from_numpy(host.noise.copy()))
+                                      torch.from_numpy(model_state(host, np.zeros_like(self.fe.state))),
+                                      torch.from_numpy(host.noise.copy()))
         m = m.cpu().numpy().astype(np.float32)
         a = host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage
         return a
