@@ -1,22 +1,24 @@
 """The outlier-stress rung (issue 16): the full-size checkpoint with a handful of activation outlier channels injected
-(flash_rt/testing/outliers.py; every kind of place an FP8 activation is produced), at 10x and 30x, against the FP32
-reference over 20 observations (three runs at 30x), with BF16 on the same checkpoint beside it (>= 0.999: the
-comparison itself is sane).
+(flash_rt/testing/outliers.py: every kind of place an FP8 activation is produced, each as <kind> -- the channel times
+the scale changes the model -- and <kind>:matched -- the consumer columns over the scale, so the FP32 function is the
+same and only the FP8 activation carries the outlier, as in a trained model), at 10x (one run) and 30x (three runs),
+against the FP32 reference over 20 observations a run, with BF16 on the same checkpoint beside it.
 
-What is asserted: FP8 with BF16 at the outlier sites (bf16_outlier_sites=True, runtime/outlier_sites.py) keeps worst
-cosine >= 0.995 -- the remedy that held on the CPU micro model. Plain FP8 (the default) and FP8 with per-channel
-smoothing (smoothing=0.5) are measured and printed beside it: on the micro model smoothing did not rescue E4M3, and
-plain FP8 fell to 0.993 / 0.988 (10x / 30x) on an H200 before this rung existed (docs/calibration.md).
+What is asserted, per case: BF16 worst >= 0.999 (the injected model is one its training precision follows), and then
+the default engine -- plain per-tensor FP8 -- worst >= 0.995 in every run. A case whose BF16 is itself below 0.999
+is an injected model beyond BF16 too (measured: `ex_ada` at 30x, BF16 0.991 on an H200): it is reported as xfail with
+its numbers, never as passed. Smoothing and BF16 at the outlier sites are measured by benchmarks/outlier_stress.py.
 
-Cost: per kind and scale, one injected shard written (the untouched shards are links into one re-sharded base), four
-loads sharing one weight cache, and 20 FP32 reference chunks per run. Marked slow as well as gpu.
+Cost: per case, the edited shards written (the rest are links into one re-sharded base), two loads, one FP32
+reference, 20 chunks a run. Marked slow as well as gpu.
 """
 import shutil
 
 import pytest
 
+from flash_rt.models.pi05.oracle import ReferenceOracle
 from flash_rt.testing.outlier_stress import cosines, load_modes, summary
-from flash_rt.testing.outliers import KINDS, inject_checkpoint, injection_base
+from flash_rt.testing.outliers import VARIANTS, inject_checkpoint, injection_base
 
 from conftest import cell_skip_reason  # noqa: E402
 
@@ -32,30 +34,33 @@ def base(full_ckpt, tmp_path_factory):
 
 
 @pytest.mark.parametrize("scale", [10.0, 30.0])
-@pytest.mark.parametrize("kind", KINDS)
-def test_fp8_holds_with_outlier_channels(base, tmp_path, kind, scale):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
     why = cell_skip_reason("hopper")
     if why:
         pytest.skip(why)
     from flash_rt.models.pi05.config import Pi05Config
-    ck = inject_checkpoint(base, tmp_path / "ck", kind, scale, Pi05Config())
+    ck = inject_checkpoint(base, tmp_path / "ck", variant, scale, Pi05Config())
     runs = []
     try:
-        pols = load_modes(ck, "hopper", ("fp8", "fp8_smooth", "fp8_bf16out", "bf16"), tmp_path / "cache", STATE_DIM,
-                          num_views=3, action_horizon=50)
+        pols = load_modes(ck, "hopper", ("fp8", "bf16"), tmp_path / "cache", STATE_DIM, num_views=2,
+                          action_horizon=50)
+        oracle = ReferenceOracle.for_policy(pols["fp8"], device="cuda")
         for r in range(3 if scale >= 30 else 1):   # the gate: three runs at 30x
-            s = summary(cosines(pols, N_OBS, seed=100 + r, state_dim=STATE_DIM))
-            print(f"outliers {kind} x{scale:g} run {r}: fp8 worst {s['fp8']['worst']:.5f} mean "
-                  f"{s['fp8']['mean']:.5f}, smoothed worst {s['fp8_smooth']['worst']:.5f}, bf16 at "
-                  f"{len(pols['fp8_bf16out'].frontend.bf16_groups or ())} outlier site groups worst "
-                  f"{s['fp8_bf16out']['worst']:.5f} mean {s['fp8_bf16out']['mean']:.5f}, bf16 worst "
-                  f"{s['bf16']['worst']:.6f}")
+            use = pols if r == 0 else {"fp8": pols["fp8"]}
+            s = summary(cosines(use, N_OBS, seed=100 + r, state_dim=STATE_DIM, oracle=oracle))
+            print(f"outliers {variant} x{scale:g} run {r}: fp8 worst {s['fp8']['worst']:.5f} mean "
+                  f"{s['fp8']['mean']:.5f}" + (f", bf16 worst {s['bf16']['worst']:.6f}" if r == 0 else ""))
             runs.append(s)
-        del pols
-    finally:   # 10 cases x (3-7 GB of weight caches + the injected shard) would fill the device's disk
+        del pols, oracle
+    finally:   # 20 cases x (3-7 GB of weight caches + the injected shards) would fill the device's disk
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)
         shutil.rmtree(tmp_path / "ck", ignore_errors=True)
         import torch
         torch.cuda.empty_cache()
-    assert min(s["bf16"]["worst"] for s in runs) >= 0.999, runs
-    assert min(s["fp8_bf16out"]["worst"] for s in runs) >= 0.995, runs
+    bf16 = runs[0]["bf16"]["worst"]
+    fp8 = [s["fp8"]["worst"] for s in runs]
+    if bf16 < 0.999:
+        pytest.xfail(f"{variant} x{scale:g}: BF16 itself reaches only {bf16:.5f} vs FP32 (FP8 {fp8}): an injected "
+                     "model beyond its training precision, not an FP8 precision case")
+    assert min(fp8) >= 0.995, (variant, scale, fp8, bf16)
