@@ -3,9 +3,11 @@ cache file that remembers the choice (experimental; `load_model(..., bf16_outlie
 
 Why: per-channel smoothing (smoothing.py) cannot rescue E4M3 from outlier channels -- the products x_j * w_j whose
 rounding dominates a GEMM's output are the same after the fold -- while running the affected GEMMs in BF16 does
-(measured: docs/calibration.md). A site is an outlier site when max / median of its per-channel activation maxima,
-or of its consumer weights' input-column maxima (the Gemma norm scales the GPU spec folds into qkv / gate-up land
-there), reaches min_ratio.
+(measured: docs/calibration.md). A site is an outlier site when max / median of its per-channel PRODUCT maxima
+max|X_j| * max|W_j| (activation channel times its consumer weights' input column) reaches min_ratio: the dominant
+products are what E4M3 cannot round away. An activation outlier whose weights compensate it (a trained model's; the
+':matched' injection) has ordinary products and holds in plain FP8 (micro model, 30x: 0.99999), so it is not
+flagged; a Gemma norm scale folded into qkv / gate-up shows up as an outlier weight column, which the product sees too.
 """
 from __future__ import annotations
 
@@ -22,16 +24,16 @@ from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, group
 
 def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
                    col_max: dict[str, torch.Tensor] | None = None) -> list[str]:
-    """The groups whose activation has outlier channels (outlier_ratio >= min_ratio) or, with `col_max`, whose
-    consumer weights have outlier input columns (the Gemma norm scales the GPU spec folds into qkv / gate-up land
-    there, not in the activation), in groups() order."""
+    """The outlier groups, in groups() order: with `col_max` (what the frontend passes), those whose per-channel
+    products max|X_j| * max|W_j| have outlier_ratio >= min_ratio; without it, those whose activation channels do.
+    A group with only one of the two measured is judged on that one."""
     out = []
     for grp in groups(cfg):
-        for m in (chan_max, col_max or {}):
-            x = m.get(grp.name)
-            if x is not None and outlier_ratio(reduce_heads(x.float().cpu(), grp, cfg.kv_heads)) >= min_ratio:
-                out.append(grp.name)
-                break
+        x, w = chan_max.get(grp.name), (col_max or {}).get(grp.name)
+        x, w = (None if v is None else reduce_heads(v.float().cpu(), grp, cfg.kv_heads) for v in (x, w))
+        v = x * w if x is not None and w is not None else (x if x is not None else w)
+        if v is not None and outlier_ratio(v) >= min_ratio:
+            out.append(grp.name)
     return out
 
 

@@ -289,6 +289,10 @@ def test_outlier_site_groups_file_and_predicate(tmp_path):
     cols = {grp.name: 1.0 + torch.rand(grp.width * grp.repeat, generator=g) for grp in groups(C)}
     cols["llm.0.norm1"][[2, 40]] = 30.0    # a Gemma norm scale folded into qkv: an outlier weight column
     assert outlier_groups(C, chan, col_max=cols) == ["vis.0.ln2", "llm.0.norm1", "attn.1"]
+    chan["ex.0.norm1"][[3, 9]] = 30.0      # an activation outlier whose weights compensate it (':matched'):
+    cols["ex.0.norm1"][[3, 9]] = 1.0 / 30  # ordinary products, so not an outlier site once the weights are seen
+    assert "ex.0.norm1" in outlier_groups(C, chan)
+    assert outlier_groups(C, chan, col_max=cols) == ["vis.0.ln2", "llm.0.norm1", "attn.1"]
     p = outliers_path(tmp_path, "ab" * 16, "pi05-bf16-r6")
     save_outlier_groups(p, hot, ckpt_hash="ab" * 16, min_ratio=6.0, num_observations=1)
     assert load_outlier_groups(p, C, ckpt_hash="ab" * 16, min_ratio=6.0) == hot
