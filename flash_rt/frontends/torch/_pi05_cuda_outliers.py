@@ -84,7 +84,10 @@ class OutlierRemedies:
         return rec
 
     def _outliers_path(self):
-        return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash, f"pi05-bf16-r{self.smooth_min_ratio:g}")
+        # "prod": the product criterion (eighth session); files of the activation criterion ("pi05-bf16-r6") are
+        # never read for it
+        return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash,
+                             f"pi05-bf16prod-r{self.smooth_min_ratio:g}")
 
     def _use_bf16_at(self, names) -> None:
         """The consumers of the outlier groups `names` read bf16 weights (from a bf16 build of the checkpoint on the
