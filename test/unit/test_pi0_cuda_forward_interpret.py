@@ -29,7 +29,6 @@ else:
     from flash_rt.models.pi0 import cuda_forward
     from flash_rt.models.pi0.attention_sites import pi0_attention_spec
     from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS, Bf16Blocks
-    from flash_rt.models.pi0.state import write_model_state
     from flash_rt.models.pi05.oracle import cosine64
     from flash_rt.runtime.attention import TritonAttnBackend
     from flash_rt.runtime.fp8_scales import ActivationScales
@@ -72,7 +71,7 @@ else:
         for _ in range(2):
             images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
             cpu_policy.predict(images, st, prompt, noise)        # fills the host buffers b reads
-            write_model_state(h, state)
+            h.write_model_state(state)
             want = h.model_out.copy()
             if precision == "fp8":   # calibrate on this observation (the first-tick rule), then run production
                 scales.amax.zero_()

@@ -14,6 +14,7 @@ import numpy as np
 
 from flash_rt.errors import CheckpointError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
+from flash_rt.frontends.step_flow import StepFlow
 from flash_rt.io.action_delta import resolve_delta_mask
 from flash_rt.io.norm_stats import Normalizer, load_norm_stats
 from flash_rt.io.prompt import FlashRTWarning
@@ -43,7 +44,7 @@ def read_config_json(ckpt_dir: Path) -> dict:
         raise CheckpointError(f"{f} is not valid JSON ({e}); fix or remove it") from e
 
 
-class Pi05TorchFrontendBase:
+class Pi05TorchFrontendBase(StepFlow):
     """A subclass may swap the checkpoint format through `open_source` (path, device=...) -> WeightSource with
     key_shapes(), `_checkpoint_dir` and `_config_json` (the jax cells read openpi's Orbax tree this way); the
     spec, the oracle and everything downstream see the same canonical tensors."""
@@ -137,32 +138,3 @@ class Pi05TorchFrontendBase:
         from flash_rt.models.pi05.oracle import ReferenceOracle
         return ReferenceOracle(self.source, self.cfg, device=device)
 
-    # -- shared flow ---------------------------------------------------------------------------------
-    def set_prompt(self, prompt) -> float:
-        t0 = time.perf_counter()
-        self.host.apply_prompt(self.host.prepare_prompt(prompt))
-        return time.perf_counter() - t0
-
-    def step(self, noise=None, record: bool = True) -> np.ndarray:
-        t0 = time.perf_counter()
-        self.host.prepare_step(noise)
-        self._run_model()
-        out = self.host.finish_step()
-        if record:
-            self.latency.add((time.perf_counter() - t0) * 1e3)
-        return out
-
-    def warmup(self, steps: int = 1, noise=None) -> None:
-        """Run `steps` inferences on whatever is in the buffers (e.g. black frames) so every kernel is
-        compiled / every graph captured before the first real tick. Not recorded in latency stats."""
-        with self.startup.timed("warmup", f"{steps} step(s) on placeholder inputs"):
-            for _ in range(steps):
-                self.step(noise, record=False)
-
-    def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
-        self.host.write_images(images)
-        if state is not None:
-            self.host.write_state(state)
-        if prompt is not None:
-            self.set_prompt(prompt)
-        return self.step(noise).copy()

@@ -31,7 +31,6 @@ from flash_rt.models.pi0.config import infer_config
 from flash_rt.models.pi0.precision import BLOCKS, DEFAULT_BF16_BLOCKS, Bf16Blocks
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
-from flash_rt.models.pi0.state import write_model_state
 from flash_rt.models.pi05.config import EXP, LLM, PROJ, VIS
 from flash_rt.models.pi05.dims import Pi05Dims, round_up
 from flash_rt.models.pi05.flow import flow_schedule
@@ -221,7 +220,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self._done = torch.cuda.Event()
 
     def _upload(self) -> None:
-        write_model_state(self.host, self.state)   # the host's normalized state -> state_proj's input, then H2D
+        self.host.write_model_state(self.state)   # the host's normalized state -> state_proj's input, then H2D
         super()._upload()
 
     def shape_key(self) -> str:

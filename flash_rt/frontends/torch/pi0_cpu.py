@@ -25,6 +25,7 @@ import torch
 from flash_rt.errors import CheckpointError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
+from flash_rt.frontends.step_flow import StepFlow
 from flash_rt.frontends.torch._pi0_cpu_spec import build_spec
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
 from flash_rt.io.action_delta import resolve_delta_mask
@@ -37,11 +38,10 @@ from flash_rt.models.pi0.attention_sites import pi0_attention_spec
 from flash_rt.models.pi0.config import infer_config
 from flash_rt.models.pi0.keys import validate_shapes
 from flash_rt.models.pi0.oracle import Pi0Oracle
-from flash_rt.models.pi0.state import write_model_state
 from flash_rt.models.pi05.host_io import Pi05HostIO as HostIO   # the Pi0-family host IO (cameras, prompt, state)
 
 
-class Pi0TorchFrontendCpu:
+class Pi0TorchFrontendCpu(StepFlow):
     hardware = "cpu"
     normalization = "zscore"    # Pi0 trained on mean/std normalized state and actions (pi05_spec.md 1f)
     # the checkpoint format's hooks, as Pi0.5's base has them: the (pi0, jax, cpu) cell swaps these for the Orbax
@@ -153,36 +153,8 @@ class Pi0TorchFrontendCpu:
 
     @torch.no_grad()
     def _run_model(self) -> None:
-        write_model_state(self.host, self.state)     # the host's normalized state -> state_proj's input
+        self.host.write_model_state(self.state)     # the host's normalized state -> state_proj's input
         pipeline_cpu.forward(self.w, self.b, self.d, self.attn)
-
-    # -- the flow every frontend offers (Policy forwards to these) -----------------------------------
-    def set_prompt(self, prompt) -> float:
-        t0 = time.perf_counter()
-        self.host.apply_prompt(self.host.prepare_prompt(prompt))
-        return time.perf_counter() - t0
-
-    def step(self, noise=None, record: bool = True) -> np.ndarray:
-        t0 = time.perf_counter()
-        self.host.prepare_step(noise)
-        self._run_model()
-        out = self.host.finish_step()
-        if record:
-            self.latency.add((time.perf_counter() - t0) * 1e3)
-        return out
-
-    def warmup(self, steps: int = 1, noise=None) -> None:
-        with self.startup.timed("warmup", f"{steps} step(s) on placeholder inputs"):
-            for _ in range(steps):
-                self.step(noise, record=False)
-
-    def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
-        self.host.write_images(images)
-        if state is not None:
-            self.host.write_state(state)
-        if prompt is not None:
-            self.set_prompt(prompt)
-        return self.step(noise).copy()
 
     def calibrate(self, observations=None, percentile=None):
         raise NotImplementedError(f"{type(self).__name__} runs exact FP32: there are no FP8 scales to calibrate")

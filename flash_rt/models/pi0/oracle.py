@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from flash_rt.models.pi0.reference import Pi0Reference
-from flash_rt.models.pi0.state import write_model_state
 
 
 class Pi0Oracle:
@@ -24,7 +23,7 @@ class Pi0Oracle:
         x = self.model.sample_actions(img[None], torch.from_numpy(host.image_mask.copy())[None],
                                       torch.from_numpy(host.token_ids.copy())[None],
                                       torch.from_numpy(host.token_mask.copy())[None],
-                                      torch.from_numpy(write_model_state(host, self.state).copy())[None],
+                                      torch.from_numpy(host.write_model_state(self.state).copy())[None],
                                       torch.from_numpy(host.noise.copy())[None])
         return x[0].cpu().numpy()
 

@@ -137,6 +137,16 @@ class Pi05HostIO:
             self.state_norm[:n] = self.state_raw[:n]
         self._state_len = n
 
+    def write_model_state(self, out: np.ndarray) -> np.ndarray:
+        """The normalized state, zero-padded, written into `out` (a model's continuous state input: Pi0's state_proj,
+        the template's); in place, no allocation. A cell's step and its reference oracle both derive the state here,
+        so reference_chunk() after prepare_inputs() (no engine step, as the rosbag report does) sees THIS
+        observation's state, not the one the engine last ran on."""
+        n = min(self._state_len, out.size)
+        out[:n] = self.state_norm[:n]
+        out[n:] = 0.0
+        return out
+
     def write_noise(self, noise) -> None:
         x = np.asarray(noise)
         if x.shape != self.noise.shape:

@@ -15,6 +15,7 @@ What you translate (your source model's inference wrapper -> this class):
 | images / prompt / state / noise preprocessing            | the host IO (`self.host`): Pi0-family inputs (cameras, prompt tokens, state, noise); write your own when your inputs differ |
 | normalize state / unnormalize actions (norm stats)       | `load_norm_stats` + `Normalizer` (mode "zscore" or "quantile", as your training did) |
 | tensors created per call                                 | `_alloc_buffers`: every buffer once; `_run_model` only writes into them |
+| `predict` / the inference loop                           | inherited from `StepFlow` (flash_rt/frontends/step_flow.py): set_prompt, step, warmup, predict around your `_run_model` |
 | your FP32 reference (the oracle)                         | `reference_oracle(device)`: what `Policy.reference_chunk` runs on the last step's exact inputs |
 
 Your FP32 reference lives in `flash_rt/models/mymodel/reference.py` (a plugin: `<pkg>/reference.py`) and is
@@ -35,6 +36,7 @@ import torch
 from flash_rt.errors import CheckpointError, TokenizerError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
+from flash_rt.frontends.step_flow import StepFlow
 from flash_rt.frontends.torch._mymodel_cpu_spec import build_spec, infer_config
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
 from flash_rt.io.action_delta import resolve_delta_mask
@@ -47,7 +49,7 @@ from flash_rt.models.mymodel.attention_sites import mymodel_attention_spec
 from flash_rt.models.pi05.host_io import Pi05HostIO as HostIO   # the Pi0-family host IO (cameras, prompt, state)
 
 
-class MyModelTorchFrontendCpu:
+class MyModelTorchFrontendCpu(StepFlow):
     hardware = "cpu"
     normalization = "zscore"    # how your training normalized state/actions: "zscore" (Pi0) or "quantile" (Pi0.5)
 
@@ -129,57 +131,17 @@ class MyModelTorchFrontendCpu:
         }
         self.attn = CpuAttnBackend(mymodel_attention_spec(c, P, S))
 
-    def _model_state(self) -> None:
-        model_state(self.host, self.state)
 
     @torch.no_grad()
     def _run_model(self) -> None:
-        self._model_state()
+        self.host.write_model_state(self.state)   # the host's normalized state, zero-padded, in place
         pipeline_cpu.forward(self.w, self.b, self.d, self.attn)
-
-    # -- the flow every frontend offers (Policy forwards to these) -----------------------------------
-    def set_prompt(self, prompt) -> float:
-        t0 = time.perf_counter()
-        self.host.apply_prompt(self.host.prepare_prompt(prompt))
-        return time.perf_counter() - t0
-
-    def step(self, noise=None, record: bool = True) -> np.ndarray:
-        t0 = time.perf_counter()
-        self.host.prepare_step(noise)
-        self._run_model()
-        out = self.host.finish_step()
-        if record:
-            self.latency.add((time.perf_counter() - t0) * 1e3)
-        return out
-
-    def warmup(self, steps: int = 1, noise=None) -> None:
-        with self.startup.timed("warmup", f"{steps} step(s) on placeholder inputs"):
-            for _ in range(steps):
-                self.step(noise, record=False)
-
-    def predict(self, images, state=None, prompt=None, noise=None) -> np.ndarray:
-        self.host.write_images(images)
-        if state is not None:
-            self.host.write_state(state)
-        if prompt is not None:
-            self.set_prompt(prompt)
-        return self.step(noise).copy()
 
     def calibrate(self, observations=None, percentile=None):
         raise NotImplementedError(f"{type(self).__name__} runs exact FP32: there are no FP8 scales to calibrate")
 
     def reference_oracle(self, device: str = "cpu") -> "MyModelOracle":
         return MyModelOracle(self, device)
-
-
-def model_state(host, out: np.ndarray) -> np.ndarray:
-    """The host's normalized state -> the model's state vector (zero-padded), written into `out`. The step and the
-    oracle both derive it here from the host: an oracle that read the frontend's state buffer would see the last
-    STEP's state after prepare_inputs() of a new observation (the rosbag report's reference path)."""
-    n = min(host._state_len, out.size)
-    out[:n] = host.state_norm[:n]
-    out[n:] = 0.0
-    return out
 
 
 class MyModelOracle:
@@ -195,7 +157,7 @@ class MyModelOracle:
         img = torch.from_numpy(np.ascontiguousarray(host.images)).permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
         m = self.model.sample_actions(img, torch.from_numpy(host.image_mask.copy()),
                                       torch.from_numpy(host.token_ids.copy()), torch.from_numpy(host.token_mask.copy()),
-                                      torch.from_numpy(model_state(host, np.zeros_like(self.fe.state))),
+                                      torch.from_numpy(host.write_model_state(np.zeros_like(self.fe.state))),
                                       torch.from_numpy(host.noise.copy()))
         m = m.cpu().numpy().astype(np.float32)
         a = host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage
