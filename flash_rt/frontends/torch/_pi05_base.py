@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.frontends.step_flow import StepFlow
-from flash_rt.io.action_delta import resolve_delta_mask
-from flash_rt.io.norm_stats import Normalizer, load_norm_stats
-from flash_rt.io.prompt import FlashRTWarning
-from flash_rt.io.tokenizer import load_tokenizer
+from flash_rt.io.policy_io import open_policy_io
 from flash_rt.latency import LatencyRecorder, StartupPhases
 from flash_rt.models.pi05.config import infer_config
 from flash_rt.models.pi05.host_io import Pi05HostIO
@@ -73,32 +69,17 @@ class Pi05TorchFrontendBase(StepFlow):
                                      num_steps=num_steps, max_token_len=max_token_len,
                                      discrete_state_input=discrete_state_input)
         self.validate_shapes(shapes, self.cfg, source=str(self.checkpoint))
-        tok, tok_err = None, None
-        try:
-            tok = load_tokenizer(self.ckpt_dir, tokenizer, vocab=self.cfg.vocab)
-        except TokenizerError as e:
-            if tokenizer is not None:
-                raise
-            tok_err = e
-            warnings.warn(f"{e} -- only pre-tokenized prompts (token_ids, mask) will work", FlashRTWarning)
-        stats = load_norm_stats(self.ckpt_dir, norm_stats, asset_id)
-        if stats is None:
-            warnings.warn(f"no norm stats found under {self.ckpt_dir} (assets/<id>/norm_stats.json or lerobot "
-                          "processor files): state and actions are used in MODEL space (unnormalized)",
-                          FlashRTWarning)
-        self.normalizer = None if stats is None else Normalizer(stats, mode=self.normalization)
-        adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
-        if not 1 <= adim <= self.cfg.action_dim:
-            raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
-        sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        io = open_policy_io(self.ckpt_dir, self.cfg.action_dim, self.normalization, tokenizer=tokenizer,
+                            norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim, state_dim=state_dim,
+                            action_delta_mask=action_delta_mask, vocab=self.cfg.vocab)
+        self.normalizer, self.delta_mask_source = io.normalizer, io.delta_mask_source
         num_views = 3 if num_views is None else num_views   # base, left wrist, right wrist
         self.num_views = num_views
-        action_delta_mask, self.delta_mask_source = resolve_delta_mask(self.ckpt_dir, action_delta_mask, adim, sdim)
         self.realtime_chunking = bool(realtime_chunking)
-        self.host = Pi05HostIO(self.cfg, num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
-                               image_interpolation=image_interpolation, seed=seed, alloc=self._host_alloc,
-                               tokenizer_error=tok_err, action_delta_mask=action_delta_mask,
-                               realtime_chunking=realtime_chunking)
+        self.host = Pi05HostIO(self.cfg, num_views, io.tokenizer, io.normalizer, state_dim=io.state_dim,
+                               action_dim=io.action_dim, image_interpolation=image_interpolation, seed=seed,
+                               alloc=self._host_alloc, tokenizer_error=io.tokenizer_error,
+                               action_delta_mask=io.delta_mask, realtime_chunking=realtime_chunking)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t_open, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights") as ph:

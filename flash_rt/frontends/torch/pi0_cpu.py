@@ -8,7 +8,7 @@ Copied from `flash_rt/frontends/torch/_template/frontend.py` and renamed by its 
 | load options                                      | the loader options + `max_token_len` (default 48) + `num_threads` (as Pi0.5's CPU cell) + `action_delta_mask` (the host's output stage) |
 | `load_state_dict` (openpi or lerobot keys)         | `open_checkpoint` (strips lerobot's `model.`, aliases the tied embedding) + `infer_config` + `validate_shapes` + `WeightLoader` |
 | prompt `BOS + text + "\n"`, state not in the text | the Pi0-family host IO with `cfg.discrete_state_input=False` |
-| z-score normalization of state and actions        | `Normalizer(stats, mode="zscore")`                     |
+| z-score normalization of state and actions        | `normalization = "zscore"` (`open_policy_io` builds the Normalizer) |
 | the continuous state -> `state_proj`              | `self.state`: the host's normalized state, zero-padded to the model's state width, each step |
 | the FP32 reference                                | `reference_oracle` -> `flash_rt.models.pi0.oracle.Pi0Oracle` |
 """
@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.step_flow import StepFlow
 from flash_rt.frontends.torch._pi0_cpu_spec import build_spec
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
-from flash_rt.io.action_delta import resolve_delta_mask
-from flash_rt.io.norm_stats import Normalizer, load_norm_stats
-from flash_rt.io.prompt import FlashRTWarning
-from flash_rt.io.tokenizer import load_tokenizer
+from flash_rt.io.policy_io import open_policy_io
 from flash_rt.latency import LatencyRecorder, StartupPhases
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
@@ -74,29 +70,14 @@ class Pi0TorchFrontendCpu(StepFlow):
         self.cfg = infer_config(self.source.key_shapes(), cfg_json, action_horizon=action_horizon,
                                 num_steps=num_steps, max_token_len=max_token_len)
         validate_shapes(self.source.key_shapes(), self.cfg, source=str(path))
-        tok, tok_err = None, None
-        try:
-            tok = load_tokenizer(ckpt_dir, tokenizer)
-        except TokenizerError as e:
-            if tokenizer is not None:
-                raise
-            tok_err = e
-            warnings.warn(f"{e} -- only pre-tokenized prompts (token_ids, mask) will work", FlashRTWarning)
-        stats = load_norm_stats(ckpt_dir, norm_stats, asset_id)
-        if stats is None:
-            warnings.warn(f"no norm stats found under {ckpt_dir} (assets/<id>/norm_stats.json or lerobot "
-                          "processor files): state and actions are used in MODEL space (unnormalized)",
-                          FlashRTWarning)
-        self.normalizer = None if stats is None else Normalizer(stats, mode=self.normalization)
-        adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
-        if not 1 <= adim <= self.cfg.action_dim:
-            raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
-        sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        io = open_policy_io(ckpt_dir, self.cfg.action_dim, self.normalization, tokenizer=tokenizer,
+                            norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim, state_dim=state_dim,
+                            action_delta_mask=action_delta_mask)
+        self.normalizer, self.delta_mask_source = io.normalizer, io.delta_mask_source
         self.num_views = 3 if num_views is None else num_views
-        action_delta_mask, self.delta_mask_source = resolve_delta_mask(ckpt_dir, action_delta_mask, adim, sdim)
-        self.host = HostIO(self.cfg, self.num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
-                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err,
-                           action_delta_mask=action_delta_mask)
+        self.host = HostIO(self.cfg, self.num_views, io.tokenizer, io.normalizer, state_dim=io.state_dim,
+                           action_dim=io.action_dim, image_interpolation=image_interpolation, seed=seed,
+                           tokenizer_error=io.tokenizer_error, action_delta_mask=io.delta_mask)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t0, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights", "fp32 from the checkpoint"):

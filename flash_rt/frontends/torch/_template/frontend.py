@@ -13,7 +13,7 @@ What you translate (your source model's inference wrapper -> this class):
 | the load options your model has                          | the keywords of `__init__`: the loader options every frontend takes (`flash_rt.api.LOADER_OPTIONS`) plus your own; `load_model` passes exactly what the caller gave and raises TypeError for anything else |
 | `load_state_dict` / `from_pretrained`                    | `open_checkpoint` + `infer_config` + `WeightLoader(build_spec(cfg), source)` |
 | images / prompt / state / noise preprocessing            | the host IO (`self.host`): Pi0-family inputs (cameras, prompt tokens, state, noise); write your own when your inputs differ |
-| normalize state / unnormalize actions (norm stats)       | `load_norm_stats` + `Normalizer` (mode "zscore" or "quantile", as your training did) |
+| tokenizer, norm stats, action / state dims, delta mask   | `open_policy_io` (flash_rt/io/policy_io.py), with `normalization` "zscore" or "quantile" as your training did |
 | tensors created per call                                 | `_alloc_buffers`: every buffer once; `_run_model` only writes into them |
 | `predict` / the inference loop                           | inherited from `StepFlow` (flash_rt/frontends/step_flow.py): set_prompt, step, warmup, predict around your `_run_model` |
 | your FP32 reference (the oracle)                         | `reference_oracle(device)`: what `Policy.reference_chunk` runs on the last step's exact inputs |
@@ -27,22 +27,18 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from flash_rt.errors import CheckpointError, TokenizerError
+from flash_rt.errors import CheckpointError
 from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.step_flow import StepFlow
 from flash_rt.frontends.torch._mymodel_cpu_spec import build_spec, infer_config
 from flash_rt.hardware.cpu.attn_backend import CpuAttnBackend
-from flash_rt.io.action_delta import resolve_delta_mask
-from flash_rt.io.norm_stats import Normalizer, load_norm_stats
-from flash_rt.io.prompt import FlashRTWarning
-from flash_rt.io.tokenizer import load_tokenizer
+from flash_rt.io.policy_io import open_policy_io
 from flash_rt.latency import LatencyRecorder, StartupPhases
 from flash_rt.models.mymodel import pipeline_cpu
 from flash_rt.models.mymodel.attention_sites import mymodel_attention_spec
@@ -72,25 +68,14 @@ class MyModelTorchFrontendCpu(StepFlow):
         cfg_json = json.loads((ckpt_dir / "config.json").read_text()) if (ckpt_dir / "config.json").exists() else {}
         self.cfg = infer_config(self.source.key_shapes(), cfg_json, action_horizon=action_horizon,
                                 num_steps=num_steps, max_token_len=max_token_len)
-        tok, tok_err = None, None
-        try:
-            tok = load_tokenizer(ckpt_dir, tokenizer)
-        except TokenizerError as e:
-            if tokenizer is not None:
-                raise
-            tok_err = e
-            warnings.warn(f"{e} -- only pre-tokenized prompts (token_ids, mask) will work", FlashRTWarning)
-        stats = load_norm_stats(ckpt_dir, norm_stats, asset_id)
-        self.normalizer = None if stats is None else Normalizer(stats, mode=self.normalization)
-        adim = action_dim or (self.normalizer.action_dim if self.normalizer else None) or self.cfg.action_dim
-        if not 1 <= adim <= self.cfg.action_dim:
-            raise CheckpointError(f"action_dim={adim} must be in 1..{self.cfg.action_dim} (model action dim)")
-        sdim = state_dim or (self.normalizer.state_dim if self.normalizer else None)
+        io = open_policy_io(ckpt_dir, self.cfg.action_dim, self.normalization, tokenizer=tokenizer,
+                            norm_stats=norm_stats, asset_id=asset_id, action_dim=action_dim, state_dim=state_dim,
+                            action_delta_mask=action_delta_mask)
+        self.normalizer, self.delta_mask_source = io.normalizer, io.delta_mask_source
         self.num_views = 3 if num_views is None else num_views
-        action_delta_mask, self.delta_mask_source = resolve_delta_mask(ckpt_dir, action_delta_mask, adim, sdim)
-        self.host = HostIO(self.cfg, self.num_views, tok, self.normalizer, state_dim=sdim, action_dim=adim,
-                           image_interpolation=image_interpolation, seed=seed, tokenizer_error=tok_err,
-                           action_delta_mask=action_delta_mask)
+        self.host = HostIO(self.cfg, self.num_views, io.tokenizer, io.normalizer, state_dim=io.state_dim,
+                           action_dim=io.action_dim, image_interpolation=image_interpolation, seed=seed,
+                           tokenizer_error=io.tokenizer_error, action_delta_mask=io.delta_mask)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t0, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights", "fp32 from the checkpoint"):
