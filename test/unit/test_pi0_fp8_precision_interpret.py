@@ -32,30 +32,15 @@ if not IN_CHILD:
             Pi0TorchFrontendHopper("unused", bf16_blocks=("vision", "prefix", "expert"))
 
 else:
-    import dataclasses
-
-    import numpy as np
-    import torch
-
     import flash_rt
-    from flash_rt.frontends.torch._pi0_cuda import (build_weights, device_buffers, pi0_gpu_dims, state_keys,
-                                                    unpack_weights)
     from flash_rt.frontends.torch.pi0_hopper import Pi0TorchFrontendHopper as CELL
-    from flash_rt.kernels import triton as kernels
-    from flash_rt.models.pi0 import cuda_forward
-    from flash_rt.models.pi0.attention_sites import pi0_attention_spec
-    from flash_rt.models.pi0.precision import Bf16Blocks
-    from flash_rt.models.pi05.oracle import cosine64
-    from flash_rt.runtime.attention import TritonAttnBackend
-    from flash_rt.runtime.fp8_scales import ActivationScales
-    from flash_rt.runtime.quant import FP8, CalibContext, Fp8Context
-    from flash_rt.testing import TINY_STATE_DIM
-    from flash_rt.testing.observations import random_observation
-    from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_checkpoint
+    from flash_rt.runtime.quant import FP8
+    from flash_rt.testing.pi0_checkpoint import build_tiny_pi0_checkpoint
+
+    from _pi0_micro import MICRO, VIEWS, worst_cosine
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
-    MICRO = dataclasses.replace(TINY_PI0_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
-    VIEWS, BAR = 1, 0.999
+    BAR = 0.999
 
     @pytest.fixture(scope="module")
     def micro_ckpt(tmp_path_factory):
@@ -67,37 +52,9 @@ else:
                                    num_steps=MICRO.num_steps)
 
     def worst_fp8_cosine(micro_ckpt, cpu_policy, blocks: tuple) -> float:
-        cfg = cpu_policy.config
-        w, ws, _, _ = unpack_weights(build_weights(micro_ckpt, cfg, "fp8", "cpu", blocks), cfg, "fp8", "cpu")
+        worst, w = worst_cosine(micro_ckpt, cpu_policy, CELL, "fp8", blocks)
         assert [w[n].dtype == FP8 for n in ("vis.0.qkv_w", "proj_w", "llm.0.qkv_w", "ex.0.gu_w")] == [
             "vision" not in blocks, "vision" not in blocks, "prefix" not in blocks, "expert" not in blocks]
-        d = pi0_gpu_dims(cfg, VIEWS)
-        b = device_buffers(cfg, d, CELL.tuning.split_k, "cpu")
-        h = cpu_policy.frontend.host
-        state = np.zeros(cfg.state_dim, np.float32)
-        b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
-                 token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
-                 noise=torch.from_numpy(h.noise), state=torch.from_numpy(state))
-        attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", CELL.tuning)
-        scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
-        scratch = torch.empty(max(v.numel() for v in w.values() if v.dtype == FP8), dtype=torch.bfloat16)
-        rng = np.random.default_rng(7)
-        worst = 1.0
-        for _ in range(2):
-            images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
-            cpu_policy.predict(images, st, prompt, noise)
-            h.write_model_state(state)
-            want = h.model_out.copy()
-            scales.amax.zero_()
-            cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update, scratch))
-            scales.set_from_amax()
-            q = Fp8Context(w, ws, scales.site_scale, tuning=CELL.tuning, fast_accum=False, fused=kernels,
-                           fused_ops=("rope_qkv", "geglu", "splitk"),
-                           transposed=CELL.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
-            cuda_forward.forward(w, b, d, attn, q)
-            got = b["x_t"].numpy()
-            assert np.isfinite(got).all()
-            worst = min(worst, cosine64(got, want))
         return worst
 
     def test_bf16_blocks_close_pi0s_fp8_gap(micro_ckpt, cpu_policy):

@@ -1,0 +1,63 @@
+"""The micro Pi0 on its shared GPU forward under Triton's interpreter, against the exact CPU cell: one loop for the
+interpreter tests that need it (test_pi0_cuda_forward_interpret.py per target and precision,
+test_pi0_fp8_precision_interpret.py per bf16_blocks build). Import it only in the interpreter child
+(TRITON_INTERPRET=1; _interpreter.run_child)."""
+import dataclasses
+
+import numpy as np
+import torch
+
+from flash_rt.frontends.torch._pi0_cuda import build_weights, device_buffers, pi0_gpu_dims, state_keys, unpack_weights
+from flash_rt.kernels import triton as kernels
+from flash_rt.models.pi0 import cuda_forward
+from flash_rt.models.pi0.attention_sites import pi0_attention_spec
+from flash_rt.models.pi0.precision import Bf16Blocks
+from flash_rt.models.pi05.oracle import cosine64
+from flash_rt.runtime.attention import TritonAttnBackend
+from flash_rt.runtime.fp8_scales import ActivationScales
+from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
+from flash_rt.testing import TINY_STATE_DIM
+from flash_rt.testing.observations import random_observation
+from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG
+
+MICRO = dataclasses.replace(TINY_PI0_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
+VIEWS = 1
+
+
+def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2):
+    """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
+    GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
+    blocks of `blocks` in BF16."""
+    cfg = cpu_policy.config
+    w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
+    d = pi0_gpu_dims(cfg, VIEWS)
+    b = device_buffers(cfg, d, cell.tuning.split_k, "cpu")
+    h = cpu_policy.frontend.host
+    state = np.zeros(cfg.state_dim, np.float32)
+    b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
+             token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
+             noise=torch.from_numpy(h.noise), state=torch.from_numpy(state))
+    attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", cell.tuning)
+    scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
+    scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
+    rng = np.random.default_rng(7)
+    worst = 1.0
+    for _ in range(n_obs):
+        images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
+        cpu_policy.predict(images, st, prompt, noise)        # fills the host buffers b reads
+        h.write_model_state(state)
+        want = h.model_out.copy()
+        if precision == "fp8":
+            scales.amax.zero_()
+            cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update, scratch))
+            scales.set_from_amax()
+            q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
+                           fused_ops=("rope_qkv", "geglu", "splitk"),
+                           transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
+        else:
+            q = Bf16Context(w)
+        cuda_forward.forward(w, b, d, attn, q)
+        got = b["x_t"].numpy()
+        assert np.isfinite(got).all()
+        worst = min(worst, cosine64(got, want))
+    return worst, w
