@@ -312,6 +312,11 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self.buckets = build_buckets(d, b, self.attn, slots, 16, make_attn, self.prompt_bucket_layout)
         self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
                          if self.overlap_first_step else None)
+        self._production_context(d, b, h, dev, self.fused_flow_boundary, self._bf16_sites)
+
+    def _production_context(self, d, b, h, dev, flow_boundary: bool, bf16_sites) -> None:
+        """The activation scales of the sites of `d`, the production context of this build (FP8 with the target's
+        tuning, or BF16) and the output binding: the end of every GPU cell's _alloc_buffers (Pi0's too)."""
         self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
         # the names the GPU suite and benchmarks read
         self.act_scales, self.amax = self.scales.scales, self.scales.amax
@@ -319,8 +324,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
             from flash_rt.kernels import triton as kernels
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     transposed=self.transposed_gemms, flow_boundary=self.fused_flow_boundary,
-                                     bf16_sites=self._bf16_sites)
+                                     transposed=self.transposed_gemms, flow_boundary=flow_boundary,
+                                     bf16_sites=bf16_sites)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:

@@ -34,9 +34,8 @@ from flash_rt.models.pi0.oracle import Pi0Oracle
 from flash_rt.models.pi05.config import EXP, LLM, PROJ, VIS
 from flash_rt.models.pi05.dims import Pi05Dims, round_up
 from flash_rt.models.pi05.flow import flow_schedule
-from flash_rt.runtime.fp8_scales import ActivationScales
 from flash_rt.runtime.memory import require_free_memory
-from flash_rt.runtime.quant import FP8, Bf16Context, Fp8Context, aligned_scalars
+from flash_rt.runtime.quant import FP8, aligned_scalars
 
 MASKED = -2.3819763e38
 
@@ -204,20 +203,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.attn = TritonAttnBackend(pi0_attention_spec(c, d, state_keys(d)), dev, self.tuning,
                                       self.attention_tiles)
         self._overlap = None
-        self.scales = ActivationScales(self._pipeline.quant_sites(d), dev)
-        self.act_scales, self.amax = self.scales.scales, self.scales.amax
-        if self.precision == "fp8":
-            from flash_rt.kernels import triton as kernels
-            self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
-                                     fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
-                                     transposed=self.transposed_gemms, flow_boundary=False,
-                                     bf16_sites=self.bf16_blocks)
-            self._amax_update = kernels.amax_update
-            self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
-        else:
-            self.q_prod = Bf16Context(self.w)
-        self._out = (b["x_t"], self._pin(h.model_out))
-        self._done = torch.cuda.Event()
+        self._production_context(d, b, h, dev, flow_boundary=False, bf16_sites=self.bf16_blocks)
 
     def _upload(self) -> None:
         self.host.write_model_state(self.state)   # the host's normalized state -> state_proj's input, then H2D
