@@ -173,6 +173,16 @@ def test_config_inferred_from_shapes_and_pi05_rejected(sd):
     with pytest.raises(CheckpointError, match=r"missing +state_proj.bias(.|\n)*unexpected +time_mlp_in.weight"):
         validate_shapes(bad, cfg)
     assert set(expected_shapes(cfg)) >= {"state_proj.weight", "action_time_mlp_in.weight", EXP + "norm.weight"}
+    # lerobot's layout: embed_tokens beside (or instead of) the tied lm_head -- a mis-shaped one is named (Pi0's
+    # own copy of the check let it through; it shares Pi0.5's check_schema now)
+    from flash_rt.models.pi05.config import EMBED_LM_HEAD, EMBED_TOKENS
+    lerobot = dict(shapes)
+    lerobot[EMBED_TOKENS] = shapes[EMBED_LM_HEAD]
+    validate_shapes(lerobot, cfg)
+    validate_shapes({k: v for k, v in lerobot.items() if k != EMBED_LM_HEAD}, cfg)
+    lerobot[EMBED_TOKENS] = (shapes[EMBED_LM_HEAD][0] - 1, shapes[EMBED_LM_HEAD][1])
+    with pytest.raises(CheckpointError, match=r"mis-shaped [\w.]*embed_tokens"):
+        validate_shapes(lerobot, cfg)
 
 
 def test_full_size_schema_and_yaml():

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from flash_rt.errors import CheckpointError
 from flash_rt.models.pi0.config import ACTION_TIME_IN, ACTION_TIME_OUT, STATE_PROJ, Pi0Config
-from flash_rt.models.pi05.config import EMBED_LM_HEAD, EMBED_TOKENS, EXP, EXPERT_LM_HEAD
-from flash_rt.models.pi05.keys import expected_shapes as pi05_expected_shapes
+from flash_rt.models.pi05.config import EXP, EXPERT_LM_HEAD
+from flash_rt.models.pi05.keys import check_schema, expected_shapes as pi05_expected_shapes
 
 IGNORED_KEYS = (EXPERT_LM_HEAD,)
 
@@ -37,19 +36,5 @@ def expected_shapes(cfg: Pi0Config) -> dict[str, tuple]:
 
 
 def validate_shapes(shapes: Mapping[str, Sequence[int]], cfg: Pi0Config, *, source: str = "checkpoint") -> None:
-    """Raise one CheckpointError naming every missing / unexpected / mis-shaped key."""
-    exp = expected_shapes(cfg)
-    have = dict(shapes)
-    if EMBED_LM_HEAD not in have and EMBED_TOKENS in have:
-        have[EMBED_LM_HEAD] = have[EMBED_TOKENS]
-    problems: list[str] = []
-    for k, shp in exp.items():
-        if k not in have:
-            problems.append(f"  missing    {k}  expected {list(shp)}")
-        elif tuple(have[k]) != tuple(shp):
-            problems.append(f"  mis-shaped {k}  has {list(have[k])}, expected {list(shp)}")
-    for k in sorted(set(have) - set(exp) - set(IGNORED_KEYS) - {EMBED_TOKENS}):
-        problems.append(f"  unexpected {k}  {list(have[k])}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not match the Pi0 key schema ({len(problems)} problem(s)):\n" + "\n".join(problems))
+    """Raise one CheckpointError naming every missing / unexpected / mis-shaped key (Pi0.5's check, Pi0's schema)."""
+    check_schema(shapes, expected_shapes(cfg), "Pi0", source, IGNORED_KEYS)

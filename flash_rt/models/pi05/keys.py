@@ -86,7 +86,13 @@ def embedding_key(shapes: Mapping[str, Sequence[int]]) -> str:
 
 def validate_shapes(shapes: Mapping[str, Sequence[int]], cfg: Pi05Config, *, source: str = "checkpoint") -> None:
     """Raise one CheckpointError naming every missing / unexpected / mis-shaped key."""
-    exp = expected_shapes(cfg)
+    check_schema(shapes, expected_shapes(cfg), "Pi0.5", source)
+
+
+def check_schema(shapes: Mapping[str, Sequence[int]], exp: Mapping[str, Sequence[int]], model: str,
+                 source: str = "checkpoint", ignored=IGNORED_KEYS) -> None:
+    """One CheckpointError naming every missing / unexpected / mis-shaped key of `shapes` against the schema `exp`
+    (a Pi0-family model's: the embedding as the tied lm_head, or embed_tokens alone as lerobot stores it)."""
     have = dict(shapes)
     if EMBED_LM_HEAD not in have and EMBED_TOKENS in have:
         have[EMBED_LM_HEAD] = have[EMBED_TOKENS]  # lerobot layout: embed_tokens alone is enough
@@ -96,12 +102,12 @@ def validate_shapes(shapes: Mapping[str, Sequence[int]], cfg: Pi05Config, *, sou
             problems.append(f"  missing    {k}  expected {list(shp)}")
         elif tuple(have[k]) != tuple(shp):
             problems.append(f"  mis-shaped {k}  has {list(have[k])}, expected {list(shp)}")
-    allowed_extra = set(IGNORED_KEYS) | {EMBED_TOKENS}
+    allowed_extra = set(ignored) | {EMBED_TOKENS}
     for k in sorted(set(have) - set(exp) - allowed_extra):
         problems.append(f"  unexpected {k}  {list(have[k])}")
-    if EMBED_TOKENS in have and tuple(have[EMBED_TOKENS]) != exp[EMBED_LM_HEAD]:
+    if EMBED_TOKENS in have and tuple(have[EMBED_TOKENS]) != tuple(exp[EMBED_LM_HEAD]):
         problems.append(f"  mis-shaped {EMBED_TOKENS}  has {list(have[EMBED_TOKENS])}, "
                         f"expected {list(exp[EMBED_LM_HEAD])}")
     if problems:
         raise CheckpointError(
-            f"{source} does not match the Pi0.5 key schema ({len(problems)} problem(s)):\n" + "\n".join(problems))
+            f"{source} does not match the {model} key schema ({len(problems)} problem(s)):\n" + "\n".join(problems))
