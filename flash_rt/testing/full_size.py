@@ -30,9 +30,16 @@ def full_size_norm_stats(seed: int = 0) -> dict:
 
 def build_full_checkpoint(out, cfg: Pi05Config = Pi05Config(), dtype=torch.bfloat16, seed: int = 0,
                           device: str = "cpu") -> tuple[Path, int]:
+    return write_full_checkpoint(out, expected_shapes(cfg), cfg, dtype, seed, device)
+
+
+def write_full_checkpoint(out, shapes: dict, cfg, dtype=torch.bfloat16, seed: int = 0,
+                          device: str = "cpu") -> tuple[Path, int]:
+    """A random-weight checkpoint of the schema `shapes` ({key: shape}; Pi0.5's or Pi0's), one tensor at a time, with
+    openpi's config.json, the DROID-shaped norm stats and the tiny tokenizer. Returns (path, parameter count)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {k: torch.empty(s, device="meta") for k, s in expected_shapes(cfg).items()}
+    meta = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     n_params = sum(t.numel() for t in meta.values())
     gen = torch.Generator(device=device).manual_seed(seed)
 
@@ -42,7 +49,7 @@ def build_full_checkpoint(out, cfg: Pi05Config = Pi05Config(), dtype=torch.bfloa
 
     items = [(k, t.shape, dtype, (lambda k=k, s=t.shape: fill(k, s))) for k, t in meta.items()]
     write_safetensors_streaming(out / "model.safetensors", items, metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps({"action_dim": 32, "action_horizon": cfg.action_horizon,
+    (out / "config.json").write_text(json.dumps({"action_dim": cfg.action_dim, "action_horizon": cfg.action_horizon,
                                                  "paligemma_variant": "gemma_2b",
                                                  "action_expert_variant": "gemma_300m",
                                                  "precision": str(dtype).replace("torch.", "")}))

@@ -7,7 +7,6 @@ in 14x14 patches, non-zero Gemma norm offsets so every `1 + w` fold is exercised
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -64,26 +63,5 @@ def build_full_pi0_checkpoint(out, cfg: Pi0Config = Pi0Config(), dtype=torch.bfl
     """A full-size random-weight Pi0 checkpoint (3.24 B parameters used at inference, ~6.5 GB bf16), written one
     tensor at a time like flash_rt.testing.full_size's Pi0.5 one (DROID-shaped norm stats, the tiny tokenizer).
     Returns (path, parameter count)."""
-    from flash_rt.executors.safetensors_io import write_safetensors_streaming
-    from flash_rt.testing.full_size import full_size_norm_stats
-    from flash_rt.testing.tokenizer import build_tiny_tokenizer
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shapes = expected_shapes(cfg)
-    n_params = sum(int(torch.Size(s).numel()) for s in shapes.values())
-    gen = torch.Generator(device=device).manual_seed(seed)
-
-    def fill(k, shape):
-        with torch.device(device):
-            return random_weight(k, tuple(shape), gen).to(dtype).cpu()
-
-    items = [(k, torch.Size(s), dtype, (lambda k=k, s=s: fill(k, s))) for k, s in shapes.items()]
-    write_safetensors_streaming(out / "model.safetensors", items, metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps({"action_dim": cfg.action_dim, "action_horizon": cfg.action_horizon,
-                                                 "paligemma_variant": "gemma_2b",
-                                                 "action_expert_variant": "gemma_300m",
-                                                 "precision": str(dtype).replace("torch.", "")}))
-    (out / "assets" / "robot").mkdir(parents=True, exist_ok=True)
-    (out / "assets" / "robot" / "norm_stats.json").write_text(json.dumps(full_size_norm_stats(seed)))
-    build_tiny_tokenizer(out / "tokenizer.model")
-    return out, n_params
+    from flash_rt.testing.full_size import write_full_checkpoint
+    return write_full_checkpoint(out, expected_shapes(cfg), cfg, dtype, seed, device)
