@@ -76,6 +76,17 @@ def build_weights(checkpoint, cfg, precision: str, device, open_source=open_chec
     return flat
 
 
+def weight_scales(flat: dict, names, device) -> tuple[dict, torch.Tensor]:
+    """The FP8 GEMMs' weight scales as views of one aligned device block: ({gemm: 0-d view}, the block). `names`:
+    (gemm, scale group, index or None) of a model's spec; the values come from the cached flat dict's `s.<group>`."""
+    ws = {}
+    store, views = aligned_scalars(len(names), device)
+    for (name, grp, i), view in zip(names, views):
+        view.copy_(flat[f"s.{grp}"][0 if i is None else i])
+        ws[name] = view
+    return ws, store
+
+
 def unpack_weights(flat: dict, cfg, precision: str, device, norm_weights: bool = False):
     """(w, FP8 weight scales by name, their aligned storage, the per-step modulation, dt) from a flat dict: the
     scales on 256-byte boundaries (cuBLASLt), the patch kernel as a GEMM operand, pos + patch bias folded, the
@@ -89,13 +100,7 @@ def unpack_weights(flat: dict, cfg, precision: str, device, norm_weights: bool =
         for i in range(cfg.layers):
             for n in ("norm1_w", "norm2_w"):
                 w.setdefault(f"llm.{i}.{n}", torch.zeros(cfg.width, dtype=torch.float32, device=device))
-    ws, store = {}, None
-    if precision == "fp8":
-        names = gemm_names(cfg)
-        store, views = aligned_scalars(len(names), device)
-        for (name, grp, i), view in zip(names, views):
-            view.copy_(flat[f"s.{grp}"][0 if i is None else i])
-            ws[name] = view
+    ws, store = weight_scales(flat, gemm_names(cfg), device) if precision == "fp8" else ({}, None)
     w["patch_w"] = w["patch_w"].reshape(cfg.vis_width, -1).contiguous()
     w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
     w["action_out_rows"] = w["action_out_w"].t().contiguous()   # [A, D], as the flow_boundary kernel reads it

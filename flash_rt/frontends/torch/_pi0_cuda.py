@@ -22,7 +22,7 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_cache import WeightCache
 from flash_rt.errors import InputError
 from flash_rt.executors.weight_loader import WeightLoader
-from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
+from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend, weight_scales
 from flash_rt.frontends.torch._pi05_cuda import device_buffers as pi05_device_buffers
 from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
@@ -35,7 +35,7 @@ from flash_rt.models.pi05.config import EXP, LLM, PROJ, VIS
 from flash_rt.models.pi05.dims import Pi05Dims, round_up
 from flash_rt.models.pi05.flow import flow_schedule
 from flash_rt.runtime.memory import require_free_memory
-from flash_rt.runtime.quant import FP8, aligned_scalars
+from flash_rt.runtime.quant import FP8
 
 MASKED = -2.3819763e38
 
@@ -72,13 +72,7 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     half of action_time_mlp_in as a GEMM [W, W], its time half + bias per flow step (`time_rows`)."""
     flat = {k: v.to(device) for k, v in flat.items()}
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
-    ws, store = {}, None
-    if precision == "fp8":
-        names = fp8_gemm_names(cfg, w)
-        store, views = aligned_scalars(len(names), device)
-        for (name, grp, i), view in zip(names, views):
-            view.copy_(flat[f"s.{grp}"][0 if i is None else i])
-            ws[name] = view
+    ws, store = weight_scales(flat, fp8_gemm_names(cfg, w), device) if precision == "fp8" else ({}, None)
     w["patch_w"] = w["patch_w"].reshape(cfg.vis_width, -1).contiguous()
     w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
     w["at_a_w"] = w["at_in_w"][:, :cfg.ex_width].t().contiguous()
