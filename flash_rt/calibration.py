@@ -14,14 +14,13 @@ reported as a CacheError and recalibrated -- never silently used. ckpt_hash is t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Sequence
 
 from flash_rt.errors import CacheError
-from flash_rt.executors.signed_json import content_digest, write_signed_json
+from flash_rt.executors.signed_json import read_signed_json, write_signed_json
 
 VERSION = 2   # 2: sha256 over the content, the full-content checkpoint hash
 FP8_MAX = 448.0
@@ -51,21 +50,7 @@ def save_calibration(path: Path, sites: Sequence[str], amax: Sequence[float], *,
 
 def load_calibration(path: Path, sites: Sequence[str], *, ckpt_hash: str, shape_key: str) -> list[float]:
     """amax list for `sites`, or CacheError saying exactly why the file cannot be used."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CacheError(f"calibration cache {path} is unreadable ({e})") from e
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        raise CacheError(f"calibration cache {path}: version {doc.get('version') if isinstance(doc, dict) else '?'}"
-                         f", expected {VERSION}")
-    if doc.get("sha256") != content_digest(doc):
-        raise CacheError(f"calibration cache {path}: checksum mismatch (stored sha256 {doc.get('sha256')!r}); "
-                         f"the file is corrupt or was edited")
-    for k, v in (("ckpt_hash", ckpt_hash), ("shape_key", shape_key)):
-        if doc.get(k) != v:
-            raise CacheError(f"calibration cache {path}: {k} is {doc.get(k)!r}, expected {v!r}")
+    doc = read_signed_json(path, "calibration cache", VERSION, {"ckpt_hash": ckpt_hash, "shape_key": shape_key})
     if doc.get("sites") != list(sites):
         raise CacheError(f"calibration cache {path}: its {len(doc.get('sites') or [])} sites differ from the "
                          f"pipeline's {len(sites)}")

@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from flash_rt.errors import CacheError
+
 
 def content_digest(doc: dict) -> str:
     """sha256 of the canonical JSON of every field but 'sha256' (the cache files' self-check)."""
@@ -27,3 +29,25 @@ def write_signed_json(path, doc: dict) -> Path:
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
     return path
+
+
+def read_signed_json(path, what: str, version, expect: dict) -> dict:
+    """The document of a signed cache file, checked: readable JSON, `version`, the sha256, and every field of
+    `expect` equal (ckpt_hash and the like). Raises CacheError saying which check failed ("<what> <path>: ..."), or
+    FileNotFoundError when there is no file (a miss, not damage)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise CacheError(f"{what} {path} is unreadable ({e})") from e
+    if not isinstance(doc, dict) or doc.get("version") != version:
+        raise CacheError(f"{what} {path}: version {doc.get('version') if isinstance(doc, dict) else '?'}, "
+                         f"expected {version}")
+    if doc.get("sha256") != content_digest(doc):
+        raise CacheError(f"{what} {path}: checksum mismatch (stored sha256 {doc.get('sha256')!r}); the file is "
+                         "corrupt or was edited")
+    for k, v in expect.items():
+        if doc.get(k) != v:
+            raise CacheError(f"{what} {path}: {k} is {doc.get(k)!r}, expected {v!r}")
+    return doc

@@ -11,13 +11,12 @@ flagged; a Gemma norm scale folded into qkv / gate-up shows up as an outlier wei
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from flash_rt.errors import CacheError
-from flash_rt.executors.signed_json import content_digest, write_signed_json
+from flash_rt.executors.signed_json import read_signed_json, write_signed_json
 from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, groups, outlier_ratio,
                                         reduce_heads)
 
@@ -68,17 +67,7 @@ def save_outlier_groups(path: Path, names, *, ckpt_hash: str, min_ratio: float, 
 
 def load_outlier_groups(path: Path, cfg, *, ckpt_hash: str, min_ratio: float) -> list[str]:
     """The groups of an outlier-site file, or CacheError saying why it cannot be used (FileNotFoundError if none)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise CacheError(f"outlier sites {path} are unreadable ({e})") from None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("sha256") != content_digest(doc):
-        raise CacheError(f"outlier sites {path}: not a valid version-{VERSION} file (checksum mismatch or corrupt)")
-    if doc.get("ckpt_hash") != ckpt_hash or doc.get("min_ratio") != min_ratio:
-        raise CacheError(f"outlier sites {path}: for ckpt_hash {doc.get('ckpt_hash')!r} min_ratio "
-                         f"{doc.get('min_ratio')!r}, expected {ckpt_hash!r} min_ratio {min_ratio!r}")
+    doc = read_signed_json(path, "outlier sites", VERSION, {"ckpt_hash": ckpt_hash, "min_ratio": min_ratio})
     known = {g.name for g in groups(cfg)}
     names = doc.get("groups")
     if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):

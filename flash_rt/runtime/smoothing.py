@@ -32,7 +32,6 @@ SigLIP's gelu site (fc1 then tanh-GELU: not linear) has no producer to fold into
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from pathlib import Path
 import torch
 
 from flash_rt.errors import CacheError
-from flash_rt.executors.signed_json import content_digest, write_signed_json
+from flash_rt.executors.signed_json import read_signed_json, write_signed_json
 
 ALPHA_DEFAULT = 0.5
 MIN_RATIO = 6.0      # smooth a site only when max / median of its channel maxima reaches this
@@ -292,20 +291,8 @@ def save_factors(path: Path, factors: dict[str, torch.Tensor], *, ckpt_hash: str
 def load_factors(path: Path, cfg, *, ckpt_hash: str, alpha: float, min_ratio: float = MIN_RATIO
                  ) -> dict[str, torch.Tensor]:
     """The factors of a smoothing file, or CacheError saying why it cannot be used (FileNotFoundError if none)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise CacheError(f"smoothing factors {path} are unreadable ({e})") from None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        raise CacheError(f"smoothing factors {path}: not a version-{VERSION} file")
-    if doc.get("sha256") != content_digest(doc):
-        raise CacheError(f"smoothing factors {path}: checksum mismatch; the file is corrupt or was edited")
-    if doc.get("ckpt_hash") != ckpt_hash or doc.get("alpha") != alpha or doc.get("min_ratio") != min_ratio:
-        raise CacheError(f"smoothing factors {path}: for ckpt_hash {doc.get('ckpt_hash')!r} alpha "
-                         f"{doc.get('alpha')!r} min_ratio {doc.get('min_ratio')!r}, expected {ckpt_hash!r} alpha "
-                         f"{alpha!r} min_ratio {min_ratio!r}")
+    doc = read_signed_json(path, "smoothing factors", VERSION,
+                           {"ckpt_hash": ckpt_hash, "alpha": alpha, "min_ratio": min_ratio})
     want = {g.name: g.width for g in groups(cfg)}
     out = {}
     for k, v in (doc.get("log2_factors") or {}).items():
