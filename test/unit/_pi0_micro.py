@@ -5,8 +5,10 @@ test_pi0_fp8_precision_interpret.py per bf16_blocks build). Import it only in th
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
+import flash_rt
 from flash_rt.frontends.torch._pi0_cuda import build_weights, device_buffers, pi0_gpu_dims, state_keys, unpack_weights
 from flash_rt.kernels import triton as kernels
 from flash_rt.models.pi0 import cuda_forward
@@ -18,10 +20,21 @@ from flash_rt.runtime.fp8_scales import ActivationScales
 from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
 from flash_rt.testing import TINY_STATE_DIM
 from flash_rt.testing.observations import random_observation
-from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG
+from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_checkpoint
 
 MICRO = dataclasses.replace(TINY_PI0_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
 VIEWS = 1
+
+
+@pytest.fixture(scope="module")
+def micro_ckpt(tmp_path_factory):
+    return build_tiny_pi0_checkpoint(tmp_path_factory.mktemp("micro_pi0"), layout="openpi", cfg=MICRO)
+
+
+@pytest.fixture(scope="module")
+def cpu_policy(micro_ckpt):
+    """The exact CPU cell on the micro checkpoint: the reference and the host buffers the GPU forward reads."""
+    return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
 
 
 def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2):

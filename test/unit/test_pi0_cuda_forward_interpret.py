@@ -14,27 +14,16 @@ if not IN_CHILD:
         run_child(__file__)
 
 else:
-    import flash_rt
     from flash_rt.frontends.torch._pi0_cuda import device_buffers, pi0_gpu_dims, state_keys
     from flash_rt.frontends.torch.pi0_hopper import Pi0TorchFrontendHopper
     from flash_rt.frontends.torch.pi0_rtx import Pi0TorchFrontendRtx
     from flash_rt.frontends.torch.pi0_thor import Pi0TorchFrontendThor
     from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS
-    from flash_rt.testing.pi0_checkpoint import build_tiny_pi0_checkpoint
 
-    from _pi0_micro import MICRO, VIEWS, worst_cosine
+    from _pi0_micro import VIEWS, cpu_policy, micro_ckpt, worst_cosine  # noqa: F401 (fixtures)
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
     CELLS = {c.hardware: c for c in (Pi0TorchFrontendHopper, Pi0TorchFrontendThor, Pi0TorchFrontendRtx)}
-
-    @pytest.fixture(scope="module")
-    def micro_ckpt(tmp_path_factory):
-        return build_tiny_pi0_checkpoint(tmp_path_factory.mktemp("micro_pi0"), layout="openpi", cfg=MICRO)
-
-    @pytest.fixture(scope="module")
-    def cpu_policy(micro_ckpt):
-        return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS,
-                                   num_steps=MICRO.num_steps)
 
     # every target's FP8 path (its tiles), the BF16 rung once (~15 s a case under the interpreter)
     @pytest.mark.parametrize("hardware, precision, bar", [("hopper", "bf16", 0.999), ("hopper", "fp8", 0.995),

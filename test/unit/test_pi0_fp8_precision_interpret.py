@@ -32,24 +32,13 @@ if not IN_CHILD:
             Pi0TorchFrontendHopper("unused", bf16_blocks=("vision", "prefix", "expert"))
 
 else:
-    import flash_rt
     from flash_rt.frontends.torch.pi0_hopper import Pi0TorchFrontendHopper as CELL
     from flash_rt.runtime.quant import FP8
-    from flash_rt.testing.pi0_checkpoint import build_tiny_pi0_checkpoint
 
-    from _pi0_micro import MICRO, VIEWS, worst_cosine
+    from _pi0_micro import cpu_policy, micro_ckpt, worst_cosine  # noqa: F401 (fixtures)
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
     BAR = 0.999
-
-    @pytest.fixture(scope="module")
-    def micro_ckpt(tmp_path_factory):
-        return build_tiny_pi0_checkpoint(tmp_path_factory.mktemp("micro_pi0"), layout="openpi", cfg=MICRO)
-
-    @pytest.fixture(scope="module")
-    def cpu_policy(micro_ckpt):
-        return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS,
-                                   num_steps=MICRO.num_steps)
 
     def worst_fp8_cosine(micro_ckpt, cpu_policy, blocks: tuple) -> float:
         worst, w = worst_cosine(micro_ckpt, cpu_policy, CELL, "fp8", blocks)
