@@ -67,7 +67,12 @@ def test_thor_config_without_cuda_fails_configure_clearly(tmp_path, domain, mon,
         assert "Traceback" not in log
         assert node.alive(), "the node must stay up, unconfigured"
         assert get_state(mon) == State.PRIMARY_STATE_UNCONFIGURED
-        errs = [s for s in mon.statuses(0, ": engine") if s.level == b"\x02" and "CUDA" in s.message]
+        # the diagnostics publish on their own timer: wait for this node's status (the module's monitor also holds
+        # the previous test's), as the missing-checkpoint test does -- a fixed 1 s spin raced it
+        end, errs = time.monotonic() + 5, []
+        while time.monotonic() < end and not errs:
+            mon.spin(0.2)
+            errs = [s for s in mon.statuses(0, ": engine") if s.level == b"\x02" and "CUDA" in s.message]
         assert errs and "thor" in errs[-1].message, [s.message for s in mon.statuses(0, ": engine")]
     finally:
         assert node.stop() == 0, node.text()[-3000:]
