@@ -6,6 +6,10 @@ in stream order, though: end(k) - end(k-1) is what kernel k added to the replay.
 end-to-end deltas per kernel family, for the expert steps after step 0 (one stream; step 0 runs beside the
 prefix), and gives per-step times from the ends of the flow-update kernels. A second part measures the floor:
 a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel boundary costs on this card.
+Each step is also set against the weight-streaming floor (issue 17): the bytes one flow step must read
+(cuda_forward.flow_step_bytes: expert weights, seam projections, KV cache, modulation) over the median step time
+is the step's achieved GB/s, and over --bandwidth (the card's copy rate, measured here by a device-to-device copy
+unless given) the floor in us and the fraction of it reached.
 
     python3 benchmarks/critical_path.py [--variants default no-overlap] [--views 2] [--horizon 50]
 """
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import flash_rt  # noqa: E402
 from attention_sweep import PDL, graph_us  # noqa: E402
 from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
+from flash_rt.models.pi05.cuda_forward import flow_step_bytes  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from latency import VARIANTS  # noqa: E402
 
@@ -105,6 +110,28 @@ def boundary_floor(programs: int, n: int = 400, pdl: bool = True) -> float:
     return graph_us(lambda: _touch_kernel[(programs,)](x, **launch_kw()), calls=n)
 
 
+def copy_bandwidth(nbytes: int = 1 << 30, reps: int = 20) -> float:
+    """Bytes per second of a device-to-device copy of nbytes (read + write counted): what streaming can reach."""
+    a = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    b.copy_(a)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        b.copy_(a)
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * nbytes * reps / (start.elapsed_time(end) * 1e-3)
+
+
+def streaming_floor(step_bytes: dict, step_us: list, bandwidth: float) -> dict:
+    """The median flow step against the time its bytes take at `bandwidth` (bytes/s)."""
+    med = statistics.median(step_us)
+    floor_us = step_bytes["total"] / bandwidth * 1e6
+    return {"bytes": step_bytes, "median_step_us": med, "achieved_GBps": step_bytes["total"] / med / 1e3,
+            "floor_us": floor_us, "fraction_of_floor": floor_us / med}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
@@ -113,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--horizon", type=int, default=50)
     ap.add_argument("--ckpt", default=None, help="a full-size checkpoint (default: generate one)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--bandwidth", type=float, default=None,
+                    help="the card's streaming rate in GB/s for the floor (default: measured by a copy)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +149,9 @@ def main(argv=None):
     print("kernel boundary floor (us per trivial kernel in a graph of 400):")
     for p in (1, 132, 264):
         print(f"  {p:4d} programs: PDL on {boundary_floor(p, pdl=True):.2f}, off {boundary_floor(p, pdl=False):.2f}")
+    bandwidth = args.bandwidth * 1e9 if args.bandwidth else copy_bandwidth()
+    print(f"streaming rate for the floor: {bandwidth / 1e9:,.0f} GB/s "
+          f"({'given' if args.bandwidth else 'device-to-device copy, read + write'})")
     work = Path(tempfile.mkdtemp(prefix="frt_cp_"))
     try:
         ckpt = Path(args.ckpt) if args.ckpt else build_full_checkpoint(work / "ckpt", device="cuda")[0]
@@ -136,10 +168,17 @@ def main(argv=None):
             for _ in range(20):
                 fe.replay_only()
             runs = [attribute(kernel_events(fe)) for _ in range(3)]
-            report[name] = runs
             r = runs[-1]
+            floor = streaming_floor(flow_step_bytes(fe.w, fe.b, fe.d), r["step_us"], bandwidth)
+            report[name] = {"runs": runs, "streaming_floor": floor}
             print(f"\n## {name}: {r['kernels']} kernels, span {r['replay_span_us']:.0f} us, step 0 ends at "
                   f"{r['step0_end_us']:.0f} us; steps 1.. (us): {' '.join(f'{x:.0f}' for x in r['step_us'])}")
+            sb = floor["bytes"]
+            print(f"flow step: {sb['total'] / 1e6:.1f} MB (expert weights {sb['expert_weights'] / 1e6:.1f}, seam "
+                  f"{sb['seam_weights'] / 1e6:.2f}, KV {sb['kv_cache'] / 1e6:.2f}, modulation "
+                  f"{sb['modulation'] / 1e6:.2f}) in {floor['median_step_us']:.0f} us = "
+                  f"{floor['achieved_GBps']:,.0f} GB/s; floor {floor['floor_us']:.0f} us "
+                  f"({100 * floor['fraction_of_floor']:.1f} % of it reached)")
             print("| family | calls/step | critical us/step | median critical us | median duration us |")
             print("|---|---|---|---|---|")
             for f, v in r.get("per_step_family", {}).items():

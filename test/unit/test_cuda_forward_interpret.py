@@ -73,6 +73,23 @@ else:
     def test_gpu_forward_with_realtime_chunking(micro_ckpt, rtc_policy, precision, bar):
         check_forward(micro_ckpt, rtc_policy, "hopper", precision, bar, observations=1, frozen=3)
 
+    @pytest.mark.parametrize("precision, width", [("fp8", 1), ("bf16", 2)])
+    def test_flow_step_bytes_is_the_expert_weights_kv_and_modulation(micro_ckpt, cpu_policy, precision, width):
+        """The streaming floor critical_path.py reports (issue 17), against the shapes counted from the config."""
+        cfg = cpu_policy.config
+        w, _, _, mods, dt = unpack_weights(build_weights(micro_ckpt, cfg, precision, "cpu"), cfg, precision, "cpu")
+        d = Pi05Dims.of(cfg, VIEWS, len(mods), dt, align=16)
+        b = device_buffers(cfg, d, 4, "cpu", mods)
+        D, F, hd, A = cfg.ex_width, cfg.ex_mlp, cfg.head_dim, cfg.action_dim
+        qkv = (cfg.heads + 2 * cfg.kv_heads) * hd
+        per_layer = D * qkv + cfg.heads * hd * D + D * 2 * F + F * D
+        got = cuda_forward.flow_step_bytes(w, b, d)
+        assert got["expert_weights"] == cfg.layers * per_layer * width
+        assert got["seam_weights"] == 2 * A * D * 4
+        assert got["kv_cache"] == cfg.layers * 2 * cfg.kv_heads * d.kv_len * hd * 2
+        assert got["modulation"] == (2 * cfg.layers + 1) * 3 * D * 4
+        assert got["total"] == sum(v for k, v in got.items() if k != "total")
+
     def check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations, frozen=None):
         cell, cfg = CELLS[hardware], cpu_policy.config
         rtc = frozen is not None

@@ -56,6 +56,19 @@ def quant_sites(d: Pi05Dims) -> list[str]:
     return s
 
 
+def flow_step_bytes(w, b, d) -> dict:
+    """The bytes one flow step after step 0 must read from memory, by what they are (issue 17's weight-streaming
+    floor): the expert's GEMM weights (FP8 or BF16, as built), the two fp32 action projections of the seam, each
+    layer's keys and values over d.kv_len (bf16, one KV head), and the step's adaRMS modulation rows (fp32).
+    Activations are left out: they are a few hundred KB a layer and live in L2. Floor time = total / bandwidth."""
+    ex = sum(t.numel() * t.element_size() for k, t in w.items() if k.startswith("ex.") and k.endswith("_w"))
+    seam = sum(w[k].numel() * w[k].element_size() for k in ("action_in_w", "action_out_rows"))
+    kv = sum(c[:, :, :d.kv_len].numel() * c.element_size() for c in (b["k_cache"], b["v_cache"]))
+    mods = b["mods"][0].numel() * b["mods"].element_size()
+    return {"expert_weights": ex, "seam_weights": seam, "kv_cache": kv, "modulation": mods,
+            "total": ex + seam + kv + mods}
+
+
 def vision_forward(w, b, d, attn, q):
     nv, npch, vw, nh = d.num_views, d.num_patches, d.vis_width, d.vis_heads
     uint8_to_model(b["images_u8"], out=b["img"])
