@@ -14,6 +14,9 @@
 #              the 64 / 128 / 200-slot replays against the buckets off in the same process (~5 min)
 #   floor      issue 17: benchmarks/critical_path.py at 2 views -- per-family critical path, kernels per replay and
 #              each flow step's achieved GB/s against the streaming floor (~2 min)
+#   probe      issue 17's design question: benchmarks/persistent_probe.py -- us per dependent FP8 GEMM phase as a
+#              PDL chain of kernels vs one persistent kernel with in-kernel barriers, with and without loading the
+#              next phase's weights before the wait (~1 min). Decides whether the persistent expert layer is worth it.
 #   pi0        Pi0's latency rows for the vision-only BF16 default and its GPU tests, which also cover the eighth
 #              session's CPU-only moves of _production_context / weight_scales (~6 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
@@ -33,15 +36,17 @@ stage() {
     remedies) timeout 580 python3 benchmarks/outlier_stress.py --views 2 --runs 3 --replays 100 \
                 --modes fp8 bf16 fp8_bf16out --kinds "${PLAIN[@]}" --json "$OUT/remedies.json" ;;
     buckets) timeout 500 bash test/gpu/run_buckets.sh ;;
+    probe) timeout 240 python3 benchmarks/persistent_probe.py
+           timeout 240 python3 benchmarks/persistent_probe.py --phases 256 ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 240 python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper \
            --baseline-runs 3 --out "$OUT"
          timeout 300 python3 -m pytest -m gpu test/gpu/test_pi0_gpu.py -q -rA ;;
-    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets floor pi0)" >&2; return 2 ;;
+    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets floor probe pi0)" >&2; return 2 ;;
   esac
 }
 
-[ $# -gt 0 ] || { sed -n 2,22p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,25p "$0"; exit 2; }
 for s in "$@"; do
   echo "== $s $(date -u +%H:%M:%S)"
   stage "$s" 2>&1 | tee "$OUT/$s.log"
