@@ -46,7 +46,7 @@ stage() {
   esac
 }
 
-[ $# -gt 0 ] || { sed -n 2,25p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^# Every stage/p' "$0"; exit 2; }
 for s in "$@"; do
   echo "== $s $(date -u +%H:%M:%S)"
   stage "$s" 2>&1 | tee "$OUT/$s.log"
