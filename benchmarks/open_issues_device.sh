@@ -23,7 +23,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-OUT="${OUT:-.}"
+OUT="${OUT:-$(mktemp -d)}"   # the device tool sets $OUT; elsewhere the logs go to a fresh temp dir
 PLAIN=(ex_ada v_proj up_proj vis_ln llm_norm)
 RUNG=test/gpu/test_outlier_stress_gpu.py
 
