@@ -37,20 +37,23 @@ def cpu_policy(micro_ckpt):
     return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
 
 
-def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2):
+def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2, tuning=None,
+                 fused=kernels):
     """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
     GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
-    blocks of `blocks` in BF16."""
+    blocks of `blocks` in BF16. tuning: the cell's table, or an override (tiles the micro shapes fit); fused: the
+    fused-GEMM kernels the production context calls."""
+    tuning = tuning or cell.tuning
     cfg = cpu_policy.config
     w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
     d = pi0_gpu_dims(cfg, VIEWS)
-    b = device_buffers(cfg, d, cell.tuning.split_k, "cpu")
+    b = device_buffers(cfg, d, tuning.split_k, "cpu")
     h = cpu_policy.frontend.host
     state = np.zeros(cfg.state_dim, np.float32)
     b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
              token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
              noise=torch.from_numpy(h.noise), state=torch.from_numpy(state))
-    attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", cell.tuning)
+    attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", tuning)
     scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
     scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
     rng = np.random.default_rng(7)
@@ -64,7 +67,7 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
             scales.amax.zero_()
             cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update, scratch))
             scales.set_from_amax()
-            q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
+            q = Fp8Context(w, ws, scales.site_scale, tuning=tuning, fast_accum=False, fused=fused,
                            fused_ops=("rope_qkv", "geglu", "splitk"),
                            transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
         else:

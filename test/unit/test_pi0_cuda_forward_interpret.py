@@ -33,6 +33,33 @@ else:
         print(f"pi0 {hardware} {precision}: worst cos {worst:.6f}")
         assert worst >= bar, (hardware, precision, worst)
 
+    def test_the_expert_o_and_down_run_as_split_k_partials(micro_ckpt, cpu_policy):
+        """Pi0's expert o / down through the Triton split-K GEMM (as Pi0.5's; they were cuBLASLt GEMMs breaking the
+        PDL chain twice a layer), the partials summed by the next add_rms_norm: split-K tiles the micro shapes fit
+        (block_k 16: K = 128 and 64 over 4 splits), the all-FP8 build, every o / down of both passes counted."""
+        import types
+
+        from flash_rt.kernels import triton as kernels
+        cell = CELLS["hopper"]
+        tuning = cell.tuning.with_gemm_overrides({"splitk": {"block_k": 16}})
+        calls = []
+
+        def splitk(x, *a, out_partials, **kw):
+            calls.append(tuple(out_partials.shape))
+            return kernels.fp8_gemm_splitk(x, *a, out_partials=out_partials, **kw)
+
+        fused = types.SimpleNamespace(fp8_gemm_splitk=splitk, fp8_gemm_geglu=kernels.fp8_gemm_geglu,
+                                      fp8_gemm_rope_qkv=kernels.fp8_gemm_rope_qkv,
+                                      fused_gemm_supported=kernels.fused_gemm_supported)
+        worst, _ = worst_cosine(micro_ckpt, cpu_policy, cell, "fp8", (), n_obs=1, tuning=tuning, fused=fused)
+        cfg = cpu_policy.config
+        L, S, W = cfg.layers, cfg.action_horizon, cfg.ex_width
+        # the state pass: o and down of layers 0..L-2 (its last layer stops after K/V); every step: 2 per layer
+        want = [(4, 1, W)] * 2 * (L - 1) + [(4, S, W)] * 2 * L * cfg.num_steps
+        assert sorted(calls) == sorted(want), calls
+        print(f"pi0 hopper fp8, split-K o/down: worst cos {worst:.6f}")
+        assert worst >= 0.995, worst
+
     def test_the_state_row_does_not_see_the_actions(micro_ckpt, cpu_policy):
         """The state site's bias: prefix padding, 0 for itself, masked over the action rows and the tail."""
         cfg = cpu_policy.config

@@ -95,7 +95,7 @@ def state_keys(d) -> int:
 
 def device_buffers(c, d, split_k: int, dev) -> dict:
     """Pi0.5's device buffers for the shared prefix, plus Pi0's: the state pass's rows ("st") and the action rows'
-    ("ac"), the suffix positions (state + actions), the state site's key bias, and the key-bias tail after P + 1 + H
+    ("ac", each with the split-K partials of its o and down), the suffix positions (state + actions), the state site's key bias, and the key-bias tail after P + 1 + H
     masked. A function of the shapes alone (the interpreter test builds the very same on the CPU)."""
     b = pi05_device_buffers(c, d, split_k, dev, None)
     for k in [k for k in b if k.startswith("ex_")]:
@@ -109,7 +109,9 @@ def device_buffers(c, d, split_k: int, dev) -> dict:
     def rows(n):
         return {"x": z(n, W, dtype=torch.float32), "h": z(n, W), "h8": z(n, W, dtype=FP8), "qkv": z(n, qn + 2 * kvn),
                 "q": z(c.heads, n, c.head_dim), "att": z(n, qn), "att8": z(n, qn, dtype=FP8), "o": z(n, W),
-                "gu": z(n, 2 * c.ex_mlp), "act": z(n, c.ex_mlp), "act8": z(n, c.ex_mlp, dtype=FP8), "down": z(n, W)}
+                "gu": z(n, 2 * c.ex_mlp), "act": z(n, c.ex_mlp), "act8": z(n, c.ex_mlp, dtype=FP8), "down": z(n, W),
+                # split-K partials of o and down (q.linear_partials), summed by the next add_rms_norm
+                "o_parts": z(split_k, n, W, dtype=torch.float32), "down_parts": z(split_k, n, W, dtype=torch.float32)}
 
     b["st"] = rows(1)
     b["ac"] = {**rows(S), "emb": z(S, W, dtype=torch.float32), "hid": z(S, W, dtype=torch.float32),
