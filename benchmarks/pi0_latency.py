@@ -3,6 +3,10 @@ replay (CUDA events) and end-to-end predict, and in the same run on the same car
 (`Pi0Reference` in bf16) on the same inputs: the same-run ratio. Prints one JSON line per cell and a markdown table.
 
     python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper
+    python3 benchmarks/pi0_latency.py --views 2 --ab-splitk --baseline-runs 0   # split-K o/down vs cuBLASLt, same run
+
+--ab-splitk: per cell, a second policy whose expert o / down run as cuBLASLt GEMMs (fused_expert_gemms without
+"splitk": Pi0's code before the ninth session) is timed against the default in alternating rounds, same process.
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--replays", type=int, default=200)
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--ab-splitk", action="store_true",
+                    help="also time the expert o/down as cuBLASLt GEMMs, alternating with the default (same run)")
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
     out = Path(args.out)
@@ -76,12 +82,16 @@ def main(argv=None):
                            replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50),
                            e2e_p99=pct(e2e, 99), load_s=t_load, first_predict_s=t_first,
                            gpu_mem_gb=torch.cuda.max_memory_allocated() / 2**30)
-                if oracle is None:
-                    oracle = Pi0Oracle(fe.source, fe.cfg, device="cuda", dtype=torch.bfloat16)
-                base = time_baseline(oracle, fe.host, args.baseline_runs)
-                row["eager_bf16_p50"] = pct(base, 50)
-                row["ratio_vs_eager"] = row["eager_bf16_p50"] / row["replay_p50"]
-                row["cos_vs_bf16_eager"] = cosine64(fe.host.model_out, oracle.model_space(fe.host))
+                if args.ab_splitk:
+                    row.update(ab_splitk(pol, ckpt, hw, args.precision, v, h, work, images, state, prompt,
+                                         args.replays))
+                if args.baseline_runs:
+                    if oracle is None:
+                        oracle = Pi0Oracle(fe.source, fe.cfg, device="cuda", dtype=torch.bfloat16)
+                    base = time_baseline(oracle, fe.host, args.baseline_runs)
+                    row["eager_bf16_p50"] = pct(base, 50)
+                    row["ratio_vs_eager"] = row["eager_bf16_p50"] / row["replay_p50"]
+                    row["cos_vs_bf16_eager"] = cosine64(fe.host.model_out, oracle.model_space(fe.host))
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 del pol, fe
@@ -92,9 +102,31 @@ def main(argv=None):
           "ratio | GPU GB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        eager = (f"{r['eager_bf16_p50']:.1f} | {r['ratio_vs_eager']:.1f}x" if "eager_bf16_p50" in r else "- | -")
         print(f"| Pi0 | {r['hardware']} | {r['views']} | {r['horizon']} "
-              f"| {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | {r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {r['eager_bf16_p50']:.1f} | {r['ratio_vs_eager']:.1f}x "
+              f"| {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | {r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {eager} "
               f"| {r['gpu_mem_gb']:.1f} |")
+    if args.ab_splitk:
+        print("\n| cell | views | horizon | replay P50 ms, split-K o/down (rounds) | cuBLASLt o/down (rounds) | ratio |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            a, b = r["ab_splitk_ms"], r["ab_cublas_ms"]
+            print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {' / '.join(f'{x:.3f}' for x in a)} | "
+                  f"{' / '.join(f'{x:.3f}' for x in b)} | {min(a) / min(b):.3f} |")
+
+
+def ab_splitk(pol, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays, rounds=3) -> dict:
+    """Replay P50 of `pol` and of the same cell with the expert o / down on cuBLASLt, alternating `rounds` times."""
+    other = flash_rt.load_model(ckpt, config="pi0", hardware=hw, precision=precision, num_views=views,
+                                action_horizon=horizon, cache_dir=work / "cache",
+                                fused_expert_gemms=("rope_qkv", "geglu"))
+    other.predict(images, state, prompt)     # calibration and capture
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(pct(time_replays(pol.frontend, replays), 50))
+        b.append(pct(time_replays(other.frontend, replays), 50))
+    del other
+    return {"ab_splitk_ms": a, "ab_cublas_ms": b}
 
 
 if __name__ == "__main__":
