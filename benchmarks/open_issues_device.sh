@@ -17,9 +17,10 @@
 #   probe      issue 17's design question: benchmarks/persistent_probe.py -- us per dependent FP8 GEMM phase as a
 #              PDL chain of kernels vs one persistent kernel with in-kernel barriers, with and without loading the
 #              next phase's weights before the wait (~1 min). Decides whether the persistent expert layer is worth it.
-#   pi0        Pi0's latency rows for the vision-only BF16 default, the same-run A/B of its expert o / down as
-#              split-K (ninth session) vs cuBLASLt at 2 views, and its GPU tests, which also cover the eighth
-#              session's CPU-only moves of _production_context / weight_scales (~8 min)
+#   pi0        Pi0's latency rows for the vision-only BF16 default; the same-run A/B at 2 views of its expert
+#              o / down as split-K (ninth session) vs cuBLASLt and of the state pass + step 0 beside the prefix
+#              (opt-in overlap_first_step, bit-checked); its GPU tests (overlap bit-identity included), which also
+#              cover the eighth session's CPU-only moves of _production_context / weight_scales (~8 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ stage() {
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 240 python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper \
            --baseline-runs 3 --out "$OUT"
-         timeout 180 python3 benchmarks/pi0_latency.py --views 2 --horizons 50 --hardware hopper --ab-splitk \
+         timeout 180 python3 benchmarks/pi0_latency.py --views 2 --horizons 50 --hardware hopper --ab cublas-od overlap \
            --baseline-runs 0 --out "$OUT/ab"
          timeout 300 python3 -m pytest -m gpu test/gpu/test_pi0_gpu.py -q -rA ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets floor probe pi0)" >&2; return 2 ;;

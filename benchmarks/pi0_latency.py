@@ -3,10 +3,12 @@ replay (CUDA events) and end-to-end predict, and in the same run on the same car
 (`Pi0Reference` in bf16) on the same inputs: the same-run ratio. Prints one JSON line per cell and a markdown table.
 
     python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper
-    python3 benchmarks/pi0_latency.py --views 2 --ab-splitk --baseline-runs 0   # split-K o/down vs cuBLASLt, same run
+    python3 benchmarks/pi0_latency.py --views 2 --ab cublas-od overlap --baseline-runs 0   # same-run A/B
 
---ab-splitk: per cell, a second policy whose expert o / down run as cuBLASLt GEMMs (fused_expert_gemms without
-"splitk": Pi0's code before the ninth session) is timed against the default in alternating rounds, same process.
+--ab: per cell, more policies with one option changed (AB_VARIANTS), timed against the default in alternating
+rounds in the same process: `cublas-od` runs the expert o / down as cuBLASLt GEMMs (Pi0's code before the ninth
+session), `overlap` runs the state pass and flow step 0 beside the prefix. The A/B also checks that `overlap`
+gives the default's chunk bit for bit on the same inputs (it reuses the default's calibration cache).
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ def main(argv=None):
     ap.add_argument("--replays", type=int, default=200)
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--ab-splitk", action="store_true",
-                    help="also time the expert o/down as cuBLASLt GEMMs, alternating with the default (same run)")
+    ap.add_argument("--ab", nargs="+", default=[], choices=sorted(AB_VARIANTS),
+                    help="also time these option variants, alternating with the default (same run)")
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
     out = Path(args.out)
@@ -82,9 +84,9 @@ def main(argv=None):
                            replay_p50=pct(rep, 50), replay_p99=pct(rep, 99), e2e_p50=pct(e2e, 50),
                            e2e_p99=pct(e2e, 99), load_s=t_load, first_predict_s=t_first,
                            gpu_mem_gb=torch.cuda.max_memory_allocated() / 2**30)
-                if args.ab_splitk:
-                    row.update(ab_splitk(pol, ckpt, hw, args.precision, v, h, work, images, state, prompt,
-                                         args.replays))
+                if args.ab:
+                    row["ab"] = ab_rounds(pol, args.ab, ckpt, hw, args.precision, v, h, work, images, state,
+                                          prompt, args.replays)
                 if args.baseline_runs:
                     if oracle is None:
                         oracle = Pi0Oracle(fe.source, fe.cfg, device="cuda", dtype=torch.bfloat16)
@@ -106,27 +108,38 @@ def main(argv=None):
         print(f"| Pi0 | {r['hardware']} | {r['views']} | {r['horizon']} "
               f"| {r['replay_p50']:.2f} / {r['replay_p99']:.2f} | {r['e2e_p50']:.2f} / {r['e2e_p99']:.2f} | {eager} "
               f"| {r['gpu_mem_gb']:.1f} |")
-    if args.ab_splitk:
-        print("\n| cell | views | horizon | replay P50 ms, split-K o/down (rounds) | cuBLASLt o/down (rounds) | ratio |")
-        print("|---|---|---|---|---|---|")
+    if args.ab:
+        print("\n| cell | views | horizon | variant | replay P50 ms per round | min / default's min | chunk = default's |")
+        print("|---|---|---|---|---|---|---|")
         for r in results:
-            a, b = r["ab_splitk_ms"], r["ab_cublas_ms"]
-            print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {' / '.join(f'{x:.3f}' for x in a)} | "
-                  f"{' / '.join(f'{x:.3f}' for x in b)} | {min(a) / min(b):.3f} |")
+            base = min(r["ab"]["default"]["ms"])
+            for name, x in r["ab"].items():
+                print(f"| {r['hardware']} | {r['views']} | {r['horizon']} | {name} | "
+                      f"{' / '.join(f'{t:.3f}' for t in x['ms'])} | {min(x['ms']) / base:.3f} | "
+                      f"{x.get('same_bits', '-')} |")
 
 
-def ab_splitk(pol, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays, rounds=3) -> dict:
-    """Replay P50 of `pol` and of the same cell with the expert o / down on cuBLASLt, alternating `rounds` times."""
-    other = flash_rt.load_model(ckpt, config="pi0", hardware=hw, precision=precision, num_views=views,
-                                action_horizon=horizon, cache_dir=work / "cache",
-                                fused_expert_gemms=("rope_qkv", "geglu"))
-    other.predict(images, state, prompt)     # calibration and capture
-    a, b = [], []
+AB_VARIANTS = {"cublas-od": {"fused_expert_gemms": ("rope_qkv", "geglu")}, "overlap": {"overlap_first_step": True}}
+
+
+def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays,
+              rounds=3) -> dict:
+    """{variant: {"ms": replay P50 per round[, "same_bits": chunk equal to the default's]}}, rounds alternating."""
+    rng = np.random.default_rng(11)
+    noise = rng.standard_normal((horizon, pol.frontend.cfg.action_dim)).astype(np.float32)
+    want = pol.predict(images, state, prompt, noise).copy()
+    pols, out = {"default": pol}, {"default": {"ms": []}}
+    for name in names:
+        p = flash_rt.load_model(ckpt, config="pi0", hardware=hw, precision=precision, num_views=views,
+                                action_horizon=horizon, cache_dir=work / "cache", **AB_VARIANTS[name])
+        got = p.predict(images, state, prompt, noise)   # the default's calibration cache: the same scales
+        pols[name], out[name] = p, {"ms": []}
+        if name == "overlap":   # the same kernels on the same buffers: must be the same bits
+            out[name]["same_bits"] = bool(np.array_equal(got, want))
     for _ in range(rounds):
-        a.append(pct(time_replays(pol.frontend, replays), 50))
-        b.append(pct(time_replays(other.frontend, replays), 50))
-    del other
-    return {"ab_splitk_ms": a, "ab_cublas_ms": b}
+        for name, p in pols.items():
+            out[name]["ms"].append(pct(time_replays(p.frontend, replays), 50))
+    return out
 
 
 if __name__ == "__main__":

@@ -70,3 +70,24 @@ def test_pi0_capture_and_memory_stable_over_100_replays(tiny_pi0, tmp_path, pi0_
     assert torch.cuda.memory_allocated() == before
     assert pol.frontend.graph is g and np.isfinite(out).all()
     assert np.abs(out - first).max() > 1e-4      # the state moved the actions (it is an input of the graph)
+
+
+def test_pi0_state_pass_and_step0_beside_the_prefix_are_bit_identical(tiny_pi0, tmp_path, pi0_cell):
+    """overlap_first_step (opt-in for Pi0): the state pass and flow step 0 on a second stream beside the prefix give
+    the bits of the serial schedule (no atomics on the path: any difference is a kernel that read before its producer
+    finished, or the two streams sharing a buffer). The second policy reuses the first's calibration cache."""
+    outs = {}
+    for overlap in (False, True):
+        pol = flash_rt.load_model(tiny_pi0, config="pi0", hardware=pi0_cell, cache_dir=tmp_path,
+                                  overlap_first_step=overlap)
+        rng = np.random.default_rng(5)
+        chunks = []
+        for _ in range(4):
+            images, state, prompt, noise = random_observation(rng, pol.num_views, TINY_STATE_DIM, pol.action_horizon)
+            chunks.append(pol.predict(images, state, prompt, noise).copy())
+        assert pol.frontend.graph is not None and pol.frontend.overlap_first_step is overlap
+        outs[overlap] = np.stack(chunks)
+        del pol
+        torch.cuda.empty_cache()
+    assert np.isfinite(outs[False]).all()
+    assert np.array_equal(outs[False], outs[True]), f"max |diff| {np.abs(outs[False] - outs[True]).max()}"

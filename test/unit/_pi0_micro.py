@@ -38,11 +38,12 @@ def cpu_policy(micro_ckpt):
 
 
 def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2, tuning=None,
-                 fused=kernels):
+                 fused=kernels, overlap=None, chunks=None):
     """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
     GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
     blocks of `blocks` in BF16. tuning: the cell's table, or an override (tiles the micro shapes fit); fused: the
-    fused-GEMM kernels the production context calls."""
+    fused-GEMM kernels the production context calls; overlap: the forward's overlap argument (production only);
+    chunks: a list the model-space chunks are appended to."""
     tuning = tuning or cell.tuning
     cfg = cpu_policy.config
     w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
@@ -72,8 +73,10 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
                            transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
         else:
             q = Bf16Context(w)
-        cuda_forward.forward(w, b, d, attn, q)
+        cuda_forward.forward(w, b, d, attn, q, overlap)
         got = b["x_t"].numpy()
+        if chunks is not None:
+            chunks.append(got.copy())
         assert np.isfinite(got).all()
         worst = min(worst, cosine64(got, want))
     return worst, w

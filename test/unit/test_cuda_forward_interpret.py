@@ -90,7 +90,31 @@ else:
         assert got["modulation"] == (2 * cfg.layers + 1) * 3 * D * 4
         assert got["total"] == sum(v for k, v in got.items() if k != "total")
 
-    def check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations, frozen=None):
+    def test_step_0_beside_the_prefix_computes_the_same_chunk(micro_ckpt, cpu_policy, monkeypatch):
+        """overlap_first_step's schedule (beside_prefix): the same kernels on the same buffers in another order, so
+        the same bits. Streams and events cannot exist on the CPU: stand-ins, and the streams' contexts no-ops;
+        what is checked is that the interleaved schedule runs every layer of step 0 in dependency order (the GPU
+        suite checks two real streams: test/gpu/test_pi05_gpu.py)."""
+        import contextlib
+
+        class Stand:
+            def record(self, stream=None):
+                pass
+
+            def wait_event(self, event):
+                pass
+
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        runs = {}
+        for name, overlap in (("serial", None), ("overlap", (Stand(), [Stand() for _ in range(MICRO.layers + 2)]))):
+            runs[name] = []
+            check_forward(micro_ckpt, cpu_policy, "hopper", "fp8", 0.995, observations=1, overlap=overlap,
+                          chunks=runs[name])
+        assert (runs["serial"][0] == runs["overlap"][0]).all()
+
+    def check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations, frozen=None, overlap=None,
+                      chunks=None):
         cell, cfg = CELLS[hardware], cpu_policy.config
         rtc = frozen is not None
         w, ws, _, mods, dt = unpack_weights(build_weights(micro_ckpt, cfg, precision, "cpu"), cfg, precision, "cpu")
@@ -131,8 +155,10 @@ else:
                 assert q.fused_flow_boundary
             else:
                 q = Bf16Context(w)
-            cuda_forward.forward(w, b, d, attn, q, None)
+            cuda_forward.forward(w, b, d, attn, q, overlap)
             got = b["x_t"].numpy()
+            if chunks is not None:
+                chunks.append(got.copy())
             assert np.isfinite(got).all()
             if rtc:   # W = 1 rows are the model-space prefix exactly (1 * target + 0 * x at t = 0), fused or not
                 np.testing.assert_array_equal(got[:frozen], h.rtc.target[:frozen])

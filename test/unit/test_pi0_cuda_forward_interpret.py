@@ -60,6 +60,33 @@ else:
         print(f"pi0 hopper fp8, split-K o/down: worst cos {worst:.6f}")
         assert worst >= 0.995, worst
 
+    def test_the_state_pass_and_step_0_beside_the_prefix_compute_the_same_chunk(micro_ckpt, cpu_policy, monkeypatch):
+        """overlap_first_step's schedule (prefix_with_state_and_first_step): the same kernels on the same buffers in
+        another order, so the same bits. Streams and events cannot exist on the CPU, so here they are stand-ins and
+        the streams' contexts no-ops: what is checked is that the interleaved schedule runs every layer of the
+        state pass and of flow step 0 in dependency order (a wrong order reads K/V rows not yet written); the GPU
+        suite checks the two real streams (test/gpu/test_pi0_gpu.py)."""
+        import contextlib
+        import torch
+
+        class Stand:   # a stream and an event: records and waits are what the schedule issues, and nothing more
+            def record(self, stream=None):
+                pass
+
+            def wait_event(self, event):
+                pass
+
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        cell, cfg = CELLS["hopper"], cpu_policy.config
+        runs = {}
+        for name, overlap in (("serial", None), ("overlap", (Stand(), [Stand() for _ in range(cfg.layers + 2)]))):
+            runs[name] = []
+            worst, _ = worst_cosine(micro_ckpt, cpu_policy, cell, "fp8", DEFAULT_BF16_BLOCKS, n_obs=1,
+                                    overlap=overlap, chunks=runs[name])
+            assert worst >= 0.995, (name, worst)
+        assert (runs["serial"][0] == runs["overlap"][0]).all()
+
     def test_the_state_row_does_not_see_the_actions(micro_ckpt, cpu_policy):
         """The state site's bias: prefix padding, 0 for itself, masked over the action rows and the tail."""
         cfg = cpu_policy.config

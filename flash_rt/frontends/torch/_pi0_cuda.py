@@ -131,7 +131,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
     validate_shapes = staticmethod(validate_shapes)
     normalization = "zscore"
 
-    def __init__(self, checkpoint, *, overlap_first_step: bool | None = None, bf16_blocks=None, **kw):
+    def __init__(self, checkpoint, *, bf16_blocks=None, **kw):
         """bf16_blocks: the blocks ("vision", "prefix", "expert") that the fp8 build keeps in BF16; None = the default
         ("vision",), () = all FP8. Why (measured): models/pi0/precision.py."""
         blocks = DEFAULT_BF16_BLOCKS if bf16_blocks is None else tuple(bf16_blocks)
@@ -143,10 +143,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             raise InputError(f"bf16_blocks={blocks}: every block in BF16 is the bf16 build; pass precision='bf16'")
         if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
             raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
-        if overlap_first_step:
-            raise ValueError("overlap_first_step: Pi0's cells run the flow steps after the prefix and the state "
-                             "pass; leave it unset")
-        super().__init__(checkpoint, overlap_first_step=False, **kw)
+        super().__init__(checkpoint, **kw)
 
     def _device_bytes_needed(self) -> int:
         """The base's estimate (GEMM weights 1 byte in fp8) plus 1 byte per GEMM weight of the bf16 blocks."""
@@ -198,7 +195,9 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.b = b
         self.attn = TritonAttnBackend(pi0_attention_spec(c, d, state_keys(d)), dev, self.tuning,
                                       self.attention_tiles)
-        self._overlap = None
+        # the state pass and flow step 0 beside the prefix (models/pi0/cuda_forward.prefix_with_state_and_first_step)
+        self._overlap = ((torch.cuda.Stream(dev), [torch.cuda.Event() for _ in range(c.layers + 2)])
+                         if self.overlap_first_step else None)
         self._production_context(d, b, h, dev, flow_boundary=False, bf16_sites=self.bf16_blocks)
 
     def _upload(self) -> None:

@@ -1,8 +1,9 @@
 """Pi0TorchFrontendHopper: Pi0 on H100 / H200 (sm90), FP8 weights + activations, one CUDA graph per forward.
 
 A thin cell on the shared Pi0 GPU frontend (_pi0_cuda.py), with Pi0.5's measured Hopper defaults where the
-computation is the same (the prefix: fast accumulation for the gate+up GEMMs, the transposed down GEMM); flow step 0
-beside the prefix is Pi0.5's schedule and is not used here (Pi0's flow steps wait for the state pass).
+computation is the same (the prefix: fast accumulation for the gate+up GEMMs, the transposed down GEMM). The state
+pass and flow step 0 beside the prefix (overlap_first_step=True, Pi0.5's Hopper schedule plus the state pass) are
+opt-in until a same-run A/B on a GPU measures them (`benchmarks/pi0_latency.py --ab`).
 """
 from flash_rt.frontends.torch._pi0_cuda import Pi0CudaFrontend
 from flash_rt.hardware.hopper.tuning import TUNING

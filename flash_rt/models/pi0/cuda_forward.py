@@ -19,6 +19,9 @@ FP8 GEMM writes fp32 partials [split_k, rows, W] that the next add_rms_norm sums
 breaking the PDL chain twice a layer; on Pi0.5's expert o 3.01 vs 4.79 us and down 3.87 vs 6.14 us a call on an H100,
 hardware/hopper/tuning.py); the twins and sites the split-K tiles do not cover return the [rows, W] output.
 
+With `overlap` (the cells' overlap_first_step option) the state pass and flow step 0 run on a second stream beside
+the prefix, layer by layer (prefix_with_state_and_first_step), as Pi0.5's step 0 does on Hopper.
+
 Expert FP8 activation scales are per flow step (`ex.{step}.{layer}.*`), as Pi0.5's; the state pass has its own
 (`st.{layer}.*`). Cache rows per layer: [0, P) prefix, P the state token, [P + 1, P + 1 + H) the actions.
 """
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from flash_rt.kernels.triton import add_rms_norm, linear_flow_update, rms_norm
-from flash_rt.models.pi05.cuda_forward import embed_prompt, prefix_forward, vision_forward
+from flash_rt.models.pi05.cuda_forward import beside_prefix, embed_prompt, prefix_forward, vision_forward
 from flash_rt.models.pi05.cuda_forward import quant_sites as pi05_quant_sites
 
 LAYER_SITES = ("norm1", "attn", "norm2", "geglu")
@@ -71,39 +74,90 @@ def _expert_layer(w, b, d, attn, q, i, site, rows, down, pos, row0, keys, bias, 
     return q.linear_partials(ab, site + "geglu", f"ex.{i}.down_w", rows["down"], rows["down_parts"])
 
 
-def state_forward(w, b, d, attn, q) -> None:
-    P, st = d.prefix_len, b["st"]
-    torch.addmm(w["state_b"], b["state"][None], w["state_w"], out=st["x"])
+def state_begin(w, b, d) -> None:
+    """The state token's input row (state_proj) and its key bias (the prefix's padding, then itself)."""
+    P = d.prefix_len
+    torch.addmm(w["state_b"], b["state"][None], w["state_w"], out=b["st"]["x"])
     b["st_bias"][:P + 1].copy_(b["dec_bias"][:P + 1])       # the prefix's padding; row P (itself) is always 0
-    keys = b["st_bias"].shape[0]
+
+
+def state_layer(w, b, d, attn, q, i, down):
+    """Layer i of the state pass (its K/V into cache row P); returns its MLP output (None after the last layer)."""
+    return _expert_layer(w, b, d, attn, q, i, f"st.{i}.", b["st"], down, b["suffix_pos"][:1], d.prefix_len,
+                         b["st_bias"].shape[0], b["st_bias"], "state", last=i == d.layers - 1)
+
+
+def state_forward(w, b, d, attn, q) -> None:
+    state_begin(w, b, d)
     down = None
     for i in range(d.layers):
-        down = _expert_layer(w, b, d, attn, q, i, f"st.{i}.", st, down, b["suffix_pos"][:1], P, keys,
-                             b["st_bias"], "state", last=i == d.layers - 1)
+        down = state_layer(w, b, d, attn, q, i, down)
 
 
-def action_step(w, b, d, attn, q, s: int) -> None:
-    P, ac = d.prefix_len, b["ac"]
+def action_begin(w, b, d, s: int) -> None:
+    """Flow step s's input rows: action_time_mlp_out(swish(action_in_proj(x_t) @ at_a + time_rows[s]))."""
+    ac = b["ac"]
     torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=ac["emb"])
     torch.mm(ac["emb"], w["at_a_w"], out=ac["hid"])
     ac["hid"].add_(w["time_rows"][s])
     F.silu(ac["hid"], inplace=True)
     torch.addmm(w["at_out_b"], ac["hid"], w["at_out_w"], out=ac["x"])
-    down = None
-    for i in range(d.layers):
-        down = _expert_layer(w, b, d, attn, q, i, f"ex.{s}.{i}.", ac, down, b["suffix_pos"][1:], P + 1, d.kv_len,
-                             b["dec_bias"], "decoder")
+
+
+def action_layer(w, b, d, attn, q, s: int, i: int, down):
+    """Expert layer i of flow step s over the action rows (K/V into cache rows P + 1 ..)."""
+    return _expert_layer(w, b, d, attn, q, i, f"ex.{s}.{i}.", b["ac"], down, b["suffix_pos"][1:], d.prefix_len + 1,
+                         d.kv_len, b["dec_bias"], "decoder")
+
+
+def action_end(w, b, d, down) -> None:
+    """The final norm, action_out_proj and the Euler step of x_t."""
+    ac = b["ac"]
     add_rms_norm(ac["x"], down, w["ex_final_norm"], d.rms_eps, out=ac["hf"])
     linear_flow_update(b["x_t"], ac["hf"], w["action_out_w"], w["action_out_b"], d.dt, ws=b["flow_ws"])
 
 
+def action_step(w, b, d, attn, q, s: int) -> None:
+    action_begin(w, b, d, s)
+    down = None
+    for i in range(d.layers):
+        down = action_layer(w, b, d, attn, q, s, i, down)
+    action_end(w, b, d, down)
+
+
+def prefix_with_state_and_first_step(w, b, d, attn, q, side, events) -> None:
+    """The prefix on the current stream, and beside it on `side` (pi05's beside_prefix), layer by layer, the state
+    pass and flow step 0: state layer i needs only prefix layer i's K/V, action layer i those and the state's row of
+    layer i, so both run while prefix layer i+1 computes. The state pass is latency-bound at one row and would
+    otherwise run alone on the GPU for 18 layers. Nothing written is shared: the prefix writes its own rows and
+    cache rows [0, P), the side the "st" / "ac" rows (each with its own split-K partials) and cache rows P..; the
+    attention sites keep their workspaces apart."""
+    down = {"st": None, "ac": None}
+
+    def begin():
+        state_begin(w, b, d)
+        action_begin(w, b, d, 0)
+
+    def layer(i):
+        down["st"] = state_layer(w, b, d, attn, q, i, down["st"])
+        down["ac"] = action_layer(w, b, d, attn, q, 0, i, down["ac"])
+
+    beside_prefix(w, b, d, attn, q, side, events, begin=begin, layer=layer,
+                  end=lambda: action_end(w, b, d, down["ac"]))
+
+
 def forward(w, b, d, attn, q, overlap=None):
     """Observation buffers (+ the model-space state in b["state"]) -> model-space action chunk in b["x_t"].
-    overlap: accepted for the shared GPU frontend's call and unused (Pi0's cells run the steps after the prefix)."""
+    overlap: None, or (side stream, L + 2 events) to run the state pass and flow step 0 beside the prefix
+    (prefix_with_state_and_first_step); the same kernels on the same buffers, so the same bits."""
     b["x_t"].copy_(b["noise"])
     vision_forward(w, b, d, attn, q)
     embed_prompt(w, b, d)
-    prefix_forward(w, b, d, attn, q)
-    state_forward(w, b, d, attn, q)
-    for s in range(d.num_steps):
+    if overlap is None:
+        prefix_forward(w, b, d, attn, q)
+        state_forward(w, b, d, attn, q)
+        action_step(w, b, d, attn, q, 0)
+    else:
+        prefix_with_state_and_first_step(w, b, d, attn, q, *overlap)
+    for s in range(1, d.num_steps):
         action_step(w, b, d, attn, q, s)

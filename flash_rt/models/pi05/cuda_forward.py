@@ -227,30 +227,44 @@ def expert_step(w, b, d, attn, q, s: int):
     step_boundary(w, b, d, q, s, down)
 
 
-def prefix_with_first_step(w, b, d, attn, q, side, events):
-    """The prefix on the current stream and flow step 0 of the expert on `side`, layer by layer: expert layer i
-    needs only prefix layer i's K/V (and the prompt's positions / key bias), so it can run while prefix layer
-    i+1 computes. The two share no written buffer: the expert writes its own K/V rows P:P+S of each cache
-    layer, the prefix rows :P. `events` are L + 2 preallocated CUDA events (fork, one per layer, join).
+def beside_prefix(w, b, d, attn, q, side, events, begin, layer, end) -> None:
+    """The prefix on the current stream and, on `side`: begin(), then layer(i) as soon as prefix layer i's K/V are in
+    the cache (while prefix layer i+1 computes), then end(). `events` are L + 2 preallocated CUDA events (fork, one
+    per layer, join). The side's work must share no written buffer with the prefix's (it writes its own rows and
+    cache rows from d.prefix_len on; the prefix writes rows :P). Pi0.5's step 0 (prefix_with_first_step) and Pi0's
+    state pass + step 0 (models/pi0/cuda_forward.py) are scheduled by it.
     Not for the calibration twin, whose dequantization scratch is shared by all its GEMMs."""
     main = torch.cuda.current_stream()
     events[0].record(main)
     side.wait_event(events[0])
     with torch.cuda.stream(side):
-        expert_begin(w, b, d, q, 0)
-    down = [None]
+        begin()
 
     def after_kv(i):
         events[i + 1].record(main)
         side.wait_event(events[i + 1])
         with torch.cuda.stream(side):
-            down[0] = expert_layer(w, b, d, attn, q, 0, i, down[0])
+            layer(i)
 
     prefix_forward(w, b, d, attn, q, after_kv=after_kv)
     with torch.cuda.stream(side):
-        step_boundary(w, b, d, q, 0, down[0])
+        end()
         events[-1].record(side)
     main.wait_event(events[-1])
+
+
+def prefix_with_first_step(w, b, d, attn, q, side, events):
+    """The prefix on the current stream and flow step 0 of the expert on `side`, layer by layer (beside_prefix):
+    expert layer i needs only prefix layer i's K/V (and the prompt's positions / key bias), so it can run while
+    prefix layer i+1 computes. The two share no written buffer: the expert writes its own K/V rows P:P+S of each
+    cache layer, the prefix rows :P."""
+    down = [None]
+
+    def layer(i):
+        down[0] = expert_layer(w, b, d, attn, q, 0, i, down[0])
+
+    beside_prefix(w, b, d, attn, q, side, events, begin=lambda: expert_begin(w, b, d, q, 0), layer=layer,
+                  end=lambda: step_boundary(w, b, d, q, 0, down[0]))
 
 
 def forward(w, b, d, attn, q, overlap=None):
