@@ -91,3 +91,20 @@ def test_pi0_state_pass_and_step0_beside_the_prefix_are_bit_identical(tiny_pi0, 
         torch.cuda.empty_cache()
     assert np.isfinite(outs[False]).all()
     assert np.array_equal(outs[False], outs[True]), f"max |diff| {np.abs(outs[False] - outs[True]).max()}"
+
+
+def test_pi0_fp8_rtc_matches_the_constrained_reference(tiny_pi0, tmp_path, pi0_cell):
+    """Real-time chunking on Pi0's GPU cells (the blend after each flow step, models/pi0/cuda_forward.action_end):
+    8 constrained chunks in a row against Pi0's FP32 reference under the same constraint, the frozen rows equal to
+    the prefix, no recapture when the prefix changes."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_pi05_rtc_gpu import rtc_run   # the same constrained-chunk loop as Pi0.5's
+    pol = flash_rt.load_model(tiny_pi0, config="pi0", hardware=pi0_cell, cache_dir=tmp_path,
+                              realtime_chunking=True, action_delta_mask=[2, -1])
+    cos, frozen = rtc_run(pol, pol.frontend.reference_oracle("cuda"), seed=40, n=8, executed=3, frozen=2)
+    g = pol.frontend.graph
+    print(f"pi0 tiny fp8 rtc {pi0_cell}: worst cos {cos:.6f}, worst |frozen - prefix| {frozen:.2e}")
+    assert cos >= 0.995 and frozen <= 1e-5
+    assert g is not None and pol.frontend.graph is g

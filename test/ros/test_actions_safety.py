@@ -362,10 +362,12 @@ def _leading_equal_rows(prev, prev_stamp, nxt, nxt_stamp, dt) -> int:
     return n
 
 
-@pytest.mark.parametrize("rtc", [False, True])
-def test_realtime_chunking_switch_freezes_the_executing_rows(rig, tiny_openpi, rtc):
-    r = rig(tiny_openpi, [CPU_YAML], {"realtime_chunking": rtc, "noise_seed": -1}, TINY_JOINTS,
-            np.zeros(8)).start()
+@pytest.mark.parametrize("model, rtc", [("pi05", False), ("pi05", True), ("pi0", True)])
+def test_realtime_chunking_switch_freezes_the_executing_rows(request, rig, model, rtc):
+    """Pi0 too (config/pi0_cpu.yaml): its cells take realtime_chunking since the ninth session."""
+    ckpt, yaml = ((request.getfixturevalue("tiny_openpi"), CPU_YAML) if model == "pi05" else
+                  (request.getfixturevalue("tiny_pi0"), REPO / "config" / "pi0_cpu.yaml"))
+    r = rig(ckpt, [yaml], {"realtime_chunking": rtc, "noise_seed": -1}, TINY_JOINTS, np.zeros(8)).start()
     assert r.node.policy.realtime_chunking is rtc
     r.run(chunks=8)
     cs = r.chunks[-7:]

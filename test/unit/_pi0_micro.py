@@ -37,23 +37,36 @@ def cpu_policy(micro_ckpt):
     return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
 
 
+@pytest.fixture(scope="module")
+def rtc_cpu_policy(micro_ckpt):
+    """The exact CPU cell with real-time chunking (and a delta mask, so the prefix's way to model space is real)."""
+    return flash_rt.load_model(micro_ckpt, config="pi0", hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps,
+                               realtime_chunking=True, action_delta_mask=[3, -1])
+
+
 def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2, tuning=None,
-                 fused=kernels, overlap=None, chunks=None):
+                 fused=kernels, overlap=None, chunks=None, frozen=None):
     """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
     GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
     blocks of `blocks` in BF16. tuning: the cell's table, or an override (tiles the micro shapes fit); fused: the
     fused-GEMM kernels the production context calls; overlap: the forward's overlap argument (production only);
-    chunks: a list the model-space chunks are appended to."""
+    chunks: a list the model-space chunks are appended to; frozen: real-time chunking (cpu_policy loaded with it):
+    each observation follows a chunk whose rows 2.. (+ 0.05) are the prefix, `frozen` rows of it fixed, and the
+    GPU chunk's frozen rows must be the model-space prefix exactly."""
     tuning = tuning or cell.tuning
     cfg = cpu_policy.config
     w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
-    d = pi0_gpu_dims(cfg, VIEWS)
+    rtc = frozen is not None
+    d = pi0_gpu_dims(cfg, VIEWS, realtime_chunking=rtc)
     b = device_buffers(cfg, d, tuning.split_k, "cpu")
     h = cpu_policy.frontend.host
     state = np.zeros(cfg.state_dim, np.float32)
     b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
              token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
              noise=torch.from_numpy(h.noise), state=torch.from_numpy(state))
+    if rtc:
+        b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
+                 rtc_target=torch.from_numpy(h.rtc.target))
     attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", tuning)
     scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
     scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
@@ -61,7 +74,14 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
     worst = 1.0
     for _ in range(n_obs):
         images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
+        if rtc:   # a previous chunk of this policy as the prefix (output units), then the constrained step
+            cpu_policy.write_action_prefix(None, 0)
+            prev = cpu_policy.predict(images, st, prompt, noise)
+            cpu_policy.write_action_prefix(prev[2:] + 0.05, frozen)
+            images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
         cpu_policy.predict(images, st, prompt, noise)        # fills the host buffers b reads
+        if rtc:
+            assert h.rtc.w[:frozen].tolist() == [1.0] * frozen and 0 < h.rtc.w[frozen] < 1
         h.write_model_state(state)
         want = h.model_out.copy()
         if precision == "fp8":
@@ -75,6 +95,8 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
             q = Bf16Context(w)
         cuda_forward.forward(w, b, d, attn, q, overlap)
         got = b["x_t"].numpy()
+        if rtc:   # W = 1 rows are the model-space prefix exactly (1 * target + 0 * x at t = 0)
+            np.testing.assert_array_equal(got[:frozen], h.rtc.target[:frozen])
         if chunks is not None:
             chunks.append(got.copy())
         assert np.isfinite(got).all()

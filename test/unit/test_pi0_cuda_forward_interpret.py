@@ -20,7 +20,7 @@ else:
     from flash_rt.frontends.torch.pi0_thor import Pi0TorchFrontendThor
     from flash_rt.models.pi0.precision import DEFAULT_BF16_BLOCKS
 
-    from _pi0_micro import VIEWS, cpu_policy, micro_ckpt, worst_cosine  # noqa: F401 (fixtures)
+    from _pi0_micro import VIEWS, cpu_policy, micro_ckpt, rtc_cpu_policy, worst_cosine  # noqa: F401 (fixtures)
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
     CELLS = {c.hardware: c for c in (Pi0TorchFrontendHopper, Pi0TorchFrontendThor, Pi0TorchFrontendRtx)}
@@ -32,6 +32,15 @@ else:
         worst, _ = worst_cosine(micro_ckpt, cpu_policy, CELLS[hardware], precision, DEFAULT_BF16_BLOCKS)
         print(f"pi0 {hardware} {precision}: worst cos {worst:.6f}")
         assert worst >= bar, (hardware, precision, worst)
+
+    @pytest.mark.parametrize("precision, bar", [("bf16", 0.999), ("fp8", 0.995)])
+    def test_pi0_gpu_forward_with_realtime_chunking(micro_ckpt, rtc_cpu_policy, precision, bar):
+        """The inpainting blend after every flow step's update (action_end): frozen rows exactly the model-space
+        prefix, the chunk as the exact CPU cell samples it under the same constraint."""
+        worst, _ = worst_cosine(micro_ckpt, rtc_cpu_policy, CELLS["hopper"], precision, DEFAULT_BF16_BLOCKS, n_obs=1,
+                                frozen=3)
+        print(f"pi0 hopper {precision} rtc: worst cos {worst:.6f}")
+        assert worst >= bar, (precision, worst)
 
     def test_the_expert_o_and_down_run_as_split_k_partials(micro_ckpt, cpu_policy):
         """Pi0's expert o / down through the Triton split-K GEMM (as Pi0.5's; they were cuBLASLt GEMMs breaking the

@@ -82,9 +82,9 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     return w, ws, store, dt
 
 
-def pi0_gpu_dims(cfg, num_views: int) -> Pi05Dims:
+def pi0_gpu_dims(cfg, num_views: int, realtime_chunking: bool = False) -> Pi05Dims:
     times, dt = flow_schedule(cfg.num_steps)
-    d = Pi05Dims.of(cfg, num_views, len(times), dt, align=16)
+    d = Pi05Dims.of(cfg, num_views, len(times), dt, align=16, realtime_chunking=realtime_chunking)
     import dataclasses
     return dataclasses.replace(d, kv_len=round_up(d.prefix_len + 1 + d.horizon, 16))
 
@@ -141,8 +141,6 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             raise InputError(str(e)) from None
         if len(self.bf16_blocks.blocks) == len(BLOCKS) and kw.get("precision", "fp8") == "fp8":
             raise InputError(f"bf16_blocks={blocks}: every block in BF16 is the bf16 build; pass precision='bf16'")
-        if kw.get("realtime_chunking"):   # a Pi0.5 option where main has it: Pi0's forward has no inpainting
-            raise ValueError("realtime_chunking is not implemented for Pi0's cells; leave it off")
         super().__init__(checkpoint, **kw)
 
     def _device_bytes_needed(self) -> int:
@@ -180,7 +178,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         return f"{self.precision}, {status}"
 
     def dims(self) -> Pi05Dims:
-        return pi0_gpu_dims(self.cfg, self.num_views)
+        return pi0_gpu_dims(self.cfg, self.num_views, self.realtime_chunking)
 
     def _alloc_buffers(self) -> None:
         from flash_rt.runtime.attention import TritonAttnBackend
@@ -191,6 +189,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         self.state = self.pinned.alloc((c.state_dim,), np.float32)     # model-space state, written each step
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise, "state": self.state}
+        if h.rtc is not None:   # real-time chunking: weights and model-space prefix, written by the host per tick
+            inputs.update(rtc_w=h.rtc.w, rtc_w1=h.rtc.w1, rtc_target=h.rtc.target)
         self._bind_host_inputs(inputs, b, dev)
         self.b = b
         self.attn = TritonAttnBackend(pi0_attention_spec(c, d, state_keys(d)), dev, self.tuning,

@@ -48,11 +48,13 @@ class Pi0TorchFrontendCpu(StepFlow):
                  num_steps: int | None = None, tokenizer=None, norm_stats=None, asset_id: str | None = None,
                  action_dim: int | None = None, state_dim: int | None = None, max_token_len: int | None = None,
                  image_interpolation: str = "area", seed: int | None = None, weight_cache: bool = True,
-                 cache_dir=None, num_threads: int | None = None, action_delta_mask=None):
+                 cache_dir=None, num_threads: int | None = None, action_delta_mask=None,
+                 realtime_chunking: bool = False):
         """weight_cache / cache_dir: accepted (loader options) and unused: the CPU cell keeps exact FP32
         weights, a cast and a transpose away from the checkpoint. num_threads: torch intra-op threads
         (process-wide), as Pi0.5's CPU cell (the ROS CPU config pins 1). action_delta_mask: as every cell's
-        (the host's output stage; docs/stable_api.md "Delta actions")."""
+        (the host's output stage; docs/stable_api.md "Delta actions"). realtime_chunking: the inpainting blend after
+        every flow step toward the prefix of write_action_prefix (models/pi05/rtc.py), as Pi0.5's cells."""
         if num_threads is not None:
             if num_threads < 1:
                 raise ValueError(f"num_threads must be >= 1, got {num_threads}")
@@ -77,7 +79,9 @@ class Pi0TorchFrontendCpu(StepFlow):
         self.num_views = 3 if num_views is None else num_views
         self.host = HostIO(self.cfg, self.num_views, io.tokenizer, io.normalizer, state_dim=io.state_dim,
                            action_dim=io.action_dim, image_interpolation=image_interpolation, seed=seed,
-                           tokenizer_error=io.tokenizer_error, action_delta_mask=io.delta_mask)
+                           tokenizer_error=io.tokenizer_error, action_delta_mask=io.delta_mask,
+                           realtime_chunking=realtime_chunking)
+        self.realtime_chunking = bool(realtime_chunking)
         self.latency = LatencyRecorder()
         self.startup.add("open", time.perf_counter() - t0, "checkpoint index, config, tokenizer, norm stats")
         with self.startup.timed("weights", "fp32 from the checkpoint"):
@@ -101,7 +105,7 @@ class Pi0TorchFrontendCpu(StepFlow):
 
     def _alloc_buffers(self) -> None:
         c, h, nv = self.cfg, self.host, self.num_views
-        self.d = d = pipeline_cpu.pi0_dims(c, nv)
+        self.d = d = pipeline_cpu.pi0_dims(c, nv, self.realtime_chunking)
         P, S, L, nimg = d.prefix_len, d.horizon, d.kv_len, d.image_tokens
         qkv, qn, W = (c.heads + 2 * c.kv_heads) * c.head_dim, c.heads * c.head_dim, c.ex_width
         z = torch.zeros
@@ -130,6 +134,9 @@ class Pi0TorchFrontendCpu(StepFlow):
             "st": expert_bufs(1), "ac": {**expert_bufs(S), "emb": z(S, W), "hid": z(S, W)},
             "v": z(S, c.action_dim),
         }
+        if h.rtc is not None:   # real-time chunking's weights and model-space prefix, shared with the host
+            self.b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
+                          rtc_target=torch.from_numpy(h.rtc.target))
         self.attn = CpuAttnBackend(pi0_attention_spec(c, d))
 
     @torch.no_grad()

@@ -19,6 +19,8 @@ FP8 GEMM writes fp32 partials [split_k, rows, W] that the next add_rms_norm sums
 breaking the PDL chain twice a layer; on Pi0.5's expert o 3.01 vs 4.79 us and down 3.87 vs 6.14 us a call on an H100,
 hardware/hopper/tuning.py); the twins and sites the split-K tiles do not cover return the [rows, W] output.
 
+With real-time chunking (d.inpaint_times) every step's update is followed by the inpainting blend (`flow_inpaint`,
+models/pi05/rtc.py), as in Pi0.5's unfused seam.
 With `overlap` (the cells' overlap_first_step option) the state pass and flow step 0 run on a second stream beside
 the prefix, layer by layer (prefix_with_state_and_first_step), as Pi0.5's step 0 does on Hopper.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from flash_rt.kernels.triton import add_rms_norm, linear_flow_update, rms_norm
+from flash_rt.kernels.triton import add_rms_norm, flow_inpaint, linear_flow_update, rms_norm
 from flash_rt.models.pi05.cuda_forward import beside_prefix, embed_prompt, prefix_forward, vision_forward
 from flash_rt.models.pi05.cuda_forward import quant_sites as pi05_quant_sites
 
@@ -110,11 +112,14 @@ def action_layer(w, b, d, attn, q, s: int, i: int, down):
                          d.kv_len, b["dec_bias"], "decoder")
 
 
-def action_end(w, b, d, down) -> None:
-    """The final norm, action_out_proj and the Euler step of x_t."""
+def action_end(w, b, d, s: int, down) -> None:
+    """The final norm, action_out_proj and the Euler step of x_t; with real-time chunking (d.inpaint_times, a
+    load-time choice) the inpainting blend at the time step s reached (models/pi05/rtc.py), as Pi0.5's unfused seam."""
     ac = b["ac"]
     add_rms_norm(ac["x"], down, w["ex_final_norm"], d.rms_eps, out=ac["hf"])
     linear_flow_update(b["x_t"], ac["hf"], w["action_out_w"], w["action_out_b"], d.dt, ws=b["flow_ws"])
+    if d.inpaint_times:
+        flow_inpaint(b["x_t"], b["noise"], b["rtc_target"], b["rtc_w"], b["rtc_w1"], d.inpaint_times[s])
 
 
 def action_step(w, b, d, attn, q, s: int) -> None:
@@ -122,7 +127,7 @@ def action_step(w, b, d, attn, q, s: int) -> None:
     down = None
     for i in range(d.layers):
         down = action_layer(w, b, d, attn, q, s, i, down)
-    action_end(w, b, d, down)
+    action_end(w, b, d, s, down)
 
 
 def prefix_with_state_and_first_step(w, b, d, attn, q, side, events) -> None:
@@ -143,7 +148,7 @@ def prefix_with_state_and_first_step(w, b, d, attn, q, side, events) -> None:
         down["ac"] = action_layer(w, b, d, attn, q, 0, i, down["ac"])
 
     beside_prefix(w, b, d, attn, q, side, events, begin=begin, layer=layer,
-                  end=lambda: action_end(w, b, d, down["ac"]))
+                  end=lambda: action_end(w, b, d, 0, down["ac"]))
 
 
 def forward(w, b, d, attn, q, overlap=None):

@@ -2,7 +2,8 @@
 
 The host IO holds the preprocessed images, masks, prompt tokens, normalized state and noise of the last step;
 `Pi0Oracle.chunk(host)` derives the model-space state with the cells' own `write_model_state`, gives the same bytes
-to `Pi0Reference` and unnormalizes like the host IO, so any difference is the engine's.
+(and, with real-time chunking, the last step's constraint) to `Pi0Reference` and unnormalizes like the host IO, so
+any difference is the engine's.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from flash_rt.models.pi0.reference import Pi0Reference
+from flash_rt.models.pi05.oracle import ReferenceOracle
 
 
 class Pi0Oracle:
@@ -24,7 +26,8 @@ class Pi0Oracle:
                                       torch.from_numpy(host.token_ids.copy())[None],
                                       torch.from_numpy(host.token_mask.copy())[None],
                                       torch.from_numpy(host.write_model_state(self.state).copy())[None],
-                                      torch.from_numpy(host.noise.copy())[None])
+                                      torch.from_numpy(host.noise.copy())[None],
+                                      inpaint=ReferenceOracle.inpaint_of(host))
         return x[0].cpu().numpy()
 
     def chunk(self, host) -> np.ndarray:

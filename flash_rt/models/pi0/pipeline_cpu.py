@@ -26,10 +26,11 @@ from flash_rt.models.pi05.flow import flow_schedule
 from flash_rt.models.pi05.pipeline_cpu import embed_prompt, prefix_forward, vision_forward
 
 
-def pi0_dims(cfg, num_views: int) -> Pi05Dims:
-    """Pi0.5's dims object with Pi0's key length: prefix + the state token + the action rows (no alignment)."""
+def pi0_dims(cfg, num_views: int, realtime_chunking: bool = False) -> Pi05Dims:
+    """Pi0.5's dims object with Pi0's key length: prefix + the state token + the action rows (no alignment);
+    realtime_chunking adds the inpainting blend's times (models/pi05/rtc.py), as for Pi0.5."""
     times, dt = flow_schedule(cfg.num_steps)
-    d = Pi05Dims.of(cfg, num_views, len(times), dt)
+    d = Pi05Dims.of(cfg, num_views, len(times), dt, realtime_chunking=realtime_chunking)
     return dataclasses.replace(d, kv_len=d.prefix_len + 1 + d.horizon)
 
 
@@ -87,6 +88,8 @@ def action_step(w, b, d, attn, s: int) -> None:
     K.rms_norm(x, w["ex_final_norm"], d.rms_eps, out=t["h"])
     torch.addmm(w["action_out_b"], t["h"], w["action_out_w"], out=b["v"])
     K.flow_update(b["x_t"], b["v"], None, b["dt"])
+    if d.inpaint_times:   # real-time chunking (load-time structure, not data): models/pi05/rtc.py
+        K.flow_inpaint(b["x_t"], b["noise"], b["rtc_target"], b["rtc_w"], b["rtc_w1"], d.inpaint_times[s])
 
 
 def forward(w, b, d, attn) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from flash_rt.models.pi0.config import ACTION_TIME_IN, ACTION_TIME_OUT, STATE_PROJ, Pi0Config
 from flash_rt.models.pi05.config import EXP
-from flash_rt.models.pi05.reference import (Pi05Reference, attention, gemma_rms_norm, make_att_2d_masks,
+from flash_rt.models.pi05.reference import (Pi05Reference, attention, euler_sample, gemma_rms_norm, make_att_2d_masks,
                                             sinusoidal_time_embedding)
 
 
@@ -65,19 +65,15 @@ class Pi0Reference(Pi05Reference):
         return self.lin(h[:, -x_t.shape[1]:], "action_out_proj").float()
 
     @torch.no_grad()
-    def sample_actions(self, images, image_masks, tokens, token_mask, state, noise, num_steps: int | None = None):
+    def sample_actions(self, images, image_masks, tokens, token_mask, state, noise, num_steps: int | None = None,
+                       inpaint=None):
         """images [B,V,3,S,S] in [-1,1]; image_masks [B,V]; tokens/token_mask [B,L]; state [B, state_dim] (model
-        space, zero-padded); noise [B,H,A] fp32. Returns the model-space action chunk [B, H, A] in fp32."""
-        num_steps = num_steps or self.cfg.num_steps
+        space, zero-padded); noise [B,H,A] fp32; inpaint: None, or real-time chunking's (weights [B,H], target
+        [B,H,A]), blended after every Euler step as in Pi0.5 (euler_sample). Returns the model-space action chunk
+        [B, H, A] in fp32."""
         dev = self.device
         emb, pad, ar = self.embed_prefix(images.to(dev), image_masks.to(dev), tokens.to(dev), token_mask.to(dev))
         cache = self.prefix_kv(emb, pad, ar)
         state = state.to(dev).float()
-        dt = torch.tensor(-1.0 / num_steps, dtype=torch.float32)
-        t = torch.tensor(1.0, dtype=torch.float32)
-        x = noise.to(dev).float()
-        while t >= -dt / 2:
-            v = self.denoise_step(cache, pad, state, x, t.expand(x.shape[0]).to(dev))
-            x = x + dt.to(dev) * v
-            t = t + dt
-        return x
+        return euler_sample(noise.to(dev), lambda x, t: self.denoise_step(cache, pad, state, x, t),
+                            num_steps or self.cfg.num_steps, inpaint)

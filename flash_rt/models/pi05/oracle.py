@@ -30,11 +30,11 @@ class ReferenceOracle:
         x = self.model.sample_actions(img[None], torch.from_numpy(host.image_mask.copy())[None],
                                       torch.from_numpy(host.token_ids.copy())[None],
                                       torch.from_numpy(host.token_mask.copy())[None],
-                                      torch.from_numpy(host.noise.copy())[None], inpaint=self._inpaint(host))
+                                      torch.from_numpy(host.noise.copy())[None], inpaint=self.inpaint_of(host))
         return x[0].cpu().numpy()
 
     @staticmethod
-    def _inpaint(host):
+    def inpaint_of(host):
         """The real-time chunking constraint of the host's last step (its model-space target and weights)."""
         if host.rtc is None or host.rtc.n == 0:
             return None

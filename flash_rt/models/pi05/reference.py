@@ -73,6 +73,31 @@ def sinusoidal_time_embedding(t: torch.Tensor, dim: int, min_period: float, max_
     return torch.cat([ang.sin(), ang.cos()], dim=1).float()
 
 
+def euler_sample(noise: torch.Tensor, velocity, num_steps: int, inpaint=None) -> torch.Tensor:
+    """openpi's sampler, as the FP32 references run it: x = noise at t = 1, then x += dt * velocity(x, t) and
+    t += dt in fp32 while t >= -dt/2. inpaint: None, or (weights [B, H], target [B, H, A]) for real-time chunking:
+    after every Euler step, at the time t it reached (exactly 0 after the last),
+    x <- W * (t * noise + (1 - t) * target) + (1 - W) * x (the blend is the identity at t = 1; models/pi05/rtc.py
+    says why this and not guidance). Shared by the Pi0.5 and Pi0 references (their velocity differs); the engine has its own kernels for it."""
+    dev = noise.device
+    dt = torch.tensor(-1.0 / num_steps, dtype=torch.float32)
+    t = torch.tensor(1.0, dtype=torch.float32)
+    x = noise.float()
+    eps = x.clone()
+    if inpaint is not None:
+        wt = inpaint[0].to(dev).float()[..., None]
+        one_minus = 1.0 - wt
+        target = inpaint[1].to(dev).float()
+    while t >= -dt / 2:
+        v = velocity(x, t.expand(x.shape[0]).to(dev))
+        x = x + dt.to(dev) * v
+        t = t + dt
+        if inpaint is not None:
+            tb = float(t) if t >= -dt / 2 else 0.0
+            x = wt * (tb * eps + (1.0 - tb) * target) + one_minus * x
+    return x
+
+
 class Pi05Reference:
     """Pi0.5 in FP32 on any torch device. `weights` maps canonical openpi key -> tensor (any float dtype).
 
@@ -193,23 +218,8 @@ class Pi05Reference:
 
         Returns the normalized (model-space) action chunk [B, H, A] in fp32.
         """
-        num_steps = num_steps or self.cfg.num_steps
         dev = self.device
         emb, pad, ar = self.embed_prefix(images.to(dev), image_masks.to(dev), tokens.to(dev), token_mask.to(dev))
         cache = self.prefix_kv(emb, pad, ar)
-        dt = torch.tensor(-1.0 / num_steps, dtype=torch.float32)
-        t = torch.tensor(1.0, dtype=torch.float32)
-        x = noise.to(dev).float()
-        eps = x.clone()
-        if inpaint is not None:
-            wt = inpaint[0].to(dev).float()[..., None]
-            one_minus = 1.0 - wt
-            target = inpaint[1].to(dev).float()
-        while t >= -dt / 2:
-            v = self.denoise_step(cache, pad, x, t.expand(x.shape[0]).to(dev))
-            x = x + dt.to(dev) * v
-            t = t + dt
-            if inpaint is not None:
-                tb = float(t) if t >= -dt / 2 else 0.0
-                x = wt * (tb * eps + (1.0 - tb) * target) + one_minus * x
-        return x
+        return euler_sample(noise.to(dev), lambda x, t: self.denoise_step(cache, pad, x, t),
+                            num_steps or self.cfg.num_steps, inpaint)
