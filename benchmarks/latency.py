@@ -93,6 +93,13 @@ VARIANTS = {
     "buckets": {"prompt_buckets": True},
     "buckets-off": {"prompt_buckets": False},
     "buckets-compact": {"prompt_buckets": True, "prompt_bucket_layout": "compact"},
+    # the opt-in fused expert MLP (gate+up, GeGLU and down's partials in one kernel; issue 17): intermediate slices
+    # of 64 (the table's; 64 programs, 64 partials for the norm), 32 (128 programs) and 128 (32 programs)
+    "fused-mlp": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp")},
+    "fused-mlp-bf32": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp"),
+                       "gemm_tiles": {"mlp": {"block_n": 32}}},
+    "fused-mlp-bf128": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp"),
+                        "gemm_tiles": {"mlp": {"block_n": 128}}},
 }
 
 
@@ -148,7 +155,7 @@ def profile_replay(fe, path):
             rows.append((e.key, e.count, dt / 1e3))
     rows.sort(key=lambda r: -r[2])
     total = sum(r[2] for r in rows)
-    lines = [f"| kernel | calls | ms | % |", "|---|---|---|---|"]
+    lines = ["| kernel | calls | ms | % |", "|---|---|---|---|"]
     lines += [f"| {k[:90]} | {c} | {t:.3f} | {100 * t / total:.1f} |" for k, c, t in rows[:30]]
     lines.append(f"| **total (sum of kernel time)** | {sum(r[1] for r in rows)} | {total:.3f} | 100 |")
     Path(path).write_text("\n".join(lines) + "\n")

@@ -111,10 +111,11 @@ def unpack_weights(flat: dict, cfg, precision: str, device, norm_weights: bool =
     return w, ws, store, mods, dt
 
 
-def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
+def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods, mlp_splits: int = 0) -> dict:
     """Every device buffer of one Pi0.5 GPU forward but the per-tick inputs (which the frontend adds, staged or
     zero-copy), allocated once. A function of the shapes alone, so the CI compile check builds the very same
-    buffers on the CPU to record the forward's kernel launches (test/unit/test_kernels_compile.py)."""
+    buffers on the CPU to record the forward's kernel launches (test/unit/test_kernels_compile.py).
+    mlp_splits: the partials of the opt-in fused expert MLP (mlp_splits_of), 0 = none (no buffer)."""
     from flash_rt.kernels.triton.misc import LinearFlowWorkspace
     nv, P, S, L, n_img = d.num_views, d.prefix_len, d.horizon, d.kv_len, d.image_tokens
     qn, kvn, sk = c.heads * c.head_dim, c.kv_heads * c.head_dim, split_k
@@ -146,12 +147,21 @@ def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
         "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
         "ex_o_parts": z(sk, S, c.ex_width, dtype=f32), "ex_down_parts": z(sk, S, c.ex_width, dtype=f32),
         "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
+        "ex_mlp_parts": z(mlp_splits, S, c.ex_width, dtype=f32) if mlp_splits else None,
     }
     # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
     b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
     # key bias: the suffix's own keys are always visible, the unused tail never
     b["dec_bias"][P + S:] = -2.3819763e38
     return b
+
+
+def mlp_splits_of(fused_ops, precision: str, tuning, ex_mlp: int) -> int:
+    """The partials the opt-in fused expert MLP writes (ex_mlp / its tiles' block_n), or 0 where it is not asked
+    for (fused_expert_gemms without "mlp", or a bf16 build)."""
+    if "mlp" not in fused_ops or precision != "fp8" or "mlp" not in tuning.gemm:
+        return 0
+    return ex_mlp // tuning.gemm["mlp"].block_n
 
 
 class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
@@ -300,7 +310,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self.d = d = self.dims()
         from flash_rt.runtime.attention import TritonAttnBackend
         self._pipeline = importlib.import_module(self.pipeline)
-        b = device_buffers(c, d, self.tuning.split_k, dev, self.mods)
+        b = device_buffers(c, d, self.tuning.split_k, dev, self.mods,
+                           mlp_splits_of(self.fused_expert_gemms, self.precision, self.tuned, c.ex_mlp))
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}
