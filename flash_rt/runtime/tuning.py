@@ -29,6 +29,8 @@ def gemm_smem_bytes(op: str, cfg: FusedGemmConfig) -> int:
     dual = {**FUSED_GEMMS, **OPT_IN_GEMMS}[op]
     extra = cfg.stages * cfg.block_n * cfg.block_n if op == "mlp" else 0
     return cfg.smem_bytes(dual) + extra
+
+
 ATTENTION_KINDS = ("decode", "prefill")
 
 
