@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.kernels.triton.fp8_quant import e4m3_range  # noqa: E402
 from flash_rt.kernels.triton.launch import launch_kw, pdl_enter, programmatic_dependent_launch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 BM, BN = 64, 16
 FP8 = torch.float8_e4m3fn
 
@@ -163,28 +165,6 @@ def reference(probe: Probe) -> torch.Tensor:
     return x
 
 
-def graph_us_per_phase(fn, phases: int, reps: int) -> float:
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        fn()
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
-        e0.record()
-        g.replay()
-        e1.record()
-        torch.cuda.synchronize()
-        ts.append(e0.elapsed_time(e1) * 1e3 / phases)
-    return sorted(ts)[len(ts) // 2]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dim", type=int, default=1024)
@@ -195,12 +175,14 @@ def main(argv=None) -> int:
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, triton {triton.__version__}; "
           f"D = {args.dim}, {args.dim // BN} programs, {args.phases} phases, "
           f"{args.phases * args.dim * args.dim / 2**20:.0f} MiB of weights")
+    from attention_sweep import PDL, graph_us   # one graph of the whole chain (or kernel), us per phase
     pr = Probe(args.dim, args.phases, dev)
+    PDL[0] = True
     with programmatic_dependent_launch(True):
         pr.chain()
         torch.cuda.synchronize()
         want = pr.result().clone()
-        times = {"chain": graph_us_per_phase(pr.chain, args.phases, args.reps)}
+    times = {"chain": graph_us(pr.chain, calls=1, reps=args.reps) / args.phases}
     for name, kw in (("persistent", {}), ("no-prefetch", {"prefetch": False}), ("no-barrier", {"barrier": False})):
         pr.persistent(**kw)
         torch.cuda.synchronize()
@@ -208,7 +190,7 @@ def main(argv=None) -> int:
         if kw.get("barrier", True) and not same:
             print(f"{name}: output differs from the chain's -- a broken barrier; not timed")
             continue
-        times[name] = graph_us_per_phase(lambda: pr.persistent(**kw), args.phases, args.reps)
+        times[name] = graph_us(lambda kw=kw: pr.persistent(**kw), calls=1, reps=args.reps) / args.phases
     print("| variant | us per phase | / chain |\n|---|---|---|")
     for name, us in times.items():
         print(f"| {name} | {us:.2f} | {us / times['chain']:.3f} |")

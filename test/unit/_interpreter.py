@@ -72,3 +72,40 @@ def patch_interpreter_float_conversion() -> bool:
     interp.InterpreterBuilder.create_dot = create_dot
     return True
 
+
+def counting_kernels(name: str, calls: list):
+    """The Triton catalogue (flash_rt.kernels.triton) as a namespace for Fp8Context(fused=...), with kernel `name`
+    wrapped to append the shape of its out_partials to `calls` before running it: which sites a forward sent
+    through a fused kernel, and with how many partials. Import only in the interpreter child."""
+    import types
+
+    from flash_rt.kernels import triton as kernels
+    real = getattr(kernels, name)
+
+    def counted(*a, out_partials, **kw):
+        calls.append(tuple(out_partials.shape))
+        return real(*a, out_partials=out_partials, **kw)
+
+    names = {k: getattr(kernels, k) for k in kernels.__all__}
+    return types.SimpleNamespace(**{**names, name: counted, "fused_gemm_supported": kernels.fused_gemm_supported})
+
+
+def stream_stand_ins(monkeypatch, layers: int) -> tuple:
+    """An `overlap` argument for the CUDA forwards on the CPU: (side stream, layers + 2 events) stand-ins whose
+    records and waits do nothing, with torch.cuda.current_stream / torch.cuda.stream patched to match (streams
+    cannot exist without CUDA). What a test with it checks is the overlapped schedule's order of work, not
+    concurrency: the GPU suite runs two real streams."""
+    import contextlib
+
+    import torch
+
+    class Stand:
+        def record(self, stream=None):
+            pass
+
+        def wait_event(self, event):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    return Stand(), [Stand() for _ in range(layers + 2)]

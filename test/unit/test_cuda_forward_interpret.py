@@ -15,7 +15,8 @@ must come out equal to the model-space prefix, and the chunk must match the exac
 """
 import pytest
 
-from _interpreter import IN_CHILD, patch_interpreter_float_conversion, run_child
+from _interpreter import (IN_CHILD, counting_kernels, patch_interpreter_float_conversion, run_child,
+                          stream_stand_ins)
 
 if not IN_CHILD:
     def test_gpu_forward_under_the_interpreter():
@@ -95,19 +96,8 @@ else:
         the same bits. Streams and events cannot exist on the CPU: stand-ins, and the streams' contexts no-ops;
         what is checked is that the interleaved schedule runs every layer of step 0 in dependency order (the GPU
         suite checks two real streams: test/gpu/test_pi05_gpu.py)."""
-        import contextlib
-
-        class Stand:
-            def record(self, stream=None):
-                pass
-
-            def wait_event(self, event):
-                pass
-
-        monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
-        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
         runs = {}
-        for name, overlap in (("serial", None), ("overlap", (Stand(), [Stand() for _ in range(MICRO.layers + 2)]))):
+        for name, overlap in (("serial", None), ("overlap", stream_stand_ins(monkeypatch, MICRO.layers))):
             runs[name] = []
             check_forward(micro_ckpt, cpu_policy, "hopper", "fp8", 0.995, observations=1, overlap=overlap,
                           chunks=runs[name])
@@ -117,15 +107,8 @@ else:
         """The opt-in fused expert MLP (fused op "mlp", kernels/triton/mlp_fused.py) in the forward: tiles the micro
         shapes fit (D = 32, F = 64: two 32-column slices), every expert layer of every step through the one kernel,
         its partials summed by the next gated norm, and the chunk still at the FP8 bar against the exact CPU path."""
-        import types
         calls = []
-
-        def mlp(x, *a, out_partials, **kw):
-            calls.append(tuple(out_partials.shape))
-            return kernels.fp8_gemm_mlp(x, *a, out_partials=out_partials, **kw)
-
-        fused = types.SimpleNamespace(**{**{k: getattr(kernels, k) for k in kernels.__all__}, "fp8_gemm_mlp": mlp,
-                                         "fused_gemm_supported": kernels.fused_gemm_supported})
+        fused = counting_kernels("fp8_gemm_mlp", calls)
         tuning = CELLS["hopper"].tuning.with_gemm_overrides({"mlp": {"block_k": 32, "block_n": 32}})
         check_forward(micro_ckpt, cpu_policy, "hopper", "fp8", 0.995, observations=1, tuning=tuning, fused=fused,
                       mlp=True)

@@ -7,7 +7,8 @@ build's bar is test_pi0_fp8_precision_interpret.py's). Bars: the precision ladde
 """
 import pytest
 
-from _interpreter import IN_CHILD, patch_interpreter_float_conversion, run_child
+from _interpreter import (IN_CHILD, counting_kernels, patch_interpreter_float_conversion, run_child,
+                          stream_stand_ins)
 
 if not IN_CHILD:
     def test_pi0_gpu_forward_under_the_interpreter():
@@ -46,20 +47,10 @@ else:
         """Pi0's expert o / down through the Triton split-K GEMM (as Pi0.5's; they were cuBLASLt GEMMs breaking the
         PDL chain twice a layer), the partials summed by the next add_rms_norm: split-K tiles the micro shapes fit
         (block_k 16: K = 128 and 64 over 4 splits), the all-FP8 build, every o / down of both passes counted."""
-        import types
-
-        from flash_rt.kernels import triton as kernels
         cell = CELLS["hopper"]
         tuning = cell.tuning.with_gemm_overrides({"splitk": {"block_k": 16}})
         calls = []
-
-        def splitk(x, *a, out_partials, **kw):
-            calls.append(tuple(out_partials.shape))
-            return kernels.fp8_gemm_splitk(x, *a, out_partials=out_partials, **kw)
-
-        fused = types.SimpleNamespace(fp8_gemm_splitk=splitk, fp8_gemm_geglu=kernels.fp8_gemm_geglu,
-                                      fp8_gemm_rope_qkv=kernels.fp8_gemm_rope_qkv,
-                                      fused_gemm_supported=kernels.fused_gemm_supported)
+        fused = counting_kernels("fp8_gemm_splitk", calls)
         worst, _ = worst_cosine(micro_ckpt, cpu_policy, cell, "fp8", (), n_obs=1, tuning=tuning, fused=fused)
         cfg = cpu_policy.config
         L, S, W = cfg.layers, cfg.action_horizon, cfg.ex_width
@@ -75,21 +66,9 @@ else:
         the streams' contexts no-ops: what is checked is that the interleaved schedule runs every layer of the
         state pass and of flow step 0 in dependency order (a wrong order reads K/V rows not yet written); the GPU
         suite checks the two real streams (test/gpu/test_pi0_gpu.py)."""
-        import contextlib
-        import torch
-
-        class Stand:   # a stream and an event: records and waits are what the schedule issues, and nothing more
-            def record(self, stream=None):
-                pass
-
-            def wait_event(self, event):
-                pass
-
-        monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
-        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
         cell, cfg = CELLS["hopper"], cpu_policy.config
         runs = {}
-        for name, overlap in (("serial", None), ("overlap", (Stand(), [Stand() for _ in range(cfg.layers + 2)]))):
+        for name, overlap in (("serial", None), ("overlap", stream_stand_ins(monkeypatch, cfg.layers))):
             runs[name] = []
             worst, _ = worst_cosine(micro_ckpt, cpu_policy, cell, "fp8", DEFAULT_BF16_BLOCKS, n_obs=1,
                                     overlap=overlap, chunks=runs[name])
@@ -99,17 +78,8 @@ else:
     def test_the_fused_mlp_runs_both_passes(micro_ckpt, cpu_policy):
         """The opt-in fused expert MLP (kernels/triton/mlp_fused.py) in Pi0's forward: tiles the micro shapes fit,
         the state pass (one row) and every action step through it, at the FP8 bar."""
-        import types
-
-        from flash_rt.kernels import triton as kernels
         calls = []
-
-        def mlp(x, *a, out_partials, **kw):
-            calls.append(tuple(out_partials.shape))
-            return kernels.fp8_gemm_mlp(x, *a, out_partials=out_partials, **kw)
-
-        fused = types.SimpleNamespace(**{**{k: getattr(kernels, k) for k in kernels.__all__}, "fp8_gemm_mlp": mlp,
-                                         "fused_gemm_supported": kernels.fused_gemm_supported})
+        fused = counting_kernels("fp8_gemm_mlp", calls)
         tuning = CELLS["hopper"].tuning.with_gemm_overrides({"mlp": {"block_k": 32, "block_n": 32}})
         worst, _ = worst_cosine(micro_ckpt, cpu_policy, CELLS["hopper"], "fp8", DEFAULT_BF16_BLOCKS, n_obs=1,
                                 tuning=tuning, fused=fused, mlp=True)

@@ -1,4 +1,5 @@
-"""Real-time chunking on the CPU cell (exact FP32) against the FP32 reference under the same constraint.
+"""Real-time chunking on the CPU cells of Pi0.5 and Pi0 (exact FP32) against each model's FP32 reference under the
+same constraint (the tests that take `rtc` / `plain` run for both models).
 
 What must hold (models/pi05/rtc.py): the frozen rows of the new chunk equal the prefix in output units (the prefix
 went to model space through the delta mask and the normalization and came back); the CPU pipeline and the
@@ -19,14 +20,26 @@ from flash_rt.testing.observations import random_observation
 H = 10   # the tiny checkpoint's horizon
 
 
-@pytest.fixture(scope="module")
-def rtc(tiny_openpi):
-    return flash_rt.load_model(tiny_openpi, hardware="cpu", realtime_chunking=True, action_delta_mask=[2, -1])
+def _load(request, model, **kw):
+    """The tiny checkpoint of `model` on the CPU cell (Pi0 samples like Pi0.5, so the same blend and the same
+    checks hold for both; Pi0 normalizes by z-score, so its prefix goes to model space another way)."""
+    ckpt = request.getfixturevalue("tiny_openpi" if model == "pi05" else "tiny_pi0")
+    return flash_rt.load_model(ckpt, config=model, hardware="cpu", action_delta_mask=[2, -1], **kw)
+
+
+@pytest.fixture(scope="module", params=["pi05", "pi0"])
+def model(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def plain(tiny_openpi):
-    return flash_rt.load_model(tiny_openpi, hardware="cpu", action_delta_mask=[2, -1])
+def rtc(request, model):
+    return _load(request, model, realtime_chunking=True)
+
+
+@pytest.fixture(scope="module")
+def plain(request, model):
+    return _load(request, model)
 
 
 def paper_weights(H, s, d):
