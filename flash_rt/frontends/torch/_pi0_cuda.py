@@ -69,7 +69,8 @@ def build_weights(checkpoint, cfg, precision: str, device, bf16_blocks: tuple = 
 def unpack_weights(flat: dict, cfg, precision: str, device):
     """(w, FP8 weight scales by name, their aligned storage, dt): Pi0.5's unpacking of the shared parts (scales on
     256-byte boundaries, the patch kernel as a GEMM operand, pos + patch bias folded) plus Pi0's heads: the action
-    half of action_time_mlp_in as a GEMM [W, W], its time half + bias per flow step (`time_rows`)."""
+    half of action_time_mlp_in folded with action_in_proj (`at_ia_w` [A, W]), its time half + bias per flow step
+    with action_in_proj's bias carried through (`at_c_rows`)."""
     flat = {k: v.to(device) for k, v in flat.items()}
     w = {k[2:]: v for k, v in flat.items() if k.startswith("w.")}
     ws, store = weight_scales(flat, fp8_gemm_names(cfg, w), device) if precision == "fp8" else ({}, None)
@@ -77,6 +78,13 @@ def unpack_weights(flat: dict, cfg, precision: str, device):
     w["pos_emb_b"] = (w.pop("pos_emb") + w.pop("patch_b")).contiguous()
     w["at_a_w"] = w["at_in_w"][:, :cfg.ex_width].t().contiguous()
     w["time_rows"] = pipeline_cpu.time_rows(w, cfg).contiguous()
+    # action_in_proj folded into the action half of action_time_mlp_in (both linear, computed in fp64 once): a step
+    # begins with x_t @ at_ia_w + at_c_rows[s] ([H, 32] @ [32, W]) instead of action_in_proj, a [H, W] @ [W, W]
+    # fp32 GEMM (4 MB of weights a flow step) and the bias add
+    a64 = w["at_a_w"].double()
+    w["at_ia_w"] = (w["action_in_w"].double() @ a64).float().contiguous()
+    w["at_c_rows"] = (w["action_in_b"].double() @ a64 + w["time_rows"].double()).float().contiguous()
+    del w["at_a_w"], w["time_rows"]
     del w["at_in_w"], w["at_in_b"]
     _, dt = flow_schedule(cfg.num_steps)
     return w, ws, store, dt
@@ -116,7 +124,7 @@ def device_buffers(c, d, split_k: int, dev, mlp_splits: int = 0) -> dict:
                 "mlp_parts": z(mlp_splits, n, W, dtype=torch.float32) if mlp_splits else None}
 
     b["st"] = rows(1)
-    b["ac"] = {**rows(S), "emb": z(S, W, dtype=torch.float32), "hid": z(S, W, dtype=torch.float32),
+    b["ac"] = {**rows(S), "hid": z(S, W, dtype=torch.float32),
                "hf": z(S, W, dtype=torch.float32)}
     b["suffix_pos"] = z(1 + S, dtype=torch.int64)
     b["dec_bias"][P:] = 0.0

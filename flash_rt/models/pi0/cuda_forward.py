@@ -9,8 +9,8 @@ calibration twin and the BF16 rung are this one function:
   site "state" with its own key bias (`st_bias`: the prefix's padding, 0 for itself, masked beyond), because the
   bias is one value per key and the action rows' keys must stay hidden from it. It sees neither the actions nor t,
   so its K/V (cache row P) are computed once per inference, before the flow loop.
-* `action_step`: `action_time_mlp_out(swish(mm(action_in_proj(x_t), at_a_w) + time_rows[s]))` in fp32 (tiny,
-  precision-critical, like Pi0.5's heads), then the expert layers with plain Gemma norms (the `1 + w` folded into
+* `action_step`: `action_time_mlp_out(swish(x_t @ at_ia_w + at_c_rows[s]))` in fp32 (action_in_proj folded into
+  the action half of action_time_mlp_in at load; tiny, precision-critical, like Pi0.5's heads), then the expert layers with plain Gemma norms (the `1 + w` folded into
   qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no adaRMS, no gates), the final norm with its `1 + w`, and
   `linear_flow_update` (action_out + the Euler step in one launch).
 
@@ -97,11 +97,10 @@ def state_forward(w, b, d, attn, q) -> None:
 
 
 def action_begin(w, b, d, s: int) -> None:
-    """Flow step s's input rows: action_time_mlp_out(swish(action_in_proj(x_t) @ at_a + time_rows[s]))."""
+    """Flow step s's input rows: action_time_mlp_out(swish(action_in_proj(x_t) @ at_a + time_rows[s])), with
+    action_in_proj folded into at_a at load (x_t @ at_ia_w + at_c_rows[s]: _pi0_cuda.unpack_weights)."""
     ac = b["ac"]
-    torch.addmm(w["action_in_b"], b["x_t"], w["action_in_w"], out=ac["emb"])
-    torch.mm(ac["emb"], w["at_a_w"], out=ac["hid"])
-    ac["hid"].add_(w["time_rows"][s])
+    torch.addmm(w["at_c_rows"][s], b["x_t"], w["at_ia_w"], out=ac["hid"])
     F.silu(ac["hid"], inplace=True)
     torch.addmm(w["at_out_b"], ac["hid"], w["at_out_w"], out=ac["x"])
 
