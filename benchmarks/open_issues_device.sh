@@ -24,6 +24,8 @@
 #              o / down as split-K (ninth session) vs cuBLASLt and of the state pass + step 0 beside the prefix
 #              (opt-in overlap_first_step, bit-checked); its GPU tests (overlap bit-identity included), which also
 #              cover the eighth session's CPU-only moves of _production_context / weight_scales (~8 min)
+# A 30-minute session holds about three calls: `rung-30m`, `rung-30p`, `rung-10` (issue 16 can close on them); the
+# next one `probe floor mlp` (one call, ~8 min), `buckets`, `pi0`.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
