@@ -10,9 +10,10 @@ calibration twin and the BF16 rung are this one function:
   bias is one value per key and the action rows' keys must stay hidden from it. It sees neither the actions nor t,
   so its K/V (cache row P) are computed once per inference, before the flow loop.
 * `action_step`: `action_time_mlp_out(swish(x_t @ at_ia_w + at_c_rows[s]))` in fp32 (action_in_proj folded into
-  the action half of action_time_mlp_in at load; tiny, precision-critical, like Pi0.5's heads), then the expert layers with plain Gemma norms (the `1 + w` folded into
-  qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no adaRMS, no gates), the final norm with its `1 + w`, and
-  `linear_flow_update` (action_out + the Euler step in one launch).
+  the action half of action_time_mlp_in at load; tiny, precision-critical, like Pi0.5's heads), then the expert
+  layers with plain Gemma norms (the `1 + w` folded into qkv_w / gu_w at load; `rms_norm` / `add_rms_norm`, no
+  adaRMS, no gates), the final norm with its `1 + w`, and `linear_flow_update` (action_out + the Euler step in one
+  launch).
 
 The expert's o and down projections go through `q.linear_partials`, as Pi0.5's do: in production the Triton split-K
 FP8 GEMM writes fp32 partials [split_k, rows, W] that the next add_rms_norm sums in split order (no cuBLASLt launch
