@@ -32,6 +32,11 @@ flow_inpaint             x = w * (t*eps + (1-t)*target) + (1-w) * x, row-wise   
                                                                                 Euler step (unfused seam only)
 flow_boundary            final adaRMS, x_t += dt*(W_out h + b), x_t @ W_in + b,   the seam between two expert flow
                          next layer-0 adaRMS [+ quant], one program per row      steps (9x per inference)
+fp8_gemm_geglu,          e4m3 GEMMs for M <= 64 with their epilogue (GeGLU;      the expert's qkv, gate+up, o / down
+fp8_gemm_rope_qkv,       RoPE + KV write; split-K partials the next norm sums)  (production FP8)
+fp8_gemm_splitk
+fp8_gemm_mlp             gate+up, GeGLU into e4m3, down's split-K partial per   the expert MLP (opt-in fused op "mlp")
+                         intermediate slice, one kernel
 amax_update              slot = max(slot, max|x|) (atomic, no sync)             FP8 calibration twins
 uint8_to_model           u8 HWC -> [-1, 1] CHW                                  SigLIP input upload, every tick
 key_padding_bias         pad mask -> 0 / -2.3819763e38 additive bias            attention bias from the device mask
@@ -55,6 +60,10 @@ Exact signatures (``out``/``out_scale`` keyword-only; ``out_scale`` a device fp3
     flow_inpaint(x, eps, target, w, w1, t)
     flow_boundary(x_t, residual, y, gate, mod_scale, mod_shift, w_out, b_out, dt, eps=1e-6, *, w_in=None,
                   b_in=None, next_scale=None, next_shift=None, out=None, out_scale=None, inpaint=None)
+    fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg)
+    fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta=10000.0, cfg)
+    fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg)
+    fp8_gemm_mlp(x, x_scale, w_gu, gu_scale, act_scale, w_down, down_scale, *, out_partials, cfg)
     amax_update(x, slot)
     uint8_to_model(img, *, out)
     key_padding_bias(mask, *, out)
