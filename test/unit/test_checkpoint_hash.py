@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from flash_rt.executors import checkpoint_hash as ch
 from flash_rt.executors.checkpoint_hash import INDEX_NAME, HashIndex, HashIndexWarning, checkpoint_hash
 from flash_rt.executors.weight_cache import WeightCache
-from flash_rt.frontends.torch._pi05_cuda import build_weights, weight_spec_tag
+from flash_rt.frontends.torch._pi05_cuda_storage import build_weights, weight_spec_tag
 from flash_rt.models.pi05.config import LLM
 from flash_rt.testing import build_tiny_checkpoint
 from flash_rt.testing.checkpoint import TINY_CONFIG

@@ -29,7 +29,7 @@ else:
     import torch
 
     import flash_rt
-    from flash_rt.frontends.torch._pi05_cuda import build_weights, device_buffers, unpack_weights
+    from flash_rt.frontends.torch._pi05_cuda_storage import build_weights, device_buffers, unpack_weights
     from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper
     from flash_rt.frontends.torch.pi05_rtx import Pi05TorchFrontendRtx
     from flash_rt.frontends.torch.pi05_thor import Pi05TorchFrontendThor

@@ -159,7 +159,7 @@ def test_every_cell_has_a_valid_weight_cache_tag(hardware, precision):
     """The tag is part of the cache file's name: rtx_sm120's underscore was refused there and every rtx_sm120 load
     failed (first device run of the cell)."""
     from flash_rt.executors.weight_cache import cache_filename
-    from flash_rt.frontends.torch._pi05_cuda import weight_spec_tag
+    from flash_rt.frontends.torch._pi05_cuda_storage import weight_spec_tag
     tag = weight_spec_tag(hardware, precision)
     assert cache_filename({"ckpt_hash": "ab" * 32, "spec_tag": tag, "num_views": 0})
     assert len({weight_spec_tag(h, precision) for h in ("hopper", "thor", "rtx_sm120", "rtx_sm89")}) == 4

@@ -36,7 +36,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction, mangle_type  # noqa: E402
 from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
-from flash_rt.frontends.torch._pi05_cuda import device_buffers  # noqa: E402
+from flash_rt.frontends.torch._pi05_cuda_storage import device_buffers  # noqa: E402
 from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper  # noqa: E402
 from flash_rt.frontends.torch.pi05_rtx import Pi05TorchFrontendRtx  # noqa: E402
 from flash_rt.frontends.torch.pi05_rtx_sm89 import Pi05TorchFrontendRtxSm89  # noqa: E402

@@ -138,7 +138,7 @@ def trace_launches(hardware: str, cfg: Pi05Config, views: int, num_steps: int) -
     from torch.utils._python_dispatch import TorchDispatchMode
     from triton.runtime.jit import JITFunction
 
-    from flash_rt.frontends.torch._pi05_cuda import device_buffers
+    from flash_rt.frontends.torch._pi05_cuda_storage import device_buffers
     from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
     from flash_rt.hardware import resolve_frontend
     from flash_rt.kernels import triton as kernels

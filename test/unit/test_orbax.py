@@ -218,7 +218,7 @@ def test_gpu_weight_spec_runs_unchanged_on_the_orbax_source(tiny_orbax, tiny_ope
     """The GPU cells' spec (FP8 quantization included), run on the CPU: the flat dict the weight cache stores is
     bit-identical whether the canonical tensors came from safetensors or from Orbax."""
     from flash_rt.executors.orbax_source import open_orbax_checkpoint
-    from flash_rt.frontends.torch._pi05_cuda import build_weights
+    from flash_rt.frontends.torch._pi05_cuda_storage import build_weights
     from flash_rt.models.pi05.config import infer_config
     st = open_checkpoint(tiny_orbax[twin] if twin else tiny_openpi)
     cfg = infer_config(st.key_shapes(), {"vision_num_heads": TINY_CONFIG.vis_heads, "head_dim": TINY_CONFIG.head_dim})

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from flash_rt.errors import CacheError
 from flash_rt.executors.safetensors_io import open_checkpoint
-from flash_rt.frontends.torch._pi05_cuda import build_weights
+from flash_rt.frontends.torch._pi05_cuda_storage import build_weights
 from flash_rt.models.pi05.config import EXP, LLM, VIS
 from flash_rt.models.pi05.reference import Pi05Reference, gemma_rms_norm
 from flash_rt.runtime.smoothing import (SmoothingPlan, compute_factors, expand, factors_path, group_of_site, groups,

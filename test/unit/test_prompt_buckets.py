@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flash_rt.errors import InputError
-from flash_rt.frontends.torch._pi05_cuda import device_buffers
+from flash_rt.frontends.torch._pi05_cuda_storage import device_buffers
 from flash_rt.kernels.triton.attention import MqaWorkspace
 from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.prompt_buckets import (DEFAULT_BUCKETS, bucket_dims, bucket_slots, build_buckets,

@@ -25,7 +25,7 @@ else:
     import torch
 
     import flash_rt
-    from flash_rt.frontends.torch._pi05_cuda import build_weights, device_buffers, unpack_weights
+    from flash_rt.frontends.torch._pi05_cuda_storage import build_weights, device_buffers, unpack_weights
     from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper as Cell
     from flash_rt.kernels import triton as kernels
     from flash_rt.models.pi05 import cuda_forward

@@ -22,8 +22,9 @@ from flash_rt.executors.safetensors_io import open_checkpoint
 from flash_rt.executors.weight_cache import WeightCache
 from flash_rt.errors import InputError
 from flash_rt.executors.weight_loader import WeightLoader
-from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend, mlp_splits_of, weight_scales
-from flash_rt.frontends.torch._pi05_cuda import device_buffers as pi05_device_buffers
+from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
+from flash_rt.frontends.torch._pi05_cuda_storage import device_buffers as pi05_device_buffers
+from flash_rt.frontends.torch._pi05_cuda_storage import mlp_splits_of, weight_scales
 from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
