@@ -109,3 +109,34 @@ def stream_stand_ins(monkeypatch, layers: int) -> tuple:
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stand())
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     return Stand(), [Stand() for _ in range(layers + 2)]
+
+
+def host_inputs(host) -> dict:
+    """The per-tick input buffers of a CPU policy's host IO as the tensors a GPU forward's `b` reads (the cameras,
+    masks, prompt tokens, noise and, with real-time chunking, its weights and model-space prefix)."""
+    import torch
+    out = {k: torch.from_numpy(getattr(host, k)) for k in ("images", "image_mask", "token_ids", "token_mask",
+                                                           "noise")}
+    out["images_u8"] = out.pop("images")
+    if host.rtc is not None:
+        out.update(rtc_w=torch.from_numpy(host.rtc.w), rtc_w1=torch.from_numpy(host.rtc.w1),
+                   rtc_target=torch.from_numpy(host.rtc.target))
+    return out
+
+
+def cpu_observation(cpu_policy, rng, views: int, state_dim: int, frozen=None) -> None:
+    """One random observation through the exact CPU cell, which fills the host buffers a GPU forward reads (and
+    holds the reference chunk). frozen: real-time chunking -- first a chunk of the policy's own, whose rows 2..
+    (+ 0.05) become the prefix with `frozen` rows fixed, then the constrained observation."""
+    from flash_rt.testing.observations import random_observation
+    horizon = cpu_policy.action_horizon
+    obs = random_observation(rng, views, state_dim, horizon)
+    if frozen is not None:
+        cpu_policy.write_action_prefix(None, 0)
+        prev = cpu_policy.predict(*obs)
+        cpu_policy.write_action_prefix(prev[2:] + 0.05, frozen)
+        obs = random_observation(rng, views, state_dim, horizon)
+    cpu_policy.predict(*obs)
+    if frozen is not None:
+        w = cpu_policy.frontend.host.rtc.w
+        assert w[:frozen].tolist() == [1.0] * frozen and 0 < w[frozen] < 1

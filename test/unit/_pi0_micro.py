@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import flash_rt
+from _interpreter import cpu_observation, host_inputs
 from flash_rt.frontends.torch._pi0_cuda import build_weights, device_buffers, pi0_gpu_dims, state_keys, unpack_weights
 from flash_rt.kernels import triton as kernels
 from flash_rt.models.pi0 import cuda_forward
@@ -19,7 +20,6 @@ from flash_rt.runtime.attention import TritonAttnBackend
 from flash_rt.runtime.fp8_scales import ActivationScales
 from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
 from flash_rt.testing import TINY_STATE_DIM
-from flash_rt.testing.observations import random_observation
 from flash_rt.testing.pi0_checkpoint import TINY_PI0_CONFIG, build_tiny_pi0_checkpoint
 
 MICRO = dataclasses.replace(TINY_PI0_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
@@ -62,27 +62,14 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
     b = device_buffers(cfg, d, tuning.split_k, "cpu", cfg.ex_mlp // tuning.gemm["mlp"].block_n if mlp else 0)
     h = cpu_policy.frontend.host
     state = np.zeros(cfg.state_dim, np.float32)
-    b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
-             token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
-             noise=torch.from_numpy(h.noise), state=torch.from_numpy(state))
-    if rtc:
-        b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
-                 rtc_target=torch.from_numpy(h.rtc.target))
+    b.update(host_inputs(h), state=torch.from_numpy(state))
     attn = TritonAttnBackend(pi0_attention_spec(cfg, d, state_keys(d)), "cpu", tuning)
     scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
     scratch = torch.empty(max(v.numel() for v in w.values()), dtype=torch.bfloat16)
     rng = np.random.default_rng(7)
     worst = 1.0
     for _ in range(n_obs):
-        images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
-        if rtc:   # a previous chunk of this policy as the prefix (output units), then the constrained step
-            cpu_policy.write_action_prefix(None, 0)
-            prev = cpu_policy.predict(images, st, prompt, noise)
-            cpu_policy.write_action_prefix(prev[2:] + 0.05, frozen)
-            images, st, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
-        cpu_policy.predict(images, st, prompt, noise)        # fills the host buffers b reads
-        if rtc:
-            assert h.rtc.w[:frozen].tolist() == [1.0] * frozen and 0 < h.rtc.w[frozen] < 1
+        cpu_observation(cpu_policy, rng, VIEWS, TINY_STATE_DIM, frozen)   # fills the host buffers b reads
         h.write_model_state(state)
         want = h.model_out.copy()
         if precision == "fp8":

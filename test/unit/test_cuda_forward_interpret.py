@@ -15,8 +15,8 @@ must come out equal to the model-space prefix, and the chunk must match the exac
 """
 import pytest
 
-from _interpreter import (IN_CHILD, counting_kernels, patch_interpreter_float_conversion, run_child,
-                          stream_stand_ins)
+from _interpreter import (IN_CHILD, counting_kernels, cpu_observation, host_inputs,
+                          patch_interpreter_float_conversion, run_child, stream_stand_ins)
 
 if not IN_CHILD:
     def test_gpu_forward_under_the_interpreter():
@@ -43,7 +43,6 @@ else:
     from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
     from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
     from flash_rt.testing.checkpoint import TINY_CONFIG
-    from flash_rt.testing.observations import random_observation
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
     CELLS = {c.hardware: c for c in (Pi05TorchFrontendHopper, Pi05TorchFrontendThor, Pi05TorchFrontendRtx)}
@@ -126,26 +125,13 @@ else:
         b = device_buffers(cfg, d, tuning.split_k, "cpu", mods,
                            cfg.ex_mlp // tuning.gemm["mlp"].block_n if mlp else 0)
         h = cpu_policy.frontend.host
-        b.update(images_u8=torch.from_numpy(h.images), image_mask=torch.from_numpy(h.image_mask),
-                 token_ids=torch.from_numpy(h.token_ids), token_mask=torch.from_numpy(h.token_mask),
-                 noise=torch.from_numpy(h.noise))
-        if rtc:
-            b.update(rtc_w=torch.from_numpy(h.rtc.w), rtc_w1=torch.from_numpy(h.rtc.w1),
-                     rtc_target=torch.from_numpy(h.rtc.target))
+        b.update(host_inputs(h))
         attn = TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", tuning)
         scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
         rng = np.random.default_rng(7)
         worst = 1.0
         for _ in range(observations):
-            images, state, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
-            if rtc:   # a previous chunk of this policy as the prefix (output units), then the constrained step
-                cpu_policy.write_action_prefix(None, 0)
-                prev = cpu_policy.predict(images, state, prompt, noise)
-                cpu_policy.write_action_prefix(prev[2:] + 0.05, frozen)
-                images, state, prompt, noise = random_observation(rng, VIEWS, TINY_STATE_DIM, cfg.action_horizon)
-            cpu_policy.predict(images, state, prompt, noise)        # fills the host buffers b reads
-            if rtc:
-                assert h.rtc.w[:frozen].tolist() == [1.0] * frozen and 0 < h.rtc.w[frozen] < 1
+            cpu_observation(cpu_policy, rng, VIEWS, TINY_STATE_DIM, frozen)   # fills the host buffers b reads
             want = h.model_out.copy()
             if precision == "fp8":   # calibrate on this observation (the first-tick rule), then run production
                 scales.amax.zero_()
