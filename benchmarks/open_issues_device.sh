@@ -20,17 +20,16 @@
 #   probe      issue 17's design question: benchmarks/persistent_probe.py -- us per dependent FP8 GEMM phase as a
 #              PDL chain of kernels vs one persistent kernel with in-kernel barriers, with and without loading the
 #              next phase's weights before the wait (~1 min). Decides whether the persistent expert layer is worth it.
-#   pi0        Pi0's latency rows for the vision-only BF16 default; the same-run A/B at 2 views of its expert
-#              o / down as split-K (ninth session) vs cuBLASLt and of the state pass + step 0 beside the prefix
-#              (opt-in overlap_first_step, bit-checked); its GPU tests (overlap bit-identity included), which also
-#              cover the eighth session's CPU-only moves of _production_context / weight_scales (~8 min)
+#   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
+#              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
+#              and the same-run A/B of split-K o/down, overlap and the fused MLP at 2 views (~9 min)
 # A 30-minute session holds about three calls: `rung-30m`, `rung-30p`, `rung-10` (issue 16 can close on them); the
 # next one `probe floor mlp` (one call, ~8 min), `buckets`, `pi0`.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-OUT="${OUT:-$(mktemp -d)}"   # the device tool sets $OUT; elsewhere the logs go to a fresh temp dir
+export OUT="${OUT:-$(mktemp -d)}"   # the device tool sets $OUT; elsewhere the logs go to a fresh temp dir
 PLAIN=(ex_ada v_proj up_proj vis_ln llm_norm)
 RUNG=test/gpu/test_outlier_stress_gpu.py
 
@@ -49,11 +48,7 @@ stage() {
          timeout 420 python3 benchmarks/latency.py --views 2 --horizons 50 --no-baseline --count-kernels \
            --variants default fused-mlp fused-mlp-bf32 fused-mlp-bf128 default fused-mlp --out "$OUT" ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
-    pi0) timeout 240 python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper \
-           --baseline-runs 3 --out "$OUT"
-         timeout 180 python3 benchmarks/pi0_latency.py --views 2 --horizons 50 --hardware hopper --ab cublas-od overlap \
-           --baseline-runs 0 --out "$OUT/ab"
-         timeout 300 python3 -m pytest -m gpu test/gpu/test_pi0_gpu.py -q -rA ;;
+    pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets mlp floor probe pi0)" >&2; return 2 ;;
   esac
 }

@@ -3,12 +3,13 @@ replay (CUDA events) and end-to-end predict, and in the same run on the same car
 (`Pi0Reference` in bf16) on the same inputs: the same-run ratio. Prints one JSON line per cell and a markdown table.
 
     python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper
-    python3 benchmarks/pi0_latency.py --views 2 --ab cublas-od overlap --baseline-runs 0   # same-run A/B
+    python3 benchmarks/pi0_latency.py --views 2 --ab no-splitk overlap fused-mlp --baseline-runs 0   # same-run A/B
 
---ab: per cell, more policies with one option changed (AB_VARIANTS), timed against the default in alternating
-rounds in the same process: `cublas-od` runs the expert o / down as cuBLASLt GEMMs (Pi0's code before the ninth
-session), `overlap` runs the state pass and flow step 0 beside the prefix. The A/B also checks that `overlap`
-gives the default's chunk bit for bit on the same inputs (it reuses the default's calibration cache).
+--ab: per cell, more policies with one of latency.py's option sets (AB_VARIANTS), timed against the default in
+alternating rounds in the same process: `no-splitk` runs the expert o / down as cuBLASLt GEMMs (Pi0's code before
+the ninth session), `overlap` the state pass and flow step 0 beside the prefix, `fused-mlp*` the one-kernel expert
+MLP. The A/B also checks that `overlap` gives the default's chunk bit for bit on the same inputs (it reuses the
+default's calibration cache).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import flash_rt  # noqa: E402
 from flash_rt.models.pi0.oracle import Pi0Oracle  # noqa: E402
 from flash_rt.models.pi05.oracle import cosine64  # noqa: E402
 from flash_rt.testing.pi0_checkpoint import build_full_pi0_checkpoint  # noqa: E402
-from latency import pct, time_baseline, time_predict, time_replays, triton_version  # noqa: E402
+from latency import VARIANTS, pct, time_baseline, time_predict, time_replays, triton_version  # noqa: E402
 
 
 def main(argv=None):
@@ -46,7 +47,7 @@ def main(argv=None):
     ap.add_argument("--replays", type=int, default=200)
     ap.add_argument("--baseline-runs", type=int, default=10)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--ab", nargs="+", default=[], choices=sorted(AB_VARIANTS),
+    ap.add_argument("--ab", nargs="+", default=[], choices=AB_VARIANTS,
                     help="also time these option variants, alternating with the default (same run)")
     args = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -119,7 +120,8 @@ def main(argv=None):
                       f"{x.get('same_bits', '-')} |")
 
 
-AB_VARIANTS = {"cublas-od": {"fused_expert_gemms": ("rope_qkv", "geglu")}, "overlap": {"overlap_first_step": True}}
+# latency.py's option sets that apply to Pi0's cells (its prompt buckets, say, do not)
+AB_VARIANTS = ("no-splitk", "overlap", "fused-mlp", "fused-mlp-bf32", "fused-mlp-bf128")
 
 
 def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays,
@@ -131,7 +133,7 @@ def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, sta
     pols, out = {"default": pol}, {"default": {"ms": []}}
     for name in names:
         p = flash_rt.load_model(ckpt, config="pi0", hardware=hw, precision=precision, num_views=views,
-                                action_horizon=horizon, cache_dir=work / "cache", **AB_VARIANTS[name])
+                                action_horizon=horizon, cache_dir=work / "cache", **VARIANTS[name])
         got = p.predict(images, state, prompt, noise)   # the default's calibration cache: the same scales
         pols[name], out[name] = p, {"ms": []}
         if name == "overlap":   # the same kernels on the same buffers: must be the same bits
