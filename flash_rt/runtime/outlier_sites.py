@@ -8,6 +8,12 @@ max|X_j| * max|W_j| (activation channel times its consumer weights' input column
 products are what E4M3 cannot round away. An activation outlier whose weights compensate it (a trained model's; the
 ':matched' injection) has ordinary products and holds in plain FP8 (micro model, 30x: 0.99999), so it is not
 flagged; a Gemma norm scale folded into qkv / gate-up shows up as an outlier weight column, which the product sees too.
+
+Two scopes (`bf16_outlier_sites=True` / `"groups"`, or `"blocks"`): the flagged groups alone, or every block
+(runtime/bf16_blocks.py) that holds a flagged group. Why blocks: an injected model whose outliers dominate its
+products is a more sensitive model, which amplifies every rounding upstream of its sharpened attention, not only the
+flagged GEMMs' (micro model, plain `llm_norm` at 30x: flagged groups in BF16 0.99726, every group 0.99889, BF16
+0.99987; docs/calibration.md).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from pathlib import Path
 import torch
 
 from flash_rt.errors import CacheError
+from flash_rt.runtime.bf16_blocks import BLOCKS, gemm_block, site_block
 from flash_rt.executors.signed_json import read_signed_json, write_signed_json
 from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, groups, outlier_ratio,
                                         reduce_heads)
@@ -42,14 +49,30 @@ def consumers(cfg, names) -> list[str]:
     return [c for n in names for c in by[n].consumers]
 
 
-class SiteSet:
-    """A predicate on FP8 site names: is the site's group one of `names` (Fp8Context's bf16_sites)."""
+def blocks_of(names) -> tuple[str, ...]:
+    """The blocks (runtime/bf16_blocks.py) the outlier groups `names` sit in, in BLOCKS order. `attn.<i>` is both
+    prefix and expert: the expert attends over the prefix's KV, so the V rows of both feed the group's consumers."""
+    hit = set()
+    for n in names:
+        hit |= {"prefix", "expert"} if n.startswith("attn.") else {site_block(n)}
+    return tuple(b for b in BLOCKS if b in hit)
 
-    def __init__(self, names):
+
+def block_gemms(gemms, blocks) -> list[str]:
+    """The GEMM weights among `gemms` (names) that belong to `blocks`."""
+    return [g for g in gemms if gemm_block(g) in blocks]
+
+
+class SiteSet:
+    """A predicate on FP8 site names (Fp8Context's bf16_sites): is the site's group one of `names`, or is the site
+    in one of `blocks` (every site of a BF16 block, those outside any group included)."""
+
+    def __init__(self, names, blocks=()):
         self.names = frozenset(names)
+        self.blocks = tuple(blocks)
 
     def __call__(self, site: str) -> bool:
-        return group_of_site(site) in self.names
+        return group_of_site(site) in self.names or (bool(self.blocks) and site_block(site) in self.blocks)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ else:
     import torch
 
     import flash_rt
+    from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
     from flash_rt.frontends.torch._pi05_cuda_storage import build_weights, device_buffers, unpack_weights
     from flash_rt.frontends.torch.pi05_hopper import Pi05TorchFrontendHopper as Cell
     from flash_rt.kernels import triton as kernels
@@ -35,7 +36,7 @@ else:
     from flash_rt.runtime.attention import TritonAttnBackend
     from flash_rt.runtime.fp8_scales import ActivationScales
     from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
-    from flash_rt.runtime.outlier_sites import SiteSet, consumers, outlier_groups
+    from flash_rt.runtime.outlier_sites import SiteSet, block_gemms, blocks_of, consumers, outlier_groups
     from flash_rt.runtime.smoothing import ChannelRecorder, column_max, compute_factors, groups
     from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
     from flash_rt.testing.checkpoint import TINY_CONFIG
@@ -172,3 +173,38 @@ else:
         print(f"micro ex_ada:matched 30x: plain fp8 worst {worst:.6f}; flagged {flagged}")
         assert worst >= 0.995, worst
 
+
+    def test_bf16_at_outlier_blocks_recovers_more_than_the_groups(micro_ckpt, tmp_path):
+        """bf16_outlier_sites="blocks": every block that holds a flagged group runs in BF16 (its gelu inputs, in no
+        group, too). On the plain 30x Gemma-norm injection -- the kind that failed the full-size rung, whose error is
+        spread over every rounding upstream of its sharpened attention -- the flagged groups alone recover part of
+        the gap (0.99535 -> 0.99726 measured here), their blocks more; and every weight of those blocks is bf16."""
+        ck = inject_checkpoint(micro_ckpt, tmp_path / "llm_norm", "llm_norm", 30.0, MICRO, n=2)
+        rig = Rig(ck)
+        rig.observe()
+        w, ws, b, d, attn = rig.weights("fp8")
+        wb = rig.weights("bf16")[0]
+        rec = ChannelRecorder()
+        plain_scales = rig.twin(w, ws, b, d, attn, channels=rec)
+        hot = outlier_groups(rig.cfg, rec.max, col_max=column_max(rig.cfg, w, ws))
+        blocks = blocks_of(hot)
+        assert "prefix" in blocks, (hot, blocks)
+        runs = {}
+        for scope, bl in (("groups", ()), ("blocks", blocks)):
+            wm = dict(w)
+            gemms = consumers(rig.cfg, hot) + block_gemms([g for g, _, _ in gemm_names(rig.cfg)], bl)
+            for c in gemms:
+                wm[c] = wb[c]
+            rig.rng = np.random.default_rng(11)
+            rig.observe()
+            runs[scope] = (wm, rig.twin(wm, ws, b, d, attn), SiteSet(hot, bl))
+        assert all(runs["blocks"][0][k].dtype == torch.bfloat16 for k in w
+                   if k.endswith(("qkv_w", "o_w", "gu_w", "down_w")) and k.startswith("llm."))
+        worst = {"plain": 1.0, "groups": 1.0, "blocks": 1.0}
+        for _ in range(2):
+            want = rig.observe()
+            worst["plain"] = min(worst["plain"], cosine64(rig.fp8(w, ws, b, d, attn, plain_scales), want))
+            for scope, (wm, sc, pred) in runs.items():
+                worst[scope] = min(worst[scope], cosine64(rig.fp8(wm, ws, b, d, attn, sc, bf16_sites=pred), want))
+        print(f"micro llm_norm 30x: fp8 worst {worst}, flagged {hot}, blocks {blocks}")
+        assert worst["blocks"] > worst["groups"] > worst["plain"], worst

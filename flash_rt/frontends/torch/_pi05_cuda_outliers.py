@@ -10,6 +10,7 @@ calibration twin (`_run_calibration_twin`, `amax`), weight builders (`_build_wei
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 
@@ -17,8 +18,9 @@ import torch
 
 from flash_rt.calibration import calibration_root
 from flash_rt.errors import CacheError, InputError
-from flash_rt.runtime.outlier_sites import (SiteSet, consumers, load_outlier_groups, outlier_groups, outliers_path,
-                                            save_outlier_groups)
+from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
+from flash_rt.runtime.outlier_sites import (SiteSet, block_gemms, blocks_of, consumers, load_outlier_groups,
+                                            outlier_groups, outliers_path, save_outlier_groups)
 from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
                                         compute_factors, factors_path, load_factors, save_factors)
 
@@ -38,8 +40,15 @@ class OutlierRemedies:
         # the factors folded into the weights now: None = not measured yet, {} = measured, no site needed any
         self.smoothing: dict | None = None
         # BF16 at outlier sites (experimental, off by default): the sites whose activations have outlier channels
-        # (same threshold) keep bf16 activations and their consumers bf16 weights; measured on the first observation
-        self.bf16_outliers = bool(bf16_outlier_sites) and precision == "fp8"
+        # (same threshold) keep bf16 activations and their consumers bf16 weights; measured on the first observation.
+        # Scope: "groups" (True) the flagged groups alone, "blocks" every block holding one (runtime/outlier_sites.py)
+        scope = {False: None, None: None, True: "groups", "groups": "groups", "blocks": "blocks"}.get(
+            bf16_outlier_sites if isinstance(bf16_outlier_sites, (bool, str, type(None))) else "?", "?")
+        if scope == "?":
+            raise InputError(f"bf16_outlier_sites must be False, True, 'groups' or 'blocks', got "
+                             f"{bf16_outlier_sites!r}")
+        self.bf16_scope = scope if precision == "fp8" else None
+        self.bf16_outliers = self.bf16_scope is not None
         if self.bf16_outliers and self.smooth_alpha:
             raise InputError("bf16_outlier_sites and smoothing are alternatives; pass one of them")
         self.bf16_groups: list | None = None   # None: not measured yet
@@ -66,9 +75,8 @@ class OutlierRemedies:
 
     def _outlier_remedies_note(self) -> str:
         """The start-up log's words for what the remedies do in this load."""
-        sm = "" if not self.bf16_outliers else (f", bf16 at {len(self.bf16_groups)} outlier site group(s)"
-                                                if self.bf16_groups is not None else
-                                                ", outlier sites measured on the first observation")
+        sm = "" if not self.bf16_outliers else (f", bf16 at {self._bf16_extent()}" if self.bf16_groups is not None
+                                                else ", outlier sites measured on the first observation")
         sm += "" if not self.smooth_alpha else (", smoothing on the first observation" if self.smoothing is None
                                                else f", smoothing sq{self._smoothing_digest() or ' (no site)'}")
         return sm
@@ -89,14 +97,30 @@ class OutlierRemedies:
         return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash,
                              f"pi05-bf16prod-r{self.smooth_min_ratio:g}")
 
+    def _bf16_extent(self) -> str:
+        """What runs in BF16, in words (start-up log)."""
+        n = f"{len(self.bf16_groups)} outlier site group(s)"
+        return n if self.bf16_scope == "groups" else f"the blocks {list(blocks_of(self.bf16_groups))} ({n})"
+
+    def _outlier_key(self) -> str | None:
+        """8 hex of what runs in BF16, for the calibration key (None: nothing does)."""
+        if not self.bf16_groups:
+            return None
+        what = ",".join(self.bf16_groups) + ("" if self.bf16_scope == "groups" else "|blocks")
+        return hashlib.sha256(what.encode()).hexdigest()[:8]
+
     def _use_bf16_at(self, names) -> None:
-        """The consumers of the outlier groups `names` read bf16 weights (from a bf16 build of the checkpoint on the
-        device; transient ~2 bytes a parameter) and their activations stay bf16 (Fp8Context's bf16_sites)."""
+        """The consumers of the outlier groups `names` (scope "blocks": every GEMM of their blocks) read bf16 weights
+        (from a bf16 build of the checkpoint on the device; transient ~2 bytes a parameter) and their activations
+        stay bf16 (Fp8Context's bf16_sites)."""
         flat = self._build_weights(self.checkpoint, self.cfg, "bf16", self.device, open_source=self.open_source)
-        for c in consumers(self.cfg, names):
+        blocks = blocks_of(names) if self.bf16_scope == "blocks" else ()
+        gemms = consumers(self.cfg, names) + block_gemms([g for g, _, _ in gemm_names(self.cfg)], blocks)
+        for c in dict.fromkeys(gemms):
             self.w[c] = flat[f"w.{c}"].contiguous()
         del flat
         self._bf16_sites.names = frozenset(names)
+        self._bf16_sites.blocks = blocks
 
     @torch.no_grad()
     def _measure_outlier_sites(self, observations, percentile) -> None:
@@ -112,7 +136,7 @@ class OutlierRemedies:
         save_outlier_groups(self._outliers_path(), names, ckpt_hash=self.ckpt_hash, min_ratio=self.smooth_min_ratio,
                             num_observations=len(observations))
         self.startup.add("outlier_sites", time.perf_counter() - t0,
-                         f"{len(names)} outlier site group(s) run in BF16: {names}")
+                         f"{self._bf16_extent()} run in BF16: {names}")
 
     def _smoothing_digest(self) -> str | None:
         return SmoothingPlan(self.cfg, self.smoothing or {}).digest()

@@ -1,4 +1,5 @@
-"""Pi0's fp8 build: which blocks of the GPU forward stay BF16 (bf16 weights, bf16 activations), as data.
+"""Pi0's fp8 build: which blocks of the GPU forward stay BF16 (bf16 weights, bf16 activations), as data (the blocks
+and their predicate: runtime/bf16_blocks.py, shared with Pi0.5's outlier remedy).
 
 The fp8 cells keep the blocks of `bf16_blocks` (default DEFAULT_BF16_BLOCKS: the vision tower) in BF16 -- bf16
 weights, bf16 activations -- and the rest (the prefix LLM and the expert) in FP8 (frontends/torch/_pi0_cuda.py,
@@ -23,29 +24,8 @@ No one site carries it (within the vision tower: ln1 0.99469, attn 0.99391, ln2 
 """
 from __future__ import annotations
 
-BLOCKS = ("vision", "prefix", "expert")
+from flash_rt.runtime.bf16_blocks import BLOCKS, Bf16Blocks, gemm_block, site_block
+
+__all__ = ["BLOCKS", "DEFAULT_BF16_BLOCKS", "Bf16Blocks", "gemm_block", "site_block"]
+
 DEFAULT_BF16_BLOCKS = ("vision",)
-
-
-def site_block(site: str) -> str:
-    """The block of a quantization site: vision (SigLIP + projector input), prefix (the LLM), expert (state pass
-    `st.*` and flow steps `ex.*`)."""
-    return {"vis": "vision", "llm": "prefix", "ex": "expert", "st": "expert"}[site.split(".", 1)[0]]
-
-
-def gemm_block(weight: str) -> str:
-    """The block of a GEMM weight of the GPU spec (`proj_w`, the projector, reads the vision tower's last site)."""
-    return "vision" if weight == "proj_w" else site_block(weight)
-
-
-class Bf16Blocks:
-    """Fp8Context's bf16_sites predicate: the sites of `blocks` stay bf16 (their GEMM weights are bf16 in w)."""
-
-    def __init__(self, blocks):
-        unknown = set(blocks) - set(BLOCKS)
-        if unknown:
-            raise ValueError(f"bf16_blocks: unknown block(s) {sorted(unknown)}; expected any of {list(BLOCKS)}")
-        self.blocks = tuple(b for b in BLOCKS if b in blocks)
-
-    def __call__(self, site: str) -> bool:
-        return site_block(site) in self.blocks
