@@ -43,6 +43,7 @@ from flash_rt_ros import safety as safety_mod
 from flash_rt_ros.action_semantics import SemanticsError, TrajectoryBuilder, resolve as resolve_semantics
 from flash_rt_ros import params as params_mod
 from flash_rt_ros import startup_log
+from flash_rt_ros.calibration_reply import calibration_reply
 from flash_rt_ros.chunk_msgs import ChunkMessages
 from flash_rt_ros.conversions import SlotWriter
 from flash_rt_ros.input_health import HealthWindow
@@ -646,8 +647,9 @@ class FlashRTNode(LifecycleNode):
             response.success, response.message = False, f"calibration failed ({type(e).__name__}): {e}"
         else:
             response.success = True
-            response.cache_path = str(result) if result is not None else ""
-            response.message = "calibrated" + (f"; cache {response.cache_path}" if response.cache_path else "")
+            response.cache_path, response.message, warn = calibration_reply(result)
+            if warn:
+                self.get_logger().warning(f"calibrate: {response.message}")
         self.get_logger().info(f"calibrate: success={response.success}: {response.message}")
         return response
 
