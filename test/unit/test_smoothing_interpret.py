@@ -208,3 +208,29 @@ else:
                 worst[scope] = min(worst[scope], cosine64(rig.fp8(wm, ws, b, d, attn, sc, bf16_sites=pred), want))
         print(f"micro llm_norm 30x: fp8 worst {worst}, flagged {hot}, blocks {blocks}")
         assert worst["blocks"] > worst["groups"] > worst["plain"], worst
+
+    @pytest.mark.parametrize("kind,scale,ok", [(None, 1.0, True), ("ex_ada:matched", 30.0, True),
+                                               ("ex_ada", 100.0, False)])
+    def test_the_fp8_self_check_flags_what_fails_and_passes_what_holds(micro_ckpt, tmp_path, kind, scale, ok):
+        """runtime/fp8_check.py on real forwards: the calibration twin's chunk against production FP8's on the
+        calibrated observation, as the frontend runs it. It passes the plain micro model and the matched 30x
+        injection (FP8 holds them) and flags the plain 100x adaRMS injection (measured here: FP8 vs twin 0.97202,
+        FP8 vs FP32 0.96068). On the calibrated observation itself FP8 is at its best -- the plain 30x injection
+        measures 0.99882 against the twin there and 0.98816 against FP32 on later observations -- so the check
+        catches gross failures at the gate's bar and reports the number for the rest (docs/calibration.md)."""
+        import warnings
+        from flash_rt.runtime.fp8_check import Fp8Check
+        ck = micro_ckpt if kind is None else inject_checkpoint(micro_ckpt, tmp_path / "k", kind, scale, MICRO, n=2)
+        rig = Rig(ck)
+        want = rig.observe()
+        w, ws, b, d, attn = rig.weights("fp8")
+        scales = rig.twin(w, ws, b, d, attn)
+        twin = b["x_t"].numpy().copy()
+        fp8 = rig.fp8(w, ws, b, d, attn, scales)
+        chk = Fp8Check()
+        c = chk.add(twin, fp8)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = chk.result()
+        print(f"micro {kind} {scale:g}x: fp8 vs twin {c:.5f}, fp8 vs fp32 {cosine64(fp8, want):.5f}")
+        assert r["ok"] is ok and (len(caught) == 0) is ok, (c, r)
