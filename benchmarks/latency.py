@@ -96,13 +96,6 @@ VARIANTS = {
     # every 16 slots up to 128, then 160: the replay-vs-slots curve, and what a real ~70-token prompt (state tokens
     # included) gains from an 80-slot bucket over the 128 one
     "buckets-fine": {"prompt_buckets": (64, 80, 96, 112, 128, 160)},
-    # the opt-in fused expert MLP (gate+up, GeGLU and down's partials in one kernel; issue 17): intermediate slices
-    # of 64 (the table's; 64 programs, 64 partials for the norm), 32 (128 programs) and 128 (32 programs)
-    "fused-mlp": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp")},
-    "fused-mlp-bf32": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp"),
-                       "gemm_tiles": {"mlp": {"block_n": 32}}},
-    "fused-mlp-bf128": {"fused_expert_gemms": ("rope_qkv", "geglu", "splitk", "mlp"),
-                        "gemm_tiles": {"mlp": {"block_n": 128}}},
 }
 
 

@@ -12,9 +12,6 @@
 #              variants with BF16 at the outlier sites beside plain FP8, and its replay A/B (~8 min)
 #   buckets    issue 17: test/gpu/run_buckets.sh -- bucket bit-identity, the kernel count read from the graph, and
 #              the 64 / 128 / 200-slot replays against the buckets off in the same process (~5 min)
-#   mlp        issue 17: the opt-in fused expert MLP (one kernel for gate+up, GeGLU and down's partials) against the
-#              default, alternating in one process (64 / 32 / 128 intermediate columns a program), 2 views, h50,
-#              with kernels per replay; its kernel test against the twin and the production pair (~5 min)
 #   floor      issue 17: benchmarks/critical_path.py at 2 views -- per-family critical path, kernels per replay and
 #              each flow step's achieved GB/s against the streaming floor (~2 min)
 #   probe      issue 17's design question: benchmarks/persistent_probe.py -- us per dependent FP8 GEMM phase as a
@@ -22,9 +19,9 @@
 #              next phase's weights before the wait (~1 min). Decides whether the persistent expert layer is worth it.
 #   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
-#              and the same-run A/B of split-K o/down, overlap and the fused MLP at 2 views (~9 min)
+#              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
 # A 30-minute session holds about three calls: `rung-30m`, `rung-30p`, `rung-10` (issue 16 can close on them); the
-# next one `probe floor mlp` (one call, ~8 min), `buckets`, `pi0`.
+# next one `probe floor` (one call, ~3 min), `buckets`, `pi0`.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,12 +41,9 @@ stage() {
     buckets) timeout 500 bash test/gpu/run_buckets.sh ;;
     probe) timeout 240 python3 benchmarks/persistent_probe.py
            timeout 240 python3 benchmarks/persistent_probe.py --phases 256 ;;
-    mlp) timeout 120 python3 -m pytest -m gpu test/gpu/test_kernels.py -q -k "mlp"
-         timeout 420 python3 benchmarks/latency.py --views 2 --horizons 50 --no-baseline --count-kernels \
-           --variants default fused-mlp fused-mlp-bf32 fused-mlp-bf128 default fused-mlp --out "$OUT" ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
-    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets mlp floor probe pi0)" >&2; return 2 ;;
+    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets floor probe pi0)" >&2; return 2 ;;
   esac
 }
 

@@ -3,13 +3,12 @@ replay (CUDA events) and end-to-end predict, and in the same run on the same car
 (`Pi0Reference` in bf16) on the same inputs: the same-run ratio. Prints one JSON line per cell and a markdown table.
 
     python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper
-    python3 benchmarks/pi0_latency.py --views 2 --ab no-splitk overlap fused-mlp --baseline-runs 0   # same-run A/B
+    python3 benchmarks/pi0_latency.py --views 2 --ab no-splitk overlap --baseline-runs 0   # same-run A/B
 
 --ab: per cell, more policies with one of latency.py's option sets (AB_VARIANTS), timed against the default in
 alternating rounds in the same process: `no-splitk` runs the expert o / down as cuBLASLt GEMMs (Pi0's code before
-the ninth session), `overlap` the state pass and flow step 0 beside the prefix, `fused-mlp*` the one-kernel expert
-MLP. The A/B also checks that `overlap` gives the default's chunk bit for bit on the same inputs (it reuses the
-default's calibration cache).
+the ninth session), `overlap` the state pass and flow step 0 beside the prefix. The A/B also checks that `overlap`
+gives the default's chunk bit for bit on the same inputs (it reuses the default's calibration cache).
 """
 from __future__ import annotations
 
@@ -121,7 +120,7 @@ def main(argv=None):
 
 
 # latency.py's option sets that apply to Pi0's cells (its prompt buckets, say, do not)
-AB_VARIANTS = ("no-splitk", "overlap", "fused-mlp", "fused-mlp-bf32", "fused-mlp-bf128")
+AB_VARIANTS = ("no-splitk", "overlap")
 
 
 def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays,

@@ -35,8 +35,6 @@ flow_boundary            final adaRMS, x_t += dt*(W_out h + b), x_t @ W_in + b, 
 fp8_gemm_geglu,          e4m3 GEMMs for M <= 64 with their epilogue (GeGLU;      the expert's qkv, gate+up, o / down
 fp8_gemm_rope_qkv,       RoPE + KV write; split-K partials the next norm sums)  (production FP8)
 fp8_gemm_splitk
-fp8_gemm_mlp             gate+up, GeGLU into e4m3, down's split-K partial per   the expert MLP (opt-in fused op "mlp")
-                         intermediate slice, one kernel
 amax_update              slot = max(slot, max|x|) (atomic, no sync)             FP8 calibration twins
 uint8_to_model           u8 HWC -> [-1, 1] CHW                                  SigLIP input upload, every tick
 key_padding_bias         pad mask -> 0 / -2.3819763e38 additive bias            attention bias from the device mask
@@ -63,7 +61,6 @@ Exact signatures (``out``/``out_scale`` keyword-only; ``out_scale`` a device fp3
     fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg)
     fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta=10000.0, cfg)
     fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg)
-    fp8_gemm_mlp(x, x_scale, w_gu, gu_scale, act_scale, w_down, down_scale, *, out_partials, cfg)
     amax_update(x, slot)
     uint8_to_model(img, *, out)
     key_padding_bias(mask, *, out)

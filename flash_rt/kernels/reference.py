@@ -33,7 +33,7 @@ __all__ = [
     "geglu", "gelu_tanh", "quantize_fp8", "rope_inv_freq", "rope_qkv_split", "time_embedding",
     "flow_update", "flow_inpaint", "flow_boundary", "amax_update", "uint8_to_model", "key_padding_bias",
     "prefix_positions",
-    "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fp8_gemm_mlp",
+    "fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk",
 ]
 
 FP8_MAX = 448.0                      # largest finite torch.float8_e4m3fn
@@ -171,23 +171,6 @@ def fp8_gemm_splitk(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_s
     kc = x.shape[1] // sp
     for i in range(sp):
         out_partials[i].copy_(_fp8_matmul(x[:, i * kc:(i + 1) * kc], x_scale, w[:, i * kc:(i + 1) * kc], w_scale))
-    return out_partials
-
-
-def fp8_gemm_mlp(x: torch.Tensor, x_scale: torch.Tensor, w_gu: torch.Tensor, gu_scale: torch.Tensor,
-                 act_scale: torch.Tensor, w_down: torch.Tensor, down_scale: torch.Tensor, *,
-                 out_partials: torch.Tensor, cfg=None) -> torch.Tensor:
-    """The expert MLP as split-K partials over its intermediate dim (twin of the fused kernel): the FP8 GeGLU
-    activation a = e4m3(geglu(x @ w_gu.T * scales) / act_scale), then out_partials[s] = (a[:, Fs] @
-    w_down[:, Fs].T) * act_scale * down_scale for the S equal slices Fs of the intermediate dim."""
-    f = w_gu.shape[0] // 2
-    a = torch.empty(x.shape[0], f, dtype=torch.float8_e4m3fn, device=x.device)
-    fp8_gemm_geglu(x, x_scale, w_gu, gu_scale, out=a, out_scale=act_scale)
-    sp = out_partials.shape[0]
-    fc = f // sp
-    for i in range(sp):
-        out_partials[i].copy_(_fp8_matmul(a[:, i * fc:(i + 1) * fc], act_scale, w_down[:, i * fc:(i + 1) * fc],
-                                          down_scale))
     return out_partials
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 from flash_rt.errors import InputError
 
 FUSED_OPS = ("rope_qkv", "geglu", "splitk")
-# fused ops a caller can add but `True` does not include (kernels/triton/mlp_fused.py: not yet measured on a GPU)
-OPT_IN_OPS = ("mlp",)
 
 
 def weight_suffixes(option: str, value, allowed) -> tuple:
@@ -26,11 +24,11 @@ def fast_accum(value):
 
 
 def fused_ops(value) -> tuple:
-    """True = all of FUSED_OPS, False / () = none, else a subset of FUSED_OPS + OPT_IN_OPS."""
+    """True = all of FUSED_OPS, False / () = none, else a subset."""
     if value is True:
         return FUSED_OPS
     value = tuple(value or ())
-    unknown = set(value) - set(FUSED_OPS) - set(OPT_IN_OPS)
+    unknown = set(value) - set(FUSED_OPS)
     if unknown:
-        raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected any of {FUSED_OPS + OPT_IN_OPS}")
+        raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected any of {FUSED_OPS}")
     return value

@@ -77,15 +77,6 @@ class _Composite:
         self.post(out_site, ab)
         return ab
 
-    def linear_mlp(self, x, site, gu_name, gu, act_site, act_bf16, act_fp8, down_name, down, down_parts,
-                   mlp_parts=None):
-        """The MLP after a norm: gate+up + GeGLU (written as the act_site activation), then down; returns down's
-        output for the next norm ([M, N] or split-K partials). Fp8Context runs it as ONE kernel where "mlp" is
-        among its fused ops (its partials [F / block_n, M, N] in mlp_parts); here it is linear_geglu, then
-        linear_partials."""
-        ab = self.linear_geglu(x, site, gu_name, gu, act_site, act_bf16, act_fp8)
-        return self.linear_partials(ab, act_site, down_name, down, down_parts)
-
     def linear_partials(self, x, site, wname, out, partials):
         """y = x @ W.T for a consumer that accepts split-K partials (gated_add_ada_rms_norm): returns `out`
         [M, N] here, `partials` [S, M, N] (fp32, summed by the consumer) where split-K runs."""
@@ -108,8 +99,7 @@ class Fp8Context(_Composite):
     already applied), the rows up to which they run (`fused_max_m`; the prefix's M = 576 GEMMs stay on cuBLASLt) and
     the flow seam's tiles;
     fused: None, or an object with fp8_gemm_geglu / fp8_gemm_rope_qkv / fp8_gemm_splitk (flash_rt.kernels.triton);
-    fused_ops: which of "rope_qkv" / "geglu" / "splitk" (and the opt-in "mlp": gate+up, GeGLU and down's partials in
-    one kernel, linear_mlp) to run fused;
+    fused_ops: which of "rope_qkv" / "geglu" / "splitk" to run fused;
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
     flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's);
     bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
@@ -142,18 +132,6 @@ class Fp8Context(_Composite):
             return super().linear_partials(x, site, wname, out, partials)
         return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials,
                                           **self._cfg("splitk"))
-
-    def linear_mlp(self, x, site, gu_name, gu, act_site, act_bf16, act_fp8, down_name, down, down_parts,
-                   mlp_parts=None):
-        cfg, f = self.fused_cfgs.get("mlp"), self.fused
-        if (f is None or "mlp" not in self.fused_ops or cfg is None or mlp_parts is None or self._bf16(act_site)
-                or x.shape[0] > self.fused_max_m
-                or not f.mlp_supported(x, self.w[gu_name], self.w[down_name], cfg=cfg)
-                or mlp_parts.shape[0] != f.mlp_partials(self.w[gu_name], cfg)):
-            return super().linear_mlp(x, site, gu_name, gu, act_site, act_bf16, act_fp8, down_name, down,
-                                      down_parts)
-        return f.fp8_gemm_mlp(x, self.s[site], self.w[gu_name], self.ws[gu_name], self.s[act_site],
-                              self.w[down_name], self.ws[down_name], out_partials=mlp_parts, cfg=cfg)
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         if not self._use_fused("geglu", x, wname) or self._bf16(out_site):   # the fused kernel writes FP8

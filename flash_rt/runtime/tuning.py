@@ -18,19 +18,6 @@ from flash_rt.kernels.tiles import FlowTiles, FusedGemmConfig, MhaTiles, MqaTile
 # the fused GEMMs of the catalogue, and whether each streams two weight tiles per program (gate and up; the
 # rotate_half halves of a head) or one (split-K)
 FUSED_GEMMS = {"rope_qkv": True, "geglu": True, "splitk": False}
-# opt-in fused ops (runtime/options.OPT_IN_OPS): tiles in every table, used only when a frontend is asked for them.
-# "mlp" (kernels/triton/mlp_fused.py): gate+up + GeGLU + the down partials, block_n the intermediate slice
-OPT_IN_GEMMS = {"mlp": True}
-
-
-def gemm_smem_bytes(op: str, cfg: FusedGemmConfig) -> int:
-    """The upper shared-memory estimate of a fused GEMM's program: its main loop (cfg.smem_bytes) and, for the
-    fused MLP, the down GEMM's [block_n x block_n] weight tiles."""
-    dual = {**FUSED_GEMMS, **OPT_IN_GEMMS}[op]
-    extra = cfg.stages * cfg.block_n * cfg.block_n if op == "mlp" else 0
-    return cfg.smem_bytes(dual) + extra
-
-
 ATTENTION_KINDS = ("decode", "prefill")
 
 
@@ -76,9 +63,9 @@ class GpuTuning:
         return self
 
     def check_gemm(self, op: str, cfg: FusedGemmConfig) -> None:
-        if op not in FUSED_GEMMS and op not in OPT_IN_GEMMS:
-            raise InputError(f"unknown fused GEMM {op!r}; expected any of {sorted({**FUSED_GEMMS, **OPT_IN_GEMMS})}")
-        need = gemm_smem_bytes(op, cfg)
+        if op not in FUSED_GEMMS:
+            raise InputError(f"unknown fused GEMM {op!r}; expected any of {sorted(FUSED_GEMMS)}")
+        need = cfg.smem_bytes(FUSED_GEMMS[op])
         if need > self.smem_per_block:
             raise InputError(f"{op} tiles {cfg} need ~{need} bytes of shared memory per block; {self.hardware} "
                              f"allows {self.smem_per_block}. Use fewer stages or smaller block_k / block_n")

@@ -429,30 +429,6 @@ def test_fp8_gemm_rope_qkv(m, off, ltot):
         assert err <= 2 ** -7 * other.float().abs().max().item(), f"fused {nm} vs unfused: {err}"
 
 
-@pytest.mark.parametrize("block_n", [32, 64, 128])
-@pytest.mark.parametrize("m", [50, 10])
-def test_fp8_gemm_mlp_against_its_twin_and_the_two_kernels(m, block_n):
-    """The opt-in fused expert MLP (kernels/triton/mlp_fused.py) at the expert's size (D = 1024, F = 4096) with
-    Hopper's tiles and the intermediate slices an A/B may pick: each partial vs its fp32 twin, and their sum vs the
-    production pair (gate+up + GeGLU into FP8, then the split-K down)."""
-    d, f = 1024, 4096
-    cfg = HOPPER.gemm["mlp"].with_overrides(block_n=block_n)
-    x, xs, wgu, gs = fp8_operands(m, 2 * f, d, seed=46)
-    _, _, wd, ds = fp8_operands(m, d, f, seed=48)
-    a_s = torch.full((64,), 0.05, device=DEV)[:1]
-    sp = T.mlp_partials(wgu, cfg)
-    parts, want = poison((sp, m, d), torch.float32), poison((sp, m, d), torch.float32)
-    T.fp8_gemm_mlp(x, xs, wgu, gs, a_s, wd, ds, out_partials=parts, cfg=cfg)
-    R.fp8_gemm_mlp(x, xs, wgu, gs, a_s, wd, ds, out_partials=want)
-    ref = want.sum(0)
-    assert (parts - want).abs().max().item() <= 2.0 ** -10 * ref.abs().max().item()
-    a = poison((m, f), F8)
-    GEGLU(x, xs, wgu, gs, out=a, out_scale=a_s)
-    two = poison((4, m, d), torch.float32)
-    SPLITK(a, a_s, wd, ds, out_partials=two)
-    assert (parts.sum(0) - two.sum(0)).abs().max().item() <= 2.0 ** -9 * ref.abs().max().item()
-
-
 @pytest.mark.parametrize("m,k,splits", [(50, 2048, 4), (50, 4096, 4), (10, 4096, 8), (100, 2048, 2)])
 def test_fp8_gemm_splitk_and_the_norm_that_sums_it(m, k, splits):
     n = 1024

@@ -45,21 +45,20 @@ def rtc_cpu_policy(micro_ckpt):
 
 
 def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2, tuning=None,
-                 fused=kernels, overlap=None, chunks=None, frozen=None, mlp=False):
+                 fused=kernels, overlap=None, chunks=None, frozen=None):
     """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
     GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
     blocks of `blocks` in BF16. tuning: the cell's table, or an override (tiles the micro shapes fit); fused: the
     fused-GEMM kernels the production context calls; overlap: the forward's overlap argument (production only);
     chunks: a list the model-space chunks are appended to; frozen: real-time chunking (cpu_policy loaded with it):
     each observation follows a chunk whose rows 2.. (+ 0.05) are the prefix, `frozen` rows of it fixed, and the
-    GPU chunk's frozen rows must be the model-space prefix exactly; mlp: the opt-in fused expert MLP on (its
-    partial buffers sized from `tuning`)."""
+    GPU chunk's frozen rows must be the model-space prefix exactly."""
     tuning = tuning or cell.tuning
     cfg = cpu_policy.config
     w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
     rtc = frozen is not None
     d = pi0_gpu_dims(cfg, VIEWS, realtime_chunking=rtc)
-    b = device_buffers(cfg, d, tuning.split_k, "cpu", cfg.ex_mlp // tuning.gemm["mlp"].block_n if mlp else 0)
+    b = device_buffers(cfg, d, tuning.split_k, "cpu")
     h = cpu_policy.frontend.host
     state = np.zeros(cfg.state_dim, np.float32)
     b.update(host_inputs(h), state=torch.from_numpy(state))
@@ -77,7 +76,7 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
             cuda_forward.forward(w, b, d, attn, CalibContext(w, ws, scales.site_amax, kernels.amax_update, scratch))
             scales.set_from_amax()
             q = Fp8Context(w, ws, scales.site_scale, tuning=tuning, fast_accum=False, fused=fused,
-                           fused_ops=("rope_qkv", "geglu", "splitk") + (("mlp",) if mlp else ()),
+                           fused_ops=("rope_qkv", "geglu", "splitk"),
                            transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
         else:
             q = Bf16Context(w)

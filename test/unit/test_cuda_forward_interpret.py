@@ -15,8 +15,8 @@ must come out equal to the model-space prefix, and the chunk must match the exac
 """
 import pytest
 
-from _interpreter import (IN_CHILD, counting_kernels, cpu_observation, host_inputs,
-                          patch_interpreter_float_conversion, run_child, stream_stand_ins)
+from _interpreter import (IN_CHILD, cpu_observation, host_inputs, patch_interpreter_float_conversion, run_child,
+                          stream_stand_ins)
 
 if not IN_CHILD:
     def test_gpu_forward_under_the_interpreter():
@@ -102,31 +102,16 @@ else:
                           chunks=runs[name])
         assert (runs["serial"][0] == runs["overlap"][0]).all()
 
-    def test_the_fused_mlp_runs_every_expert_layer(micro_ckpt, cpu_policy):
-        """The opt-in fused expert MLP (fused op "mlp", kernels/triton/mlp_fused.py) in the forward: tiles the micro
-        shapes fit (D = 32, F = 64: two 32-column slices), every expert layer of every step through the one kernel,
-        its partials summed by the next gated norm, and the chunk still at the FP8 bar against the exact CPU path."""
-        calls = []
-        fused = counting_kernels("fp8_gemm_mlp", calls)
-        tuning = CELLS["hopper"].tuning.with_gemm_overrides({"mlp": {"block_k": 32, "block_n": 32}})
-        check_forward(micro_ckpt, cpu_policy, "hopper", "fp8", 0.995, observations=1, tuning=tuning, fused=fused,
-                      mlp=True)
-        cfg = cpu_policy.config
-        assert calls == [(2, cfg.action_horizon, cfg.ex_width)] * cfg.layers * MICRO.num_steps, calls
-
     def check_forward(micro_ckpt, cpu_policy, hardware, precision, bar, observations, frozen=None, overlap=None,
-                      chunks=None, tuning=None, fused=None, mlp=False):
+                      chunks=None):
         cell, cfg = CELLS[hardware], cpu_policy.config
-        tuning = tuning or cell.tuning
-        fused = fused or kernels
         rtc = frozen is not None
         w, ws, _, mods, dt = unpack_weights(build_weights(micro_ckpt, cfg, precision, "cpu"), cfg, precision, "cpu")
         d = Pi05Dims.of(cfg, VIEWS, len(mods), dt, align=16, realtime_chunking=rtc)
-        b = device_buffers(cfg, d, tuning.split_k, "cpu", mods,
-                           cfg.ex_mlp // tuning.gemm["mlp"].block_n if mlp else 0)
+        b = device_buffers(cfg, d, cell.tuning.split_k, "cpu", mods)
         h = cpu_policy.frontend.host
         b.update(host_inputs(h))
-        attn = TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", tuning)
+        attn = TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning)
         scales = ActivationScales(cuda_forward.quant_sites(d), "cpu")
         rng = np.random.default_rng(7)
         worst = 1.0
@@ -140,9 +125,9 @@ else:
                                                                   scratch), None)
                 scales.set_from_amax()
                 opts = cell.option_defaults
-                q = Fp8Context(w, ws, scales.site_scale, tuning=tuning, fast_accum=False, fused=fused,
-                               fused_ops=("rope_qkv", "geglu", "splitk") + (("mlp",) if mlp else ()),
-                               transposed=opts["transposed_gemms"], flow_boundary=True)
+                q = Fp8Context(w, ws, scales.site_scale, tuning=cell.tuning, fast_accum=False, fused=kernels,
+                               fused_ops=("rope_qkv", "geglu", "splitk"), transposed=opts["transposed_gemms"],
+                               flow_boundary=True)
                 assert q.fused_flow_boundary
             else:
                 q = Bf16Context(w)

@@ -49,7 +49,7 @@ from flash_rt.models.pi05.config import Pi05Config  # noqa: E402
 from flash_rt.models.pi05.dims import Pi05Dims  # noqa: E402
 from flash_rt.runtime.attention import TritonAttnBackend  # noqa: E402
 from flash_rt.runtime.quant import FP8, CalibContext, Fp8Context  # noqa: E402
-from flash_rt.runtime.tuning import FUSED_GEMMS, gemm_smem_bytes  # noqa: E402
+from flash_rt.runtime.tuning import FUSED_GEMMS  # noqa: E402
 
 CELLS = {c.hardware: c for c in (Pi05TorchFrontendHopper, Pi05TorchFrontendThor, Pi05TorchFrontendRtx,
                                   Pi05TorchFrontendRtxSm89)}
@@ -58,8 +58,7 @@ BF, F32 = torch.bfloat16, torch.float32
 _DTYPE = {F32: "fp32", BF: "bf16", torch.float16: "fp16", FP8: "fp8e4nv", torch.int64: "i64", torch.int32: "i32",
           torch.uint8: "u8", torch.bool: "i1"}
 _OPTIONS = ("num_warps", "num_stages", "launch_pdl", "enable_fp_fusion")
-GEMM_KERNELS = {"_gemm_geglu_kernel": "geglu", "_gemm_rope_qkv_kernel": "rope_qkv", "_gemm_splitk_kernel": "splitk",
-                "_gemm_mlp_kernel": "mlp"}
+GEMM_KERNELS = {"_gemm_geglu_kernel": "geglu", "_gemm_rope_qkv_kernel": "rope_qkv", "_gemm_splitk_kernel": "splitk"}
 # the PTX of an FP8 dot per MMA family
 MMA_PTX = {"wgmma": "wgmma.mma_async", "tcgen05": "tcgen05.mma", "mma.sync": "mma.sync.aligned.m16n8k32.row.col.f32.e4m3"}
 
@@ -168,7 +167,7 @@ def forward_launches(hardware: str):
         c = dataclasses.replace(cfg, action_horizon=horizon)
         d = Pi05Dims.of(c, views, num_steps=2, dt=-0.5, align=16, realtime_chunking=rtc)
         mods = torch.zeros(d.num_steps, 2 * c.layers + 1, 3, c.ex_width)
-        b = device_buffers(c, d, tuning.split_k, "cpu", mods, c.ex_mlp // tuning.gemm["mlp"].block_n)
+        b = device_buffers(c, d, tuning.split_k, "cpu", mods)
         for name, shape, dt in (("images_u8", (views, c.image_size, c.image_size, 3), torch.uint8),
                                 ("image_mask", (views,), torch.bool), ("token_ids", (c.max_token_len,), torch.int64),
                                 ("token_mask", (c.max_token_len,), torch.bool),
@@ -182,12 +181,7 @@ def forward_launches(hardware: str):
         prod = _Fp8(w, ws, scale, tuning=tuning, fast_accum=opts["fast_accum"], fused=kernels,
                     fused_ops=tuple(FUSED_GEMMS), transposed=opts["transposed_gemms"], flow_boundary=True)
         calib = _Calib(w, ws, scale, kernels.amax_update, torch.empty(0, dtype=BF))
-        # the opt-in fused expert MLP ("mlp", kernels/triton/mlp_fused.py) with the target's tiles
-        mlp = _Fp8(w, ws, scale, tuning=tuning, fast_accum=opts["fast_accum"], fused=kernels,
-                   fused_ops=tuple(FUSED_GEMMS) + ("mlp",), transposed=opts["transposed_gemms"], flow_boundary=True)
-        pdl = tuning.pdl
-        modes = ((prod, pdl), (prod, False), (calib, pdl), (mlp, pdl)) if pdl else ((prod, False), (calib, False),
-                                                                                   (mlp, False))
+        modes = ((prod, True), (prod, False), (calib, True)) if tuning.pdl else ((prod, False), (calib, False))
         for q, pdl in modes:
             with programmatic_dependent_launch(pdl):
                 for fn, args, kw in _record(lambda q=q: cuda_forward.forward(w, b, d, attn, q, None)):
@@ -205,7 +199,7 @@ LAUNCHES = {h: forward_launches(h) for h in TARGETS}
 def test_the_forward_launches_every_kernel_family():
     for hw, launches in LAUNCHES.items():
         names = {fn.__name__ for fn, *_ in launches}
-        assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_gemm_mlp_kernel", "_mqa_partial",
+        assert {"_gemm_rope_qkv_kernel", "_gemm_geglu_kernel", "_gemm_splitk_kernel", "_mqa_partial",
                 "_mqa_merge", "_norm_row_kernel", "_mha_kernel", "_flow_boundary_kernel", "_amax_kernel",
                 "_u8_to_model_kernel", "_rope_qkv_kernel", "_flow_inpaint_kernel"} <= names, (hw, names)
         inpaint = {c["INPAINT"] for fn, _, c, _ in launches if fn.__name__ == "_flow_boundary_kernel"}
@@ -241,7 +235,7 @@ def test_compiles_for_the_target(hw, i):
         f"{name}: {k.metadata.shared} bytes of shared memory > {tuning.smem_per_block} on {hw}"
     if name in GEMM_KERNELS:
         op = GEMM_KERNELS[name]
-        est = gemm_smem_bytes(op, tuning.gemm[op])
+        est = tuning.gemm[op].smem_bytes(FUSED_GEMMS[op])
         assert est >= k.metadata.shared, f"{name}: the tile estimate {est} < the compiled {k.metadata.shared} bytes"
         assert MMA_PTX[tuning.mma] in ptx, f"{name}: no {tuning.mma} FP8 MMA in the {hw} build"
     if tuning.arch != 90:

@@ -75,20 +75,6 @@ else:
             assert worst >= 0.995, (name, worst)
         assert (runs["serial"][0] == runs["overlap"][0]).all()
 
-    def test_the_fused_mlp_runs_both_passes(micro_ckpt, cpu_policy):
-        """The opt-in fused expert MLP (kernels/triton/mlp_fused.py) in Pi0's forward: tiles the micro shapes fit,
-        the state pass (one row) and every action step through it, at the FP8 bar."""
-        calls = []
-        fused = counting_kernels("fp8_gemm_mlp", calls)
-        tuning = CELLS["hopper"].tuning.with_gemm_overrides({"mlp": {"block_k": 32, "block_n": 32}})
-        worst, _ = worst_cosine(micro_ckpt, cpu_policy, CELLS["hopper"], "fp8", DEFAULT_BF16_BLOCKS, n_obs=1,
-                                tuning=tuning, fused=fused, mlp=True)
-        cfg = cpu_policy.config
-        L, S, W, sp = cfg.layers, cfg.action_horizon, cfg.ex_width, cfg.ex_mlp // 32
-        assert sorted(calls) == sorted([(sp, 1, W)] * (L - 1) + [(sp, S, W)] * L * cfg.num_steps), calls
-        print(f"pi0 hopper fp8, fused MLP: worst cos {worst:.6f}")
-        assert worst >= 0.995, worst
-
     def test_the_state_row_does_not_see_the_actions(micro_ckpt, cpu_policy):
         """The state site's bias: prefix padding, 0 for itself, masked over the action rows and the tail."""
         cfg = cpu_policy.config

@@ -30,8 +30,8 @@ from flash_rt.errors import HardwareError, InputError
 from flash_rt.executors.weight_cache import WeightCache, cache_root, checkpoint_hash
 from flash_rt.frontends.torch._pi05_base import Pi05TorchFrontendBase
 from flash_rt.frontends.torch._pi05_cuda_outliers import OutlierRemedies
-from flash_rt.frontends.torch._pi05_cuda_storage import (build_weights, device_buffers, mlp_splits_of,
-                                                         unpack_weights, weight_spec_tag)
+from flash_rt.frontends.torch._pi05_cuda_storage import (build_weights, device_buffers, unpack_weights,
+                                                         weight_spec_tag)
 from flash_rt.hardware import check_triton_for_device
 from flash_rt.models.pi05.attention_sites import pi05_attention_spec
 from flash_rt.models.pi05.dims import Pi05Dims
@@ -194,8 +194,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self.d = d = self.dims()
         from flash_rt.runtime.attention import TritonAttnBackend
         self._pipeline = importlib.import_module(self.pipeline)
-        b = device_buffers(c, d, self.tuning.split_k, dev, self.mods,
-                           mlp_splits_of(self.fused_expert_gemms, self.precision, self.tuned, c.ex_mlp))
+        b = device_buffers(c, d, self.tuning.split_k, dev, self.mods)
         # per-tick inputs: the graph's own device buffers (staged) or the pinned host buffers themselves (zero copy)
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise}

@@ -18,7 +18,7 @@ from flash_rt.models.pi05.flow import flow_schedule, precompute_modulation
 from flash_rt.runtime.quant import FP8, aligned_scalars
 from flash_rt.runtime.smoothing import SmoothingPlan
 
-__all__ = ["weight_spec_tag", "build_weights", "weight_scales", "unpack_weights", "device_buffers", "mlp_splits_of"]
+__all__ = ["weight_spec_tag", "build_weights", "weight_scales", "unpack_weights", "device_buffers"]
 
 
 def weight_spec_tag(hardware: str, precision: str, smoothing: str | None = None) -> str:
@@ -82,11 +82,10 @@ def unpack_weights(flat: dict, cfg, precision: str, device, norm_weights: bool =
     return w, ws, store, mods, dt
 
 
-def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods, mlp_splits: int = 0) -> dict:
+def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods) -> dict:
     """Every device buffer of one Pi0.5 GPU forward but the per-tick inputs (which the frontend adds, staged or
     zero-copy), allocated once. A function of the shapes alone, so the CI compile check builds the very same
-    buffers on the CPU to record the forward's kernel launches (test/unit/test_kernels_compile.py).
-    mlp_splits: the partials of the opt-in fused expert MLP (mlp_splits_of), 0 = none (no buffer)."""
+    buffers on the CPU to record the forward's kernel launches (test/unit/test_kernels_compile.py)."""
     from flash_rt.kernels.triton.misc import LinearFlowWorkspace
     nv, P, S, L, n_img = d.num_views, d.prefix_len, d.horizon, d.kv_len, d.image_tokens
     qn, kvn, sk = c.heads * c.head_dim, c.kv_heads * c.head_dim, split_k
@@ -118,18 +117,9 @@ def device_buffers(c, d: Pi05Dims, split_k: int, dev, mods, mlp_splits: int = 0)
         "ex_act": z(S, c.ex_mlp), "ex_act8": z(S, c.ex_mlp, dtype=FP8), "ex_down": z(S, c.ex_width),
         "ex_o_parts": z(sk, S, c.ex_width, dtype=f32), "ex_down_parts": z(sk, S, c.ex_width, dtype=f32),
         "flow_ws": LinearFlowWorkspace(S, c.ex_width, c.action_dim, dev),
-        "ex_mlp_parts": z(mlp_splits, S, c.ex_width, dtype=f32) if mlp_splits else None,
     }
     # the transposed gate+up result [2F, P] shares gu's storage (a layer writes one or the other; 38 MB full-size)
     b["gu_t"] = b["gu"].view(-1).view(2 * c.mlp, P)
     # key bias: the suffix's own keys are always visible, the unused tail never
     b["dec_bias"][P + S:] = -2.3819763e38
     return b
-
-
-def mlp_splits_of(fused_ops, precision: str, tuning, ex_mlp: int) -> int:
-    """The partials the opt-in fused expert MLP writes (ex_mlp / its tiles' block_n), or 0 where it is not asked
-    for (fused_expert_gemms without "mlp", or a bf16 build)."""
-    if "mlp" not in fused_ops or precision != "fp8" or "mlp" not in tuning.gemm:
-        return 0
-    return ex_mlp // tuning.gemm["mlp"].block_n

@@ -24,7 +24,7 @@ from flash_rt.errors import InputError
 from flash_rt.executors.weight_loader import WeightLoader
 from flash_rt.frontends.torch._pi05_cuda import Pi05CudaFrontend
 from flash_rt.frontends.torch._pi05_cuda_storage import device_buffers as pi05_device_buffers
-from flash_rt.frontends.torch._pi05_cuda_storage import mlp_splits_of, weight_scales
+from flash_rt.frontends.torch._pi05_cuda_storage import weight_scales
 from flash_rt.frontends.torch._pi0_cuda_spec import build_spec, gemm_names
 from flash_rt.models.pi0 import pipeline_cpu
 from flash_rt.models.pi0.attention_sites import pi0_attention_spec
@@ -102,7 +102,7 @@ def state_keys(d) -> int:
     return round_up(d.prefix_len + 1, 16)
 
 
-def device_buffers(c, d, split_k: int, dev, mlp_splits: int = 0) -> dict:
+def device_buffers(c, d, split_k: int, dev) -> dict:
     """Pi0.5's device buffers for the shared prefix, plus Pi0's: the state pass's rows ("st") and the action rows'
     ("ac", each with the split-K partials of its o and down), the suffix positions (state + actions), the state site's key bias, and the key-bias tail after P + 1 + H
     masked. A function of the shapes alone (the interpreter test builds the very same on the CPU)."""
@@ -120,9 +120,7 @@ def device_buffers(c, d, split_k: int, dev, mlp_splits: int = 0) -> dict:
                 "q": z(c.heads, n, c.head_dim), "att": z(n, qn), "att8": z(n, qn, dtype=FP8), "o": z(n, W),
                 "gu": z(n, 2 * c.ex_mlp), "act": z(n, c.ex_mlp), "act8": z(n, c.ex_mlp, dtype=FP8), "down": z(n, W),
                 # split-K partials of o and down (q.linear_partials), summed by the next add_rms_norm
-                "o_parts": z(split_k, n, W, dtype=torch.float32), "down_parts": z(split_k, n, W, dtype=torch.float32),
-                # the opt-in fused MLP's partials (mlp_splits_of), none without it
-                "mlp_parts": z(mlp_splits, n, W, dtype=torch.float32) if mlp_splits else None}
+                "o_parts": z(split_k, n, W, dtype=torch.float32), "down_parts": z(split_k, n, W, dtype=torch.float32)}
 
     b["st"] = rows(1)
     b["ac"] = {**rows(S), "hid": z(S, W, dtype=torch.float32),
@@ -196,8 +194,7 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
         c, h, dev = self.cfg, self.host, self.device
         self.d = d = self.dims()
         self._pipeline = importlib.import_module(self.pipeline)
-        b = device_buffers(c, d, self.tuning.split_k, dev,
-                           mlp_splits_of(self.fused_expert_gemms, self.precision, self.tuned, c.ex_mlp))
+        b = device_buffers(c, d, self.tuning.split_k, dev)
         self.state = self.pinned.alloc((c.state_dim,), np.float32)     # model-space state, written each step
         inputs = {"images_u8": h.images, "image_mask": h.image_mask, "token_ids": h.token_ids,
                   "token_mask": h.token_mask, "noise": h.noise, "state": self.state}

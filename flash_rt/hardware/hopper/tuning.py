@@ -13,8 +13,6 @@ device tool (docs/benchmarks.md has each A/B run), and re-checked on an H200 (sa
   (7.71 us vs 8.21 on 4). SigLIP: 128 keys x 8 warps (10.26 us vs 12.78 for 64 x 64 on 4 warps), rows per program
   from the SM count (3 views: 12.35 -> 12.17 ms replay with 128-row tiles).
 - Flow seam: chunk 16 on 4 warps, 5.90 us a call (8/4 6.96, 32/8 6.57, 16/8 7.23).
-- The fused expert MLP ("mlp", opt-in: fused_expert_gemms + "mlp") is not measured: its tiles are a first guess
-  (64 intermediate columns a program, 2 stages of 256-deep K slabs, ~105 KB of shared memory).
 """
 from flash_rt.kernels.tiles import FlowTiles, FusedGemmConfig, MhaTiles, MqaTiles
 from flash_rt.runtime.tuning import GpuTuning
@@ -24,9 +22,7 @@ TUNING = GpuTuning(
     sm_count=132, smem_per_block=232448, unified_memory=False,
     gemm={"rope_qkv": FusedGemmConfig(block_m=64, block_n=16, block_k=256, stages=3, warps=8, tma=False),
           "geglu": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=True),
-          "splitk": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=False),
-          # opt-in, NOT measured yet (issue 17): 64 intermediate columns a program (64 programs, 192 KB of weights)
-          "mlp": FusedGemmConfig(block_m=64, block_n=64, block_k=256, stages=2, warps=4, tma=False)},
+          "splitk": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=False)},
     split_k=4, fused_max_m=64,
     attention={"decode": MqaTiles(block_m=16, block_n=64, target_programs=132, num_warps=4, num_stages=2,
                                   merge_rows=4, merge_warps=8),

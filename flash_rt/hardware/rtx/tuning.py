@@ -7,8 +7,7 @@ What differs, and the choice made for it:
 - 99 KB of shared memory per block (101,376 B; Hopper 227 KB). Every tile must fit at compile time: the table is
   checked here and each kernel's compiled footprint in CI. Hopper's gate+up tiles (TMA, 4 stages of a 64 x 256
   activation tile and two 32 x 256 weight tiles) compile to 98,360 B for sm120, 3 KB under the limit, and the
-  table's own upper estimate refuses them; the split-K and gate+up GEMMs run 3 stages here (65,568 B compiled),
-  the opt-in fused MLP 128-deep K slabs (Hopper's 256 would need ~105 KB).
+  table's own upper estimate refuses them; the split-K and gate+up GEMMs run 3 stages here (65,568 B compiled).
 - mma.sync FP8 (m16n8k32 e4m3), no wgmma: operands are staged through shared memory by the warps themselves.
 - 170 SMs: attention splits and SigLIP row tiles fill 170 programs; split-K stays 4 (K = 2048 / 4096 do not
   divide into 5 or 6 slabs of 256; 8 would double the partials for 1.5 waves).
@@ -18,5 +17,4 @@ from flash_rt.hardware.hopper.tuning import TUNING as HOPPER
 
 TUNING = HOPPER.derive(hardware="rtx_sm120", arch=120, mma="mma.sync", sm_count=170, smem_per_block=101376,
                        gemm={**HOPPER.gemm, "geglu": HOPPER.gemm["geglu"].with_overrides(stages=3),
-                             "splitk": HOPPER.gemm["splitk"].with_overrides(stages=3),
-                             "mlp": HOPPER.gemm["mlp"].with_overrides(block_k=128)})
+                             "splitk": HOPPER.gemm["splitk"].with_overrides(stages=3)})

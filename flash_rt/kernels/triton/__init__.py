@@ -14,7 +14,6 @@ import triton  # noqa: F401  (fail here, clearly, where triton is missing)
 from .activations import geglu, gelu_tanh, quantize_fp8
 from .flow_boundary import flow_boundary, flow_inpaint
 from .gemm_fused import fp8_gemm_geglu, fp8_gemm_rope_qkv, fp8_gemm_splitk, fused_gemm_supported
-from .mlp_fused import fp8_gemm_mlp, mlp_partials, mlp_supported
 from .misc import (amax_update, flow_update, key_padding_bias, linear_flow_update, prefix_positions, time_embedding,
                    uint8_to_model)
 from .norms import add_layer_norm, add_rms_norm, ada_rms_norm, gated_add_ada_rms_norm, layer_norm, rms_norm
@@ -24,6 +23,5 @@ __all__ = [
     "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "ada_rms_norm", "gated_add_ada_rms_norm",
     "geglu", "gelu_tanh", "quantize_fp8", "rope_qkv_split", "time_embedding", "flow_update", "amax_update",
     "uint8_to_model", "key_padding_bias", "prefix_positions", "fp8_gemm_geglu", "fp8_gemm_rope_qkv",
-    "fp8_gemm_splitk", "fp8_gemm_mlp", "mlp_partials", "mlp_supported", "linear_flow_update", "flow_boundary",
-    "flow_inpaint",
+    "fp8_gemm_splitk", "linear_flow_update", "flow_boundary", "flow_inpaint",
 ]

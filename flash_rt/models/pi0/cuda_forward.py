@@ -73,8 +73,8 @@ def _expert_layer(w, b, d, attn, q, i, site, rows, down, pos, row0, keys, bias, 
     hb, hs = q.act(site + "norm2", rows["h"], rows["h8"])
     add_rms_norm(x, o, None, eps, out=hb, out_scale=hs)
     q.post(site + "norm2", hb)
-    return q.linear_mlp(hb, site + "norm2", f"ex.{i}.gu_w", rows["gu"], site + "geglu", rows["act"], rows["act8"],
-                        f"ex.{i}.down_w", rows["down"], rows["down_parts"], rows.get("mlp_parts"))
+    ab = q.linear_geglu(hb, site + "norm2", f"ex.{i}.gu_w", rows["gu"], site + "geglu", rows["act"], rows["act8"])
+    return q.linear_partials(ab, site + "geglu", f"ex.{i}.down_w", rows["down"], rows["down_parts"])
 
 
 def state_begin(w, b, d) -> None:

@@ -25,11 +25,9 @@ The expert keeps its own FP8 activation scales per flow step (`ex.{step}.{layer}
 move with t, and the steps are unrolled anyway. action_in/action_out stay fp32 (tiny, precision-critical).
 Between two steps, the final norm, action_out + Euler step, action_in and the next layer-0 norm are one kernel
 in production (step_boundary).
-In the expert, `q.linear_rope_qkv` is one fused FP8 kernel in production (kernels/triton/gemm_fused.py) and
-GEMM + RoPE in the twins; `q.linear_partials` returns the o output either as [M, N] or as split-K partials
-[S, M, N] that the next gated norm sums; `q.linear_mlp` is the MLP: gate+up + GeGLU (one fused kernel in
-production) then down's split-K partials, or, with the opt-in fused op "mlp", all of it in one kernel whose
-partials (one per intermediate slice) the norm sums (kernels/triton/mlp_fused.py).
+In the expert, `q.linear_rope_qkv` and `q.linear_geglu` are one fused FP8 kernel each in production
+(kernels/triton/gemm_fused.py) and GEMM + RoPE / GEMM + GeGLU in the twins; `q.linear_partials` returns the
+o / down output either as [M, N] or as split-K partials [S, M, N] that the next gated norm sums.
 """
 from __future__ import annotations
 
@@ -185,8 +183,8 @@ def expert_layer(w, b, d, attn, q, s: int, i: int, down):
     hb, hs = q.act(site + "norm2", b["ex_h"], b["ex_h8"])
     gated_add_ada_rms_norm(x, o, m1[2], m2[0], m2[1], eps, out=hb, out_scale=hs)
     q.post(site + "norm2", hb)
-    return q.linear_mlp(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"],
-                        p + "down_w", b["ex_down"], b["ex_down_parts"], b.get("ex_mlp_parts"))
+    ab = q.linear_geglu(hb, site + "norm2", p + "gu_w", b["ex_gu"], site + "geglu", b["ex_act"], b["ex_act8"])
+    return q.linear_partials(ab, site + "geglu", p + "down_w", b["ex_down"], b["ex_down_parts"])
 
 
 def step_boundary(w, b, d, q, s: int, down) -> None:
