@@ -8,8 +8,11 @@
 #              plain FP8 and BF16 on the same checkpoint; its -s lines are the numbers) (~6-8 min)
 #   rung-30p   the same, the five plain variants (a case BF16 itself fails is xfail with its numbers) (~6-8 min)
 #   rung-10    the same, every variant at 10x (one run each), and the cache-key GPU tests (~6-8 min)
-#   remedies   issue 16, only if a plain case fails where BF16 holds: benchmarks/outlier_stress.py on the plain
-#              variants with BF16 at the outlier sites beside plain FP8, and its replay A/B (~8 min)
+#   remedies   issue 16: the two plain kinds the rung failed at 30x (llm_norm, vis_ln; tenth session), three runs of
+#              20 observations: plain FP8, BF16 at the flagged groups, BF16 at their blocks, BF16, each FP8 engine's
+#              calibration self-check, and the replay A/B of the FP8 engines on vis_ln 30x (~8 min)
+#   selfcheck  issue 16: the FP8 self-check through the frontend on the tiny checkpoint (first tick, calibrate(),
+#              the cache path) and the recalibration test it touches (~2 min)
 #   buckets    issue 17: test/gpu/run_buckets.sh -- bucket bit-identity, the kernel count read from the graph, and
 #              the 64 / 128 / 200-slot replays against the buckets off in the same process (~5 min)
 #   floor      issue 17: benchmarks/critical_path.py at 2 views -- per-family critical path, kernels per replay and
@@ -20,14 +23,13 @@
 #   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
-# A 30-minute session holds about three calls: `rung-30m`, `rung-30p`, `rung-10` (issue 16 can close on them); the
-# next one `probe floor` (one call, ~3 min), `buckets`, `pi0`.
+# Measured (tenth session, docs/benchmarks.md): rung-30m, rung-30p, rung-10, floor, and the fused MLP (removed since).
+# Next: `probe selfcheck` (one call, ~3 min), `remedies`, `buckets`, `pi0`; the rung again once a remedy is default.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OUT="${OUT:-$(mktemp -d)}"   # the device tool sets $OUT; elsewhere the logs go to a fresh temp dir
-PLAIN=(ex_ada v_proj up_proj vis_ln llm_norm)
 RUNG=test/gpu/test_outlier_stress_gpu.py
 
 stage() {
@@ -36,14 +38,16 @@ stage() {
     rung-30p) timeout 580 python3 -m pytest -m "gpu and slow" $RUNG -q -s -rA -k "x30 and not matched" ;;
     rung-10) timeout 480 python3 -m pytest -m "gpu and slow" $RUNG -q -s -rA -k x10
              timeout 90 python3 -m pytest -m gpu test/gpu/test_cache_keys_gpu.py -q -rA ;;
-    remedies) timeout 580 python3 benchmarks/outlier_stress.py --views 2 --runs 3 --replays 100 \
-                --modes fp8 bf16 fp8_bf16out --kinds "${PLAIN[@]}" --json "$OUT/remedies.json" ;;
+    remedies) timeout 580 python3 benchmarks/outlier_stress.py --views 2 --runs 3 --replays 100 --ab-kind vis_ln \
+                --modes fp8 fp8_bf16out fp8_bf16blocks bf16 --kinds llm_norm vis_ln --json "$OUT/remedies.json" ;;
+    selfcheck) timeout 240 python3 -m pytest -m gpu test/gpu/test_pi05_gpu.py -q -s -rA \
+                 -k "hopper and (self_check or recalibration or warmup_does_not)" ;;
     buckets) timeout 500 bash test/gpu/run_buckets.sh ;;
     probe) timeout 240 python3 benchmarks/persistent_probe.py
            timeout 240 python3 benchmarks/persistent_probe.py --phases 256 ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
-    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies buckets floor probe pi0)" >&2; return 2 ;;
+    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies selfcheck buckets floor probe pi0)" >&2; return 2 ;;
   esac
 }
 

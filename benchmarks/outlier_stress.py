@@ -106,6 +106,8 @@ def main(argv=None) -> int:
             row = dict(kind=kind, scale=scale, n_obs=n_obs, runs=args.runs, bf16_worst=runs[0]["bf16"]["worst"],
                        seconds=time.perf_counter() - t1)
             for m in fp8_modes:
+                chk = (pols[m].frontend.calibration_info or {}).get("fp8_check") or {}
+                row[m + "_selfcheck"] = chk.get("cosine")   # the calibration's FP8-vs-twin cosine (fp8_check.py)
                 row[m + "_worst"] = [x[m]["worst"] for x in runs]
                 row[m + "_mean"] = [x[m]["mean"] for x in runs]
             for m in ("fp8_bf16out", "fp8_bf16blocks"):

@@ -51,8 +51,10 @@ def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
         for r in range(3 if scale >= 30 else 1):   # the gate: three runs at 30x
             use = pols if r == 0 else {"fp8": pols["fp8"]}
             s = summary(cosines(use, N_OBS, seed=100 + r, state_dim=STATE_DIM, oracle=oracle))
+            chk = pols["fp8"].frontend.calibration_info.get("fp8_check") or {}
             print(f"outliers {variant} x{scale:g} run {r}: fp8 worst {s['fp8']['worst']:.5f} mean "
-                  f"{s['fp8']['mean']:.5f}" + (f", bf16 worst {s['bf16']['worst']:.6f}" if r == 0 else ""))
+                  f"{s['fp8']['mean']:.5f}" + (f", bf16 worst {s['bf16']['worst']:.6f}" if r == 0 else "")
+                  + f", fp8 self-check {chk.get('cosine', float('nan')):.5f}")
             runs.append(s)
         del pols, oracle
     finally:   # 20 cases x (3-7 GB of weight caches + the injected shards) would fill the device's disk

@@ -60,6 +60,28 @@ def test_tiny_fp8_rung_three_runs(tiny_openpi, tmp_path, cell):
     assert min(coss) >= 0.995
 
 
+def test_first_calibration_runs_the_fp8_self_check(tiny_openpi, tmp_path, cell):
+    """runtime/fp8_check.py through the frontend: the first real tick calibrates, runs production FP8 once beside
+    the twin and records the worst cosine; the tiny checkpoint holds the bar without a warning, and its chunk is
+    the FP8 one (the check's eager forward leaves nothing the replay depends on)."""
+    import warnings
+    from flash_rt.io.prompt import FlashRTWarning
+    pol = flash_rt.load_model(tiny_openpi, hardware=cell, cache_dir=tmp_path)
+    rng = np.random.default_rng(4)
+    images, state, prompt, noise = random_observation(rng, 3, TINY_STATE_DIM, pol.action_horizon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlashRTWarning)
+        out = pol.predict(images, state, prompt, noise)
+    chk = pol.frontend.calibration_info["fp8_check"]
+    print(f"tiny fp8 self-check {chk['cosine']:.6f}")
+    assert chk["ok"] and chk["num_observations"] == 1 and 0.995 <= chk["cosine"] <= 1.0
+    assert any(p[0] == "calibration" and "self-check" in p[2] for p in pol.startup_phases)
+    assert cosine64(out, pol.reference_chunk(device="cuda")) >= 0.995
+    again = flash_rt.load_model(tiny_openpi, hardware=cell, cache_dir=tmp_path)   # scales from the cache
+    again.predict(images, state, prompt, noise)
+    assert again.frontend.calibration_info["source"] == "cache" and "fp8_check" not in again.frontend.calibration_info
+
+
 def test_capture_and_memory_stable_over_100_replays(tiny_openpi, tmp_path, cell):
     pol = flash_rt.load_model(tiny_openpi, hardware=cell, cache_dir=tmp_path)
     rng = np.random.default_rng(0)
@@ -104,6 +126,7 @@ def test_prompt_change_and_recalibration_do_not_recapture(tiny_openpi, tmp_path,
     assert _compiled_triton_kernels() == compiled
     info = pol.calibrate([{"images": images, "state": state, "prompt": "open the drawer"}] * 2, percentile=99.9)
     assert pol.frontend.graph is g and info["num_observations"] == 2
+    assert info["fp8_check"]["num_observations"] == 2 and info["fp8_check"]["ok"], info["fp8_check"]
     c = pol.predict(images, state, "open the drawer", noise)
     assert np.isfinite(c).all()
 

@@ -18,7 +18,6 @@ prompt never recaptures.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import time
 
@@ -37,6 +36,7 @@ from flash_rt.models.pi05.attention_sites import pi05_attention_spec
 from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.prompt_buckets import LAYOUTS, Bucket, PromptBuckets, bucket_slots, build_buckets
 from flash_rt.runtime import options
+from flash_rt.runtime.fp8_check import Fp8Check
 from flash_rt.runtime.fp8_scales import ActivationScales, percentile_update
 from flash_rt.runtime.graph import capture_graph, kernel_nodes
 from flash_rt.runtime.host_io import PinnedHostBuffers
@@ -309,9 +309,12 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         elif pending:
             self._measure_smoothing([self._upload], self.default_percentile)
             path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)   # the smoothed weights' key
-        self._calibrate_on_buffers(self.default_percentile)
-        self._save(path, 1, self.default_percentile)
-        self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the first real observation")
+        check = Fp8Check()
+        self._calibrate_on_buffers(self.default_percentile, check=check)
+        result = check.result()
+        self._save(path, 1, self.default_percentile, result)
+        self.startup.add("calibration", time.perf_counter() - t0, "FP8 scales from the first real observation; "
+                         f"self-check: FP8 vs its twin {result['cosine']:.5f} (bar {result['bar']:g})")
 
     def replay_only(self, slots: int | None = None) -> None:
         """Graph replay without host I/O (benchmarks): the bucket of `slots` prompt slots, or (None) the one the last
@@ -349,7 +352,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
     # -- calibration -------------------------------------------------------------------------------------
     def shape_key(self) -> str:
         d, sq = self.d, self._smoothing_digest()
-        bh = (hashlib.sha256(",".join(self.bf16_groups).encode()).hexdigest()[:8] if self.bf16_groups else None)
+        bh = self._outlier_key()
         return (f"pi05-{self.hardware}-{self.precision}-v{d.num_views}-h{d.horizon}-s{d.num_steps}-t{d.max_tokens}"
                 + (f"-sq{sq}" if sq else "") + (f"-bh{bh}" if bh else ""))
 
@@ -368,11 +371,18 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self.calibrated = True
 
     @torch.no_grad()
-    def _calibrate_on_buffers(self, percentile: float | None, reset: bool = True) -> None:
+    def _calibrate_on_buffers(self, percentile: float | None, reset: bool = True,
+                              check: Fp8Check | None = None) -> None:
+        """Accumulate this observation's amax into the scales; with `check`, then run production FP8 on the same
+        buffers and add its chunk against the twin's to the self-check (runtime/fp8_check.py: one eager forward)."""
         if reset:
             self.amax.zero_()
         self._run_calibration_twin(percentile)
         self._set_scales(None)
+        if check is not None:
+            twin = self._out[0].float().cpu().numpy()
+            self._forward(self.q_prod)
+            check.add(twin, self._out[0].float().cpu().numpy())
 
     def _run_calibration_twin(self, percentile: float | None, channels=None) -> None:
         """One forward of the bf16 twin over the input buffers, accumulating amax per site (and, with `channels`,
@@ -391,15 +401,18 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self._run_calibration_twin(self.default_percentile)
         self.amax.zero_()
 
-    def _save(self, path, n_obs, percentile) -> None:
+    def _save(self, path, n_obs, percentile, fp8_check: dict | None = None) -> None:
         self.scales.save(path, self.ckpt_hash, self.shape_key(), n_obs, percentile)
         self.calibration_info = {"source": "calibrated", "path": str(path), "num_observations": n_obs,
-                                 "percentile": percentile, "smoothing": self._smoothing_digest()}
+                                 "percentile": percentile, "smoothing": self._smoothing_digest(),
+                                 "fp8_check": fp8_check}
 
     def calibrate(self, observations=None, percentile: float | None = None, resmooth: bool = False) -> dict:
         """Recompute FP8 scales from `observations` (list of dicts with images, state, prompt) or, if None,
         from the observation currently in the input buffers. Updates the captured graph's scales in place
-        and rewrites the JSON cache. Returns {"path", "num_observations", "percentile", "smoothing"}.
+        and rewrites the JSON cache. Returns {"path", "num_observations", "percentile", "smoothing", "fp8_check"}:
+        the last is the FP8 self-check over these observations (runtime/fp8_check.py; a FlashRTWarning below its
+        bar).
 
         Smoothing (runtime/smoothing.py) is KEPT: the factors folded into the weights stay, only the per-tensor
         scales are measured again (on the smoothed model). `resmooth=True` measures the factors again on these
@@ -419,12 +432,13 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
             if self.bf16_outliers and self.bf16_groups is None:   # before any step: the next step recaptures
                 self._measure_outlier_sites(fills, percentile)
             self.amax.zero_()
+            check = Fp8Check()
             for fill in fills:
                 fill()
-                self._calibrate_on_buffers(percentile, reset=False)
+                self._calibrate_on_buffers(percentile, reset=False, check=check)
         self.stream.synchronize()
         path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)
-        self._save(path, len(obs), percentile)
+        self._save(path, len(obs), percentile, check.result())
         return dict(self.calibration_info)
 
     def _fill_observation(self, o) -> None:
