@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from flash_rt.io.prompt import FlashRTWarning
+from flash_rt.metrics import cosine64
 
 BAR = 0.995   # the FP8 gate of the GPU suite (worst cosine vs FP32 over 20 observations)
 ADVICE = ("FP8 moves this checkpoint's actions more than the precision gate allows: check it against the FP32 "
@@ -32,10 +33,10 @@ ADVICE = ("FP8 moves this checkpoint's actions more than the precision gate allo
 
 
 def cosine(a, b) -> float:
-    """Cosine of two chunks in float64 (1.0 for two zero chunks)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return 1.0 if na == 0 and nb == 0 else float(a @ b / max(na * nb, 1e-300))
+    """The ladder's cosine (flash_rt/metrics.py), 1.0 for two zero chunks (identical, not unrelated)."""
+    if not np.any(a) and not np.any(b):
+        return 1.0
+    return cosine64(a, b)
 
 
 class Fp8Check:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from flash_rt.metrics import cosine64
 from flash_rt.models.pi05.reference import Pi05Reference
+
+__all__ = ["ReferenceOracle", "cosine64"]   # cosine64: the metric, imported from here by tests and benchmarks
 
 
 class ReferenceOracle:
@@ -45,9 +48,3 @@ class ReferenceOracle:
         m = self.model_space(host)
         return host.to_output(m, np.zeros((m.shape[0], host.action_dim), np.float32))   # step()'s output stage
 
-
-def cosine64(a, b) -> float:
-    """Cosine similarity over the whole chunk, in float64 (the precision ladder's metric)."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
