@@ -42,11 +42,13 @@ class OutlierRemedies:
         # BF16 at outlier sites (experimental, off by default): the sites whose activations have outlier channels
         # (same threshold) keep bf16 activations and their consumers bf16 weights; measured on the first observation.
         # Scope: "groups" (True) the flagged groups alone, "blocks" every block holding one (runtime/outlier_sites.py)
-        scope = {False: None, None: None, True: "groups", "groups": "groups", "blocks": "blocks"}.get(
-            bf16_outlier_sites if isinstance(bf16_outlier_sites, (bool, str, type(None))) else "?", "?")
-        if scope == "?":
-            raise InputError(f"bf16_outlier_sites must be False, True, 'groups' or 'blocks', got "
-                             f"{bf16_outlier_sites!r}")
+        v = bf16_outlier_sites
+        if v is None or v is False:
+            scope = None
+        elif v is True or v in ("groups", "blocks"):
+            scope = "groups" if v is True else v
+        else:
+            raise InputError(f"bf16_outlier_sites must be False, True, 'groups' or 'blocks', got {v!r}")
         self.bf16_scope = scope if precision == "fp8" else None
         self.bf16_outliers = self.bf16_scope is not None
         if self.bf16_outliers and self.smooth_alpha:
