@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_rt.metrics import cosine64
 from flash_rt_ros.bag import bagio
 from flash_rt_ros.bag.replay import REPLAY_KEY, STEPS_TOPIC
 from flash_rt_ros.bag.topics import NODE_NAME_KEY, NODE_PARAMS_KEY, NodeConfig, params_from_files
@@ -159,6 +158,13 @@ def rtc_constraint(prev: np.ndarray, prev_stamp_ns: int, actions: np.ndarray, st
     while n < tail.shape[0] and np.allclose(a[n], tail[n], rtol=rtol, atol=atol * scale):
         n += 1
     return shift, n
+
+
+def cosine64(a, b) -> float:
+    """flash_rt/metrics.py's cosine, restated: the ROS package imports only flash_rt's API (test_contract)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
 
 
 def max_abs(a, b) -> float:
