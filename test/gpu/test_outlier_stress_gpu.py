@@ -54,7 +54,8 @@ def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
             chk = pols["fp8"].frontend.calibration_info.get("fp8_check") or {}
             print(f"outliers {variant} x{scale:g} run {r}: fp8 worst {s['fp8']['worst']:.5f} mean "
                   f"{s['fp8']['mean']:.5f}" + (f", bf16 worst {s['bf16']['worst']:.6f}" if r == 0 else "")
-                  + f", fp8 self-check {chk.get('cosine', float('nan')):.5f}")
+                  + f", fp8 self-check {chk.get('cosine', float('nan')):.5f}"
+                  + f", bf16 groups {getattr(pols['fp8'].frontend, 'bf16_groups', None)}")
             runs.append(s)
         del pols, oracle
     finally:   # 20 cases x (3-7 GB of weight caches + the injected shards) would fill the device's disk
