@@ -8,6 +8,8 @@ outlier sites, and a same-run replay A/B of the FP8 engines (the smoothing gate:
     python3 benchmarks/outlier_stress.py --kinds ex_ada ex_ada:matched --modes fp8 fp8_smooth fp8_bf16out bf16
     python3 benchmarks/outlier_stress.py --kinds llm_norm vis_ln --runs 3 --modes fp8 fp8_bf16out fp8_bf16blocks bf16 \
         --ab-kind vis_ln                                                # the remedies for the kinds the rung failed
+    python3 benchmarks/outlier_stress.py --kinds none v_proj ex_ada:matched --modes fp8 fp8_bf16blocks bf16 \
+        --ab-kind none                    # what a remedy as the default flags, and costs, where FP8 already holds
 
 Variants (flash_rt/testing/outliers.py): <kind> (the channel times the scale changes the model) and <kind>:matched
 (the consumer columns over the scale: the FP32 function is unchanged, only the FP8 activation sees the outlier).
@@ -42,6 +44,7 @@ from flash_rt.testing.outlier_stress import MODES, cosines, load_modes, summary 
 from flash_rt.testing.outliers import VARIANTS, inject_checkpoint, injection_base  # noqa: E402
 
 STATE_DIM = 8
+ORDINARY = "none"   # the full-size checkpoint without an injection: what a default remedy must leave alone
 
 
 def replay_ab(pols: dict, n: int, rounds: int = 5) -> dict:
@@ -59,7 +62,8 @@ def replay_ab(pols: dict, n: int, rounds: int = 5) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="30x only, 8 observations, 3 kinds")
-    ap.add_argument("--kinds", nargs="+", default=None, choices=VARIANTS)
+    ap.add_argument("--kinds", nargs="+", default=None, choices=VARIANTS + (ORDINARY,),
+                    help=f"injected variants; {ORDINARY!r}: the checkpoint as built (what a remedy must not flag)")
     ap.add_argument("--scales", nargs="+", type=float, default=None)
     ap.add_argument("--obs", type=int, default=None)
     ap.add_argument("--runs", type=int, default=1, help="FP8 runs per case, fresh observations each (the gate: 3)")
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--horizon", type=int, default=50)
     ap.add_argument("--alpha", type=float, default=None, help="alpha of the smoothed engine (default 0.5)")
     ap.add_argument("--replays", type=int, default=100, help="replay A/B of the FP8 engines (0: none)")
-    ap.add_argument("--ab-kind", default="ex_ada", choices=VARIANTS, help="the 30x checkpoint of the replay A/B")
+    ap.add_argument("--ab-kind", default="ex_ada", choices=VARIANTS + (ORDINARY,),
+                    help=f"the 30x checkpoint of the replay A/B ({ORDINARY!r}: the un-injected one)")
     ap.add_argument("--hardware", default="hopper")
     ap.add_argument("--work", default=None, help="where to build the checkpoints (default: a temp dir)")
     ap.add_argument("--json", default=None)
@@ -90,11 +95,14 @@ def main(argv=None) -> int:
         injection_base(full, base, cfg)
     print(f"checkpoints ready in {time.perf_counter() - t0:.0f} s ({work})", flush=True)
     kw = dict(num_views=args.views, action_horizon=args.horizon)
+
+    def checkpoint(kind, scale, out):
+        return full if kind == ORDINARY else inject_checkpoint(base, out, kind, scale, cfg)
     rows = []
     for kind in kinds:
-        for scale in scales:
+        for scale in (scales if kind != ORDINARY else (0.0,)):   # 0x: no injection
             t1 = time.perf_counter()
-            ck = inject_checkpoint(base, work / f"{kind}_x{scale:g}".replace(":", "_"), kind, scale, cfg)
+            ck = checkpoint(kind, scale, work / f"{kind}_x{scale:g}".replace(":", "_"))
             cache = work / "cache"   # one dir: the checkpoint hash index keeps the linked base shards hashed once
             pols = load_modes(ck, args.hardware, modes, cache, STATE_DIM, alpha=args.alpha, **kw)
             runs = []
@@ -117,14 +125,15 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
             del pols
             torch.cuda.empty_cache()
-            shutil.rmtree(ck)
+            if ck != full:
+                shutil.rmtree(ck)
             for f in (cache / "weights").glob("*.bin"):   # this case's weight cache files (3-6 GB)
                 f.unlink()
     ratio, ab = None, None
     if args.replays and len(fp8_modes) > 1:
         # replay A/B of the FP8 engines, same process, interleaved, on the --ab-kind 30x checkpoint (ex_ada by default:
         # smoothing folds factors there) -- rebuilt here because the case loop deleted its shards
-        ck = inject_checkpoint(base, work / "ab", args.ab_kind, 30.0, cfg)
+        ck = checkpoint(args.ab_kind, 30.0, work / "ab")
         pols = load_modes(ck, args.hardware, fp8_modes, work / "cache", STATE_DIM, alpha=args.alpha, **kw)
         cosines(pols, 1, seed=7, state_dim=STATE_DIM)     # first tick: smoothing, calibration, capture
         ab = replay_ab(pols, args.replays)

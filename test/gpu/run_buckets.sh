@@ -10,6 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python3 -m pytest -m gpu test/gpu/test_prompt_buckets_gpu.py test/gpu/test_cuda_graph.py -q -s 2>&1 | tail -40
+python3 -m pytest -m gpu test/gpu/test_prompt_buckets_gpu.py test/gpu/test_cuda_graph.py -q -s -rA 2>&1 \
+  | tee "${OUT:-.}/buckets_tests.log" | tail -40   # the whole log: a failure's assertion is above the tail
 python3 benchmarks/latency.py --views 2 --horizons 50 --max-token-len 200 --prompt-buckets --count-kernels \
   --no-baseline --variants buckets buckets-compact buckets-off buckets-fine --out "${OUT:-.}" 2>&1 | tail -35
