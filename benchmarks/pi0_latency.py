@@ -3,12 +3,13 @@ replay (CUDA events) and end-to-end predict, and in the same run on the same car
 (`Pi0Reference` in bf16) on the same inputs: the same-run ratio. Prints one JSON line per cell and a markdown table.
 
     python3 benchmarks/pi0_latency.py --views 1 2 3 --horizons 50 --hardware hopper
-    python3 benchmarks/pi0_latency.py --views 2 --ab no-splitk overlap --baseline-runs 0   # same-run A/B
+    python3 benchmarks/pi0_latency.py --views 2 --ab no-splitk no-overlap --baseline-runs 0   # same-run A/B
 
 --ab: per cell, more policies with one of latency.py's option sets (AB_VARIANTS), timed against the default in
 alternating rounds in the same process: `no-splitk` runs the expert o / down as cuBLASLt GEMMs (Pi0's code before
-the ninth session), `overlap` the state pass and flow step 0 beside the prefix. The A/B also checks that `overlap`
-gives the default's chunk bit for bit on the same inputs (it reuses the default's calibration cache).
+the ninth session), `overlap` / `no-overlap` the state pass and flow step 0 beside the prefix or after it (on in the
+hopper cell since the eleventh session). The A/B also checks that either gives the default's chunk bit for bit on the
+same inputs (it reuses the default's calibration cache).
 """
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def main(argv=None):
 
 
 # latency.py's option sets that apply to Pi0's cells (its prompt buckets, say, do not)
-AB_VARIANTS = ("no-splitk", "overlap")
+AB_VARIANTS = ("no-splitk", "overlap", "no-overlap")
 
 
 def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, state, prompt, replays,
@@ -135,7 +136,7 @@ def ab_rounds(pol, names, ckpt, hw, precision, views, horizon, work, images, sta
                                 action_horizon=horizon, cache_dir=work / "cache", **VARIANTS[name])
         got = p.predict(images, state, prompt, noise)   # the default's calibration cache: the same scales
         pols[name], out[name] = p, {"ms": []}
-        if name == "overlap":   # the same kernels on the same buffers: must be the same bits
+        if name in ("overlap", "no-overlap"):   # the same kernels on the same buffers: must be the same bits
             out[name]["same_bits"] = bool(np.array_equal(got, want))
     for _ in range(rounds):
         for name, p in pols.items():
