@@ -89,7 +89,7 @@ VARIANTS = {
     "zero-copy": {"zero_copy_io": True},
     "staged": {"zero_copy_io": False},
     "overlap": {"overlap_first_step": True},
-    # prompt-length buckets (opt-in until measured: 64 and 128 slots below max_token_len, the exact key layout)
+    # prompt-length buckets (the default since the eleventh session: 64 and 128 slots below max_token_len, exact layout)
     "buckets": {"prompt_buckets": True},
     "buckets-off": {"prompt_buckets": False},
     "buckets-compact": {"prompt_buckets": True, "prompt_bucket_layout": "compact"},

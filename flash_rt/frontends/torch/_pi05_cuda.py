@@ -11,8 +11,9 @@ allocated once; host inputs/outputs are pinned (runtime/host_io.py), staged by a
 (unified memory), read by the graph in place. Calibration: amax per site from the BF16 twin on real observations
 (the first step's observation by default, or `calibrate(observations)`), cached as JSON keyed by checkpoint hash +
 shapes (runtime/fp8_scales.py). Capture: after calibration the whole forward (SigLIP x views -> projector -> prefix
-+ KV -> unrolled expert steps) is captured once, or once per prompt-length bucket with `prompt_buckets=True`
-(models/pi05/prompt_buckets.py: 64, 128 and max_token_len slots); each step is H2D -> replay of the smallest bucket that holds its tokens -> D2H ->
++ KV -> unrolled expert steps) is captured once per prompt-length bucket (models/pi05/prompt_buckets.py: 64, 128
+and max_token_len slots by default; `prompt_buckets=False`: once); each step is H2D -> replay of the smallest bucket
+that holds its tokens -> D2H ->
 one stream sync. Scales, prompts, masks and state tokens live in device tensors, so recalibrating or changing the
 prompt never recaptures.
 """
@@ -72,7 +73,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False,
-                 prompt_buckets=False, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
+                 prompt_buckets=None, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -112,9 +113,10 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         # target's limits here, before anything compiles
         self.attention_tiles = dict(attention_tiles or {})
         self.tuned = self.tuning.with_gemm_overrides(gemm_tiles)
-        # prompt-length buckets (models/pi05/prompt_buckets.py): slot counts (True: 64 and 128, False / (): off -- the
-        # default until their device numbers exist: exact on the interpreter, not yet run on a GPU;
-        # max_token_len is always the last) and the expert's key layout ("exact": bit-identical to the full length)
+        # prompt-length buckets (models/pi05/prompt_buckets.py): slot counts (None, the default, or True: 64 and 128;
+        # False / (): off; max_token_len is always the last) and the expert's key layout ("exact": bit-identical to
+        # the full length). On by default since their H200 run (eleventh session): a 68-token prompt at openpi's 200
+        # slots replays in 0.967 of the one-graph time, the same bits, 13.5 MiB more (docs/benchmarks.md)
         if prompt_bucket_layout not in LAYOUTS:
             raise InputError(f"prompt_bucket_layout must be one of {LAYOUTS}; got {prompt_bucket_layout!r}")
         self._bucket_option, self.prompt_bucket_layout = prompt_buckets, prompt_bucket_layout
@@ -126,7 +128,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self._warming = self._twin_compiled = False
         super().__init__(checkpoint, **kw)
         if "buckets" not in self.__dict__:   # a subclass with buffers of its own (Pi0): the full length only
-            if self._bucket_option not in (False, ()):
+            if self._bucket_option not in (None, False, ()):   # None: the default, which Pi0 has not
                 raise InputError(f"prompt_buckets: {type(self).__name__} has no prompt-length buckets (Pi0.5's "
                                  "cells have); leave it unset")
             self.buckets = PromptBuckets([Bucket(self.d.max_tokens, self.d, self.b, self.attn)])

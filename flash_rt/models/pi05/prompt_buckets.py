@@ -73,7 +73,7 @@ def bucket_slots(option, max_tokens: int, image_tokens: int, align: int) -> tupl
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise InputError(f"prompt_buckets must be True (the buckets {DEFAULT_BUCKETS}), False / () for off (the default), or prompt "
+        raise InputError(f"prompt_buckets must be True (the buckets {DEFAULT_BUCKETS}), False / () for off, or prompt "
                          f"slot counts (integers >= 1), e.g. (64, 128); got {option!r}")
     full_prefix = round_up(image_tokens + max_tokens, align)
     out = {round_up(image_tokens + t, align) - image_tokens for t in counts}
