@@ -28,8 +28,9 @@ from flash_rt.metrics import cosine64
 
 BAR = 0.995   # the FP8 gate of the GPU suite (worst cosine vs FP32 over 20 observations)
 ADVICE = ("FP8 moves this checkpoint's actions more than the precision gate allows: check it against the FP32 "
-          "reference (policy.reference_chunk, or a rosbag report), and consider load_model(..., "
-          "bf16_outlier_sites='blocks') or precision='bf16' (docs/calibration.md, 'FP8 self-check')")
+          "reference (policy.reference_chunk, or a rosbag report); leave load_model's bf16_outlier_sites at its "
+          "default ('blocks': BF16 where outliers are found), or use precision='bf16' (docs/calibration.md, "
+          "'FP8 self-check')")
 
 
 def cosine(a, b) -> float:

@@ -1,5 +1,5 @@
 """BF16 at outlier sites: which FP8 sites have outlier channels, the GEMM weights that read them, and the small
-cache file that remembers the choice (experimental; `load_model(..., bf16_outlier_sites=True)`).
+cache file that remembers the choice (`load_model(..., bf16_outlier_sites=...)`; "blocks" by default).
 
 Why: per-channel smoothing (smoothing.py) cannot rescue E4M3 from outlier channels -- the products x_j * w_j whose
 rounding dominates a GEMM's output are the same after the fold -- while running the affected GEMMs in BF16 does

@@ -8,18 +8,25 @@ from flash_rt.frontends.torch._pi05_cuda_outliers import OutlierRemedies
 from flash_rt.runtime.outlier_sites import SiteSet, block_gemms, blocks_of
 
 
-def remedies(value, precision="fp8"):
+def remedies(value, precision="fp8", smoothing=None):
     r = OutlierRemedies.__new__(OutlierRemedies)
-    r._init_outlier_remedies(None, None, value, precision)
+    r._init_outlier_remedies(smoothing, None, value, precision)
     return r
 
 
-@pytest.mark.parametrize("value,scope", [(False, None), (None, None), (True, "groups"), ("groups", "groups"),
+@pytest.mark.parametrize("value,scope", [(False, None), (None, "blocks"), (True, "groups"), ("groups", "groups"),
                                          ("blocks", "blocks")])
 def test_the_option_values(value, scope):
     r = remedies(value)
     assert r.bf16_scope == scope and r.bf16_outliers is (scope is not None)
     assert remedies(value, precision="bf16").bf16_scope is None     # a bf16 build has no FP8 sites
+
+
+def test_the_default_gives_way_to_smoothing_and_an_explicit_choice_does_not():
+    r = remedies(None, smoothing=0.5)
+    assert r.bf16_scope is None and r.smooth_alpha == 0.5
+    with pytest.raises(InputError, match="alternatives"):
+        remedies("blocks", smoothing=0.5)
 
 
 @pytest.mark.parametrize("bad", ["block", 2, 1.0, ["blocks"]])

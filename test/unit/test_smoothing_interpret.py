@@ -174,6 +174,18 @@ else:
         assert worst >= 0.995, worst
 
 
+    def test_the_default_remedy_flags_nothing_on_an_ordinary_checkpoint(micro_ckpt):
+        """bf16_outlier_sites defaults to "blocks": a block runs in BF16 only where the product criterion flags a
+        group. On the micro checkpoint without an injection it must flag none, so the default engine there is plain
+        FP8 (the same kernels, weights and calibration key as with the remedy off)."""
+        rig = Rig(micro_ckpt)
+        rig.observe()
+        w, ws, b, d, attn = rig.weights("fp8")
+        rec = ChannelRecorder()
+        rig.twin(w, ws, b, d, attn, channels=rec)
+        flagged = outlier_groups(rig.cfg, rec.max, col_max=column_max(rig.cfg, w, ws))
+        assert flagged == [], flagged
+
     def test_bf16_at_outlier_blocks_recovers_more_than_the_groups(micro_ckpt, tmp_path):
         """bf16_outlier_sites="blocks": every block that holds a flagged group runs in BF16 (its gelu inputs, in no
         group, too). On the plain 30x Gemma-norm injection -- the kind that failed the full-size rung, whose error is

@@ -72,7 +72,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  overlap_first_step: bool | None = None, attention_tiles: dict | None = None,
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
-                 smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool = False,
+                 smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool | str | None = None,
                  prompt_buckets=None, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(

@@ -150,6 +150,8 @@ class Pi0CudaFrontend(Pi05CudaFrontend):
             raise InputError(str(e)) from None
         if len(self.bf16_blocks.blocks) == len(BLOCKS) and kw.get("precision", "fp8") == "fp8":
             raise InputError(f"bf16_blocks={blocks}: every block in BF16 is the bf16 build; pass precision='bf16'")
+        # Pi0 names its BF16 blocks itself (bf16_blocks); Pi0.5's outlier-site default does not apply to its build
+        kw.setdefault("bf16_outlier_sites", False)
         super().__init__(checkpoint, **kw)
 
     def _device_bytes_needed(self) -> int:
