@@ -96,6 +96,10 @@ VARIANTS = {
     # every 16 slots up to 128, then 160: the replay-vs-slots curve, and what a real ~70-token prompt (state tokens
     # included) gains from an 80-slot bucket over the 128 one
     "buckets-fine": {"prompt_buckets": (64, 80, 96, 112, 128, 160)},
+    # the FP8 outlier remedy off (default since the eleventh session: BF16 at the blocks holding flagged sites; on a
+    # checkpoint where nothing is flagged the two are the same engine), and the defaults before the eleventh session
+    "plain-fp8": {"bf16_outlier_sites": False},
+    "tenth-defaults": {"bf16_outlier_sites": False, "prompt_buckets": False},
 }
 
 

@@ -14,6 +14,11 @@
 #   blocks-default  issue 16: whether BF16 at the flagged blocks can be the default -- what it flags and costs where
 #              plain FP8 already holds: the un-injected checkpoint (and its replay A/B), the five :matched variants,
 #              v_proj at 30x, one run of 20 each, plain FP8 / blocks / BF16 (~6 min)
+#   defaults   the tiny GPU suite under this session's new defaults (BF16 at outlier blocks, prompt buckets): every
+#              test of test_pi05_gpu.py but the full-size ones, test_cuda_graph.py, test_pi05_rtc_gpu.py (~5 min)
+#   full-rungs the full-size FP8 / BF16 rungs of test_pi05_gpu.py with the default engine (~6 min)
+#   views      issue 17: 1 / 2 / 3 views at openpi's 200 prompt slots, the defaults against the tenth session's
+#              (buckets off, no outlier remedy) in the same process, kernels per replay (~5 min)
 #   selfcheck  issue 16: the FP8 self-check through the frontend on the tiny checkpoint (first tick, calibrate(),
 #              the cache path) and the recalibration test it touches (~2 min)
 #   buckets    issue 17: test/gpu/run_buckets.sh -- bucket bit-identity, the kernel count read from the graph, and
@@ -22,12 +27,15 @@
 #              each flow step's achieved GB/s against the streaming floor (~2 min)
 #   probe      issue 17's design question: benchmarks/persistent_probe.py -- us per dependent FP8 GEMM phase as a
 #              PDL chain of kernels vs one persistent kernel with in-kernel barriers, with and without loading the
-#              next phase's weights before the wait (~1 min). Decides whether the persistent expert layer is worth it.
+#              next phase's weights before the wait (~1 min). Decided (eleventh session): the barrier costs 1.165x a
+#              PDL boundary, so the persistent expert layer is not built (docs/kernel_fusion.md).
 #   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
-# Measured (tenth session, docs/benchmarks.md): rung-30m, rung-30p, rung-10, floor, and the fused MLP (removed since).
-# Next: `probe selfcheck` (one call, ~3 min), `remedies`, `buckets`, `pi0`; the rung again once a remedy is default.
+# Measured (docs/benchmarks.md): tenth session rung-30m, rung-30p, rung-10, floor, the fused MLP (removed since);
+# eleventh session probe, selfcheck, remedies, buckets, pi0. BF16 at outlier blocks and prompt buckets became defaults.
+# Next, in order: `blocks-default` (what the new default flags and costs where FP8 holds), `defaults`, `rung-30p`,
+# `rung-30m` (the rung gates the default engine now), `full-rungs`, `buckets` (the kernel-count test), `views`.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +54,11 @@ stage() {
     blocks-default) timeout 480 python3 benchmarks/outlier_stress.py --views 2 --runs 1 --replays 100 --ab-kind none \
                 --modes fp8 fp8_bf16blocks bf16 --kinds none llm_norm:matched vis_ln:matched v_proj:matched \
                 up_proj:matched ex_ada:matched v_proj --json "$OUT/blocks_default.json" ;;
+    defaults) timeout 560 python3 -m pytest -m gpu test/gpu/test_pi05_gpu.py test/gpu/test_cuda_graph.py \
+                test/gpu/test_pi05_rtc_gpu.py -q -s -rA -k "not full_size" ;;
+    full-rungs) timeout 560 python3 -m pytest -m gpu test/gpu/test_pi05_gpu.py -q -s -rA -k "full_size" ;;
+    views) timeout 560 python3 benchmarks/latency.py --views 1 2 3 --horizons 50 --max-token-len 200 --no-baseline \
+             --count-kernels --variants default tenth-defaults default tenth-defaults --out "$OUT" ;;
     selfcheck) timeout 240 python3 -m pytest -m gpu test/gpu/test_pi05_gpu.py -q -s -rA \
                  -k "hopper and (self_check or recalibration or warmup_does_not)" ;;
     buckets) timeout 500 bash test/gpu/run_buckets.sh ;;
@@ -53,7 +66,7 @@ stage() {
            timeout 240 python3 benchmarks/persistent_probe.py --phases 256 ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
-    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default selfcheck buckets floor probe pi0)" >&2; return 2 ;;
+    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views selfcheck buckets floor probe pi0)" >&2; return 2 ;;
   esac
 }
 
