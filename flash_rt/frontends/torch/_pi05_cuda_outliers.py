@@ -2,7 +2,7 @@
 smoothing folded into the weights (runtime/smoothing.py, `smoothing=alpha`, off by default) and BF16 at the outlier
 sites (runtime/outlier_sites.py, `bf16_outlier_sites`, by default every block holding a flagged site), measured on
 the first real observation (or by `calibrate`); their results are cached next to the FP8 calibration. Measured
-effect: docs/calibration.md "Smoothing" and "BF16 at outlier sites".
+effect: docs/calibration.md "Smoothing" and "The remedy at full size".
 
 A mixin of Pi05CudaFrontend: it uses the frontend's checkpoint, weights (`w`, `ws`, `_w_scale_store`, `mods`),
 calibration twin (`_run_calibration_twin`, `amax`), weight builders (`_build_weights`, `_unpack_weights`,
@@ -43,7 +43,8 @@ class OutlierRemedies:
         # activations and their consumers bf16 weights; measured on the first observation. Scope: "groups" (True)
         # the flagged groups alone, "blocks" every block holding one (runtime/outlier_sites.py). None (the default)
         # is "blocks" unless smoothing is asked for: on an H200 it held the two 30x injections plain FP8 fails
-        # (worst 0.99972 over three runs of 20) and flags nothing where FP8 holds (docs/calibration.md)
+        # (worst 0.99972 over three runs of 20); on the micro checkpoints where FP8 holds (no injection, a matched
+        # one) it flags nothing, under the interpreter -- at full size that is still to measure (docs/calibration.md)
         v = bf16_outlier_sites
         if v is None:
             v = False if smoothing else "blocks"
