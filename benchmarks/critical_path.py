@@ -3,8 +3,9 @@
 Why not the profiler's kernel sums: under programmatic dependent launch a kernel starts while its predecessor
 still runs, so kernel durations overlap and their sum says nothing about the replay. Kernel *end* times stay
 in stream order, though: end(k) - end(k-1) is what kernel k added to the replay. This script attributes those
-end-to-end deltas per kernel family, for the expert steps after step 0 (one stream; step 0 runs beside the
-prefix), and gives per-step times from the ends of the flow-update kernels. A second part measures the floor:
+end-to-end deltas per kernel family (benchmarks/trace_attribution.py), for the expert steps after step 0 (one
+stream) and for the prefix's own stream up to step 0's end (step 0 runs beside it), and gives per-step times from
+the ends of the flow-update kernels. A second part measures the floor:
 a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel boundary costs on this card.
 Each step is also set against the weight-streaming floor (issue 17): the bytes one flow step must read
 (cuda_forward.flow_step_bytes: expert weights, seam projections, KV cache, modulation) over the median step time
@@ -22,7 +23,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +39,10 @@ from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
 from flash_rt.models.pi05.cuda_forward import flow_step_bytes  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from latency import VARIANTS  # noqa: E402
-
-# the kernel that ends a flow step: the seam kernel (default) or the split-K flow kernel (seam-pieces)
-FLOW_KERNELS = ("_flow_boundary_kernel", "_linear_flow_kernel")
-
+from trace_attribution import attribute  # noqa: E402
 
 def kernel_events(fe):
-    """(name, start_us, end_us) of every kernel of one replay, sorted by end."""
+    """(name, start_us, end_us, stream) of every kernel of one replay, sorted by end."""
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fe.replay_only()
@@ -54,45 +51,9 @@ def kernel_events(fe):
     prof.export_chrome_trace(str(path))
     events = json.loads(path.read_text())["traceEvents"]
     shutil.rmtree(path.parent, True)
-    ks = [(e["name"], float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events
-          if e.get("cat") == "kernel" and e.get("ph") == "X"]
+    ks = [(e["name"], float(e["ts"]), float(e["ts"]) + float(e["dur"]), e.get("args", {}).get("stream", e.get("tid")))
+          for e in events if e.get("cat") == "kernel" and e.get("ph") == "X"]
     return sorted(ks, key=lambda k: k[2])
-
-
-def family(name: str) -> str:
-    """A short kernel-family name (Triton kernels keep their function name; cuBLAS/cutlass names are long)."""
-    for key in ("_norm_row_kernel", "_gemm_rope_qkv_kernel", "_mqa_partial", "_mqa_merge", "_gemm_splitk_kernel",
-                "_gemm_geglu_kernel", *FLOW_KERNELS, "_time_embedding_kernel", "_eltwise_kernel"):
-        if key in name:
-            return key.strip("_")
-    if "gemm" in name.lower() or "cutlass" in name.lower() or "sm90" in name:
-        return "cublas/cutlass GEMM"
-    return name[:60]
-
-
-def attribute(ks):
-    """Per-step times and the per-family critical-path share of the expert steps after step 0."""
-    flow_ends = [e for n, _, e in ks if any(f in n for f in FLOW_KERNELS)]
-    t0 = min(s for _, s, _ in ks)
-    out = {"replay_span_us": max(e for *_, e in ks) - t0, "kernels": len(ks),
-           "step0_end_us": flow_ends[0] - t0 if flow_ends else None,
-           "step_us": [b - a for a, b in zip(flow_ends, flow_ends[1:])]}
-    if len(flow_ends) < 2:
-        return out
-    fam = defaultdict(list)
-    prev = flow_ends[0]
-    for n, s, e in ks:
-        if e <= flow_ends[0]:
-            continue
-        fam[family(n)].append((e - prev, e - s))
-        prev = e
-    steps = len(flow_ends) - 1
-    out["per_step_family"] = {f: {"calls_per_step": len(v) / steps,
-                                  "critical_us_per_step": sum(d for d, _ in v) / steps,
-                                  "median_critical_us": statistics.median(d for d, _ in v),
-                                  "median_duration_us": statistics.median(d for _, d in v)}
-                              for f, v in sorted(fam.items(), key=lambda kv: -sum(d for d, _ in kv[1]))}
-    return out
 
 
 @triton.jit
@@ -184,6 +145,16 @@ def main(argv=None):
             for f, v in r.get("per_step_family", {}).items():
                 print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
                       f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
+            pre = r.get("prefix")
+            if pre:   # the prefix's own chain (step 0 beside it on another stream is counted apart)
+                print(f"\nprefix stream: {pre['chain_us']:.0f} us in {pre['kernels']} kernels "
+                      f"({pre['side_kernels']} beside it on other streams), "
+                      f"GEMMs {pre['gemm_critical_us']:.0f} us of it")
+                print("| family | calls | critical us | median critical us | median duration us |")
+                print("|---|---|---|---|---|")
+                for f, v in pre["per_family"].items():
+                    print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
+                          f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
             del pol, fe
             torch.cuda.empty_cache()
         (out / "critical_path.json").write_text(json.dumps(report, indent=1))
