@@ -41,6 +41,7 @@ from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
 from latency import VARIANTS  # noqa: E402
 from trace_attribution import attribute  # noqa: E402
 
+
 def kernel_events(fe):
     """(name, start_us, end_us, stream) of every kernel of one replay, sorted by end."""
     from torch.profiler import ProfilerActivity, profile
@@ -93,6 +94,15 @@ def streaming_floor(step_bytes: dict, step_us: list, bandwidth: float) -> dict:
             "floor_us": floor_us, "fraction_of_floor": floor_us / med}
 
 
+def print_families(table: dict, calls: str, critical: str) -> None:
+    """A family table of trace_attribution (per flow step, or for the prefix) as markdown."""
+    print(f"| family | {calls} | {critical} | median critical us | median duration us |")
+    print("|---|---|---|---|---|")
+    for f, v in table.items():
+        print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
+              f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
@@ -140,21 +150,13 @@ def main(argv=None):
                   f"{sb['modulation'] / 1e6:.2f}) in {floor['median_step_us']:.0f} us = "
                   f"{floor['achieved_GBps']:,.0f} GB/s; floor {floor['floor_us']:.0f} us "
                   f"({100 * floor['fraction_of_floor']:.1f} % of it reached)")
-            print("| family | calls/step | critical us/step | median critical us | median duration us |")
-            print("|---|---|---|---|---|")
-            for f, v in r.get("per_step_family", {}).items():
-                print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
-                      f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
+            print_families(r.get("per_step_family", {}), "calls/step", "critical us/step")
             pre = r.get("prefix")
             if pre:   # the prefix's own chain (step 0 beside it on another stream is counted apart)
                 print(f"\nprefix stream: {pre['chain_us']:.0f} us in {pre['kernels']} kernels "
                       f"({pre['side_kernels']} beside it on other streams), "
                       f"GEMMs {pre['gemm_critical_us']:.0f} us of it")
-                print("| family | calls | critical us | median critical us | median duration us |")
-                print("|---|---|---|---|---|")
-                for f, v in pre["per_family"].items():
-                    print(f"| {f} | {v['calls_per_step']:.0f} | {v['critical_us_per_step']:.1f} | "
-                          f"{v['median_critical_us']:.2f} | {v['median_duration_us']:.2f} |")
+                print_families(pre["per_family"], "calls", "critical us")
             del pol, fe
             torch.cuda.empty_cache()
         (out / "critical_path.json").write_text(json.dumps(report, indent=1))

@@ -66,7 +66,8 @@ stage() {
            timeout 240 python3 benchmarks/persistent_probe.py --phases 256 ;;
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
-    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views selfcheck buckets floor probe pi0)" >&2; return 2 ;;
+    *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
+            "selfcheck buckets floor probe pi0)" >&2; return 2 ;;
   esac
 }
 

@@ -73,9 +73,10 @@ def test_pi0_capture_and_memory_stable_over_100_replays(tiny_pi0, tmp_path, pi0_
 
 
 def test_pi0_state_pass_and_step0_beside_the_prefix_are_bit_identical(tiny_pi0, tmp_path, pi0_cell):
-    """overlap_first_step (on in the hopper cell): the state pass and flow step 0 on a second stream beside the prefix give
-    the bits of the serial schedule (no atomics on the path: any difference is a kernel that read before its producer
-    finished, or the two streams sharing a buffer). The second policy reuses the first's calibration cache."""
+    """overlap_first_step (on in the hopper cell): the state pass and flow step 0 on a second stream beside the
+    prefix give the bits of the serial schedule (no atomics on the path: any difference is a kernel that read before
+    its producer finished, or the two streams sharing a buffer). The second policy reuses the first's calibration
+    cache."""
     outs = {}
     for overlap in (False, True):
         pol = flash_rt.load_model(tiny_pi0, config="pi0", hardware=pi0_cell, cache_dir=tmp_path,
