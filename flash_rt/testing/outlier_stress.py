@@ -31,9 +31,13 @@ def load_modes(ckpt, hardware: str, modes, cache_dir, state_dim: int, alpha: flo
     return out
 
 
-def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda", oracle=None) -> dict:
+def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device: str = "cuda", oracle=None,
+            against: str | None = None) -> dict:
     """{mode: [cosine per observation]} over n_obs random observations (float64 cosine vs the FP32 reference);
-    `oracle`: a ReferenceOracle of the same checkpoint to reuse (building one loads the FP32 weights again)."""
+    `oracle`: a ReferenceOracle of the same checkpoint to reuse (building one loads the FP32 weights again).
+    `against`: a mode of `policies` (e.g. "bf16") that every other mode is also compared with, as "<mode>~<against>":
+    on an injected model BF16 itself cannot follow FP32 (ex_ada plain 30x: BF16 0.9888), the question left is whether
+    FP8 follows the training precision there."""
     first = next(iter(policies.values()))
     own = oracle is None
     if own:
@@ -51,6 +55,8 @@ def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device
         want = oracle.chunk(h0)
         for m, g in got.items():
             out[m].append(cosine64(g, want))
+            if against is not None and m != against:
+                out.setdefault(f"{m}~{against}", []).append(cosine64(g, got[against]))
     if own:
         del oracle
     return out
