@@ -22,6 +22,8 @@ def calibration_reply(result) -> tuple[str, str, bool]:
     warn = False
     if chk:
         warn = not chk["ok"]
-        msg += (f"; FP8 vs its BF16-activation twin: worst cosine {chk['cosine']:.5f} (bar {chk['bar']:g})"
+        ho = chk.get("held_out")
+        msg += (f"; FP8 vs its BF16-activation twin: worst cosine {chk['cosine']:.5f} (bar {chk['bar']:g}"
+                + (f"; calibrated {chk['in_sample']:.5f}, held-out probe {ho:.5f}" if ho is not None else "") + ")"
                 + (f" -- BELOW THE BAR: {chk['advice']}" if warn else ""))
     return path, msg, warn

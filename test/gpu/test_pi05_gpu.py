@@ -73,10 +73,13 @@ def test_first_calibration_runs_the_fp8_self_check(tiny_openpi, tmp_path, cell):
         warnings.simplefilter("error", FlashRTWarning)
         out = pol.predict(images, state, prompt, noise)
     chk = pol.frontend.calibration_info["fp8_check"]
-    print(f"tiny fp8 self-check {chk['cosine']:.6f}")
+    print(f"tiny fp8 self-check {chk['in_sample']:.6f}, held-out probe {chk['held_out']:.6f}")
     assert chk["ok"] and chk["num_observations"] == 1 and 0.995 <= chk["cosine"] <= 1.0
+    assert chk["cosine"] == min(chk["in_sample"], chk["held_out"])   # the probe ran (mirrored views, new noise)
     assert any(p[0] == "calibration" and "self-check" in p[2] for p in pol.startup_phases)
     assert cosine64(out, pol.reference_chunk(device="cuda")) >= 0.995
+    # the probe restored the tick's own inputs: the calibrating tick is the next tick on the same observation
+    assert cosine64(out, pol.predict(images, state, prompt, noise)) >= 0.99999
     again = flash_rt.load_model(tiny_openpi, hardware=cell, cache_dir=tmp_path)   # scales from the cache
     again.predict(images, state, prompt, noise)
     assert again.frontend.calibration_info["source"] == "cache" and "fp8_check" not in again.frontend.calibration_info

@@ -24,6 +24,14 @@ def test_the_fp8_self_check_is_reported_and_warns_below_its_bar():
     assert path == RESULT["path"]
 
 
+def test_the_held_out_probe_is_named_beside_the_calibrated_observations():
+    """runtime/fp8_check.py's held-out probe (mirrored views, new noise): the answer says which side was worst."""
+    bad = dict(RESULT, fp8_check={"cosine": 0.99205, "in_sample": 0.99882, "held_out": 0.99205, "bar": 0.995,
+                                  "ok": False, "advice": "x"})
+    path, msg, warn = calibration_reply(bad)
+    assert warn and "worst cosine 0.99205 (bar 0.995; calibrated 0.99882, held-out probe 0.99205)" in msg
+
+
 def test_a_plain_path_or_nothing():
     assert calibration_reply("some/file.json") == ("some/file.json", "calibrated; cache some/file.json", False)
     assert calibration_reply(None) == ("", "calibrated", False)

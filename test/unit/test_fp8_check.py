@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flash_rt.io.prompt import FlashRTWarning
-from flash_rt.runtime.fp8_check import BAR, Fp8Check, cosine
+from flash_rt.runtime.fp8_check import BAR, HELD_OUT_SEED, Fp8Check, cosine, held_out_inputs
 
 
 def test_cosine_is_float64_and_scale_free():
@@ -42,3 +42,29 @@ def test_a_non_finite_chunk_fails_the_check():
 
 def test_nothing_checked_is_no_result():
     assert Fp8Check().result() is None
+
+
+def test_the_held_out_probe_decides_with_the_calibrated_observations():
+    """A held-out comparison below the bar fails the check that the calibrated one passes, and the warning says
+    which side it was; the result keeps both numbers."""
+    rng = np.random.default_rng(2)
+    twin = rng.standard_normal((50, 32))
+    chk = Fp8Check()
+    chk.add(twin, twin + 1e-3 * rng.standard_normal(twin.shape))
+    r = chk.result()
+    assert r["ok"] and r["held_out"] is None and r["cosine"] == r["in_sample"]
+    c = chk.add(twin, twin + 0.2 * rng.standard_normal(twin.shape), held_out=True)
+    with pytest.warns(FlashRTWarning, match=r"on the 1 calibration observation\(s\), 0\.9\d+ on the held-out probe"):
+        r = chk.result()
+    assert not r["ok"] and r["cosine"] == r["held_out"] == c < r["in_sample"] and r["num_observations"] == 1
+
+
+def test_held_out_inputs_mirror_every_view_and_draw_fixed_noise():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2, 6, 5, 3), dtype=np.uint8)
+    noise = rng.standard_normal((10, 32)).astype(np.float32)
+    before = images.copy()
+    held_out_inputs(images, noise)
+    assert np.array_equal(images, before[:, :, ::-1]) and not np.array_equal(images, before)
+    want = np.random.default_rng(HELD_OUT_SEED).standard_normal((10, 32)).astype(np.float32)
+    assert noise.dtype == np.float32 and np.array_equal(noise, want)
