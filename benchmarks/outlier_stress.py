@@ -117,7 +117,8 @@ def main(argv=None) -> int:
                        seconds=time.perf_counter() - t1)
             for m in fp8_modes:
                 chk = (pols[m].frontend.calibration_info or {}).get("fp8_check") or {}
-                row[m + "_selfcheck"] = chk.get("cosine")   # the calibration's FP8-vs-twin cosine (fp8_check.py)
+                row[m + "_selfcheck"] = chk.get("in_sample")   # the calibration's FP8-vs-twin cosine (fp8_check.py)
+                row[m + "_selfcheck_held_out"] = chk.get("held_out")   # ... on its held-out probe
                 row[m + "_worst"] = [x[m]["worst"] for x in runs]
                 row[m + "_mean"] = [x[m]["mean"] for x in runs]
                 if m + "~bf16" in runs[0]:   # run 0: against BF16's actions (the gate where BF16 < 0.999)

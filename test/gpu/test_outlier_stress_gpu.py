@@ -58,7 +58,8 @@ def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
             print(f"outliers {variant} x{scale:g} run {r}: fp8 worst {s[ENGINE]['worst']:.5f} mean "
                   f"{s[ENGINE]['mean']:.5f}, bf16 worst {s['bf16']['worst']:.6f}, fp8 vs bf16 worst "
                   f"{s[ENGINE + '~bf16']['worst']:.5f}"
-                  + f", fp8 self-check {chk.get('cosine', float('nan')):.5f}"
+                  + f", fp8 self-check {chk.get('in_sample', float('nan')):.5f} "
+                  f"(held-out probe {chk.get('held_out') or float('nan'):.5f})"
                   + f", bf16 groups {pols[ENGINE].frontend.bf16_groups}")
             runs.append(s)
         del pols, oracle
