@@ -10,7 +10,8 @@ the default engine -- what load_model gives: per-tensor FP8 with BF16 at the blo
 is an injected model beyond its training precision (measured: `ex_ada` at 30x, BF16 0.9888-0.991 on an H200): no
 engine can hold 0.995 against FP32 there, so the gate there is against BF16 on the same checkpoint -- the default
 engine's worst cosine to BF16's actions >= 0.995 in every run (it follows the precision the model was trained in)
--- and the FP32 numbers are printed beside it. Plain FP8 (no remedy) and the other remedies are measured by benchmarks/outlier_stress.py.
+-- and the FP32 numbers are printed beside it. Plain FP8 (no remedy) and the other remedies are measured by
+benchmarks/outlier_stress.py.
 
 Cost: per case, the edited shards written (the rest are links into one re-sharded base), two loads, one FP32
 reference, 20 chunks a run. Marked slow as well as gpu.
