@@ -28,19 +28,25 @@ from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, group
                                         reduce_heads)
 
 
-def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
-                   col_max: dict[str, torch.Tensor] | None = None) -> list[str]:
-    """The outlier groups, in groups() order: with `col_max` (what the frontend passes), those whose per-channel
-    products max|X_j| * max|W_j| have outlier_ratio >= min_ratio; without it, those whose activation channels do.
-    A group with only one of the two measured is judged on that one."""
-    out = []
+def product_ratios(cfg, chan_max: dict[str, torch.Tensor],
+                   col_max: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """{group: outlier_ratio} in groups() order, for the groups measured: of the per-channel products
+    max|X_j| * max|W_j| with `col_max` (what the frontend passes), of the activation channels without it. A group
+    with only one of the two measured is judged on that one. The margin to min_ratio is what these numbers show."""
+    out = {}
     for grp in groups(cfg):
         x, w = chan_max.get(grp.name), (col_max or {}).get(grp.name)
         x, w = (None if v is None else reduce_heads(v.float().cpu(), grp, cfg.kv_heads) for v in (x, w))
         v = x * w if x is not None and w is not None else (x if x is not None else w)
-        if v is not None and outlier_ratio(v) >= min_ratio:
-            out.append(grp.name)
+        if v is not None:
+            out[grp.name] = outlier_ratio(v)
     return out
+
+
+def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
+                   col_max: dict[str, torch.Tensor] | None = None) -> list[str]:
+    """The outlier groups, in groups() order: those whose product_ratios reach min_ratio."""
+    return [g for g, r in product_ratios(cfg, chan_max, col_max).items() if r >= min_ratio]
 
 
 def consumers(cfg, names) -> list[str]:

@@ -165,15 +165,16 @@ def compute_factors(cfg, chan_max: dict[str, torch.Tensor], col_max: dict[str, t
     return out
 
 
-def column_max(cfg, w: dict, ws: dict) -> dict[str, torch.Tensor]:
-    """Per group, the max |W| of each consumer input column (dequantized FP8 weights; max over consumers)."""
+def column_max(cfg, w: dict, ws: dict, out_dim: int = 0) -> dict[str, torch.Tensor]:
+    """Per group, the max |W| of each consumer input column (dequantized FP8 weights; max over consumers).
+    `out_dim`: the weights' output axis, 0 for the GPU cells' [out, in] weights, 1 for the CPU cell's [in, out]."""
     out = {}
     for grp in groups(cfg):
         m = None
         for name in grp.consumers:
             t = w[name]
-            cm = t.float().abs().amax(0) * (ws[name].float() if name in ws and t.dtype == torch.float8_e4m3fn
-                                            else 1.0)
+            cm = t.float().abs().amax(out_dim) * (ws[name].float() if name in ws and t.dtype == torch.float8_e4m3fn
+                                                  else 1.0)
             m = cm if m is None else torch.maximum(m, cm)
         if m is not None:
             out[grp.name] = m

@@ -36,16 +36,19 @@ else:
     from flash_rt.runtime.attention import TritonAttnBackend
     from flash_rt.runtime.fp8_scales import ActivationScales
     from flash_rt.runtime.quant import Bf16Context, CalibContext, Fp8Context
-    from flash_rt.runtime.outlier_sites import SiteSet, block_gemms, blocks_of, consumers, outlier_groups
-    from flash_rt.runtime.smoothing import ChannelRecorder, column_max, compute_factors, groups
+    from flash_rt.runtime.outlier_sites import (SiteSet, block_gemms, blocks_of, consumers, outlier_groups,
+                                                product_ratios)
+    from flash_rt.runtime.smoothing import MIN_RATIO, ChannelRecorder, column_max, compute_factors, groups
     from flash_rt.testing import TINY_STATE_DIM, build_tiny_checkpoint
     from flash_rt.testing.checkpoint import TINY_CONFIG
     from flash_rt.testing.observations import random_observation
+    from flash_rt.testing.outlier_criterion import cpu_product_ratios, fp8_weights_in_place
     from flash_rt.testing.outliers import inject_checkpoint
 
     assert patch_interpreter_float_conversion(), "this Triton's interpreter cannot narrow floats like the GPU"
     MICRO = dataclasses.replace(TINY_CONFIG, num_patches=16, max_token_len=48, num_steps=2)
     VIEWS = 1
+    PROXY_TOL = 0.05   # measured <= 0.032: BF16 activations here, FP32 there (the weights FP8 alike)
 
     class Rig:
         """One checkpoint on the GPU code path (CPU tensors), fed by the exact CPU policy's host buffers."""
@@ -80,6 +83,27 @@ else:
                                                              channels), None)
             scales.set_from_amax()
             return scales
+
+        def check_cpu_proxy(self, rec, w, ws):
+            """The CPU proxy of the criterion (testing/outlier_criterion.py: a CPU cell of its own with FP8 weights,
+            FP32 activations), which benchmarks/outlier_criterion_cpu.py runs at full size, against this path's (BF16
+            twin) on the observation in the buffers: every group's ratio within PROXY_TOL, and the same verdict for
+            every group further than that from the bar. Returns the proxy's flags."""
+            gpu = product_ratios(self.cfg, rec.max, column_max(self.cfg, w, ws))
+            proxy = flash_rt.load_model(self.ckpt, hardware="cpu", num_views=VIEWS, num_steps=MICRO.num_steps)
+            src, dst = self.cpu.frontend.host, proxy.frontend.host
+            for name in ("images", "image_mask", "token_ids", "token_mask", "noise"):
+                getattr(dst, name)[...] = getattr(src, name)
+            fp8_weights_in_place(proxy)
+            cpu = cpu_product_ratios(proxy)
+            assert cpu.keys() == gpu.keys() == {g.name for g in groups(self.cfg)}
+            worst = max(abs(cpu[g] / gpu[g] - 1) for g in gpu)
+            print(f"criterion ratios, CPU proxy vs this path: worst relative difference {worst:.4f}")
+            assert worst <= PROXY_TOL, worst
+            for g in gpu:
+                if abs(cpu[g] / MIN_RATIO - 1) > PROXY_TOL:
+                    assert (cpu[g] >= MIN_RATIO) == (gpu[g] >= MIN_RATIO), (g, cpu[g], gpu[g])
+            return [g for g, r in cpu.items() if r >= MIN_RATIO]
 
         def fp8(self, w, ws, b, d, attn, scales, bf16_sites=None):
             opts = Cell.option_defaults
@@ -166,6 +190,7 @@ else:
         assert {"ex.0.norm1", "ex.1.norm2"} <= set(outlier_groups(rig.cfg, rec.max))      # the activation has them
         flagged = outlier_groups(rig.cfg, rec.max, col_max=column_max(rig.cfg, w, ws))
         assert not any(g.startswith("ex.") and "norm" in g for g in flagged), flagged
+        rig.check_cpu_proxy(rec, w, ws)
         worst = 1.0
         for _ in range(2):
             want = rig.observe()          # fills the host buffers the GPU path reads
@@ -185,6 +210,7 @@ else:
         rig.twin(w, ws, b, d, attn, channels=rec)
         flagged = outlier_groups(rig.cfg, rec.max, col_max=column_max(rig.cfg, w, ws))
         assert flagged == [], flagged
+        assert rig.check_cpu_proxy(rec, w, ws) == []
 
     def test_bf16_at_outlier_blocks_recovers_more_than_the_groups(micro_ckpt, tmp_path):
         """bf16_outlier_sites="blocks": every block that holds a flagged group runs in BF16 (its gelu inputs, in no
@@ -201,6 +227,7 @@ else:
         hot = outlier_groups(rig.cfg, rec.max, col_max=column_max(rig.cfg, w, ws))
         blocks = blocks_of(hot)
         assert "prefix" in blocks, (hot, blocks)
+        rig.check_cpu_proxy(rec, w, ws)
         runs = {}
         for scope, bl in (("groups", ()), ("blocks", blocks)):
             wm = dict(w)

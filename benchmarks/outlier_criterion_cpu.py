@@ -1,0 +1,111 @@
+"""What the default engine's outlier criterion flags on the full-size checkpoint, measured on the CPU.
+
+bf16_outlier_sites="blocks" (the default) runs in BF16 every block that holds a group whose per-channel products
+max|X_j| * max|W_j| reach max / median >= 6 on the first observation (runtime/outlier_sites.py). Whether it flags
+anything where plain FP8 already holds -- the un-injected checkpoint, the ':matched' injections -- decides whether
+the default costs anything there: where it flags nothing, the default engine IS plain FP8 (the same weights, kernels
+and calibration key). This runs the criterion through the exact CPU cell (flash_rt/testing/outlier_criterion.py:
+FP32 activations and weights standing in for the GPU twin's BF16 / FP8 ones) on the full-size random checkpoint and
+its injected copies, over the observation the GPU rung calibrates on (seed 100, 2 views, horizon 50), with the
+GEMM weights at their FP8 values as the GPU twin has them (--fp32-weights keeps them exact). The plain
+injections are the control: on an H200 the GPU frontend flagged 54 (`llm_norm` 30x) and 61 (`vis_ln` 30x) groups.
+
+    python benchmarks/outlier_criterion_cpu.py [--kinds none llm_norm:matched ...] [--scale 30] [--json out.json]
+
+Cost on a 2-core machine: ~1 min to write the checkpoint, then per kind ~1 min to load and ~3 min for the forward;
+~18 GB of memory.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_KINDS = ("none", "llm_norm:matched", "vis_ln:matched", "v_proj:matched", "up_proj:matched",
+                 "ex_ada:matched", "v_proj", "llm_norm", "vis_ln")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kinds", nargs="+", default=list(DEFAULT_KINDS),
+                    help="'none' (the checkpoint as built) or an injection variant (flash_rt/testing/outliers.py)")
+    ap.add_argument("--scale", type=float, default=30.0)
+    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=100, help="the observation: the first of this seed (the rung's run 0)")
+    ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed at the end)")
+    ap.add_argument("--json", default=None, help="write every group's ratio per kind here")
+    ap.add_argument("--fp32-weights", action="store_true",
+                    help="keep the FP32 GEMM weights (default: their FP8 values, what the GPU twin runs)")
+    args = ap.parse_args(argv)
+
+    import flash_rt
+    from flash_rt.models.pi05.config import Pi05Config
+    from flash_rt.runtime.bf16_blocks import BLOCKS
+    from flash_rt.runtime.outlier_sites import blocks_of
+    from flash_rt.runtime.smoothing import MIN_RATIO
+    from flash_rt.testing.full_size import build_full_checkpoint
+    from flash_rt.testing.observations import random_observation
+    from flash_rt.testing.outlier_criterion import cpu_product_ratios, fp8_weights_in_place
+    from flash_rt.testing.outliers import BASE_MARKER, inject_checkpoint, injection_base
+
+    cfg = Pi05Config()
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="frt_criterion_"))
+    results = {}
+    try:
+        t0 = time.perf_counter()
+        ckpt = work / "ckpt"   # a kept --dir is reused: writing the 7 GB checkpoint and its base is half the time
+        if not (ckpt / "config.json").is_file():
+            build_full_checkpoint(ckpt)
+        base = None
+        if any(k != "none" for k in args.kinds):
+            base = work / "base"
+            if not (base / BASE_MARKER).is_file():
+                injection_base(ckpt, base, cfg)
+        print(f"checkpoint and injection base in {time.perf_counter() - t0:.0f} s", flush=True)
+        for kind in args.kinds:
+            t0 = time.perf_counter()
+            ck = ckpt if kind == "none" else inject_checkpoint(base, work / "ck", kind, args.scale, cfg)
+            pol = flash_rt.load_model(ck, hardware="cpu", num_views=args.views, action_horizon=50)
+            images, state, prompt, noise = random_observation(np.random.default_rng(args.seed), pol.num_views, 8,
+                                                              pol.action_horizon)
+            fe = pol.frontend
+            fe.host.write_images(images)
+            fe.host.write_state(state)
+            pol.set_prompt(prompt)
+            pol.prepare_inputs(noise)
+            if not args.fp32_weights:
+                fp8_weights_in_place(pol)
+            ratios = cpu_product_ratios(pol)
+            flagged = [g for g, r in ratios.items() if r >= MIN_RATIO]
+            quiet = [r for g, r in ratios.items() if r < MIN_RATIO]
+            top = sorted(ratios.items(), key=lambda kv: -kv[1])[:4]
+            results[kind] = {"flagged": flagged, "blocks": list(blocks_of(flagged)), "ratios": ratios}
+            if args.json:   # after every kind: a run cut short keeps what it measured
+                Path(args.json).write_text(json.dumps({"scale": args.scale, "seed": args.seed, "views": args.views,
+                                                       "min_ratio": MIN_RATIO, "fp8_weights": not args.fp32_weights,
+                                                       "kinds": results}, indent=1))
+            print(f"{kind} x{args.scale:g}: {len(flagged)} of {len(ratios)} groups flagged, blocks "
+                  f"{list(blocks_of(flagged)) or 'none'}; highest unflagged ratio {max(quiet, default=float('nan')):.2f} "
+                  f"(bar {MIN_RATIO:g}); top {[(g, round(r, 2)) for g, r in top]} "
+                  f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+            del pol, fe
+            gc.collect()
+            if kind != "none":
+                shutil.rmtree(work / "ck", ignore_errors=True)
+        print(f"blocks: {list(BLOCKS)}")
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The outlier-site criterion (runtime/outlier_sites.py) measured through the exact CPU cell, for checkpoints no GPU
+is at hand for.
+
+Why: bf16_outlier_sites="blocks" is the default, so what the criterion flags on a checkpoint decides which blocks of
+the default engine run in BF16, and so what it costs. The GPU frontend measures it on the first real observation
+with its calibration twin: BF16 activations, its GEMM weights the per-tensor FP8 ones dequantized. Here the CPU cell
+stands in: its GEMM weights are put through the GPU cells' own quantizer (executors/torch_weights.Quant) and
+dequantized in place (fp8_weights_in_place), then its calibration twin runs in FP32 at the same sites. The FP8
+weights matter: with FP32 ones the micro model's activation maxima differ from the GPU path's by up to 68 % a
+channel and its ratios by 13 %; with them, by BF16 rounding alone (test_smoothing_interpret.py checks it under the
+interpreter). A verdict can still differ for a group within that much of the bar, so the ratios are returned and
+the margin shows. The full-size run is benchmarks/outlier_criterion_cpu.py (docs/calibration.md has its numbers,
+beside what the GPU frontend flagged on the same kinds).
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from flash_rt.executors.torch_weights import Quant
+from flash_rt.executors.weight_loader import PENDING_SCALE
+from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
+from flash_rt.runtime.outlier_sites import product_ratios
+from flash_rt.runtime.smoothing import ChannelRecorder, column_max
+
+
+class CpuSiteRecorder(ChannelRecorder):
+    """ChannelRecorder for the CPU pipeline's site names. Its expert sites are ex.<layer>.<what> (one flow step at a
+    time), the GPU twin's ex.<step>.<layer>.<what>; both record the max over the steps in the layer's group.
+    ex.final feeds no FP8 GEMM group (as on the GPU)."""
+
+    def __call__(self, site: str, t: torch.Tensor) -> None:
+        p = site.split(".")
+        if p[0] == "ex":
+            if len(p) != 3:
+                return
+            site = f"ex.0.{p[1]}.{p[2]}"
+        super().__call__(site, t)
+
+
+@torch.no_grad()
+def fp8_weights_in_place(policy) -> None:
+    """Replace the CPU policy's GEMM weights (the GPU cells' FP8 ones, by name) with their per-tensor e4m3 values,
+    dequantized to fp32: the weights the GPU calibration twin runs. The policy is no longer the exact FP32 model
+    after this: give it a policy of its own."""
+    w = policy.frontend.w
+    for name, _, _ in gemm_names(policy.config):
+        if name in w:   # the CPU cell loads no o / MLP weights for the last prefix layer
+            ctx = SimpleNamespace(scratch={}, item=None, layer_idx=None)
+            q = Quant().apply(w[name], ctx)
+            w[name].copy_(q.float() * ctx.scratch[PENDING_SCALE])
+
+
+def cpu_product_ratios(policy) -> dict[str, float]:
+    """{group: max / median of its per-channel products} for the observation in the CPU policy's buffers (write it
+    and call policy.prepare_inputs(noise) first): one forward of the CPU cell's calibration twin, the column maxima
+    of its weights as they are (after fp8_weights_in_place, the GPU frontend's)."""
+    fe = policy.frontend
+    rec = CpuSiteRecorder()
+    fe.run_calibration_twin(rec)
+    return product_ratios(policy.config, rec.max, column_max(policy.config, fe.w, {}, out_dim=1))
