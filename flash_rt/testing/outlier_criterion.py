@@ -22,13 +22,20 @@ from flash_rt.executors.torch_weights import Quant
 from flash_rt.executors.weight_loader import PENDING_SCALE
 from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
 from flash_rt.runtime.outlier_sites import product_ratios
-from flash_rt.runtime.smoothing import ChannelRecorder, column_max
+from flash_rt.runtime.smoothing import ChannelRecorder, column_max, group_of_site
 
 
 class CpuSiteRecorder(ChannelRecorder):
     """ChannelRecorder for the CPU pipeline's site names. Its expert sites are ex.<layer>.<what> (one flow step at a
     time), the GPU twin's ex.<step>.<layer>.<what>; both record the max over the steps in the layer's group.
-    ex.final feeds no FP8 GEMM group (as on the GPU)."""
+    ex.final feeds no FP8 GEMM group (as on the GPU). Also keeps each channel's RMS over every row (`rms()`), the
+    statistic of a persistent outlier channel, which the benchmark sets beside the max (docs/calibration.md: at
+    full size it flags more, not less)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sumsq: dict[str, torch.Tensor] = {}
+        self.rows: dict[str, int] = {}
 
     def __call__(self, site: str, t: torch.Tensor) -> None:
         p = site.split(".")
@@ -37,6 +44,15 @@ class CpuSiteRecorder(ChannelRecorder):
                 return
             site = f"ex.0.{p[1]}.{p[2]}"
         super().__call__(site, t)
+        g = group_of_site(site)
+        if g is not None:
+            x = t.detach().reshape(-1, t.shape[-1])
+            sq = x.double().square().sum(0)
+            self.sumsq[g] = self.sumsq[g] + sq if g in self.sumsq else sq
+            self.rows[g] = self.rows.get(g, 0) + x.shape[0]
+
+    def rms(self) -> dict[str, torch.Tensor]:
+        return {g: (sq / self.rows[g]).sqrt().float() for g, sq in self.sumsq.items()}
 
 
 @torch.no_grad()
@@ -52,11 +68,19 @@ def fp8_weights_in_place(policy) -> None:
             w[name].copy_(q.float() * ctx.scratch[PENDING_SCALE])
 
 
-def cpu_product_ratios(policy) -> dict[str, float]:
+def cpu_product_ratios(policy, stat: str = "max") -> dict[str, float]:
     """{group: max / median of its per-channel products} for the observation in the CPU policy's buffers (write it
     and call policy.prepare_inputs(noise) first): one forward of the CPU cell's calibration twin, the column maxima
-    of its weights as they are (after fp8_weights_in_place, the GPU frontend's)."""
+    of its weights as they are (after fp8_weights_in_place, the GPU frontend's). `stat`: the activation side as the
+    per-channel "max" or "rms" (ChannelRecorder)."""
+    return cpu_criteria(policy, (stat,))[stat]
+
+
+def cpu_criteria(policy, stats=("max", "rms")) -> dict[str, dict[str, float]]:
+    """{stat: {group: ratio}} for every activation statistic of `stats`, from one forward (cpu_product_ratios)."""
     fe = policy.frontend
     rec = CpuSiteRecorder()
     fe.run_calibration_twin(rec)
-    return product_ratios(policy.config, rec.max, column_max(policy.config, fe.w, {}, out_dim=1))
+    col = column_max(policy.config, fe.w, {}, out_dim=1)
+    act = {"max": lambda: rec.max, "rms": rec.rms}
+    return {s: product_ratios(policy.config, act[s](), col) for s in stats}

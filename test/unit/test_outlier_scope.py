@@ -3,14 +3,16 @@ option's values, the blocks a flagged group sits in, the site predicate, and a c
 scopes apart (the same flagged groups in BF16 alone or as whole blocks are different engines with different scales)."""
 import pytest
 
-from flash_rt.errors import InputError
+from flash_rt.errors import CacheError, InputError
 from flash_rt.frontends.torch._pi05_cuda_outliers import OutlierRemedies
-from flash_rt.runtime.outlier_sites import SiteSet, block_gemms, blocks_of
+from flash_rt.models.pi05.config import Pi05Config
+from flash_rt.runtime.outlier_sites import (BF16_MIN_RATIO, SiteSet, bf16_blocks_for, block_gemms, blocks_of,
+                                            load_outlier_groups, save_outlier_groups)
 
 
-def remedies(value, precision="fp8", smoothing=None):
+def remedies(value, precision="fp8", smoothing=None, ratio=None):
     r = OutlierRemedies.__new__(OutlierRemedies)
-    r._init_outlier_remedies(smoothing, None, value, precision)
+    r._init_outlier_remedies(smoothing, None, value, ratio, precision)
     return r
 
 
@@ -43,6 +45,36 @@ def test_blocks_of_flagged_groups_and_their_gemms():
     gemms = ["proj_w", "vis.0.fc2_w", "llm.0.qkv_w", "ex.0.down_w"]
     assert block_gemms(gemms, ("vision",)) == ["proj_w", "vis.0.fc2_w"]
     assert block_gemms(gemms, ()) == []
+
+
+def test_the_bf16_blocks_run_from_the_first_through_the_last_flagged_one():
+    """A sensitive block amplifies the rounding of what flows into it: plain llm_norm 30x held on an H200 with SigLIP
+    and the LLM in BF16 (0.99984), not with the flagged groups alone (0.98856)."""
+    assert bf16_blocks_for(["llm.4.norm2"]) == ("vision", "prefix")
+    assert bf16_blocks_for(["vis.20.ln2"]) == ("vision",)
+    assert bf16_blocks_for(["ex.1.norm1"]) == ("vision", "prefix", "expert")
+    assert bf16_blocks_for(["attn.9"]) == ("vision", "prefix", "expert")
+    assert bf16_blocks_for(["vis.0.ln1", "llm.2.geglu"]) == ("vision", "prefix")
+    assert bf16_blocks_for([]) == ()
+
+
+def test_the_outlier_bar_defaults_to_30_and_refuses_what_is_not_a_ratio():
+    """30, not smoothing's 6: at full size an ordinary checkpoint's GeGLU outputs reach 19 (docs/calibration.md)."""
+    assert BF16_MIN_RATIO == 30.0 and remedies(None).bf16_min_ratio == 30.0
+    assert remedies(None).smooth_min_ratio == 6.0          # smoothing keeps its own bar
+    assert remedies(None, ratio=12).bf16_min_ratio == 12.0
+    for bad in (1.0, 0, -3, float("inf"), float("nan"), "30", True):
+        with pytest.raises(InputError, match="outlier_min_ratio must be a number > 1"):
+            remedies(None, ratio=bad)
+
+
+def test_a_choice_cached_at_another_bar_is_measured_again(tmp_path):
+    """The outlier-site file records its bar: a file written at 6 (before the bar moved) is not read at 30."""
+    path = tmp_path / "x.outliers.json"
+    save_outlier_groups(path, ["llm.0.norm1"], ckpt_hash="abc", min_ratio=6.0, num_observations=1)
+    assert load_outlier_groups(path, Pi05Config(), ckpt_hash="abc", min_ratio=6.0) == ["llm.0.norm1"]
+    with pytest.raises(CacheError):
+        load_outlier_groups(path, Pi05Config(), ckpt_hash="abc", min_ratio=30.0)
 
 
 def test_the_site_predicate_covers_a_blocks_sites_outside_any_group():

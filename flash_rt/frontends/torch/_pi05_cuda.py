@@ -73,7 +73,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  gemm_tiles: dict | None = None, transposed_gemms=None, fused_flow_boundary: bool = True,
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool | str | None = None,
-                 prompt_buckets=None, prompt_bucket_layout: str = "exact", device: str = "cuda", **kw):
+                 outlier_min_ratio: float | None = None, prompt_buckets=None, prompt_bucket_layout: str = "exact",
+                 device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -86,7 +87,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         self.default_percentile = calibration_percentile
         # FP8 smoothing (runtime/smoothing.py): alpha of s = max|X|^a / max|W|^(1-a); True = alpha 0.5; None, False,
         # 0 = off. Off by default: measured, it does not rescue E4M3 from outlier channels (docs/calibration.md)
-        self._init_outlier_remedies(smoothing, smoothing_min_ratio, bf16_outlier_sites, precision)
+        self._init_outlier_remedies(smoothing, smoothing_min_ratio, bf16_outlier_sites, outlier_min_ratio,
+                                    precision)
         d = self.option_defaults
         # cuBLASLt FP8 fast accumulation: True (every GEMM), False (none) or weight-name suffixes
         self.fast_accum = options.fast_accum(d.get("fast_accum", False) if fast_accum is None else fast_accum)

@@ -19,14 +19,15 @@ import torch
 from flash_rt.calibration import calibration_root
 from flash_rt.errors import CacheError, InputError
 from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
-from flash_rt.runtime.outlier_sites import (SiteSet, block_gemms, blocks_of, consumers, load_outlier_groups,
-                                            outlier_groups, outliers_path, save_outlier_groups)
+from flash_rt.runtime.outlier_sites import (BF16_MIN_RATIO, SiteSet, bf16_blocks_for, block_gemms, consumers,
+                                            load_outlier_groups, outlier_groups, outliers_path, save_outlier_groups)
 from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
                                         compute_factors, factors_path, load_factors, save_factors)
 
 
 class OutlierRemedies:
-    def _init_outlier_remedies(self, smoothing, smoothing_min_ratio, bf16_outlier_sites, precision: str) -> None:
+    def _init_outlier_remedies(self, smoothing, smoothing_min_ratio, bf16_outlier_sites, outlier_min_ratio,
+                               precision: str) -> None:
         """Validate and record the two options (construction time, before anything loads)."""
         if smoothing is True:
             smoothing = ALPHA_DEFAULT
@@ -39,12 +40,18 @@ class OutlierRemedies:
         self.smooth_min_ratio = MIN_RATIO if smoothing_min_ratio is None else float(smoothing_min_ratio)
         # the factors folded into the weights now: None = not measured yet, {} = measured, no site needed any
         self.smoothing: dict | None = None
-        # BF16 at outlier sites: the sites whose per-channel products have outliers (same threshold) keep bf16
-        # activations and their consumers bf16 weights; measured on the first observation. Scope: "groups" (True)
-        # the flagged groups alone, "blocks" every block holding one (runtime/outlier_sites.py). None (the default)
-        # is "blocks" unless smoothing is asked for: on an H200 it held the two 30x injections plain FP8 fails
-        # (worst 0.99972 over three runs of 20); on the micro checkpoints where FP8 holds (no injection, a matched
-        # one) it flags nothing, under the interpreter -- at full size that is still to measure (docs/calibration.md)
+        # BF16 at outlier sites: the sites whose per-channel products have outliers (max / median >=
+        # outlier_min_ratio, 30 by default: runtime/outlier_sites.py says why not 6) keep bf16 activations and their
+        # consumers bf16 weights; measured on the first observation. Scope: "groups" (True) the flagged groups alone,
+        # "blocks" the blocks up to the last that holds one (bf16_blocks_for). None (the default) is "blocks" unless
+        # smoothing is asked for: on an H200 it held the two 30x injections plain FP8 fails (worst 0.99972 over three
+        # runs of 20); at full size, through the CPU cell, it flags nothing on the checkpoint without an injection or
+        # with a matched one (highest ratio 19), so there the default engine is plain FP8 (docs/calibration.md)
+        r = BF16_MIN_RATIO if outlier_min_ratio is None else outlier_min_ratio
+        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and 1 < r < float("inf")):
+            raise InputError(f"outlier_min_ratio must be a number > 1 (max / median of a site's per-channel "
+                             f"products), got {outlier_min_ratio!r}")
+        self.bf16_min_ratio = float(r)
         v = bf16_outlier_sites
         if v is None:
             v = False if smoothing else "blocks"
@@ -74,7 +81,7 @@ class OutlierRemedies:
         if self.bf16_outliers:
             try:
                 self.bf16_groups = load_outlier_groups(self._outliers_path(), self.cfg, ckpt_hash=self.ckpt_hash,
-                                                       min_ratio=self.smooth_min_ratio)
+                                                       min_ratio=self.bf16_min_ratio)
             except FileNotFoundError:
                 pass
             except CacheError as e:
@@ -100,20 +107,22 @@ class OutlierRemedies:
 
     def _outliers_path(self):
         # "prod": the product criterion (eighth session); files of the activation criterion ("pi05-bf16-r6") are
-        # never read for it
+        # never read for it. The ratio is in the name and in the file (a file of another bar is measured again)
         return outliers_path(calibration_root(self.cache_dir), self.ckpt_hash,
-                             f"pi05-bf16prod-r{self.smooth_min_ratio:g}")
+                             f"pi05-bf16prod-r{self.bf16_min_ratio:g}")
 
     def _bf16_extent(self) -> str:
         """What runs in BF16, in words (start-up log)."""
         n = f"{len(self.bf16_groups)} outlier site group(s)"
-        return n if self.bf16_scope == "groups" else f"the blocks {list(blocks_of(self.bf16_groups))} ({n})"
+        return n if self.bf16_scope == "groups" else f"the blocks {list(bf16_blocks_for(self.bf16_groups))} ({n})"
 
     def _outlier_key(self) -> str | None:
         """8 hex of what runs in BF16, for the calibration key (None: nothing does)."""
         if not self.bf16_groups:
             return None
-        what = ",".join(self.bf16_groups) + ("" if self.bf16_scope == "groups" else "|blocks")
+        # "|upstream": the blocks through the last flagged one (a calibration of the "|blocks" scope, the flagged
+        # blocks alone, is not this one's)
+        what = ",".join(self.bf16_groups) + ("" if self.bf16_scope == "groups" else "|blocks|upstream")
         return hashlib.sha256(what.encode()).hexdigest()[:8]
 
     def _use_bf16_at(self, names) -> None:
@@ -121,7 +130,7 @@ class OutlierRemedies:
         (from a bf16 build of the checkpoint on the device; transient ~2 bytes a parameter) and their activations
         stay bf16 (Fp8Context's bf16_sites)."""
         flat = self._build_weights(self.checkpoint, self.cfg, "bf16", self.device, open_source=self.open_source)
-        blocks = blocks_of(names) if self.bf16_scope == "blocks" else ()
+        blocks = bf16_blocks_for(names) if self.bf16_scope == "blocks" else ()
         gemms = consumers(self.cfg, names) + block_gemms([g for g, _, _ in gemm_names(self.cfg)], blocks)
         for c in dict.fromkeys(gemms):
             self.w[c] = flat[f"w.{c}"].contiguous()
@@ -135,12 +144,12 @@ class OutlierRemedies:
         in BF16 from now on. Changes buffers and kernels, so a graph captured before is dropped (recaptured)."""
         t0 = time.perf_counter()
         rec = self._channel_maxima(observations, percentile)
-        names = outlier_groups(self.cfg, rec.max, self.smooth_min_ratio, col_max=column_max(self.cfg, self.w, self.ws))
+        names = outlier_groups(self.cfg, rec.max, self.bf16_min_ratio, col_max=column_max(self.cfg, self.w, self.ws))
         if names:
             self._use_bf16_at(names)
             self.graph = None
         self.bf16_groups = names
-        save_outlier_groups(self._outliers_path(), names, ckpt_hash=self.ckpt_hash, min_ratio=self.smooth_min_ratio,
+        save_outlier_groups(self._outliers_path(), names, ckpt_hash=self.ckpt_hash, min_ratio=self.bf16_min_ratio,
                             num_observations=len(observations))
         self.startup.add("outlier_sites", time.perf_counter() - t0,
                          f"{self._bf16_extent()} run in BF16: {names}")
