@@ -34,11 +34,13 @@
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
 # Measured (docs/benchmarks.md): tenth session rung-30m, rung-30p, rung-10, floor, the fused MLP (removed since);
 # eleventh session probe, selfcheck, remedies, buckets, pi0. BF16 at outlier blocks and prompt buckets became defaults.
-# Next, in order: `blocks-default` (what the new default flags and costs where FP8 holds; its rows carry the
-# self-check's held-out probe, twelfth session, on checkpoints where FP8 holds), `rung-30p` (plain `ex_ada` 30x now
-# gated against BF16's actions), `rung-30m` (the rung gates the default engine now), `defaults` (the held-out probe
-# through the frontend), `remedies` (the probe on the two plain kinds the in-sample check missed), `full-rungs`,
-# `buckets` (the kernel-count test), `views`.
+# Next, in order: `blocks-default` (the thirteenth session moved the remedy's bar from 6 to 30 on the CPU cell's
+# full-size numbers, docs/calibration.md "The criterion at full size": on the un-injected and matched checkpoints it
+# should flag nothing now -- bf16 groups [] and the replay A/B 1.000 -- and its rows carry the held-out probe where
+# FP8 holds), `rung-30p` (plain `vis_ln` 30x now gets SigLIP alone in BF16, where SigLIP and the LLM were measured;
+# plain `ex_ada` 30x gated against BF16's actions), `rung-30m` (the default engine), `defaults` (the held-out probe
+# through the frontend), `full-rungs` (asserts the default flags nothing at full size), `remedies`, `buckets`,
+# `views`.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -84,3 +84,23 @@ def cpu_criteria(policy, stats=("max", "rms")) -> dict[str, dict[str, float]]:
     col = column_max(policy.config, fe.w, {}, out_dim=1)
     act = {"max": lambda: rec.max, "rms": rec.rms}
     return {s: product_ratios(policy.config, act[s](), col) for s in stats}
+
+
+def criterion_on_checkpoint(ckpt, num_views: int = 2, seed: int = 100, stats=("max", "rms"),
+                            fp8_weights: bool = True) -> dict[str, dict[str, float]]:
+    """{stat: {group: ratio}} of a checkpoint on the first observation of `seed` (the GPU rung calibrates on it), state
+    dim 8, horizon 50, through a CPU cell of its own (full size: ~65 s and ~18 GB on 2 cores)."""
+    import numpy as np
+
+    import flash_rt
+    from flash_rt.testing.observations import random_observation
+
+    pol = flash_rt.load_model(ckpt, hardware="cpu", num_views=num_views, action_horizon=50)
+    images, state, prompt, noise = random_observation(np.random.default_rng(seed), pol.num_views, 8, pol.action_horizon)
+    pol.frontend.host.write_images(images)
+    pol.frontend.host.write_state(state)
+    pol.set_prompt(prompt)
+    pol.prepare_inputs(noise)
+    if fp8_weights:
+        fp8_weights_in_place(pol)
+    return cpu_criteria(pol, stats)
