@@ -71,6 +71,7 @@ def main(argv=None):
         print(f"checkpoint and injection base in {time.perf_counter() - t0:.0f} s", flush=True)
         for kind in args.kinds:
             t0 = time.perf_counter()
+            shutil.rmtree(work / "ck", ignore_errors=True)   # a kept --dir may hold the copy of a run cut short
             ck = ckpt if kind == "none" else inject_checkpoint(base, work / "ck", kind, args.scale, cfg)
             crit = criterion_on_checkpoint(ck, args.views, args.seed, fp8_weights=not args.fp32_weights)
             results[kind] = {}
