@@ -93,12 +93,9 @@ def main(argv=None):
                                                        "fp8_weights": not args.fp32_weights,
                                                        "kinds": results}, indent=1))
             gc.collect()
-            if kind != "none":
-                shutil.rmtree(work / "ck", ignore_errors=True)
         print(f"blocks: {list(BLOCKS)}")
-    finally:
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+    finally:   # the injected copy goes either way; a --dir keeps the checkpoint and its base for the next run
+        shutil.rmtree(work / "ck" if args.dir else work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from flash_rt.executors.signed_json import read_signed_json, write_signed_json
 from flash_rt.runtime.smoothing import (MIN_RATIO, VERSION, group_of_site, groups, outlier_ratio,
                                         reduce_heads)
 
+BF16_MIN_RATIO = 30.0   # bf16_outlier_sites' bar (module docstring: measured at full size)
+
 
 def product_ratios(cfg, chan_max: dict[str, torch.Tensor],
                    col_max: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
@@ -48,9 +50,6 @@ def product_ratios(cfg, chan_max: dict[str, torch.Tensor],
         if v is not None:
             out[grp.name] = outlier_ratio(v)
     return out
-
-
-BF16_MIN_RATIO = 30.0   # bf16_outlier_sites' bar (module docstring: measured at full size)
 
 
 def outlier_groups(cfg, chan_max: dict[str, torch.Tensor], min_ratio: float = MIN_RATIO,
