@@ -68,3 +68,32 @@ def test_held_out_inputs_mirror_every_view_and_draw_fixed_noise():
     assert np.array_equal(images, before[:, :, ::-1]) and not np.array_equal(images, before)
     want = np.random.default_rng(HELD_OUT_SEED).standard_normal((10, 32)).astype(np.float32)
     assert noise.dtype == np.float32 and np.array_equal(noise, want)
+
+
+def _frontend_check(scope, groups):
+    """The GPU frontend's choice of the self-check (its outlier mixin's real method, on the state it reads)."""
+    from flash_rt.frontends.torch._pi05_cuda_outliers import OutlierRemedies
+
+    class Front(OutlierRemedies):
+        pass
+    f = Front()
+    f.bf16_scope, f.bf16_groups = scope, groups
+    return f._fp8_check()
+
+
+@pytest.mark.parametrize("scope, groups, every_block", [
+    ("blocks", ["ex.1.norm1"], True),                     # the expert flagged: every block runs in BF16
+    ("blocks", ["attn.3"], True),                         # attn.<i> is prefix and expert
+    ("blocks", ["llm.4.norm2"], False),                   # SigLIP and the LLM only: the expert stays FP8
+    ("blocks", [], False), ("blocks", None, False),       # nothing flagged / not measured yet
+    ("groups", ["ex.1.norm1"], False), (None, None, False)])
+def test_the_advice_says_when_no_fp8_site_is_left(scope, groups, every_block):
+    """Where the remedy ran every block in BF16, advising BF16 would be no advice (H200, plain ex_ada 30x: the
+    engine warned 0.99122 with every block in BF16 already); the warning then names the checkpoint's sensitivity."""
+    from flash_rt.runtime.fp8_check import ADVICE, ADVICE_ALL_BF16
+    chk = _frontend_check(scope, groups)
+    assert chk.advice == (ADVICE_ALL_BF16 if every_block else ADVICE)
+    twin = np.random.default_rng(3).standard_normal((50, 32))
+    chk.add(twin, -twin)
+    with pytest.warns(FlashRTWarning, match="rounding orders" if every_block else "leave load_model's"):
+        assert chk.result()["advice"] == chk.advice

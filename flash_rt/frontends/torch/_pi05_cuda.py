@@ -313,7 +313,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         elif pending:
             self._measure_smoothing([self._upload], self.default_percentile)
             path = calibration_path(self.ckpt_hash, self.shape_key(), self.cache_dir)   # the smoothed weights' key
-        check = Fp8Check()
+        check = self._fp8_check()
         self._calibrate_on_buffers(self.default_percentile, check=check)
         self._held_out_check(check, self.default_percentile)
         result = check.result()
@@ -461,7 +461,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
             if self.bf16_outliers and self.bf16_groups is None:   # before any step: the next step recaptures
                 self._measure_outlier_sites(fills, percentile)
             self.amax.zero_()
-            check = Fp8Check()
+            check = self._fp8_check()
             for fill in fills:
                 fill()
                 self._calibrate_on_buffers(percentile, reset=False, check=check)

@@ -19,6 +19,8 @@ import torch
 from flash_rt.calibration import calibration_root
 from flash_rt.errors import CacheError, InputError
 from flash_rt.frontends.torch._pi05_cuda_spec import gemm_names
+from flash_rt.runtime.bf16_blocks import BLOCKS
+from flash_rt.runtime.fp8_check import ADVICE, ADVICE_ALL_BF16, Fp8Check
 from flash_rt.runtime.outlier_sites import (BF16_MIN_RATIO, SiteSet, bf16_blocks_for, block_gemms, consumers,
                                             load_outlier_groups, outlier_groups, outliers_path, save_outlier_groups)
 from flash_rt.runtime.smoothing import (ALPHA_DEFAULT, MIN_RATIO, ChannelRecorder, SmoothingPlan, column_max,
@@ -115,6 +117,12 @@ class OutlierRemedies:
         """What runs in BF16, in words (start-up log)."""
         n = f"{len(self.bf16_groups)} outlier site group(s)"
         return n if self.bf16_scope == "groups" else f"the blocks {list(bf16_blocks_for(self.bf16_groups))} ({n})"
+
+    def _fp8_check(self) -> Fp8Check:
+        """The calibration's FP8 self-check, with the advice that fits this engine: where "blocks" runs every block
+        in BF16, no FP8 site is left and a gap is the checkpoint's own rounding sensitivity (fp8_check.py)."""
+        every = self.bf16_scope == "blocks" and bool(self.bf16_groups) and bf16_blocks_for(self.bf16_groups) == BLOCKS
+        return Fp8Check(advice=ADVICE_ALL_BF16 if every else ADVICE)
 
     def _outlier_key(self) -> str | None:
         """8 hex of what runs in BF16, for the calibration key (None: nothing does)."""
