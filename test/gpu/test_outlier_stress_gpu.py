@@ -6,12 +6,14 @@ against the FP32 reference over 20 observations a run, with BF16 on the same che
 
 What is asserted, per case: BF16 worst >= 0.999 (the injected model is one its training precision follows), and then
 the default engine -- what load_model gives: per-tensor FP8 with BF16 at the blocks through the last that holds an
-outlier site, bar 30 (frontends/torch/_pi05_cuda_outliers.py) -- worst >= 0.995 in every run. A case whose BF16 is itself below 0.999
-is an injected model beyond its training precision (measured: `ex_ada` at 30x, BF16 0.9888-0.991 on an H200): no
-engine can hold 0.995 against FP32 there, so the gate there is against BF16 on the same checkpoint -- the default
-engine's worst cosine to BF16's actions >= 0.995 in every run (it follows the precision the model was trained in)
--- and the FP32 numbers are printed beside it. Plain FP8 (no remedy) and the other remedies are measured by
-benchmarks/outlier_stress.py.
+outlier site, bar 30 (frontends/torch/_pi05_cuda_outliers.py) -- worst >= 0.995 in every run. A case whose BF16 is
+itself below 0.999 is an injected model beyond its training precision (measured: plain `ex_ada` at 30x, BF16
+0.9887-0.9896 against FP32 on an H200): no engine below FP32 can hold 0.995 there, and none can follow BF16's own
+actions either -- two BF16 evaluations that round in another order (the default engine with every block in BF16,
+and precision="bf16") are 0.988-0.990 apart, as far as each is from FP32 (H200, 2026-12-05). So the gate there is
+precision parity: in every run the default engine's distance to FP32, 1 - worst cosine, is at most BEYOND_BF16
+times BF16's on the same observations (measured 0.96-1.06 with the default engine, 2.4 with plain FP8).
+Plain FP8 (no remedy) and the other remedies are measured by benchmarks/outlier_stress.py.
 
 Cost: per case, the edited shards written (the rest are links into one re-sharded base), two loads, one FP32
 reference, 20 chunks a run. Marked slow as well as gpu.
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 N_OBS = 20
 ENGINE = "fp8_default"   # flash_rt/testing/outlier_stress.MODES: load_model's defaults
 STATE_DIM = 8   # DROID, what the full-size checkpoint's norm stats describe
+BEYOND_BF16 = 1.25   # beyond-BF16 cases: (1 - engine worst) / (1 - BF16 worst) per run (module docstring)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +74,10 @@ def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
         torch.cuda.empty_cache()
     bf16 = min(s["bf16"]["worst"] for s in runs)
     fp8 = [s[ENGINE]["worst"] for s in runs]
-    if bf16 < 0.999:   # beyond BF16 too: FP8 is gated against BF16's actions, FP32 numbers in the message
+    if bf16 < 0.999:   # beyond BF16 too: precision parity with BF16 against FP32, run by run (module docstring)
+        parity = [(1 - s[ENGINE]["worst"]) / (1 - s["bf16"]["worst"]) for s in runs]
         to_bf16 = [s[ENGINE + "~bf16"]["worst"] for s in runs]
-        assert min(to_bf16) >= 0.995, (variant, scale, "fp8 vs bf16", to_bf16, "vs fp32: fp8", fp8, "bf16", bf16)
+        assert max(parity) <= BEYOND_BF16, (variant, scale, "1 - cos over BF16's", parity, "vs fp32: fp8", fp8,
+                                            "bf16", [s["bf16"]["worst"] for s in runs], "fp8 vs bf16", to_bf16)
         return
     assert min(fp8) >= 0.995, (variant, scale, fp8, bf16)
