@@ -33,15 +33,13 @@
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
 # Measured (docs/benchmarks.md): tenth session rung-30m, rung-30p, rung-10, floor, the fused MLP (removed since);
-# eleventh session probe, selfcheck, remedies, buckets, pi0. BF16 at outlier blocks and prompt buckets became defaults.
-# Next, in order: `blocks-default` (the thirteenth session moved the remedy's bar from 6 to 30 on the CPU cell's
-# full-size numbers, docs/calibration.md "The criterion at full size": on the un-injected and matched checkpoints it
-# should flag nothing now -- bf16 groups [] and the replay A/B 1.000 -- and its rows carry the held-out probe where
-# FP8 holds; measured on an H100: 0 groups), `rung-30p` (plain `vis_ln` 30x with SigLIP alone in BF16 passed on an
-# H100, 0.99963 worst; the other plain kinds, `ex_ada` 30x gated against BF16's actions), `rung-30m` (the default
-# engine), `defaults` (the held-out probe
-# through the frontend), `full-rungs` (asserts the default flags nothing at full size), `remedies`, `buckets`,
-# `views`.
+# eleventh session probe, selfcheck, remedies, buckets, pi0; thirteenth blocks-default; fourteenth (the default
+# engine, bar 30) rung-30p, rung-30m, rung-10's plain kinds and cache keys, full-rungs, defaults, floor on an H100,
+# and the replay A/B of the default against plain FP8 on the un-injected checkpoint (0.9989):
+#   python3 benchmarks/outlier_stress.py --views 2 --runs 1 --obs 2 --replays 200 --ab-kind none \
+#     --modes fp8 fp8_default --kinds none
+# Issue 16's gates hold on them. Next, for issue 17: `views`, `buckets` (each ~5 min on an H200), then `remedies`
+# (the held-out probe on the plain kinds, with plain FP8 beside the remedies).
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +77,9 @@ stage() {
 
 [ $# -gt 0 ] || { sed -n '2,/^# Every stage/p' "$0"; exit 2; }
 for s in "$@"; do
+  # the earlier calls' checkpoints (pytest keeps its last three base temp dirs, ~7-20 GB each here) filled a warm
+  # machine's disk before a stage once (fourteenth session): each stage starts from a clean temp root
+  rm -rf "${TMPDIR:-/tmp}/pytest-of-$(id -un)" "${TMPDIR:-/tmp}"/frt_outliers_*
   echo "== $s $(date -u +%H:%M:%S)"
   stage "$s" 2>&1 | tee "$OUT/$s.log"
 done
