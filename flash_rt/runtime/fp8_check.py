@@ -35,7 +35,7 @@ ADVICE = ("FP8 moves this checkpoint's actions more than the precision gate allo
 # round in (fused kernels, split-K sums): the gap is the checkpoint's own sensitivity, and BF16 moves it as much.
 # Measured on an H200 (plain `ex_ada` 30x, every block BF16): self-check 0.99277 / held-out 0.99122, this engine vs
 # FP32 0.98824-0.98996, precision='bf16' vs FP32 0.98868-0.98963 (docs/calibration.md, "The rung with the default")
-ADVICE_ALL_BF16 = ("every block already runs in BF16 (bf16_outlier_sites found outliers in the last one), so the gap "
+ADVICE_ALL_BF16 = ("Every block already runs in BF16 (bf16_outlier_sites found outliers in the last one), so the gap "
                    "is not FP8's: this checkpoint moves its actions this much between two BF16 rounding orders, and "
                    "precision='bf16' moves them as much. It is sensitive to rounding itself: check it against the "
                    "FP32 reference (policy.reference_chunk, or a rosbag report) before it drives a robot "
