@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                 row[m + "_selfcheck_held_out"] = chk.get("held_out")   # ... on its held-out probe
                 row[m + "_worst"] = [x[m]["worst"] for x in runs]
                 row[m + "_mean"] = [x[m]["mean"] for x in runs]
-                if m + "~bf16" in runs[0]:   # run 0: against BF16's actions (the gate where BF16 < 0.999)
+                if m + "~bf16" in runs[0]:   # run 0: against BF16's actions (printed beside the parity gate)
                     row[m + "_vs_bf16_worst"] = runs[0][m + "~bf16"]["worst"]
             for m in ("fp8_bf16out", "fp8_bf16blocks"):
                 if m in pols:
