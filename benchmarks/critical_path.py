@@ -7,6 +7,9 @@ end-to-end deltas per kernel family (benchmarks/trace_attribution.py), for the e
 stream) and for the prefix's own stream up to step 0's end (step 0 runs beside it), and gives per-step times from
 the ends of the flow-update kernels. A second part measures the floor:
 a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel boundary costs on this card.
+--l2-resident KINDS.. re-captures the graph with every expert layer reading layer 0's weights of those kinds (qkv_w,
+o_w, gu_w, down_w; wrong actions, same kernels and shapes): those weights then stay in L2 across the layers, so the
+step time it gives is the most that keeping them out of the HBM stream (an L2 prefetch beside the chain) could buy.
 Each step is also set against the weight-streaming floor (issue 17): the bytes one flow step must read
 (cuda_forward.flow_step_bytes: expert weights, seam projections, KV cache, modulation) over the median step time
 is the step's achieved GB/s, and over --bandwidth (the card's copy rate, measured here by a device-to-device copy
@@ -38,7 +41,7 @@ from attention_sweep import PDL, graph_us  # noqa: E402
 from flash_rt.kernels.triton.launch import launch_kw, pdl_enter  # noqa: E402
 from flash_rt.models.pi05.cuda_forward import flow_step_bytes  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
-from latency import VARIANTS  # noqa: E402
+from latency import VARIANTS, time_replays  # noqa: E402
 from trace_attribution import attribute  # noqa: E402
 
 
@@ -94,6 +97,30 @@ def streaming_floor(step_bytes: dict, step_us: list, bandwidth: float) -> dict:
             "floor_us": floor_us, "fraction_of_floor": floor_us / med}
 
 
+EXPERT_WEIGHTS = ("qkv_w", "o_w", "gu_w", "down_w")
+
+
+def alias_expert_weights(fe, kinds) -> dict:
+    """Point every expert layer's weights (and FP8 weight scales) of `kinds` at layer 0's, in the dicts the
+    production context reads; returns the originals for restore_weights. Only a re-capture makes it take effect."""
+    saved = {}
+    for i in range(1, fe.d.layers):
+        for k in kinds:
+            name = f"ex.{i}.{k}"
+            saved[name] = (fe.w[name], fe.ws.get(name))
+            fe.w[name] = fe.w[f"ex.0.{k}"]
+            if name in fe.ws:
+                fe.ws[name] = fe.ws[f"ex.0.{k}"]
+    return saved
+
+
+def restore_weights(fe, saved: dict) -> None:
+    for name, (wt, sc) in saved.items():
+        fe.w[name] = wt
+        if sc is not None:
+            fe.ws[name] = sc
+
+
 def print_families(table: dict, calls: str, critical: str) -> None:
     """A family table of trace_attribution (per flow step, or for the prefix) as markdown."""
     print(f"| family | {calls} | {critical} | median critical us | median duration us |")
@@ -111,6 +138,10 @@ def main(argv=None):
     ap.add_argument("--horizon", type=int, default=50)
     ap.add_argument("--ckpt", default=None, help="a full-size checkpoint (default: generate one)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--l2-resident", nargs="*", default=[], metavar="KINDS",
+                    help=f"one more trace per argument, with these expert weight kinds ({', '.join(EXPERT_WEIGHTS)}; "
+                         "joined by '+', or 'all') shared by every layer, i.e. L2-resident: what an L2 prefetch "
+                         "could buy at most")
     ap.add_argument("--bandwidth", type=float, default=None,
                     help="the card's streaming rate in GB/s for the floor (default: measured by a copy)")
     args = ap.parse_args(argv)
@@ -130,38 +161,56 @@ def main(argv=None):
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(args.views)]
         state = rng.uniform(-1, 1, 8)
         report = {}
+        resident = [EXPERT_WEIGHTS if t == "all" else tuple(t.split("+")) for t in args.l2_resident]
         for name in args.variants:
             pol = flash_rt.load_model(ckpt, hardware=args.hardware, precision="fp8", num_views=args.views,
                                       action_horizon=args.horizon, max_token_len=64, cache_dir=work / "cache",
                                       **VARIANTS[name])
             pol.predict(images, state, "pick up the red block and put it in the blue bowl")
             fe = pol.frontend
-            for _ in range(20):
-                fe.replay_only()
-            runs = [attribute(kernel_events(fe)) for _ in range(3)]
-            r = runs[-1]
-            floor = streaming_floor(flow_step_bytes(fe.w, fe.b, fe.d), r["step_us"], bandwidth)
-            report[name] = {"runs": runs, "streaming_floor": floor}
-            print(f"\n## {name}: {r['kernels']} kernels, span {r['replay_span_us']:.0f} us, step 0 ends at "
-                  f"{r['step0_end_us']:.0f} us; steps 1.. (us): {' '.join(f'{x:.0f}' for x in r['step_us'])}")
-            sb = floor["bytes"]
-            print(f"flow step: {sb['total'] / 1e6:.1f} MB (expert weights {sb['expert_weights'] / 1e6:.1f}, seam "
-                  f"{sb['seam_weights'] / 1e6:.2f}, KV {sb['kv_cache'] / 1e6:.2f}, modulation "
-                  f"{sb['modulation'] / 1e6:.2f}) in {floor['median_step_us']:.0f} us = "
-                  f"{floor['achieved_GBps']:,.0f} GB/s; floor {floor['floor_us']:.0f} us "
-                  f"({100 * floor['fraction_of_floor']:.1f} % of it reached)")
-            print_families(r.get("per_step_family", {}), "calls/step", "critical us/step")
-            pre = r.get("prefix")
-            if pre:   # the prefix's own chain (step 0 beside it on another stream is counted apart)
-                print(f"\nprefix stream: {pre['chain_us']:.0f} us in {pre['kernels']} kernels "
-                      f"({pre['side_kernels']} beside it on other streams), "
-                      f"GEMMs {pre['gemm_critical_us']:.0f} us of it")
-                print_families(pre["per_family"], "calls", "critical us")
+            step_bytes = flow_step_bytes(fe.w, fe.b, fe.d)
+            for label, kinds in [(name, None)] + [(f"{name}, L2-resident {'+'.join(k)}", k) for k in resident]:
+                saved = {}
+                if kinds:
+                    saved = alias_expert_weights(fe, kinds)
+                    fe._capture()
+                report[label] = trace(fe, label, step_bytes, bandwidth)
+                if kinds:
+                    restore_weights(fe, saved)
+                    fe._capture()
             del pol, fe
             torch.cuda.empty_cache()
         (out / "critical_path.json").write_text(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, True)
+
+
+def trace(fe, name, step_bytes, bandwidth) -> dict:
+    """Replay P50 / P99 of 200 replays, then the critical-path attribution of three traced replays (the last printed)."""
+    for _ in range(20):
+        fe.replay_only()
+    ms = sorted(time_replays(fe, 200))
+    p50, p99 = ms[len(ms) // 2], ms[int(0.99 * (len(ms) - 1))]
+    runs = [attribute(kernel_events(fe)) for _ in range(3)]
+    r = runs[-1]
+    floor = streaming_floor(step_bytes, r["step_us"], bandwidth)
+    print(f"\n## {name}: replay P50 {p50:.3f} ms, P99 {p99:.3f} ms; {r['kernels']} kernels, span "
+          f"{r['replay_span_us']:.0f} us, step 0 ends at "
+          f"{r['step0_end_us']:.0f} us; steps 1.. (us): {' '.join(f'{x:.0f}' for x in r['step_us'])}")
+    sb = floor["bytes"]
+    print(f"flow step: {sb['total'] / 1e6:.1f} MB (expert weights {sb['expert_weights'] / 1e6:.1f}, seam "
+          f"{sb['seam_weights'] / 1e6:.2f}, KV {sb['kv_cache'] / 1e6:.2f}, modulation "
+          f"{sb['modulation'] / 1e6:.2f}) in {floor['median_step_us']:.0f} us = "
+          f"{floor['achieved_GBps']:,.0f} GB/s; floor {floor['floor_us']:.0f} us "
+          f"({100 * floor['fraction_of_floor']:.1f} % of it reached)")
+    print_families(r.get("per_step_family", {}), "calls/step", "critical us/step")
+    pre = r.get("prefix")
+    if pre:   # the prefix's own chain (step 0 beside it on another stream is counted apart)
+        print(f"\nprefix stream: {pre['chain_us']:.0f} us in {pre['kernels']} kernels "
+              f"({pre['side_kernels']} beside it on other streams), "
+              f"GEMMs {pre['gemm_critical_us']:.0f} us of it")
+        print_families(pre["per_family"], "calls", "critical us")
+    return {"replay_p50_ms": p50, "replay_p99_ms": p99, "runs": runs, "streaming_floor": floor}
 
 
 if __name__ == "__main__":
