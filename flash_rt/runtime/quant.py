@@ -103,12 +103,15 @@ class Fp8Context(_Composite):
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
     flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's);
     bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
-    must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16)."""
+    must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16);
+    prefetch: None, or {weight name: the weight name whose bytes the fused GEMM of the first asks L2 for while it
+    runs} (the next GEMM's, kernels/triton/l2_prefetch.py; models/pi05/cuda_forward.expert_prefetch_plan)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
                  fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False,
-                 bf16_sites=None):
+                 bf16_sites=None, prefetch: dict | None = None):
         self.w, self.ws, self.s = w, w_scales, act_scales
+        self.prefetch = dict(prefetch or {})
         self.bf16_sites = bf16_sites
         self.fused_flow_boundary = bool(flow_boundary) and fused is not None
         self.flow_tiles = tuning.flow_boundary
@@ -124,27 +127,28 @@ class Fp8Context(_Composite):
                 and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits,
                                                     cfg=self.fused_cfgs[op]))
 
-    def _cfg(self, op):
-        return {"cfg": self.fused_cfgs[op]}
+    def _cfg(self, op, wname):
+        nxt = self.prefetch.get(wname)
+        return {"cfg": self.fused_cfgs[op], "prefetch": None if nxt is None else self.w[nxt]}
 
     def linear_partials(self, x, site, wname, out, partials):
         if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
             return super().linear_partials(x, site, wname, out, partials)
         return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials,
-                                          **self._cfg("splitk"))
+                                          **self._cfg("splitk", wname))
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         if not self._use_fused("geglu", x, wname) or self._bf16(out_site):   # the fused kernel writes FP8
             return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
         self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
-                                  out_scale=self.s[out_site], **self._cfg("geglu"))
+                                  out_scale=self.s[out_site], **self._cfg("geglu", wname))
         return act_fp8
 
     def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv"))
+                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv", wname))
 
     def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)

@@ -56,6 +56,19 @@ def quant_sites(d: Pi05Dims) -> list[str]:
     return s
 
 
+# the expert's GEMM weights in the order a layer streams them (expert_layer; Pi0's expert too)
+EXPERT_GEMMS = ("qkv_w", "o_w", "gu_w", "down_w")
+
+
+def expert_prefetch_plan(layers: int) -> dict:
+    """{expert weight: the weight the next expert GEMM streams}, for Fp8Context(prefetch=): each fused expert GEMM
+    asks L2 for its successor's weights while it runs (kernels/triton/l2_prefetch.py). A layer's down hands on to
+    the next layer's qkv, and the last layer's to layer 0's, which the next flow step streams first (after the
+    seam kernel); after the last step that prefetch is wasted (2.6 MB)."""
+    names = [f"ex.{i}.{k}" for i in range(layers) for k in EXPERT_GEMMS]
+    return dict(zip(names, names[1:] + names[:1]))
+
+
 def flow_step_bytes(w, b, d) -> dict:
     """The bytes one flow step after step 0 must read from memory, by what they are (issue 17's weight-streaming
     floor): the expert's GEMM weights (FP8 or BF16, as built), the two fp32 action projections of the seam, each
