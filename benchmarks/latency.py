@@ -100,6 +100,8 @@ VARIANTS = {
     # checkpoint where nothing is flagged the two are the same engine), and the defaults before the eleventh session
     "plain-fp8": {"bf16_outlier_sites": False},
     "tenth-defaults": {"bf16_outlier_sites": False, "prompt_buckets": False},
+    # each fused expert GEMM warms L2 with the next GEMM's weights (kernels/triton/l2_prefetch.py; off by default)
+    "l2-prefetch": {"l2_prefetch": True},
 }
 
 
