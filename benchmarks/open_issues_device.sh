@@ -34,7 +34,7 @@
 #              an L2 prefetch could buy, per kernel family (~4 min)
 #   prefetch   issue 17: the opt-in L2 prefetch of the next expert GEMM's weights (l2_prefetch) -- its bit-identity
 #              tests (kernel chain with PDL and graphs; the full-size forward), its critical path, and the replay A/B
-#              against the default at 200 slots, interleaved (~7 min)
+#              against the default at 200 slots, one and two GEMMs ahead, interleaved (~8 min)
 #   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
@@ -82,7 +82,7 @@ stage() {
                 -k "programmatic_launch_expert_chain or (bit_identical and l2_prefetch) or l2_prefetch_is_refused"
               timeout 200 python3 benchmarks/critical_path.py --views 2 --variants l2-prefetch --out "$OUT"
               timeout 240 python3 benchmarks/latency.py --views 2 --horizons 50 --max-token-len 200 --no-baseline \
-                --variants default l2-prefetch default l2-prefetch --out "$OUT" ;;
+                --variants default l2-prefetch l2-prefetch-2 default l2-prefetch l2-prefetch-2 --out "$OUT" ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
             "selfcheck buckets floor probe pi0 l2-bound prefetch)" >&2; return 2 ;;
   esac

@@ -265,10 +265,11 @@ def test_compiles_for_the_target(hw, i):
     assert "sqrt.rn" not in ptx, f"{name}: correctly rounded sqrt on the hot path"
 
 
-def test_the_prefetch_plan_names_the_next_gemm_of_the_forward():
-    """With l2_prefetch, each fused expert GEMM warms L2 with the weights of the GEMM the forward runs next
-    (cuda_forward.expert_prefetch_plan): recorded from the real forward's calls, two flow steps of two layers, the
-    last GEMM handing on to the first of the next step."""
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_the_prefetch_plan_names_the_next_gemm_of_the_forward(ahead):
+    """With l2_prefetch, each fused expert GEMM warms L2 with the weights of the GEMM the forward runs `ahead` calls
+    later (cuda_forward.expert_prefetch_plan): recorded from the real forward's calls, two flow steps of two layers,
+    the last GEMMs handing on to the first of the next step."""
     cell = CELLS["hopper"]
     cfg = dataclasses.replace(Pi05Config(), layers=2, vis_layers=2, vocab=1024)
     w, ws = _weights(cfg)
@@ -287,10 +288,11 @@ def test_the_prefetch_plan_names_the_next_gemm_of_the_forward():
             return kw
 
     q = Logged(w, ws, {s: torch.ones(1) for s in cuda_forward.quant_sites(d)}, tuning=cell.tuning, fused=kernels,
-               fused_ops=tuple(FUSED_GEMMS), flow_boundary=True, prefetch=cuda_forward.expert_prefetch_plan(2))
+               fused_ops=tuple(FUSED_GEMMS), flow_boundary=True,
+               prefetch=cuda_forward.expert_prefetch_plan(2, ahead))
     _record(lambda: cuda_forward.forward(w, b, d, TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning),
                                          q, None))
     names = [n for n, _ in calls]
     assert names == [f"ex.{i}.{k}" for _ in range(2) for i in range(2) for k in ("qkv_w", "o_w", "gu_w", "down_w")]
-    for (_, pf), (nxt, _) in zip(calls, calls[1:] + calls[:1]):
+    for (_, pf), (nxt, _) in zip(calls, calls[ahead:] + calls[:ahead]):
         assert pf is w[nxt]

@@ -75,7 +75,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool | str | None = None,
                  outlier_min_ratio: float | None = None, prompt_buckets=None, prompt_bucket_layout: str = "exact",
-                 l2_prefetch: bool | None = None, device: str = "cuda", **kw):
+                 l2_prefetch: bool | int | None = None, device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -110,11 +110,9 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         # flow step 0 on a second stream beside the prefix, layer by layer (bit-identical; cuda_forward.py)
         self.overlap_first_step = bool(d.get("overlap_first_step", False) if overlap_first_step is None
                                        else overlap_first_step)
-        # each fused expert GEMM asks L2 for the next one's weights (kernels/triton/l2_prefetch.py); sm90+ copy engine
-        self.l2_prefetch = bool(d.get("l2_prefetch", False) if l2_prefetch is None else l2_prefetch)
-        if self.l2_prefetch and self.tuning.arch < 90:
-            raise InputError(f"l2_prefetch: {self.hardware} (sm{self.tuning.arch}) has no bulk L2 prefetch "
-                             "(sm90 and newer); leave it unset or pass False")
+        # each fused expert GEMM asks L2 for the weights of the GEMM this many ahead (kernels/triton/l2_prefetch.py)
+        self.l2_prefetch = options.l2_prefetch(d.get("l2_prefetch", False) if l2_prefetch is None else l2_prefetch,
+                                               self.hardware, self.tuning.arch)
         # the graph reads the pinned host inputs in place and writes the output there (runtime/host_io.py)
         self.zero_copy_io = bool(self.tuning.unified_memory if zero_copy_io is None else zero_copy_io)
         # {attention site: tile overrides} and {fused GEMM: tile overrides}, for A/B runs; checked against the
@@ -235,7 +233,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
                                      transposed=self.transposed_gemms, flow_boundary=flow_boundary,
                                      bf16_sites=bf16_sites,
-                                     prefetch=expert_prefetch_plan(d.layers) if self.l2_prefetch else None)
+                                     prefetch=expert_prefetch_plan(d.layers, self.l2_prefetch) if self.l2_prefetch
+                                     else None)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:

@@ -60,13 +60,13 @@ def quant_sites(d: Pi05Dims) -> list[str]:
 EXPERT_GEMMS = ("qkv_w", "o_w", "gu_w", "down_w")
 
 
-def expert_prefetch_plan(layers: int) -> dict:
-    """{expert weight: the weight the next expert GEMM streams}, for Fp8Context(prefetch=): each fused expert GEMM
-    asks L2 for its successor's weights while it runs (kernels/triton/l2_prefetch.py). A layer's down hands on to
+def expert_prefetch_plan(layers: int, ahead: int = 1) -> dict:
+    """{expert weight: the weight the expert GEMM `ahead` calls later streams}, for Fp8Context(prefetch=): each fused
+    expert GEMM asks L2 for those weights while it runs (kernels/triton/l2_prefetch.py). A layer's down hands on to
     the next layer's qkv, and the last layer's to layer 0's, which the next flow step streams first (after the
-    seam kernel); after the last step that prefetch is wasted (2.6 MB)."""
+    seam kernel); after the last step those prefetches are wasted (a few MB)."""
     names = [f"ex.{i}.{k}" for i in range(layers) for k in EXPERT_GEMMS]
-    return dict(zip(names, names[1:] + names[:1]))
+    return dict(zip(names, names[ahead:] + names[:ahead]))
 
 
 def flow_step_bytes(w, b, d) -> dict:
