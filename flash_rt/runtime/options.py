@@ -45,3 +45,13 @@ def l2_prefetch(value, hardware: str, arch: int) -> int:
         raise InputError(f"l2_prefetch: {hardware} (sm{arch}) has no bulk L2 prefetch (sm90 and newer); leave it "
                          "unset or pass False")
     return ahead
+
+
+def l2_prefetch_kv(value, hardware: str, arch: int) -> bool:
+    """Whether the expert's fused qkv GEMM also warms L2 with the prefix K/V its attention reads next."""
+    if not isinstance(value, bool):
+        raise InputError(f"l2_prefetch_kv: expected True or False; got {value!r}")
+    if value and arch < 90:
+        raise InputError(f"l2_prefetch_kv: {hardware} (sm{arch}) has no bulk L2 prefetch (sm90 and newer); leave it "
+                         "unset or pass False")
+    return value

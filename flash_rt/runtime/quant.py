@@ -87,8 +87,9 @@ class _Composite:
         ([N, M] storage, the transposed problem of `linear`) for the weights Fp8Context runs transposed."""
         return self.linear(x, site, wname, out)
 
-    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
-        """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out."""
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta, kv_prefix=()):
+        """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out. kv_prefix: the cache
+        rows the attention after it reads besides these (a production context may warm L2 with them)."""
         from flash_rt.kernels.triton import rope_qkv_split
         self.linear(x, site, wname, qkv)
         rope_qkv_split(qkv, positions, q_out=q_out, k_out=k_out, v_out=v_out, theta=theta)
@@ -105,13 +106,14 @@ class Fp8Context(_Composite):
     bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
     must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16);
     prefetch: None, or {weight name: the weight name whose bytes the fused GEMM of the first asks L2 for while it
-    runs} (the next GEMM's, kernels/triton/l2_prefetch.py; models/pi05/cuda_forward.expert_prefetch_plan)."""
+    runs} (the next GEMM's, kernels/triton/l2_prefetch.py; models/pi05/cuda_forward.expert_prefetch_plan);
+    prefetch_kv: the fused qkv GEMM also asks L2 for the prefix K/V rows (`kv_prefix`) its attention reads next."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
                  fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False,
-                 bf16_sites=None, prefetch: dict | None = None):
+                 bf16_sites=None, prefetch: dict | None = None, prefetch_kv: bool = False):
         self.w, self.ws, self.s = w, w_scales, act_scales
-        self.prefetch = dict(prefetch or {})
+        self.prefetch, self.prefetch_kv = dict(prefetch or {}), bool(prefetch_kv)
         self.bf16_sites = bf16_sites
         self.fused_flow_boundary = bool(flow_boundary) and fused is not None
         self.flow_tiles = tuning.flow_boundary
@@ -127,9 +129,10 @@ class Fp8Context(_Composite):
                 and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits,
                                                     cfg=self.fused_cfgs[op]))
 
-    def _cfg(self, op, wname):
+    def _cfg(self, op, wname, also=()):
         nxt = self.prefetch.get(wname)
-        return {"cfg": self.fused_cfgs[op], "prefetch": None if nxt is None else self.w[nxt]}
+        ranges = ([] if nxt is None else [self.w[nxt]]) + list(also)
+        return {"cfg": self.fused_cfgs[op], "prefetch": ranges or None}
 
     def linear_partials(self, x, site, wname, out, partials):
         if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
@@ -144,11 +147,11 @@ class Fp8Context(_Composite):
                                   out_scale=self.s[out_site], **self._cfg("geglu", wname))
         return act_fp8
 
-    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta, kv_prefix=()):
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv", wname))
+                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv", wname, kv_prefix if self.prefetch_kv else ()))
 
     def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)

@@ -723,7 +723,8 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
     the partials -> gate+up+GeGLU GEMM -> split-K down), each reading what the last kernel wrote: the bits
     must be the same without PDL, with PDL eagerly, and replayed from a graph captured with PDL. A kernel
     that read early would see the previous layer's data (buffers are reused every layer). The same again with each
-    GEMM warming L2 with the next GEMM's weights (l2_prefetch): a hint, so the same bits."""
+    GEMM warming L2 with the next GEMM's weights and qkv also with the prefix K/V (l2_prefetch, l2_prefetch_kv): a
+    hint, so the same bits."""
     from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
     from flash_rt.kernels.triton.launch import pdl_enabled, programmatic_dependent_launch
 
@@ -751,8 +752,8 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
         nxt = (lambda w: w[0]) if prefetch else (lambda w: None)
         for _ in range(L):
             T.gated_add_ada_rms_norm(buf["res"], buf["d_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
-            ROPE_QKV(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],
-                                v_out=buf["vc"][:, P:], prefetch=nxt(wo))
+            ROPE_QKV(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:], v_out=buf["vc"][:, P:],
+                     prefetch=(wo[0], buf["kc"][:, :P], buf["vc"][:, :P]) if prefetch else None)
             mqa_attention(buf["q"], buf["kc"][0], buf["vc"][0], kbias, out=buf["att8"], ws=ws, sm_scale=H ** -0.5,
                           out_scale=s_att)
             SPLITK(buf["att8"], s_att, *wo, out_partials=buf["o_parts"], prefetch=nxt(wgu))

@@ -244,13 +244,14 @@ def test_full_size_rungs(full_ckpt, tmp_path, precision, bar, kw, hopper):
 
 
 @pytest.mark.parametrize("which", ["tiny", "full"])
-@pytest.mark.parametrize("option", ["programmatic_launch", "overlap_first_step", "l2_prefetch"])
+@pytest.mark.parametrize("option", ["programmatic_launch", "overlap_first_step", "l2_prefetch", "l2_prefetch_kv"])
 def test_launch_options_are_bit_identical(request, tmp_path, which, option, hopper):
     """The whole FP8 forward captured with programmatic dependent launch, or with flow step 0 on a second
     stream beside the prefix, gives the same bits as without (the path has no atomics, so any difference is a
     kernel that read before its producer finished, or two streams sharing a buffer). The second policy reuses
     the first one's calibration cache, so both run with the same scales. The L2 prefetch of the next expert GEMM's
-    weights is a hint: the same bits too (the tiny model's K = 64 GEMMs are not fused, so only "full" prefetches)."""
+    weights, or of the prefix K/V by the qkv GEMM, is a hint: the same bits too (the tiny model's K = 64 GEMMs are
+    not fused, so only "full" prefetches)."""
     ckpt = request.getfixturevalue("tiny_openpi" if which == "tiny" else "full_ckpt")
     kw, state_dim = ({}, TINY_STATE_DIM) if which == "tiny" else ({"num_views": 2, "action_horizon": 50}, 8)
     outs = {}

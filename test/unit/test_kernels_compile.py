@@ -185,7 +185,7 @@ def forward_launches(hardware: str):
         if tuning.arch >= 90:   # the opt-in L2 prefetch of the next expert GEMM's weights (option l2_prefetch)
             pf = _Fp8(w, ws, scale, tuning=tuning, fast_accum=opts["fast_accum"], fused=kernels,
                       fused_ops=tuple(FUSED_GEMMS), transposed=opts["transposed_gemms"], flow_boundary=True,
-                      prefetch=cuda_forward.expert_prefetch_plan(c.layers))
+                      prefetch=cuda_forward.expert_prefetch_plan(c.layers), prefetch_kv=True)
             modes += ((pf, tuning.pdl),)
         for q, pdl in modes:
             with programmatic_dependent_launch(pdl):
@@ -265,11 +265,12 @@ def test_compiles_for_the_target(hw, i):
     assert "sqrt.rn" not in ptx, f"{name}: correctly rounded sqrt on the hot path"
 
 
-@pytest.mark.parametrize("ahead", [1, 2])
-def test_the_prefetch_plan_names_the_next_gemm_of_the_forward(ahead):
+@pytest.mark.parametrize("ahead,kv", [(1, False), (2, False), (1, True)])
+def test_the_prefetch_plan_names_the_next_gemm_of_the_forward(ahead, kv):
     """With l2_prefetch, each fused expert GEMM warms L2 with the weights of the GEMM the forward runs `ahead` calls
     later (cuda_forward.expert_prefetch_plan): recorded from the real forward's calls, two flow steps of two layers,
-    the last GEMMs handing on to the first of the next step."""
+    the last GEMMs handing on to the first of the next step. With l2_prefetch_kv the qkv GEMM also warms its layer's
+    prefix K and V rows (the cache rows before its own, which the attention after it reads)."""
     cell = CELLS["hopper"]
     cfg = dataclasses.replace(Pi05Config(), layers=2, vis_layers=2, vocab=1024)
     w, ws = _weights(cfg)
@@ -282,17 +283,24 @@ def test_the_prefetch_plan_names_the_next_gemm_of_the_forward(ahead):
     calls = []
 
     class Logged(_Fp8):
-        def _cfg(self, op, wname):
-            kw = super()._cfg(op, wname)
+        def _cfg(self, op, wname, also=()):
+            kw = super()._cfg(op, wname, also)
             calls.append((wname, kw["prefetch"]))
             return kw
 
     q = Logged(w, ws, {s: torch.ones(1) for s in cuda_forward.quant_sites(d)}, tuning=cell.tuning, fused=kernels,
                fused_ops=tuple(FUSED_GEMMS), flow_boundary=True,
-               prefetch=cuda_forward.expert_prefetch_plan(2, ahead))
+               prefetch=cuda_forward.expert_prefetch_plan(2, ahead), prefetch_kv=kv)
     _record(lambda: cuda_forward.forward(w, b, d, TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning),
                                          q, None))
     names = [n for n, _ in calls]
     assert names == [f"ex.{i}.{k}" for _ in range(2) for i in range(2) for k in ("qkv_w", "o_w", "gu_w", "down_w")]
-    for (_, pf), (nxt, _) in zip(calls, calls[ahead:] + calls[:ahead]):
-        assert pf is w[nxt]
+    for (name, pf), (nxt, _) in zip(calls, calls[ahead:] + calls[:ahead]):
+        assert pf[0] is w[nxt]
+        if not (kv and name.endswith("qkv_w")):
+            assert len(pf) == 1, name
+            continue
+        i, P = int(name.split(".")[1]), d.prefix_len
+        for got, cache in zip(pf[1:], (b["k_cache"][i], b["v_cache"][i]), strict=True):
+            assert got.data_ptr() == cache.data_ptr() and tuple(got.shape) == (1, P, cfg.head_dim), name
+            assert got.is_contiguous()

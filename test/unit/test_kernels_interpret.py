@@ -389,7 +389,7 @@ else:
         x, xs, w, ws = _fp8_operands(m, n, k, seed=32)
         p_t, p_r = _poison((splits, m, n), torch.float32), _poison((splits, m, n), torch.float32)
         T.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_t, cfg=_small_cfg(tma, block_n=32),
-                          prefetch=x if splits == 2 else None)
+                          prefetch=(x, w) if splits == 2 else None)
         R.fp8_gemm_splitk(x, xs, w, ws, out_partials=p_r)
         _close(p_t, p_r, "split-K partials")
         g = torch.Generator().manual_seed(33)

@@ -61,3 +61,17 @@ def test_bad_ranges_say_what_is_wrong():
         prefetch_operand(w.t(), w)
     with pytest.raises(ValueError, match="is on meta"):
         prefetch_operand(torch.empty(64, device="meta"), w)
+
+
+def test_a_kernel_takes_up_to_three_ranges_and_empty_slots_prefetch_nothing():
+    from flash_rt.kernels.triton.l2_prefetch import RANGES, prefetch_operands
+    w = torch.empty(64, 64, dtype=torch.float8_e4m3fn)
+    k, v = torch.empty(1, 40, 256, dtype=torch.bfloat16), torch.empty(1, 40, 256, dtype=torch.bfloat16)
+    args = prefetch_operands((w, k, v), w)
+    assert len(args) == 2 * RANGES == 6 and args[1::2] == [4096, 20480, 20480]
+    assert [t.data_ptr() for t in args[0::2]] == [w.data_ptr(), k.data_ptr(), v.data_ptr()]
+    args = prefetch_operands(w, w)
+    assert args[1::2] == [4096, 0, 0] and args[2] is w and args[4] is w
+    assert prefetch_operands(None, w)[1::2] == [0, 0, 0]
+    with pytest.raises(ValueError, match="at most 3 ranges a kernel, got 4"):
+        prefetch_operands((w, k, v, w), w)

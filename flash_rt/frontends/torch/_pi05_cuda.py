@@ -75,7 +75,8 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool | str | None = None,
                  outlier_min_ratio: float | None = None, prompt_buckets=None, prompt_bucket_layout: str = "exact",
-                 l2_prefetch: bool | int | None = None, device: str = "cuda", **kw):
+                 l2_prefetch: bool | int | None = None, l2_prefetch_kv: bool | None = None, device: str = "cuda",
+                 **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -113,6 +114,9 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         # each fused expert GEMM asks L2 for the weights of the GEMM this many ahead (kernels/triton/l2_prefetch.py)
         self.l2_prefetch = options.l2_prefetch(d.get("l2_prefetch", False) if l2_prefetch is None else l2_prefetch,
                                                self.hardware, self.tuning.arch)
+        # ... and the expert's qkv GEMM asks for its layer's prefix K/V, which the attention after it reads
+        kv = d.get("l2_prefetch_kv", False) if l2_prefetch_kv is None else l2_prefetch_kv
+        self.l2_prefetch_kv = options.l2_prefetch_kv(kv, self.hardware, self.tuning.arch)
         # the graph reads the pinned host inputs in place and writes the output there (runtime/host_io.py)
         self.zero_copy_io = bool(self.tuning.unified_memory if zero_copy_io is None else zero_copy_io)
         # {attention site: tile overrides} and {fused GEMM: tile overrides}, for A/B runs; checked against the
@@ -234,7 +238,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                                      transposed=self.transposed_gemms, flow_boundary=flow_boundary,
                                      bf16_sites=bf16_sites,
                                      prefetch=expert_prefetch_plan(d.layers, self.l2_prefetch) if self.l2_prefetch
-                                     else None)
+                                     else None, prefetch_kv=self.l2_prefetch_kv)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:

@@ -32,7 +32,7 @@ from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin, rope_inv_freq_table
 from .fp8_quant import e4m3_range, e4m3_rcp
-from .l2_prefetch import l2_prefetch_share, prefetch_operand
+from .l2_prefetch import l2_prefetch_ranges, prefetch_operands
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
@@ -87,22 +87,23 @@ def _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_LEN: tl.constexpr, n1, n2,
 
 
 @triton.jit
-def _prefetch_next(PF, PF_BYTES):
-    """This program's share of the next kernel's weights, asked of L2 (kernels/triton/l2_prefetch.py)."""
+def _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2):
+    """This program's share of what the next kernels read (the next GEMM's weights, K/V), asked of L2
+    (kernels/triton/l2_prefetch.py)."""
     nprog = tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2)
     pid = tl.program_id(0) + tl.num_programs(0) * (tl.program_id(1) + tl.num_programs(1) * tl.program_id(2))
-    l2_prefetch_share(PF, PF_BYTES, pid, nprog)
+    l2_prefetch_ranges(PF0, PB0, PF1, PB1, PF2, PB2, pid, nprog)
 
 
 @triton.jit
-def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF, PF_BYTES, K_SPLIT: tl.constexpr,
+def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF0, PB0, PF1, PB1, PF2, PB2, K_SPLIT: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
                         TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
     pdl_enter(PDL)
     if PREFETCH:
-        _prefetch_next(PF, PF_BYTES)
+        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     row0 = tl.program_id(2) * BLOCK_M
     sc = tl.load(XS) * tl.load(WS)
     acc, _ = _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_SPLIT, n, n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
@@ -115,14 +116,15 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF, PF_BYTES, 
 
 
 @triton.jit
-def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF, PF_BYTES, K: tl.constexpr, F,
+def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF0, PB0, PF1, PB1, PF2, PB2, K: tl.constexpr,
+                       F,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
                        QUANT: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
     if PREFETCH:
-        _prefetch_next(PF, PF_BYTES)
+        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     sc = tl.load(XS) * tl.load(WS)     # scalars first: their loads overlap the main loop
     if QUANT:
         rcp = e4m3_rcp(OS)
@@ -138,7 +140,7 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF, PF_BYTES, K:
 
 @triton.jit
 def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
-                          PF, PF_BYTES, K: tl.constexpr,
+                          PF0, PB0, PF1, PB1, PF2, PB2, K: tl.constexpr,
                           NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                           STAGES: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
@@ -150,7 +152,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
     n1 = head * H + j0
     pdl_enter(PDL)
     if PREFETCH:
-        _prefetch_next(PF, PF_BYTES)
+        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     sc = tl.load(XS) * tl.load(WS)
     j = j0 + tl.arange(0, BLOCK_N)
     inv = tl.load(INV + j)             # before the main loop, like the scales: off the epilogue's path
@@ -209,8 +211,8 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
 def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig, prefetch=None):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
     FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM.
-    prefetch (all three fused GEMMs): a tensor to warm L2 with while this kernel runs, the next GEMM's weights
-    (kernels/triton/l2_prefetch.py); a hint, never a change of the result."""
+    prefetch (all three fused GEMMs): a tensor or up to three to warm L2 with while this kernel runs, the next
+    GEMM's weights (kernels/triton/l2_prefetch.py); a hint, never a change of the result."""
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
     quant = check_out(out, out_scale, "fp8_gemm_geglu")
     m, k = x.shape
@@ -221,11 +223,11 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
     grid = (f // cfg.block_n, triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_geglu")
-    pf, pf_bytes = prefetch_operand(prefetch, w)
+    pf = prefetch_operands(prefetch, w)
     _gemm_geglu_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, out, out.stride(0),
-                             out_scale if quant else x_scale, m, pf, pf_bytes, k, f, BLOCK_M=cfg.block_m,
+                             out_scale if quant else x_scale, m, *pf, k, f, BLOCK_M=cfg.block_m,
                              BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma,
-                             PREFETCH=pf_bytes > 0, num_warps=cfg.warps, **launch_kw())
+                             PREFETCH=any(pf[1::2]), num_warps=cfg.warps, **launch_kw())
     return out
 
 
@@ -254,12 +256,12 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_rope_qkv")
     inv = rope_inv_freq_table(h, theta, x.device)
-    pf, pf_bytes = prefetch_operand(prefetch, w)
+    pf = prefetch_operands(prefetch, w)
     _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions, inv,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
-                                v_out, v_out.stride(0), v_out.stride(1), m, pf, pf_bytes, x.shape[1], NQ=n, NK=kh,
+                                v_out, v_out.stride(0), v_out.stride(1), m, *pf, x.shape[1], NQ=n, NK=kh,
                                 H=h, BLOCK_M=cfg.block_m, BLOCK_N=bn, BLOCK_K=cfg.block_k, STAGES=cfg.stages,
-                                TMA=cfg.tma, PREFETCH=pf_bytes > 0, num_warps=cfg.warps, **launch_kw())
+                                TMA=cfg.tma, PREFETCH=any(pf[1::2]), num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 
 
@@ -283,9 +285,9 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
                          f"{cfg.block_n}")
     grid = (n // cfg.block_n, sp, triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_splitk")
-    pf, pf_bytes = prefetch_operand(prefetch, w)
-    _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m, pf, pf_bytes,
+    pf = prefetch_operands(prefetch, w)
+    _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m, *pf,
                               K_SPLIT=k // sp, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                              STAGES=cfg.stages, TMA=cfg.tma, PREFETCH=pf_bytes > 0, num_warps=cfg.warps,
+                              STAGES=cfg.stages, TMA=cfg.tma, PREFETCH=any(pf[1::2]), num_warps=cfg.warps,
                               **launch_kw())
     return p

@@ -16,8 +16,9 @@ run and whatever runs between it and the consumer (an attention or a norm).
 Contract: `prefetch` operands are hints. They never change a result (the GPU suite checks bit identity with and
 without), need no alignment from the caller (`prefetch_operand` trims to the 16-byte granules the instruction
 wants) and are ignored under TRITON_INTERPRET, which has no copy engine to ask.
-The range is split evenly over the issuing kernel's programs; one thread of each program issues its share in
-pieces of at most PIECE bytes.
+A kernel takes up to RANGES ranges (the next GEMM's weights; for the expert's qkv also its layer's prefix K and V,
+which the attention after it reads); each is split evenly over the issuing kernel's programs, and one thread of
+each program issues its share in pieces of at most PIECE bytes.
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["PIECE", "l2_prefetch_share", "prefetch_operand"]
+__all__ = ["PIECE", "RANGES", "l2_prefetch_ranges", "l2_prefetch_share", "prefetch_operand", "prefetch_operands"]
 
 # bytes one prefetch instruction asks for: a program's share of the largest next weight (gate+up, 8 MB over 128
 # programs) is 64 KB, so one or two instructions a program
 PIECE = tl.constexpr(32768)
+# ranges a kernel can be asked to warm: its PF0, PB0, PF1, PB1, PF2, PB2 arguments
+RANGES = 3
 
 
 def prefetch_operand(t: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -47,6 +50,17 @@ def prefetch_operand(t: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.
     skip = (-flat.data_ptr()) % 16
     n = (flat.numel() - skip) // 16 * 16 if flat.numel() > skip else 0
     return (flat[skip:], n) if n else (like, 0)
+
+
+def prefetch_operands(prefetch, like: torch.Tensor) -> list:
+    """[PF0, PB0, PF1, PB1, PF2, PB2] kernel arguments for `prefetch`: None, a tensor, or up to RANGES tensors."""
+    ts = [] if prefetch is None else [prefetch] if isinstance(prefetch, torch.Tensor) else list(prefetch)
+    if len(ts) > RANGES:
+        raise ValueError(f"prefetch: at most {RANGES} ranges a kernel, got {len(ts)}")
+    out = []
+    for t in ts + [None] * (RANGES - len(ts)):
+        out += prefetch_operand(t, like)
+    return out
 
 
 @triton.jit
@@ -69,3 +83,11 @@ def l2_prefetch_share(PF, PF_BYTES, pid, nprog):
     end = tl.minimum(start + share, PF_BYTES)
     for off in range(start, end, PIECE):
         _bulk_prefetch_l2(PF + off, tl.minimum(end - off, PIECE))
+
+
+@triton.jit
+def l2_prefetch_ranges(PF0, PB0, PF1, PB1, PF2, PB2, pid, nprog):
+    """l2_prefetch_share of each of the RANGES ranges (an empty one issues nothing)."""
+    l2_prefetch_share(PF0, PB0, pid, nprog)
+    l2_prefetch_share(PF1, PB1, pid, nprog)
+    l2_prefetch_share(PF2, PB2, pid, nprog)

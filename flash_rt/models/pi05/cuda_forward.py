@@ -188,7 +188,7 @@ def expert_layer(w, b, d, attn, q, s: int, i: int, down):
         q.post(site + "norm1", hb)
     kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
     q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
-                      kc[:, P:P + S], vc[:, P:P + S], d.rope_theta)
+                      kc[:, P:P + S], vc[:, P:P + S], d.rope_theta, kv_prefix=(kc[:, :P], vc[:, :P]))
     ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
     attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
     q.post(site + "attn", ab)
