@@ -10,6 +10,8 @@ a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel b
 --l2-resident KINDS.. re-captures the graph with every expert layer reading layer 0's weights of those kinds (qkv_w,
 o_w, gu_w, down_w; wrong actions, same kernels and shapes): those weights then stay in L2 across the layers, so the
 step time it gives is the most that keeping them out of the HBM stream (an L2 prefetch beside the chain) could buy.
+Kind `kv` does the same to the KV cache (every layer reads and writes layer 0's rows: the decoder attention's prefix
+K/V stay in L2); `all` is the four weights; kinds join with '+'.
 Each step is also set against the weight-streaming floor (issue 17): the bytes one flow step must read
 (cuda_forward.flow_step_bytes: expert weights, seam projections, KV cache, modulation) over the median step time
 is the step's achieved GB/s, and over --bandwidth (the card's copy rate, measured here by a device-to-device copy
@@ -98,14 +100,34 @@ def streaming_floor(step_bytes: dict, step_us: list, bandwidth: float) -> dict:
 
 
 EXPERT_WEIGHTS = ("qkv_w", "o_w", "gu_w", "down_w")
+CACHES = ("k_cache", "v_cache")
+
+
+def resident_kinds(arg: str) -> tuple:
+    """`--l2-resident` argument -> kinds: names joined by '+', `all` standing for the four expert weights."""
+    kinds = []
+    for t in arg.split("+"):
+        kinds += EXPERT_WEIGHTS if t == "all" else [t]
+    unknown = set(kinds) - set(EXPERT_WEIGHTS) - {"kv"}
+    if unknown:
+        raise SystemExit(f"--l2-resident: unknown {sorted(unknown)}; expected {', '.join(EXPERT_WEIGHTS)}, kv or all")
+    return tuple(dict.fromkeys(kinds))
 
 
 def alias_expert_weights(fe, kinds) -> dict:
     """Point every expert layer's weights (and FP8 weight scales) of `kinds` at layer 0's, in the dicts the
-    production context reads; returns the originals for restore_weights. Only a re-capture makes it take effect."""
+    production context reads, and with `kv` every layer's KV cache at layer 0's (fe.b is the full length's buffers,
+    the graph's at max_token_len 64); returns the originals for restore_weights. Only a re-capture makes it take
+    effect."""
     saved = {}
+    if "kv" in kinds:
+        for c in CACHES:
+            saved[c] = fe.b[c]
+            fe.b[c] = fe.b[c][:1].expand_as(fe.b[c])
     for i in range(1, fe.d.layers):
         for k in kinds:
+            if k == "kv":
+                continue
             name = f"ex.{i}.{k}"
             saved[name] = (fe.w[name], fe.ws.get(name))
             fe.w[name] = fe.w[f"ex.0.{k}"]
@@ -115,6 +137,9 @@ def alias_expert_weights(fe, kinds) -> dict:
 
 
 def restore_weights(fe, saved: dict) -> None:
+    for c in CACHES:
+        if c in saved:
+            fe.b[c] = saved.pop(c)
     for name, (wt, sc) in saved.items():
         fe.w[name] = wt
         if sc is not None:
@@ -140,8 +165,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--l2-resident", nargs="*", default=[], metavar="KINDS",
                     help=f"one more trace per argument, with these expert weight kinds ({', '.join(EXPERT_WEIGHTS)}; "
-                         "joined by '+', or 'all') shared by every layer, i.e. L2-resident: what an L2 prefetch "
-                         "could buy at most")
+                         "'all' for the four, 'kv' for the KV cache; joined by '+') shared by every layer, i.e. "
+                         "L2-resident: what an L2 prefetch could buy at most")
     ap.add_argument("--bandwidth", type=float, default=None,
                     help="the card's streaming rate in GB/s for the floor (default: measured by a copy)")
     args = ap.parse_args(argv)
@@ -161,7 +186,7 @@ def main(argv=None):
         images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(args.views)]
         state = rng.uniform(-1, 1, 8)
         report = {}
-        resident = [EXPERT_WEIGHTS if t == "all" else tuple(t.split("+")) for t in args.l2_resident]
+        resident = [resident_kinds(t) for t in args.l2_resident]
         for name in args.variants:
             pol = flash_rt.load_model(ckpt, hardware=args.hardware, precision="fp8", num_views=args.views,
                                       action_horizon=args.horizon, max_token_len=64, cache_dir=work / "cache",

@@ -30,8 +30,8 @@
 #              next phase's weights before the wait (~1 min). Decided (eleventh session): the barrier costs 1.165x a
 #              PDL boundary, so the persistent expert layer is not built (docs/kernel_fusion.md).
 #   l2-bound   issue 17's next question: benchmarks/critical_path.py at 2 views, then again with the expert's weights
-#              L2-resident (every layer reads layer 0's: all four kinds, then gate+up alone, o + down, qkv) -- the most
-#              an L2 prefetch could buy, per kernel family (~4 min)
+#              L2-resident (every layer reads layer 0's: all four kinds, the KV cache, both, then gate+up alone,
+#              o + down, qkv) -- the most an L2 prefetch could buy, per kernel family (~5 min)
 #   prefetch   issue 17: the opt-in L2 prefetch of the next expert GEMM's weights (l2_prefetch) and of the prefix
 #              K/V by the qkv GEMM (l2_prefetch_kv) -- their bit-identity tests (kernel chain with PDL and graphs; the
 #              full-size forward) and their critical paths (~7 min)
@@ -79,7 +79,7 @@ stage() {
     floor) timeout 300 python3 benchmarks/critical_path.py --views 2 --out "$OUT" ;;
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
     l2-bound) timeout 400 python3 benchmarks/critical_path.py --views 2 --out "$OUT" \
-                --l2-resident all gu_w o_w+down_w qkv_w ;;
+                --l2-resident all kv all+kv gu_w o_w+down_w qkv_w ;;
     prefetch) timeout 300 python3 -m pytest -m gpu test/gpu/test_kernels.py test/gpu/test_pi05_gpu.py -q -rA \
                 -k "programmatic_launch_expert_chain or (bit_identical and l2_prefetch) or l2_prefetch_is_refused"
               timeout 250 python3 benchmarks/critical_path.py --views 2 --variants l2-prefetch l2-prefetch-kv \

@@ -24,7 +24,8 @@ def _frontend(layers=3):
         for k in cp.EXPERT_WEIGHTS:
             w[f"ex.{i}.{k}"], ws[f"ex.{i}.{k}"] = torch.full((2,), float(i)), torch.full((), 10.0 + i)
         w[f"llm.{i}.qkv_w"] = torch.full((2,), -1.0)
-    return types.SimpleNamespace(w=w, ws=ws, d=types.SimpleNamespace(layers=layers))
+    b = {c: torch.arange(layers * 6.0).view(layers, 1, 3, 2) for c in cp.CACHES}
+    return types.SimpleNamespace(w=w, ws=ws, b=b, d=types.SimpleNamespace(layers=layers))
 
 
 def test_alias_points_the_named_kinds_at_layer_0_and_restore_undoes_it():
@@ -40,3 +41,25 @@ def test_alias_points_the_named_kinds_at_layer_0_and_restore_undoes_it():
     assert all(fe.w[f"llm.{i}.qkv_w"] is before[0][f"llm.{i}.qkv_w"] for i in range(3))
     cp.restore_weights(fe, saved)
     assert all(fe.w[n] is t for n, t in before[0].items()) and all(fe.ws[n] is t for n, t in before[1].items())
+
+
+def test_kv_points_every_layer_at_layer_0s_cache_rows_and_restore_undoes_it():
+    fe = _frontend()
+    caches = dict(fe.b)
+    saved = cp.alias_expert_weights(fe, cp.resident_kinds("all+kv"))
+    for c in cp.CACHES:
+        assert fe.b[c].shape == caches[c].shape
+        for i in range(3):   # what the forward indexes: layer i's [K, L, H] rows, all layer 0's storage
+            assert fe.b[c][i].data_ptr() == caches[c][0].data_ptr() and torch.equal(fe.b[c][i], caches[c][0])
+    assert all(fe.w[f"ex.2.{k}"] is fe.w[f"ex.0.{k}"] for k in cp.EXPERT_WEIGHTS)
+    cp.restore_weights(fe, saved)
+    assert all(fe.b[c] is caches[c] for c in cp.CACHES)
+    assert fe.w["ex.2.qkv_w"] is not fe.w["ex.0.qkv_w"]
+
+
+def test_resident_kinds_expand_all_and_refuse_unknown_names():
+    assert cp.resident_kinds("all") == cp.EXPERT_WEIGHTS
+    assert cp.resident_kinds("o_w+down_w") == ("o_w", "down_w")
+    assert cp.resident_kinds("kv+qkv_w+all") == ("kv", "qkv_w", "o_w", "gu_w", "down_w")
+    with pytest.raises(SystemExit, match=r"unknown \['up_w'\]"):
+        cp.resident_kinds("up_w")
