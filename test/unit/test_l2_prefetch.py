@@ -49,10 +49,12 @@ def test_a_range_shorter_than_a_granule_prefetches_nothing():
     assert n == 0 and t is base
 
 
-def test_the_interpreter_prefetches_nothing(monkeypatch):
+def test_the_interpreter_prefetches_nothing_but_still_checks_the_range(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     w = torch.empty(256, dtype=torch.uint8)
     assert prefetch_operand(w, w)[1] == 0
+    with pytest.raises(ValueError, match="one contiguous tensor"):
+        prefetch_operand(w.view(16, 16).t(), w)
 
 
 def test_bad_ranges_say_what_is_wrong():
