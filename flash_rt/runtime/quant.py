@@ -151,7 +151,8 @@ class Fp8Context(_Composite):
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv", wname, kv_prefix if self.prefetch_kv else ()))
+                                     k_out=k_out, v_out=v_out, theta=theta,
+                                     **self._cfg("rope_qkv", wname, kv_prefix if self.prefetch_kv else ()))
 
     def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)

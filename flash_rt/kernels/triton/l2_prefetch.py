@@ -38,8 +38,8 @@ RANGES = 3
 
 
 def prefetch_operand(t: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(uint8 tensor starting 16-byte aligned, bytes to prefetch: a multiple of 16) for a kernel's PF / PF_BYTES
-    arguments; (`like`, 0) when there is nothing to prefetch or the kernel is interpreted."""
+    """(uint8 tensor starting 16-byte aligned, bytes to prefetch: a multiple of 16) for one of a kernel's PFi / PBi
+    argument pairs; (`like`, 0) when there is nothing to prefetch or the kernel is interpreted."""
     if t is None:
         return like, 0
     if not t.is_contiguous():
