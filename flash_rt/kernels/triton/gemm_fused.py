@@ -118,7 +118,8 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF0, PB0, PF1,
 @triton.jit
 def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF0, PB0, PF1, PB1, PF2, PB2,
                        K: tl.constexpr, F, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       STAGES: tl.constexpr, QUANT: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
+                       STAGES: tl.constexpr, QUANT: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr,
+                       PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
