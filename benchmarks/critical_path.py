@@ -146,6 +146,27 @@ def restore_weights(fe, saved: dict) -> None:
             fe.ws[name] = sc
 
 
+def comparison_rows(report: dict) -> list:
+    """[(label, replay P50 ms, median step us, {family: critical us per step})] of every trace, in report order."""
+    rows = []
+    for label, r in report.items():
+        fams = r["runs"][-1].get("per_step_family", {})
+        rows.append((label, r["replay_p50_ms"], r["streaming_floor"]["median_step_us"],
+                     {f: v["critical_us_per_step"] for f, v in fams.items()}))
+    return rows
+
+
+def print_comparison(report: dict) -> None:
+    """One table over the traces (the L2-resident bounds beside the default): replay, flow step and each kernel
+    family's critical us per step, the first trace's families as columns."""
+    rows = comparison_rows(report)
+    fams = list(rows[0][3])
+    print("\n| trace | replay P50 ms | step us | " + " | ".join(fams) + " |")
+    print("|---" * (3 + len(fams)) + "|")
+    for label, p50, step, per in rows:
+        print(f"| {label} | {p50:.3f} | {step:.0f} | " + " | ".join(f"{per.get(f, 0.0):.1f}" for f in fams) + " |")
+
+
 def print_families(table: dict, calls: str, critical: str) -> None:
     """A family table of trace_attribution (per flow step, or for the prefix) as markdown."""
     print(f"| family | {calls} | {critical} | median critical us | median duration us |")
@@ -205,13 +226,16 @@ def main(argv=None):
                     fe._capture()
             del pol, fe
             torch.cuda.empty_cache()
+        if len(report) > 1:
+            print_comparison(report)
         (out / "critical_path.json").write_text(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, True)
 
 
 def trace(fe, name, step_bytes, bandwidth) -> dict:
-    """Replay P50 / P99 of 200 replays, then the critical-path attribution of three traced replays (the last printed)."""
+    """Replay P50 / P99 of 200 replays, then the critical-path attribution of three traced replays (the last
+    printed)."""
     for _ in range(20):
         fe.replay_only()
     ms = sorted(time_replays(fe, 200))

@@ -63,3 +63,18 @@ def test_resident_kinds_expand_all_and_refuse_unknown_names():
     assert cp.resident_kinds("kv+qkv_w+all") == ("kv", "qkv_w", "o_w", "gu_w", "down_w")
     with pytest.raises(SystemExit, match=r"unknown \['up_w'\]"):
         cp.resident_kinds("up_w")
+
+
+def test_the_comparison_lists_every_trace_with_the_first_traces_families(capsys):
+    def run(p50, step, fams):
+        per = {f: {"critical_us_per_step": us} for f, us in fams.items()}
+        return {"replay_p50_ms": p50, "streaming_floor": {"median_step_us": step},
+                "runs": [{}, {"per_step_family": per}]}
+    report = {"default": run(9.9, 554.0, {"gemm_splitk_kernel": 136.0, "mqa_partial": 106.0}),
+              "default, L2-resident all": run(8.1, 380.0, {"mqa_partial": 104.0, "gemm_splitk_kernel": 70.5})}
+    rows = cp.comparison_rows(report)
+    assert [r[0] for r in rows] == list(report) and rows[1][3]["gemm_splitk_kernel"] == 70.5
+    cp.print_comparison(report)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| trace | replay P50 ms | step us | gemm_splitk_kernel | mqa_partial |"
+    assert lines[-1] == "| default, L2-resident all | 8.100 | 380 | 70.5 | 104.0 |"
