@@ -78,3 +78,24 @@ def test_the_comparison_lists_every_trace_with_the_first_traces_families(capsys)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "| trace | replay P50 ms | step us | gemm_splitk_kernel | mqa_partial |"
     assert lines[-1] == "| default, L2-resident all | 8.100 | 380 | 70.5 | 104.0 |"
+
+
+def test_recapture_runs_inside_the_frontends_launch_mode():
+    """The bug of the first device run: a re-capture outside the frontend's launch mode dropped PDL, so every
+    L2-resident trace measured the lost PDL. The capture must run inside _launch_mode (and without autograd)."""
+    import contextlib
+    state = {"mode": False, "seen": None}
+
+    @contextlib.contextmanager
+    def launch_mode():
+        state["mode"] = True
+        try:
+            yield
+        finally:
+            state["mode"] = False
+
+    def capture():
+        state["seen"] = (state["mode"], torch.is_grad_enabled())
+
+    cp.recapture(types.SimpleNamespace(stream=None, _launch_mode=launch_mode, _capture=capture))
+    assert state["seen"] == (True, False)
