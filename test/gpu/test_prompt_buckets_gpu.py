@@ -108,7 +108,10 @@ def test_kernel_count_from_the_dot_dump_equals_the_profilers(tiny_openpi, tmp_pa
             fe.replay_only(slots)
             torch.cuda.synchronize()
         # device-side events only (the host's cudaGraphLaunch carries its kernels' device time too), minus copies
-        kernels = sum(e.count for e in prof.key_averages() if e.device_type == DeviceType.CUDA
-                      and not e.key.startswith(("Memset", "Memcpy")))
+        events = {e.key: e.count for e in prof.key_averages() if e.device_type == DeviceType.CUDA
+                  and not e.key.startswith(("Memset", "Memcpy"))}
+        kernels = sum(events.values())
         print(f"{cell} bucket {slots}: DOT {counts}, profiler kernels {kernels}")
-        assert counts["KERNEL"] == kernels, (counts, kernels)
+        # on a mismatch, the profiler's events by name (the fifteenth session's H100 run saw 245 against 243 in the
+        # hopper case's first bucket, the thor case equal): which two it counted beyond the graph's kernels
+        assert counts["KERNEL"] == kernels, (counts, kernels, sorted(events.items(), key=lambda kv: -kv[1])[:40])
