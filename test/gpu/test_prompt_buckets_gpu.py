@@ -108,10 +108,13 @@ def test_kernel_count_from_the_dot_dump_equals_the_profilers(tiny_openpi, tmp_pa
             fe.replay_only(slots)
             torch.cuda.synchronize()
         # device-side events only (the host's cudaGraphLaunch carries its kernels' device time too), minus copies
+        # A graph's MEMCPY node may run on the copy engine ("Memcpy DtoD ...") or as the driver's own copy kernel
+        # ("memcpy32_post": the hopper case's two on an H100, driver 580, fifteenth session, which this count took
+        # for kernels of ours: 245 against the DOT's 243). Both are the DOT's MEMCPY nodes, not KERNEL ones.
         events = {e.key: e.count for e in prof.key_averages() if e.device_type == DeviceType.CUDA
-                  and not e.key.startswith(("Memset", "Memcpy"))}
+                  and not e.key.lower().startswith(("memset", "memcpy"))}
         kernels = sum(events.values())
         print(f"{cell} bucket {slots}: DOT {counts}, profiler kernels {kernels}")
-        # on a mismatch, the profiler's events by name (the fifteenth session's H100 run saw 245 against 243 in the
-        # hopper case's first bucket, the thor case equal): which two it counted beyond the graph's kernels
-        assert counts["KERNEL"] == kernels, (counts, kernels, sorted(events.items(), key=lambda kv: -kv[1])[:40])
+        if counts["KERNEL"] != kernels:
+            print("profiler events:", "; ".join(f"{k[:70]} x{n}" for k, n in sorted(events.items())))
+        assert counts["KERNEL"] == kernels, (counts, kernels)
