@@ -100,10 +100,6 @@ VARIANTS = {
     # checkpoint where nothing is flagged the two are the same engine), and the defaults before the eleventh session
     "plain-fp8": {"bf16_outlier_sites": False},
     "tenth-defaults": {"bf16_outlier_sites": False, "prompt_buckets": False},
-    # each fused expert GEMM warms L2 with the next GEMM's weights (kernels/triton/l2_prefetch.py; off by default)
-    "l2-prefetch": {"l2_prefetch": True},
-    "l2-prefetch-2": {"l2_prefetch": 2},     # two GEMMs ahead: more lead for gate+up's 8 MB, more of L2 held
-    "l2-prefetch-kv": {"l2_prefetch": True, "l2_prefetch_kv": True},   # + each layer's prefix K/V, asked by its qkv
 }
 
 

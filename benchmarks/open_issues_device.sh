@@ -32,11 +32,6 @@
 #   l2-bound   issue 17's next question: benchmarks/critical_path.py at 2 views, then again with the expert's weights
 #              L2-resident (every layer reads layer 0's: all four kinds, the KV cache, both, then gate+up alone,
 #              o + down, qkv) -- the most an L2 prefetch could buy, per kernel family (~5 min)
-#   prefetch   issue 17: the opt-in L2 prefetch of the next expert GEMM's weights (l2_prefetch) and of the prefix
-#              K/V by the qkv GEMM (l2_prefetch_kv) -- their bit-identity tests (kernel chain with PDL and graphs; the
-#              full-size forward) and their critical paths (~7 min)
-#   prefetch-ab  the replay A/B against the default at 200 slots: one GEMM ahead, two ahead, one ahead + K/V,
-#              interleaved in one process (~6 min)
 #   pi0        benchmarks/pi0_device.sh: Pi0's GPU tests (overlap bit-identity and real-time chunking included; they
 #              also cover the eighth session's CPU-only moves), its latency rows for the vision-only BF16 default,
 #              and the same-run A/B of split-K o/down and overlap at 2 views (~9 min)
@@ -46,8 +41,8 @@
 # and the replay A/B of the default against plain FP8 on the un-injected checkpoint (0.9989):
 #   python3 benchmarks/outlier_stress.py --views 2 --runs 1 --obs 2 --replays 200 --ab-kind none \
 #     --modes fp8 fp8_default --kinds none
-# Issue 16's gates hold on them (resolved). Next, for issue 17: `l2-bound`, `prefetch`, `prefetch-ab` (fifteenth
-# session: built without a device, not yet measured), then `views`, `buckets` (each ~5 min on an H200).
+# Issue 16's gates hold on them (resolved). Fifteenth session (H100): l2-bound (the bound of an L2 prefetch: 3.5 %,
+# docs/kernel_fusion.md), views, buckets; the opt-in L2 prefetch it bounded was measured slower and removed.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,15 +75,8 @@ stage() {
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
     l2-bound) timeout 400 python3 benchmarks/critical_path.py --views 2 --out "$OUT" \
                 --l2-resident all kv all+kv gu_w o_w+down_w qkv_w ;;
-    prefetch) timeout 300 python3 -m pytest -m gpu test/gpu/test_kernels.py test/gpu/test_pi05_gpu.py -q -rA \
-                -k "programmatic_launch_expert_chain or (bit_identical and l2_prefetch) or l2_prefetch_is_refused"
-              timeout 250 python3 benchmarks/critical_path.py --views 2 --variants l2-prefetch l2-prefetch-kv \
-                --out "$OUT" ;;
-    prefetch-ab) timeout 580 python3 benchmarks/latency.py --views 2 --horizons 50 --max-token-len 200 \
-                --no-baseline --variants default l2-prefetch l2-prefetch-2 l2-prefetch-kv default l2-prefetch \
-                l2-prefetch-2 l2-prefetch-kv --out "$OUT" ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
-            "selfcheck buckets floor probe pi0 l2-bound prefetch prefetch-ab)" >&2; return 2 ;;
+            "selfcheck buckets floor probe pi0 l2-bound)" >&2; return 2 ;;
   esac
 }
 

@@ -151,22 +151,21 @@ def _fp8_matmul(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale
 
 
 def fp8_gemm_geglu(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
-                   out: torch.Tensor, out_scale: Scale = None, cfg=None, prefetch=None) -> torch.Tensor:
-    """geglu(fp8 GEMM) without the bf16 round trip: w = [gate; up] [2F, K] e4m3 (twin of the fused kernel).
-    cfg and prefetch (an L2 hint, kernels/triton/l2_prefetch.py) mean nothing here, in all three twins."""
+                   out: torch.Tensor, out_scale: Scale = None, cfg=None) -> torch.Tensor:
+    """geglu(fp8 GEMM) without the bf16 round trip: w = [gate; up] [2F, K] e4m3 (twin of the fused kernel)."""
     return geglu(_fp8_matmul(x, x_scale, w, w_scale), out=out, out_scale=out_scale)
 
 
 def fp8_gemm_rope_qkv(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor,
                       positions: torch.Tensor, *, q_out: torch.Tensor, k_out: torch.Tensor, v_out: torch.Tensor,
-                      theta: float = 10000.0, cfg=None, prefetch=None):
+                      theta: float = 10000.0, cfg=None):
     """rope_qkv_split(fp8 GEMM) without the bf16 round trip (twin of the fused kernel)."""
     return rope_qkv_split(_fp8_matmul(x, x_scale, w, w_scale), positions, q_out=q_out, k_out=k_out, v_out=v_out,
                           theta=theta)
 
 
 def fp8_gemm_splitk(x: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, *,
-                    out_partials: torch.Tensor, cfg=None, prefetch=None) -> torch.Tensor:
+                    out_partials: torch.Tensor, cfg=None) -> torch.Tensor:
     """out_partials[s] = (x[:, Ks] @ w[:, Ks].T) * scales for the S equal K ranges Ks (fp32 [S, M, N])."""
     sp = out_partials.shape[0]
     kc = x.shape[1] // sp

@@ -32,26 +32,3 @@ def fused_ops(value) -> tuple:
     if unknown:
         raise InputError(f"fused_expert_gemms: unknown {sorted(unknown)}; expected any of {FUSED_OPS}")
     return value
-
-
-def l2_prefetch(value, hardware: str, arch: int) -> int:
-    """How many expert GEMMs ahead each fused expert GEMM warms L2 with weights (kernels/triton/l2_prefetch.py):
-    False / 0 = off, True = 1 (the next GEMM's), or 2-3. The copy engine's bulk prefetch is sm90 and newer."""
-    ahead = int(value) if isinstance(value, bool) else value
-    if not isinstance(ahead, int) or not 0 <= ahead <= 3:
-        raise InputError(f"l2_prefetch: expected False, True (the next expert GEMM's weights) or 1-3 (that many "
-                         f"GEMMs ahead); got {value!r}")
-    if ahead and arch < 90:
-        raise InputError(f"l2_prefetch: {hardware} (sm{arch}) has no bulk L2 prefetch (sm90 and newer); leave it "
-                         "unset or pass False")
-    return ahead
-
-
-def l2_prefetch_kv(value, hardware: str, arch: int) -> bool:
-    """Whether the expert's fused qkv GEMM also warms L2 with the prefix K/V its attention reads next."""
-    if not isinstance(value, bool):
-        raise InputError(f"l2_prefetch_kv: expected True or False; got {value!r}")
-    if value and arch < 90:
-        raise InputError(f"l2_prefetch_kv: {hardware} (sm{arch}) has no bulk L2 prefetch (sm90 and newer); leave it "
-                         "unset or pass False")
-    return value

@@ -87,9 +87,8 @@ class _Composite:
         ([N, M] storage, the transposed problem of `linear`) for the weights Fp8Context runs transposed."""
         return self.linear(x, site, wname, out)
 
-    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta, kv_prefix=()):
-        """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out. kv_prefix: the cache
-        rows the attention after it reads besides these (a production context may warm L2 with them)."""
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
+        """qkv = x @ W.T, then RoPE + split into q_out and the KV-cache slices k_out / v_out."""
         from flash_rt.kernels.triton import rope_qkv_split
         self.linear(x, site, wname, qkv)
         rope_qkv_split(qkv, positions, q_out=q_out, k_out=k_out, v_out=v_out, theta=theta)
@@ -104,16 +103,12 @@ class Fp8Context(_Composite):
     transposed: weight-name suffixes whose linear_transposable GEMMs run as the transposed problem (W @ x.T);
     flow_boundary: run the seam between two flow-matching steps as one kernel (the model pipeline's);
     bf16_sites: a predicate on site names (None: none) -- those activations stay bf16 and their consumers' weights
-    must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16);
-    prefetch: None, or {weight name: the weight name whose bytes the fused GEMM of the first asks L2 for while it
-    runs} (the next GEMM's, kernels/triton/l2_prefetch.py; models/pi05/cuda_forward.expert_prefetch_plan);
-    prefetch_kv: the fused qkv GEMM also asks L2 for the prefix K/V rows (`kv_prefix`) its attention reads next."""
+    must be bf16 in `w` (runtime/outlier_sites.py, when the frontend runs the outlier sites in BF16)."""
 
     def __init__(self, w: dict, w_scales: dict, act_scales: dict, *, tuning, fast_accum=False, fused=None,
                  fused_ops=("rope_qkv", "geglu"), transposed: tuple = (), flow_boundary: bool = False,
-                 bf16_sites=None, prefetch: dict | None = None, prefetch_kv: bool = False):
+                 bf16_sites=None):
         self.w, self.ws, self.s = w, w_scales, act_scales
-        self.prefetch, self.prefetch_kv = dict(prefetch or {}), bool(prefetch_kv)
         self.bf16_sites = bf16_sites
         self.fused_flow_boundary = bool(flow_boundary) and fused is not None
         self.flow_tiles = tuning.flow_boundary
@@ -129,30 +124,27 @@ class Fp8Context(_Composite):
                 and self.fused.fused_gemm_supported(op, x, self.w[wname], head_dim, splits,
                                                     cfg=self.fused_cfgs[op]))
 
-    def _cfg(self, op, wname, also=()):
-        nxt = self.prefetch.get(wname)
-        ranges = ([] if nxt is None else [self.w[nxt]]) + list(also)
-        return {"cfg": self.fused_cfgs[op], "prefetch": ranges or None}
+    def _cfg(self, op):
+        return {"cfg": self.fused_cfgs[op]}
 
     def linear_partials(self, x, site, wname, out, partials):
         if not self._use_fused("splitk", x, wname, splits=partials.shape[0]):
             return super().linear_partials(x, site, wname, out, partials)
         return self.fused.fp8_gemm_splitk(x, self.s[site], self.w[wname], self.ws[wname], out_partials=partials,
-                                          **self._cfg("splitk", wname))
+                                          **self._cfg("splitk"))
 
     def linear_geglu(self, x, site, wname, gu, out_site, act_bf16, act_fp8):
         if not self._use_fused("geglu", x, wname) or self._bf16(out_site):   # the fused kernel writes FP8
             return super().linear_geglu(x, site, wname, gu, out_site, act_bf16, act_fp8)
         self.fused.fp8_gemm_geglu(x, self.s[site], self.w[wname], self.ws[wname], out=act_fp8,
-                                  out_scale=self.s[out_site], **self._cfg("geglu", wname))
+                                  out_scale=self.s[out_site], **self._cfg("geglu"))
         return act_fp8
 
-    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta, kv_prefix=()):
+    def linear_rope_qkv(self, x, site, wname, qkv, positions, q_out, k_out, v_out, theta):
         if not self._use_fused("rope_qkv", x, wname, q_out.shape[-1]):
             return super().linear_rope_qkv(x, site, wname, qkv, positions, q_out, k_out, v_out, theta)
         self.fused.fp8_gemm_rope_qkv(x, self.s[site], self.w[wname], self.ws[wname], positions, q_out=q_out,
-                                     k_out=k_out, v_out=v_out, theta=theta,
-                                     **self._cfg("rope_qkv", wname, kv_prefix if self.prefetch_kv else ()))
+                                     k_out=k_out, v_out=v_out, theta=theta, **self._cfg("rope_qkv"))
 
     def linear_transposable(self, x, site, wname, out, out_t):
         return self.linear(x, site, wname, out_t.t() if wname.endswith(self.transposed) else out)

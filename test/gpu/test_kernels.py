@@ -722,9 +722,7 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
     memory. Twelve expert layers (norm -> qkv+RoPE GEMM -> MQA partial + merge -> split-K o -> norm that sums
     the partials -> gate+up+GeGLU GEMM -> split-K down), each reading what the last kernel wrote: the bits
     must be the same without PDL, with PDL eagerly, and replayed from a graph captured with PDL. A kernel
-    that read early would see the previous layer's data (buffers are reused every layer). The same again with each
-    GEMM warming L2 with the next GEMM's weights and qkv also with the prefix K/V (l2_prefetch, l2_prefetch_kv): a
-    hint, so the same bits."""
+    that read early would see the previous layer's data (buffers are reused every layer)."""
     from flash_rt.kernels.triton.attention import MqaWorkspace, mqa_attention
     from flash_rt.kernels.triton.launch import pdl_enabled, programmatic_dependent_launch
 
@@ -748,18 +746,17 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
                a8=poison((S, F), F8), d_parts=torch.zeros(4, S, D, device=DEV))
     ws = MqaWorkspace(N * S, P + S, H, DEV, HOPPER.attention_tiles(N * S))
 
-    def layers(prefetch=False):
-        nxt = (lambda w: w[0]) if prefetch else (lambda w: None)
+    def layers():
         for _ in range(L):
             T.gated_add_ada_rms_norm(buf["res"], buf["d_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
-            ROPE_QKV(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:], v_out=buf["vc"][:, P:],
-                     prefetch=(wo[0], buf["kc"][:, :P], buf["vc"][:, :P]) if prefetch else None)
+            ROPE_QKV(buf["h8"], s_h, *wqkv, spos, q_out=buf["q"], k_out=buf["kc"][:, P:],
+                                v_out=buf["vc"][:, P:])
             mqa_attention(buf["q"], buf["kc"][0], buf["vc"][0], kbias, out=buf["att8"], ws=ws, sm_scale=H ** -0.5,
                           out_scale=s_att)
-            SPLITK(buf["att8"], s_att, *wo, out_partials=buf["o_parts"], prefetch=nxt(wgu))
+            SPLITK(buf["att8"], s_att, *wo, out_partials=buf["o_parts"])
             T.gated_add_ada_rms_norm(buf["res"], buf["o_parts"], g, sc, sh, 1e-6, out=buf["h8"], out_scale=s_h)
-            GEGLU(buf["h8"], s_h, *wgu, out=buf["a8"], out_scale=s_a, prefetch=nxt(wd))
-            SPLITK(buf["a8"], s_a, *wd, out_partials=buf["d_parts"], prefetch=nxt(wqkv))
+            GEGLU(buf["h8"], s_h, *wgu, out=buf["a8"], out_scale=s_a)
+            SPLITK(buf["a8"], s_a, *wd, out_partials=buf["d_parts"])
 
     def reset():
         buf["res"].copy_(res0)
@@ -775,30 +772,23 @@ def test_programmatic_launch_expert_chain_is_bit_identical():
 
     plain = run(layers)
     plain_again = run(layers)
-    prefetching = run(lambda: layers(prefetch=True))
-    graphs = {}
     with programmatic_dependent_launch():
         assert pdl_enabled()
         eager_pdl = run(layers)
-        eager_pdl_prefetch = run(lambda: layers(prefetch=True))
-        for pf in (False, True):
-            reset()
-            torch.cuda.synchronize()
-            graphs[pf] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graphs[pf]):
-                layers(prefetch=pf)
+        reset()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            layers()
     assert not pdl_enabled()
     assert torch.isfinite(plain["res"]).all() and plain["res"].abs().max() > 1.0, "a degenerate chain proves nothing"
     for k in plain:
         assert torch.equal(plain[k], plain_again[k]), f"{k}: not deterministic without PDL"
         assert torch.equal(plain[k], eager_pdl[k]), f"{k}: eager PDL differs"
-        assert torch.equal(plain[k], prefetching[k]), f"{k}: the L2 prefetch changed a result"
-        assert torch.equal(plain[k], eager_pdl_prefetch[k]), f"{k}: eager PDL with the L2 prefetch differs"
     for _ in range(5):
-        for pf, graph in graphs.items():
-            replayed = run(graph.replay)
-            for k in plain:
-                assert torch.equal(plain[k], replayed[k]), f"{k}: graph captured with PDL (prefetch {pf}) differs"
+        replayed = run(graph.replay)
+        for k in plain:
+            assert torch.equal(plain[k], replayed[k]), f"{k}: graph captured with PDL differs"
 
 
 # -- timings (informational; run with -s to see them) ---------------------------------------------------

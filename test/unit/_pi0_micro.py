@@ -45,15 +45,14 @@ def rtc_cpu_policy(micro_ckpt):
 
 
 def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_obs: int = 2, tuning=None,
-                 fused=kernels, overlap=None, chunks=None, frozen=None, prefetch=None):
+                 fused=kernels, overlap=None, chunks=None, frozen=None):
     """(worst float64 cosine of the GPU forward's model-space chunk vs the CPU cell's over n_obs observations, the
     GPU weights). fp8: calibrated on each observation (the first-tick rule), then the production context with the
     blocks of `blocks` in BF16. tuning: the cell's table, or an override (tiles the micro shapes fit); fused: the
     fused-GEMM kernels the production context calls; overlap: the forward's overlap argument (production only);
     chunks: a list the model-space chunks are appended to; frozen: real-time chunking (cpu_policy loaded with it):
     each observation follows a chunk whose rows 2.. (+ 0.05) are the prefix, `frozen` rows of it fixed, and the
-    GPU chunk's frozen rows must be the model-space prefix exactly. prefetch: None, or {"plan": the L2 prefetch
-    plan, "kv": whether qkv warms its K/V rows} for the production context (kernels/triton/l2_prefetch.py)."""
+    GPU chunk's frozen rows must be the model-space prefix exactly."""
     tuning = tuning or cell.tuning
     cfg = cpu_policy.config
     w, ws, _, _ = unpack_weights(build_weights(ckpt, cfg, precision, "cpu", blocks), cfg, precision, "cpu")
@@ -78,8 +77,7 @@ def worst_cosine(ckpt, cpu_policy, cell, precision: str, blocks: tuple = (), n_o
             scales.set_from_amax()
             q = Fp8Context(w, ws, scales.site_scale, tuning=tuning, fast_accum=False, fused=fused,
                            fused_ops=("rope_qkv", "geglu", "splitk"),
-                           transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks),
-                           prefetch=(prefetch or {}).get("plan"), prefetch_kv=(prefetch or {}).get("kv", False))
+                           transposed=cell.option_defaults["transposed_gemms"], bf16_sites=Bf16Blocks(blocks))
         else:
             q = Bf16Context(w)
         cuda_forward.forward(w, b, d, attn, q, overlap)

@@ -108,18 +108,6 @@ def test_option_checks_name_the_option_and_what_it_takes():
     with pytest.raises(InputError, match="fast_accum"):
         options.fast_accum((1,))
     assert options.fast_accum(("gu_w",)) == ("gu_w",)
-    assert [options.l2_prefetch(v, "hopper", 90) for v in (False, True, 0, 2, 3)] == [0, 1, 0, 2, 3]
-    assert options.l2_prefetch(False, "rtx_sm89", 89) == 0
-    for bad in (4, -1, 1.5, "next"):
-        with pytest.raises(InputError, match=r"l2_prefetch: expected False, True .* or 1-3"):
-            options.l2_prefetch(bad, "hopper", 90)
-    with pytest.raises(InputError, match=r"l2_prefetch: rtx_sm89 \(sm89\) has no bulk L2 prefetch"):
-        options.l2_prefetch(True, "rtx_sm89", 89)
-    assert options.l2_prefetch_kv(True, "thor", 110) is True and options.l2_prefetch_kv(False, "rtx_sm89", 89) is False
-    with pytest.raises(InputError, match="l2_prefetch_kv: expected True or False; got 1"):
-        options.l2_prefetch_kv(1, "hopper", 90)
-    with pytest.raises(InputError, match=r"l2_prefetch_kv: rtx_sm89 \(sm89\) has no bulk L2 prefetch"):
-        options.l2_prefetch_kv(True, "rtx_sm89", 89)
 
 
 @pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120", "rtx_sm89"])

@@ -182,11 +182,6 @@ def forward_launches(hardware: str):
                     fused_ops=tuple(FUSED_GEMMS), transposed=opts["transposed_gemms"], flow_boundary=True)
         calib = _Calib(w, ws, scale, kernels.amax_update, torch.empty(0, dtype=BF))
         modes = ((prod, True), (prod, False), (calib, True)) if tuning.pdl else ((prod, False), (calib, False))
-        if tuning.arch >= 90:   # the opt-in L2 prefetch of the next expert GEMM's weights (option l2_prefetch)
-            pf = _Fp8(w, ws, scale, tuning=tuning, fast_accum=opts["fast_accum"], fused=kernels,
-                      fused_ops=tuple(FUSED_GEMMS), transposed=opts["transposed_gemms"], flow_boundary=True,
-                      prefetch=cuda_forward.expert_prefetch_plan(c.layers), prefetch_kv=True)
-            modes += ((pf, tuning.pdl),)
         for q, pdl in modes:
             with programmatic_dependent_launch(pdl):
                 for fn, args, kw in _record(lambda q=q: cuda_forward.forward(w, b, d, attn, q, None)):
@@ -209,9 +204,6 @@ def test_the_forward_launches_every_kernel_family():
                 "_u8_to_model_kernel", "_rope_qkv_kernel", "_flow_inpaint_kernel"} <= names, (hw, names)
         inpaint = {c["INPAINT"] for fn, _, c, _ in launches if fn.__name__ == "_flow_boundary_kernel"}
         assert inpaint == {False, True}, (hw, inpaint)
-        for gemm in GEMM_KERNELS:
-            prefetch = {c["PREFETCH"] for fn, _, c, _ in launches if fn.__name__ == gemm}
-            assert prefetch == ({False, True} if CELLS[hw].tuning.arch >= 90 else {False}), (hw, gemm, prefetch)
 
 
 def test_key_splits_follow_the_sm_count():
@@ -252,10 +244,6 @@ def test_compiles_for_the_target(hw, i):
         assert "griddepcontrol" not in ptx and "cp.async.bulk.tensor" not in ptx, f"{name}: sm90+ PTX in {hw}"
     if options.get("launch_pdl"):
         assert "griddepcontrol.wait" in ptx, f"{name}: PDL build without griddepcontrol.wait"
-    # the L2 prefetch: the copy engine's bulk prefetch, issued by thread 0 of a program only, and only when asked
-    assert ("cp.async.bulk.prefetch.L2.global" in ptx) == bool(constexprs.get("PREFETCH")), name
-    if constexprs.get("PREFETCH"):
-        assert "%tid.x" in ptx and "@p cp.async.bulk.prefetch" in ptx, f"{name}: prefetch not guarded to thread 0"
     # correctly rounded division / square root are slow multi-instruction sequences: per element, div.rn cost
     # 1.3-2.4 us per gate+up GEMM call on an H100 (kernels/triton/fp8_quant.py). One per thread (the scale's
     # reciprocal) is fine; more means an epilogue divides per element again. The one exception divides on purpose:
@@ -263,44 +251,3 @@ def test_compiles_for_the_target(hw, i):
     if name != "_u8_to_model_kernel":
         assert ptx.count("div.rn.f32") <= 1, f"{name}: {ptx.count('div.rn.f32')} correctly rounded divisions"
     assert "sqrt.rn" not in ptx, f"{name}: correctly rounded sqrt on the hot path"
-
-
-@pytest.mark.parametrize("ahead,kv", [(1, False), (2, False), (1, True)])
-def test_the_prefetch_plan_names_the_next_gemm_of_the_forward(ahead, kv):
-    """With l2_prefetch, each fused expert GEMM warms L2 with the weights of the GEMM the forward runs `ahead` calls
-    later (cuda_forward.expert_prefetch_plan): recorded from the real forward's calls, two flow steps of two layers,
-    the last GEMMs handing on to the first of the next step. With l2_prefetch_kv the qkv GEMM also warms its layer's
-    prefix K and V rows (the cache rows before its own, which the attention after it reads)."""
-    cell = CELLS["hopper"]
-    cfg = dataclasses.replace(Pi05Config(), layers=2, vis_layers=2, vocab=1024)
-    w, ws = _weights(cfg)
-    d = Pi05Dims.of(cfg, 1, num_steps=2, dt=-0.5, align=16)
-    b = device_buffers(cfg, d, cell.tuning.split_k, "cpu", torch.zeros(2, 2 * cfg.layers + 1, 3, cfg.ex_width))
-    for name, shape, dt in (("images_u8", (1, cfg.image_size, cfg.image_size, 3), torch.uint8),
-                            ("image_mask", (1,), torch.bool), ("token_ids", (cfg.max_token_len,), torch.int64),
-                            ("token_mask", (cfg.max_token_len,), torch.bool), ("noise", (50, cfg.action_dim), F32)):
-        b[name] = torch.zeros(shape, dtype=dt)
-    calls = []
-
-    class Logged(_Fp8):
-        def _cfg(self, op, wname, also=()):
-            kw = super()._cfg(op, wname, also)
-            calls.append((wname, kw["prefetch"]))
-            return kw
-
-    q = Logged(w, ws, {s: torch.ones(1) for s in cuda_forward.quant_sites(d)}, tuning=cell.tuning, fused=kernels,
-               fused_ops=tuple(FUSED_GEMMS), flow_boundary=True,
-               prefetch=cuda_forward.expert_prefetch_plan(2, ahead), prefetch_kv=kv)
-    _record(lambda: cuda_forward.forward(w, b, d, TritonAttnBackend(pi05_attention_spec(cfg, d), "cpu", cell.tuning),
-                                         q, None))
-    names = [n for n, _ in calls]
-    assert names == [f"ex.{i}.{k}" for _ in range(2) for i in range(2) for k in ("qkv_w", "o_w", "gu_w", "down_w")]
-    for (name, pf), (nxt, _) in zip(calls, calls[ahead:] + calls[:ahead]):
-        assert pf[0] is w[nxt]
-        if not (kv and name.endswith("qkv_w")):
-            assert len(pf) == 1, name
-            continue
-        i, P = int(name.split(".")[1]), d.prefix_len
-        for got, cache in zip(pf[1:], (b["k_cache"][i], b["v_cache"][i]), strict=True):
-            assert got.data_ptr() == cache.data_ptr() and tuple(got.shape) == (1, P, cfg.head_dim), name
-            assert got.is_contiguous()

@@ -15,8 +15,6 @@ if not IN_CHILD:
         run_child(__file__)
 
 else:
-    import torch
-
     from flash_rt.frontends.torch._pi0_cuda import device_buffers, pi0_gpu_dims, state_keys
     from flash_rt.frontends.torch.pi0_hopper import Pi0TorchFrontendHopper
     from flash_rt.frontends.torch.pi0_rtx import Pi0TorchFrontendRtx
@@ -61,47 +59,6 @@ else:
         assert sorted(calls) == sorted(want), calls
         print(f"pi0 hopper fp8, split-K o/down: worst cos {worst:.6f}")
         assert worst >= 0.995, worst
-
-    def test_the_qkv_gemm_warms_the_cache_rows_before_its_own(micro_ckpt, cpu_policy):
-        """l2_prefetch + l2_prefetch_kv on Pi0: each fused qkv GEMM is handed the next GEMM's weights and its layer's
-        K and V rows before this pass's own -- the prefix for the state pass, prefix + state row for the actions
-        -- each range ending exactly where the rows it writes begin. A hint the interpreter does not issue, so the
-        chunk is the one without it, bit for bit."""
-        from flash_rt.kernels import triton as kernels
-        from flash_rt.models.pi05.cuda_forward import expert_prefetch_plan
-        import types
-
-        cell, cfg = CELLS["hopper"], cpu_policy.config
-        tuning = cell.tuning.with_gemm_overrides({"rope_qkv": {"block_k": 16, "block_n": 8}})
-        seen = []
-
-        def rope_qkv(*a, k_out, v_out, prefetch=None, **kw):
-            seen.append((k_out, v_out, prefetch))
-            return kernels.fp8_gemm_rope_qkv(*a, k_out=k_out, v_out=v_out, prefetch=prefetch, **kw)
-
-        fused = types.SimpleNamespace(**{**{k: getattr(kernels, k) for k in kernels.__all__},
-                                         "fp8_gemm_rope_qkv": rope_qkv,
-                                         "fused_gemm_supported": kernels.fused_gemm_supported})
-        chunks = []
-        for prefetch in (None, {"plan": expert_prefetch_plan(cfg.layers), "kv": True}):
-            seen.clear()
-            worst_cosine(micro_ckpt, cpu_policy, cell, "fp8", (), n_obs=1, tuning=tuning, fused=fused,
-                         chunks=chunks, prefetch=prefetch)
-        assert (chunks[0] == chunks[1]).all()
-        L = cfg.layers
-        assert len(seen) == L + L * cfg.num_steps, len(seen)    # the state pass, then every step
-        ends = set()
-        for i, (k_out, v_out, ranges) in enumerate(seen):
-            w_next, k_rows, v_rows = ranges
-            assert w_next.dtype == torch.float8_e4m3fn
-            for rows, out in ((k_rows, k_out), (v_rows, v_out)):
-                assert rows.is_contiguous() and rows.shape[1] > 0
-                assert rows.data_ptr() + rows.numel() * rows.element_size() == out.data_ptr(), i
-                # ... and starting at its layer's first row (one KV head: a layer is out.stride(0) elements)
-                base = out.untyped_storage().data_ptr()
-                assert (rows.data_ptr() - base) % (out.stride(0) * out.element_size()) == 0, i
-            ends.add(k_rows.shape[1])
-        assert len(ends) == 2, ends     # the state pass's prefix, and one more row (the state) for the actions
 
     def test_the_state_pass_and_step_0_beside_the_prefix_compute_the_same_chunk(micro_ckpt, cpu_policy, monkeypatch):
         """overlap_first_step's schedule (prefix_with_state_and_first_step): the same kernels on the same buffers in

@@ -34,7 +34,6 @@ from flash_rt.frontends.torch._pi05_cuda_storage import (build_weights, device_b
                                                          weight_spec_tag)
 from flash_rt.hardware import check_triton_for_device
 from flash_rt.models.pi05.attention_sites import pi05_attention_spec
-from flash_rt.models.pi05.cuda_forward import expert_prefetch_plan
 from flash_rt.models.pi05.dims import Pi05Dims
 from flash_rt.models.pi05.prompt_buckets import LAYOUTS, Bucket, PromptBuckets, bucket_slots, build_buckets
 from flash_rt.runtime import options
@@ -75,8 +74,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
                  zero_copy_io: bool | None = None, smoothing: float | bool | None = None,
                  smoothing_min_ratio: float | None = None, bf16_outlier_sites: bool | str | None = None,
                  outlier_min_ratio: float | None = None, prompt_buckets=None, prompt_bucket_layout: str = "exact",
-                 l2_prefetch: bool | int | None = None, l2_prefetch_kv: bool | None = None, device: str = "cuda",
-                 **kw):
+                 device: str = "cuda", **kw):
         if not torch.cuda.is_available():
             raise HardwareError(
                 f"hardware={self.hardware!r} ({type(self).__name__}) needs a CUDA GPU, and torch sees none "
@@ -111,12 +109,6 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
         # flow step 0 on a second stream beside the prefix, layer by layer (bit-identical; cuda_forward.py)
         self.overlap_first_step = bool(d.get("overlap_first_step", False) if overlap_first_step is None
                                        else overlap_first_step)
-        # each fused expert GEMM asks L2 for the weights of the GEMM this many ahead (kernels/triton/l2_prefetch.py)
-        self.l2_prefetch = options.l2_prefetch(d.get("l2_prefetch", False) if l2_prefetch is None else l2_prefetch,
-                                               self.hardware, self.tuning.arch)
-        # ... and the expert's qkv GEMM asks for its layer's prefix K/V, which the attention after it reads
-        kv = d.get("l2_prefetch_kv", False) if l2_prefetch_kv is None else l2_prefetch_kv
-        self.l2_prefetch_kv = options.l2_prefetch_kv(kv, self.hardware, self.tuning.arch)
         # the graph reads the pinned host inputs in place and writes the output there (runtime/host_io.py)
         self.zero_copy_io = bool(self.tuning.unified_memory if zero_copy_io is None else zero_copy_io)
         # {attention site: tile overrides} and {fused GEMM: tile overrides}, for A/B runs; checked against the
@@ -236,9 +228,7 @@ class Pi05CudaFrontend(OutlierRemedies, Pi05TorchFrontendBase):
             self.q_prod = Fp8Context(self.w, self.ws, self.scales.site_scale, tuning=self.tuned,
                                      fast_accum=self.fast_accum, fused=kernels, fused_ops=self.fused_expert_gemms,
                                      transposed=self.transposed_gemms, flow_boundary=flow_boundary,
-                                     bf16_sites=bf16_sites,
-                                     prefetch=expert_prefetch_plan(d.layers, self.l2_prefetch) if self.l2_prefetch
-                                     else None, prefetch_kv=self.l2_prefetch_kv)
+                                     bf16_sites=bf16_sites)
             self._amax_update = kernels.amax_update
             self._scratch_numel = max(v.numel() for v in self.w.values() if v.dtype == FP8)
         else:

@@ -32,7 +32,6 @@ from ._common import FP8, check_out, check_scale
 from .activations import _gelu_tanh_f32
 from .rope import rope_cos_sin, rope_inv_freq_table
 from .fp8_quant import e4m3_range, e4m3_rcp
-from .l2_prefetch import l2_prefetch_ranges, prefetch_operands
 from .launch import launch_kw, pdl_enter
 
 __all__ = ["fp8_gemm_geglu", "fp8_gemm_rope_qkv", "fp8_gemm_splitk", "fused_gemm_supported", "FusedGemmConfig"]
@@ -87,23 +86,12 @@ def _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_LEN: tl.constexpr, n1, n2,
 
 
 @triton.jit
-def _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2):
-    """This program's share of what the next kernels read (the next GEMM's weights, K/V), asked of L2
-    (kernels/triton/l2_prefetch.py)."""
-    nprog = tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2)
-    pid = tl.program_id(0) + tl.num_programs(0) * (tl.program_id(1) + tl.num_programs(1) * tl.program_id(2))
-    l2_prefetch_ranges(PF0, PB0, PF1, PB1, PF2, PB2, pid, nprog)
-
-
-@triton.jit
-def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF0, PB0, PF1, PB1, PF2, PB2,
-                        K_SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        STAGES: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
+def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+                        TMA: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     k0 = tl.program_id(1) * K_SPLIT
     pdl_enter(PDL)
-    if PREFETCH:
-        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     row0 = tl.program_id(2) * BLOCK_M
     sc = tl.load(XS) * tl.load(WS)
     acc, _ = _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_SPLIT, n, n, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
@@ -116,15 +104,12 @@ def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, PF0, PB0, PF1,
 
 
 @triton.jit
-def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF0, PB0, PF1, PB1, PF2, PB2,
-                       K: tl.constexpr, F, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       STAGES: tl.constexpr, QUANT: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr,
-                       PDL: tl.constexpr):
+def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, K: tl.constexpr, F,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+                       QUANT: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr):
     n = tl.program_id(0) * BLOCK_N
     row0 = tl.program_id(1) * BLOCK_M
     pdl_enter(PDL)
-    if PREFETCH:
-        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     sc = tl.load(XS) * tl.load(WS)     # scalars first: their loads overlap the main loop
     if QUANT:
         rcp = e4m3_rcp(OS)
@@ -140,10 +125,10 @@ def _gemm_geglu_kernel(X, s_x, XS, W, s_w, WS, OUT, s_o, OS, M, PF0, PB0, PF1, P
 
 @triton.jit
 def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, sk_h, sk_m, VC, sv_h, sv_m, M,
-                          PF0, PB0, PF1, PB1, PF2, PB2, K: tl.constexpr,
+                          K: tl.constexpr,
                           NQ: tl.constexpr, NK: tl.constexpr, H: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          STAGES: tl.constexpr, TMA: tl.constexpr, PREFETCH: tl.constexpr, PDL: tl.constexpr):
+                          STAGES: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr):
     HALF: tl.constexpr = H // 2
     TILES: tl.constexpr = HALF // BLOCK_N
     head = tl.program_id(0) // TILES
@@ -151,8 +136,6 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
     row0 = tl.program_id(1) * BLOCK_M
     n1 = head * H + j0
     pdl_enter(PDL)
-    if PREFETCH:
-        _prefetch_next(PF0, PB0, PF1, PB1, PF2, PB2)
     sc = tl.load(XS) * tl.load(WS)
     j = j0 + tl.arange(0, BLOCK_N)
     inv = tl.load(INV + j)             # before the main loop, like the scales: off the epilogue's path
@@ -208,11 +191,9 @@ def _check_fp8_operands(x, x_scale, w, w_scale, name):
     check_scale(w_scale, name + " w_scale")
 
 
-def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig, prefetch=None):
+def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGemmConfig):
     """out[M, F] = gelu_tanh(g) * u with [g | u] = (x @ w.T) * x_scale * w_scale, w = [gate; up] [2F, K] e4m3.
-    FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM.
-    prefetch (all three fused GEMMs): a tensor or up to three to warm L2 with while this kernel runs, the next
-    GEMM's weights (kernels/triton/l2_prefetch.py); a hint, never a change of the result."""
+    FP8 out (with out_scale) feeds the down GEMM directly. Site: the expert's fused gate+up GEMM."""
     _check_fp8_operands(x, x_scale, w, w_scale, "fp8_gemm_geglu")
     quant = check_out(out, out_scale, "fp8_gemm_geglu")
     m, k = x.shape
@@ -223,16 +204,15 @@ def fp8_gemm_geglu(x, x_scale, w, w_scale, *, out, out_scale=None, cfg: FusedGem
         raise ValueError(f"fp8_gemm_geglu: F={f} must be a multiple of {cfg.block_n} and K={k} of {cfg.block_k}")
     grid = (f // cfg.block_n, triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_geglu")
-    pf = prefetch_operands(prefetch, w)
     _gemm_geglu_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, out, out.stride(0),
-                             out_scale if quant else x_scale, m, *pf, k, f, BLOCK_M=cfg.block_m,
-                             BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma,
-                             PREFETCH=any(pf[1::2]), num_warps=cfg.warps, **launch_kw())
+                             out_scale if quant else x_scale, m, k, f, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                             BLOCK_K=cfg.block_k, STAGES=cfg.stages, QUANT=quant, TMA=cfg.tma, num_warps=cfg.warps,
+                             **launch_kw())
     return out
 
 
 def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out, theta: float = 10000.0,
-                      cfg: FusedGemmConfig, prefetch=None):
+                      cfg: FusedGemmConfig):
     """qkv = (x @ w.T) * scales, then rope_qkv_split's contract: q_out [N, M, H] rotated, k_out [K, M, H]
     rotated and v_out [K, M, H] copied (k_out / v_out may be row slices of a KV cache). The qkv rows never
     reach memory. Site: the expert's fused qkv GEMM."""
@@ -256,16 +236,15 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     grid = ((n + 2 * kh) * (h // 2 // bn), triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_rope_qkv")
     inv = rope_inv_freq_table(h, theta, x.device)
-    pf = prefetch_operands(prefetch, w)
     _gemm_rope_qkv_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, positions, inv,
                                 q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
-                                v_out, v_out.stride(0), v_out.stride(1), m, *pf, x.shape[1], NQ=n, NK=kh,
-                                H=h, BLOCK_M=cfg.block_m, BLOCK_N=bn, BLOCK_K=cfg.block_k, STAGES=cfg.stages,
-                                TMA=cfg.tma, PREFETCH=any(pf[1::2]), num_warps=cfg.warps, **launch_kw())
+                                v_out, v_out.stride(0), v_out.stride(1), m, x.shape[1], NQ=n, NK=kh, H=h,
+                                BLOCK_M=cfg.block_m, BLOCK_N=bn, BLOCK_K=cfg.block_k,
+                                STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return q_out, k_out, v_out
 
 
-def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig, prefetch=None):
+def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfig):
     """out_partials[s] = (x[:, Ks] @ w[:, Ks].T) * x_scale * w_scale (fp32 [S, M, N]) for S equal K ranges.
     Why: the expert's o (K = 2048) and down (K = 4096) GEMMs have N = 1024, i.e. only 32 column tiles, too few
     programs to stream the weights at M = 50; S K-ranges multiply the programs. No atomics: the consumer,
@@ -285,9 +264,7 @@ def fp8_gemm_splitk(x, x_scale, w, w_scale, *, out_partials, cfg: FusedGemmConfi
                          f"{cfg.block_n}")
     grid = (n // cfg.block_n, sp, triton.cdiv(m, cfg.block_m))
     xa, sxa, wa, swa = _operands(cfg, x, w, "fp8_gemm_splitk")
-    pf = prefetch_operands(prefetch, w)
-    _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m, *pf,
+    _gemm_splitk_kernel[grid](xa, sxa, x_scale, wa, swa, w_scale, p, p.stride(0), p.stride(1), m,
                               K_SPLIT=k // sp, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                              STAGES=cfg.stages, TMA=cfg.tma, PREFETCH=any(pf[1::2]), num_warps=cfg.warps,
-                              **launch_kw())
+                              STAGES=cfg.stages, TMA=cfg.tma, num_warps=cfg.warps, **launch_kw())
     return p

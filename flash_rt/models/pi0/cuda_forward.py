@@ -63,7 +63,7 @@ def _expert_layer(w, b, d, attn, q, i, site, rows, down, pos, row0, keys, bias, 
     n = x.shape[0]
     kc, vc = b["k_cache"][i], b["v_cache"][i]
     q.linear_rope_qkv(hb, site + "norm1", f"ex.{i}.qkv_w", rows["qkv"], pos, rows["q"], kc[:, row0:row0 + n],
-                      vc[:, row0:row0 + n], d.rope_theta, kv_prefix=(kc[:, :row0], vc[:, :row0]))
+                      vc[:, row0:row0 + n], d.rope_theta)
     if last:
         return None     # the state pass: later rows read only this layer's K/V
     ab, as_ = q.act(site + "attn", rows["att"], rows["att8"])

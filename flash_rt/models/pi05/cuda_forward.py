@@ -56,19 +56,6 @@ def quant_sites(d: Pi05Dims) -> list[str]:
     return s
 
 
-# the expert's GEMM weights in the order a layer streams them (expert_layer; Pi0's expert too)
-EXPERT_GEMMS = ("qkv_w", "o_w", "gu_w", "down_w")
-
-
-def expert_prefetch_plan(layers: int, ahead: int = 1) -> dict:
-    """{expert weight: the weight the expert GEMM `ahead` calls later streams}, for Fp8Context(prefetch=): each fused
-    expert GEMM asks L2 for those weights while it runs (kernels/triton/l2_prefetch.py). A layer's down hands on to
-    the next layer's qkv, and the last layer's to layer 0's, which the next flow step streams first (after the
-    seam kernel); after the last step those prefetches are wasted (a few MB)."""
-    names = [f"ex.{i}.{k}" for i in range(layers) for k in EXPERT_GEMMS]
-    return dict(zip(names, names[ahead:] + names[:ahead]))
-
-
 def flow_step_bytes(w, b, d) -> dict:
     """The bytes one flow step after step 0 must read from memory, by what they are (issue 17's weight-streaming
     floor): the expert's GEMM weights (FP8 or BF16, as built), the two fp32 action projections of the seam, each
@@ -188,7 +175,7 @@ def expert_layer(w, b, d, attn, q, s: int, i: int, down):
         q.post(site + "norm1", hb)
     kc, vc = b["k_cache"][i][:, :kv_len], b["v_cache"][i][:, :kv_len]
     q.linear_rope_qkv(hb, site + "norm1", p + "qkv_w", b["ex_qkv"], b["suffix_pos"], b["ex_q"],
-                      kc[:, P:P + S], vc[:, P:P + S], d.rope_theta, kv_prefix=(kc[:, :P], vc[:, :P]))
+                      kc[:, P:P + S], vc[:, P:P + S], d.rope_theta)
     ab, as_ = q.act(site + "attn", b["ex_att"], b["ex_att8"])
     attn.run("decoder", i, b["ex_q"][None], kc[None], vc[None], b["dec_bias"], ab[None], out_scale=as_)
     q.post(site + "attn", ab)
