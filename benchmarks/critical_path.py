@@ -11,7 +11,8 @@ a CUDA graph of N trivial Triton kernels, PDL on and off, i.e. what any kernel b
 o_w, gu_w, down_w; wrong actions, same kernels and shapes): those weights then stay in L2 across the layers, so the
 step time it gives is the most that keeping them out of the HBM stream (an L2 prefetch beside the chain) could buy.
 Kind `kv` does the same to the KV cache (every layer reads and writes layer 0's rows: the decoder attention's prefix
-K/V stay in L2); `all` is the four weights; kinds join with '+'.
+K/V stay in L2); `all` is the four weights; kinds join with '+'. Measured (H100, fifteenth session, 2 views): all
+weights and the KV cache L2-resident give 0.965x of the replay, 515 vs 555 us a step (docs/kernel_fusion.md).
 Each step is also set against the weight-streaming floor (issue 17): the bytes one flow step must read
 (cuda_forward.flow_step_bytes: expert weights, seam projections, KV cache, modulation) over the median step time
 is the step's achieved GB/s, and over --bandwidth (the card's copy rate, measured here by a device-to-device copy
