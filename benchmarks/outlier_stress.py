@@ -41,7 +41,7 @@ from flash_rt.models.pi05.config import Pi05Config  # noqa: E402
 from flash_rt.models.pi05.oracle import ReferenceOracle  # noqa: E402
 from flash_rt.runtime.graph import replay_times_ms  # noqa: E402
 from flash_rt.testing.full_size import build_full_checkpoint  # noqa: E402
-from flash_rt.testing.outlier_stress import MODES, cosines, load_modes, summary  # noqa: E402
+from flash_rt.testing.outlier_stress import MODES, cosines, load_modes, precision_parity, summary  # noqa: E402
 from flash_rt.testing.outliers import VARIANTS, inject_checkpoint, injection_base  # noqa: E402
 
 STATE_DIM = 8
@@ -158,9 +158,9 @@ def main(argv=None) -> int:
               " | ".join(cell(r, m) for m in fp8_modes) + " |")
     valid = [r for r in rows if r["bf16_worst"] >= 0.999]
     bad = [(r["kind"], r["scale"]) for r in valid if min(r["fp8_worst"]) < 0.995]
-    # beyond BF16: each FP8 engine's 1 - worst cosine against FP32 over BF16's, run 0 (the rung's parity gate,
-    # <= 1.25 in every run: test_outlier_stress_gpu.py)
-    ill = [(r["kind"], r["scale"], {m: round((1 - r[m + "_worst"][0]) / (1 - r["bf16_worst"]), 3) for m in fp8_modes})
+    # beyond BF16: each FP8 engine's precision parity, run 0 (the rung gates it at BEYOND_BF16 in every run)
+    ill = [(r["kind"], r["scale"], {m: round(precision_parity(r[m + "_worst"][0], r["bf16_worst"]), 3)
+                                    for m in fp8_modes})
            for r in rows if r["bf16_worst"] < 0.999]
     print(f"\ngate (plain FP8 worst >= 0.995 every run, where BF16 >= 0.999): "
           f"{'PASS' if not bad else 'FAIL ' + str(bad)} over {len(valid)} cases; BF16 itself below 0.999 "

@@ -64,3 +64,13 @@ def cosines(policies: dict, n_obs: int, seed: int, state_dim: int, oracle_device
 
 def summary(cos: dict) -> dict:
     return {m: {"worst": float(min(v)), "mean": float(np.mean(v))} for m, v in cos.items()}
+
+
+# beyond BF16 (a case BF16 itself holds below 0.999 against FP32): an FP8 engine is gated on precision parity, its
+# 1 - worst cosine against FP32 at most this many times BF16's on the same observations (test_outlier_stress_gpu.py)
+BEYOND_BF16 = 1.25
+
+
+def precision_parity(engine_worst: float, bf16_worst: float) -> float:
+    """(1 - engine worst cosine) / (1 - BF16 worst cosine), both against FP32 on the same observations."""
+    return (1 - engine_worst) / (1 - bf16_worst)

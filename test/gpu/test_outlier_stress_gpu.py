@@ -24,7 +24,7 @@ import shutil
 import pytest
 
 from flash_rt.models.pi05.oracle import ReferenceOracle
-from flash_rt.testing.outlier_stress import cosines, load_modes, summary
+from flash_rt.testing.outlier_stress import BEYOND_BF16, cosines, load_modes, precision_parity, summary
 from flash_rt.testing.outliers import VARIANTS, inject_checkpoint, injection_base
 
 from conftest import cell_skip_reason  # noqa: E402
@@ -33,7 +33,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 N_OBS = 20
 ENGINE = "fp8_default"   # flash_rt/testing/outlier_stress.MODES: load_model's defaults
 STATE_DIM = 8   # DROID, what the full-size checkpoint's norm stats describe
-BEYOND_BF16 = 1.25   # beyond-BF16 cases: (1 - engine worst) / (1 - BF16 worst) per run (module docstring)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,7 @@ def test_fp8_holds_with_outlier_channels(base, tmp_path, variant, scale):
     bf16 = min(s["bf16"]["worst"] for s in runs)
     fp8 = [s[ENGINE]["worst"] for s in runs]
     if bf16 < 0.999:   # beyond BF16 too: precision parity with BF16 against FP32, run by run (module docstring)
-        parity = [(1 - s[ENGINE]["worst"]) / (1 - s["bf16"]["worst"]) for s in runs]
+        parity = [precision_parity(s[ENGINE]["worst"], s["bf16"]["worst"]) for s in runs]
         to_bf16 = [s[ENGINE + "~bf16"]["worst"] for s in runs]
         assert max(parity) <= BEYOND_BF16, (variant, scale, "1 - cos over BF16's", parity, "vs fp32: fp8", fp8,
                                             "bf16", [s["bf16"]["worst"] for s in runs], "fp8 vs bf16", to_bf16)
