@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+import triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flash_rt.hardware.hopper.tuning import TUNING  # noqa: E402  (the defaults the sweep starts from)
@@ -53,6 +54,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pdl", action="store_true", help="capture with programmatic dependent launch")
     ap.add_argument("--site", choices=["decoder", "prefix", "siglip", "merge"], default="decoder")
+    ap.add_argument("--kv", type=int, nargs="*", help="decoder site: sweep the key splits at these key counts "
+                    "(the model's kv_len: 784 for 2 views at 200 prompt slots, 640 at 64)")
     args = ap.parse_args()
     PDL[0] = args.pdl
     if args.site == "prefix":
@@ -61,6 +64,8 @@ def main():
         return sweep_siglip()
     if args.site == "merge":
         return sweep_merge()
+    if args.kv:
+        return sweep_decoder_splits(args.kv)
     n, s_len, p_len, h = 8, 50, 576, 256
     kv = p_len + 64
     qkv = torch.randn(s_len, (n + 2) * h, device="cuda").bfloat16()
@@ -85,6 +90,42 @@ def main():
             print(f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st}: {type(e).__name__}")
     for t, name in sorted(rows)[:25]:
         print(f"{t:8.2f} us  {name}")
+
+
+def sweep_decoder_splits(kvs, n=8, s_len=50, h=256):
+    """The decoder site as the model runs it (FP8 out, partial + merge) at each key count in `kvs`, over the key
+    split itself: row tiles x keys per split (a multiple of the key block) instead of the rule's choice from
+    target_programs. Why: the decode tiles were swept at 640 keys (2 views, 64 prompt slots), where the rule gives
+    5 splits of 128 keys; at openpi's 200 slots (784 keys) the same rule gives 5 splits of 192 keys, a third more
+    serial key blocks per program."""
+    scale = torch.full((64,), 0.05, device="cuda")[:1]
+    q = torch.randn(n, s_len, h, device="cuda").bfloat16()
+    out = torch.empty(s_len, n * h, device="cuda", dtype=torch.float8_e4m3fn)
+    base = TUNING.attention_tiles(n * s_len)
+    for kv in kvs:
+        k, v = (torch.randn(kv, h, device="cuda").bfloat16() for _ in range(2))
+        bias = torch.zeros(kv, device="cuda", dtype=torch.bfloat16)
+        rows = []
+        default = MqaWorkspace(n * s_len, kv, h, "cuda", base)
+        configs = [(None, base.block_m, base.block_n)]
+        for bm, bn in itertools.product([16, 32], [32, 64]):
+            m_blocks = triton.cdiv(n * s_len, bm)
+            for kps in range(bn, kv + bn, bn):
+                if 40 <= m_blocks * triton.cdiv(kv, kps) <= 300:
+                    configs.append((kps, bm, bn))
+        for kps, bm, bn in configs:
+            ws = MqaWorkspace(n * s_len, kv, h, "cuda", base.with_overrides(block_m=bm, block_n=bn),
+                              keys_per_split=kps)
+            f = lambda ws=ws: mqa_attention(q, k, v, bias, out=out, ws=ws, sm_scale=h ** -0.5,  # noqa: E731
+                                            out_scale=scale)
+            progs = triton.cdiv(n * s_len, bm) * ws.splits
+            tag = "rule" if kps is None else "    "
+            rows.append((graph_us(f), f"{tag} bm={bm} bn={bn} keys/split={ws.keys_per_split} splits={ws.splits} "
+                                      f"programs={progs}"))
+        print(f"\ndecoder, {kv} keys (rule: {default.splits} splits of {default.keys_per_split}), partial + merge, "
+              f"us per call of 18:")
+        for t, name in sorted(rows)[:12] + [r for r in rows if r[1].startswith("rule")]:
+            print(f"{t:8.2f} us  {name}")
 
 
 def sweep_merge(n=8, s_len=50, p_len=576, h=256):

@@ -26,11 +26,13 @@ from flash_rt.kernels.triton.gemm_fused import fp8_gemm_geglu, fp8_gemm_rope_qkv
 D, F, NQ, H, SPLITS = 1024, 4096, 8, 256, TUNING.split_k
 
 
-def site_calls(m: int, shared: bool):
-    """{site: fn(i)} for the four expert GEMMs at m rows; shared=True gives every call weight 0 (L2-resident)."""
+def site_calls(m: int, shared: bool, block_m: int | None = None):
+    """{site: fn(i)} for the four expert GEMMs at m rows; shared=True gives every call weight 0 (L2-resident);
+    block_m overrides the table's rows per program (64 = one wgmma tile; 32 / 16 take mma.sync and split the
+    rows over 2 / 4 programs, each reading a part of x)."""
     one = torch.ones(1, device="cuda")
     n_w = 1 if shared else N_W
-    g = TUNING.gemm
+    g = {k: c if block_m is None else c.with_overrides(block_m=block_m) for k, c in TUNING.gemm.items()}
     x = fp8(m, D)
     w_gu = [fp8(2 * F, D) for _ in range(n_w)]
     act = torch.empty(m, F, device="cuda", dtype=torch.float8_e4m3fn)
@@ -65,6 +67,13 @@ def main():
             for site, fn in site_calls(m, shared).items():
                 table[site, m, shared] = graph_us(rotating(fn), calls=N_W)
             torch.cuda.empty_cache()
+    for bm in (32, 16):
+        for site, fn in site_calls(50, False, block_m=bm).items():
+            try:
+                table[site, "bm", bm] = graph_us(rotating(fn), calls=N_W)
+            except Exception as e:  # a tile the compiler rejects is reported, not fatal
+                print(f"{site} block_m={bm}: {type(e).__name__}: {str(e)[:160]}")
+                table[site, "bm", bm] = float("nan")
     for shared in (False, True):
         print(f"\nweights {'L2-resident (one shared)' if shared else 'from HBM (36 distinct)'}")
         head = " ".join(f"M={m:<5d}" for m in a.rows)
@@ -74,6 +83,11 @@ def main():
             diff = (f"  {table[site, 50, shared] - table[site, 1, shared]:+.2f}"
                     if 50 in a.rows and 1 in a.rows else "")
             print(f"{site:9s} {row}{diff}")
+
+    print("\nM = 50, weights from HBM, rows per program (the table's 64 against 32 and 16)")
+    for site in ("qkv+rope", "gate+up", "o", "down"):
+        print(f"{site:9s} 64: {table[site, 50, False]:6.2f}  32: {table[site, 'bm', 32]:6.2f}  "
+              f"16: {table[site, 'bm', 16]:6.2f}")
 
 
 if __name__ == "__main__":
