@@ -218,6 +218,17 @@ def test_key_splits_follow_the_sm_count():
     assert MqaWorkspace(80, 720, 256, "cpu", t.attention_tiles(80)).splits > 1
 
 
+def test_one_view_prefix_attention_splits_its_keys():
+    """Why 1 view replays 17 kernels more than 2 or 3 views on Hopper (1843 vs 1826, docs/benchmarks.md): the prefix
+    site's 8 x 464 query rows (200 prompt slots) make 58 row tiles of 64, fewer than half the 132 SMs, so its keys
+    split in 3 and each of the 17 prefix attentions adds a merge launch; at 2 and 3 views the row tiles fill the GPU
+    alone (one split, no merge)."""
+    from flash_rt.kernels.triton.attention import MqaWorkspace
+    tuning = CELLS["hopper"].tuning
+    splits = [MqaWorkspace(8 * p, p, 256, "cpu", tuning.attention_tiles(8 * p)).splits for p in (464, 720, 976)]
+    assert splits == [3, 1, 1], splits
+
+
 CASES = [(hw, i) for hw in TARGETS for i in range(len(LAUNCHES[hw]))]
 
 
