@@ -59,6 +59,12 @@ VARIANTS = {
     # more / fewer key splits now that the merge pass runs on 8 warps (default: 25 row tiles x 5 splits)
     "attn-10split": {"attention_tiles": {"decoder": {"target_programs": 264}}},
     "attn-3split": {"attention_tiles": {"decoder": {"target_programs": 75}}},
+    # at openpi's 200 prompt slots the decoder has 784 keys (2 views): the rule gives 5 splits of 192 keys (3 key
+    # blocks a program); 32-key blocks give 5 splits of 160, 7 splits 128 keys (175 programs)
+    "attn-bn32": {"attention_tiles": {"decoder": {"block_n": 32}}},
+    "attn-7split": {"attention_tiles": {"decoder": {"target_programs": 175}}},
+    # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
+    "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles
     "geglu-ptr": {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128}}},
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},
