@@ -63,6 +63,9 @@ VARIANTS = {
     # blocks a program); 32-key blocks give 5 splits of 160, 7 splits 128 keys (175 programs)
     "attn-bn32": {"attention_tiles": {"decoder": {"block_n": 32}}},
     "attn-7split": {"attention_tiles": {"decoder": {"target_programs": 175}}},
+    # the key-split rule before the sixteenth session (splits rounded up past the SM count), at 1-3 views, 200 slots:
+    # the decoder's 6 splits at 3 views (150 programs) and the prefix's 3 at 1 view (174); the same splits elsewhere
+    "prev-splits": {"attention_tiles": {"decoder": {"target_programs": 150}, "prefix": {"target_programs": 174}}},
     # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
     "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles

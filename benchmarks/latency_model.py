@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flash_rt.kernels.tiles import mqa_key_split  # noqa: E402
 from flash_rt.models.pi05.config import Pi05Config  # noqa: E402
 from flash_rt.models.pi05.dims import Pi05Dims  # noqa: E402
 
@@ -180,13 +181,8 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def key_splits(rows_: int, keys: int, tiles) -> int:
-    """The key splits of one MQA site, by kernels/triton/attention.MqaWorkspace's rule (a test checks both agree):
-    none when the row tiles alone fill the GPU, else enough to make ~target_programs programs."""
-    m_blocks = _cdiv(rows_, tiles.block_m)
-    if 2 * m_blocks > tiles.target_programs:
-        return 1
-    splits = max(1, min(_cdiv(keys, tiles.block_n), _cdiv(tiles.target_programs, m_blocks)))
-    return _cdiv(keys, _cdiv(_cdiv(keys, splits), tiles.block_n) * tiles.block_n)
+    """The key splits of one MQA site: kernels/tiles.mqa_key_split, the rule MqaWorkspace uses."""
+    return mqa_key_split(rows_, keys, tiles)[0]
 
 
 def siglip_kernels(c: Pi05Config, d: Pi05Dims) -> list[Kernel]:

@@ -58,6 +58,21 @@ class MqaTiles(_Tiles):
 
 
 
+def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
+    """(splits, keys_per_split) of an MQA site: as many key splits as keep the programs (row tiles x splits)
+    within tiles.target_programs (the SM count), none when the row tiles alone fill that; keys per split a whole
+    number of key blocks. Within, not about: at 3 views (1040 decoder keys, 25 row tiles) rounding the splits up
+    gave 6 splits, 150 programs on 132 SMs, 11.78 us a call (partial + merge), 5 splits 125 programs 10.27 us
+    (H100, benchmarks/attention_sweep.py --kv; docs/benchmarks.md). Here, not in the kernel module, so that the
+    latency model (benchmarks/latency_model.py) uses the same rule without Triton."""
+    m_blocks = -(-rows // tiles.block_m)
+    splits = 1
+    if 2 * m_blocks <= tiles.target_programs:
+        splits = max(1, min(-(-keys // tiles.block_n), tiles.target_programs // m_blocks))
+    per = -(-(-(-keys // splits)) // tiles.block_n) * tiles.block_n
+    return -(-keys // per), per
+
+
 @dataclass(frozen=True)
 class MhaTiles(_Tiles):
     """Tiles of the unmasked MHA kernel (kernels/triton/mha.py); block_m None = chosen from the program count

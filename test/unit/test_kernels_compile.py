@@ -218,15 +218,28 @@ def test_key_splits_follow_the_sm_count():
     assert MqaWorkspace(80, 720, 256, "cpu", t.attention_tiles(80)).splits > 1
 
 
+@pytest.mark.parametrize("hw", TARGETS)
+@pytest.mark.parametrize("rows,keys", [(400, 528), (400, 784), (400, 1040), (80, 784), (8 * 464, 464)])
+def test_key_splits_stay_within_the_target_programs(hw, rows, keys):
+    """No more programs than the table's target (the SM count): at 3 views the decoder's 25 row tiles x 6 splits
+    (150 programs on 132 SMs) took 11.78 us a call against 10.27 with 5 splits (H100, attention_sweep.py --kv)."""
+    from flash_rt.kernels.triton.attention import MqaWorkspace
+    tiles = CELLS[hw].tuning.attention_tiles(rows)
+    ws = MqaWorkspace(rows, keys, 256, "cpu", tiles)
+    programs = triton.cdiv(rows, ws.block_m) * ws.splits
+    assert ws.splits == 1 or programs <= tiles.target_programs, (hw, rows, keys, ws.splits, programs)
+    assert ws.splits * ws.keys_per_split >= keys > (ws.splits - 1) * ws.keys_per_split
+
+
 def test_one_view_prefix_attention_splits_its_keys():
     """Why 1 view replays 17 kernels more than 2 or 3 views on Hopper (1843 vs 1826, docs/benchmarks.md): the prefix
     site's 8 x 464 query rows (200 prompt slots) make 58 row tiles of 64, fewer than half the 132 SMs, so its keys
-    split in 3 and each of the 17 prefix attentions adds a merge launch; at 2 and 3 views the row tiles fill the GPU
-    alone (one split, no merge)."""
+    split (in 2: 116 programs within the 132 SMs) and each of the 17 prefix attentions adds a merge launch; at 2 and
+    3 views the row tiles fill the GPU alone (one split, no merge)."""
     from flash_rt.kernels.triton.attention import MqaWorkspace
     tuning = CELLS["hopper"].tuning
     splits = [MqaWorkspace(8 * p, p, 256, "cpu", tuning.attention_tiles(8 * p)).splits for p in (464, 720, 976)]
-    assert splits == [3, 1, 1], splits
+    assert splits == [2, 1, 1], splits
 
 
 CASES = [(hw, i) for hw in TARGETS for i in range(len(LAUNCHES[hw]))]

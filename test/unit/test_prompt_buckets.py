@@ -102,7 +102,7 @@ def test_fixed_key_splits():
     full = MqaWorkspace(8 * 464, 464, 256, "meta", TUNING.attention_tiles(8 * 464))
     t = TUNING.attention_tiles(8 * 320)
     fixed = MqaWorkspace(8 * 320, 320, 256, "meta", t, keys_per_split=full.keys_per_split)
-    assert fixed.keys_per_split == full.keys_per_split == 192 and (full.splits, fixed.splits) == (3, 2)
+    assert fixed.keys_per_split == full.keys_per_split == 256 and (full.splits, fixed.splits) == (2, 2)
     assert MqaWorkspace(8 * 320, 320, 256, "meta", t).keys_per_split == 128   # its own rule: other boundaries
     for bad in (0, 100):
         with pytest.raises(ValueError, match="multiple of block_n"):

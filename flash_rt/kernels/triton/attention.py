@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from flash_rt.kernels.tiles import MqaTiles
+from flash_rt.kernels.tiles import MqaTiles, mqa_key_split
 
 from .fp8_quant import e4m3_range, e4m3_rcp
 from .launch import launch_kw, pdl_enter
@@ -118,7 +118,8 @@ class MqaWorkspace:
     """Preallocated partial-softmax buffers for one attention site (graph-safe: nothing allocated per call).
 
     The split count is fixed from the site's shape and the target's tiles (kernels/tiles.MqaTiles, from the tuning
-    table): enough key splits that ~`tiles.target_programs` programs run, none when the row tiles alone fill that.
+    table) by kernels/tiles.mqa_key_split: as many key splits as keep the programs within `tiles.target_programs`
+    (the SM count), none when the row tiles alone fill that.
     keys_per_split (a multiple of block_n) fixes the split boundaries instead: a prompt-length bucket takes its full
     length's, so every key is summed in the same split as there and the result keeps its bits
     (models/pi05/prompt_buckets.py)."""
@@ -126,17 +127,11 @@ class MqaWorkspace:
     def __init__(self, rows: int, keys: int, head_dim: int, device, tiles: MqaTiles,
                  keys_per_split: int | None = None):
         self.tiles = tiles
-        block_m, block_n, target_programs = tiles.block_m, tiles.block_n, tiles.target_programs
-        self.block_m, self.block_n, self.num_stages, self.num_warps = block_m, block_n, tiles.num_stages, \
+        block_n = tiles.block_n
+        self.block_m, self.block_n, self.num_stages, self.num_warps = tiles.block_m, block_n, tiles.num_stages, \
             tiles.num_warps
         self.merge_rows, self.merge_warps = tiles.merge_rows, tiles.merge_warps
-        m_blocks = triton.cdiv(rows, block_m)
-        max_splits = triton.cdiv(keys, block_n)
-        if 2 * m_blocks > target_programs:  # enough row tiles to fill the GPU: no split, no merge
-            self.splits = 1
-        else:
-            self.splits = max(1, min(max_splits, triton.cdiv(target_programs, m_blocks)))
-        self.keys_per_split = triton.cdiv(triton.cdiv(keys, self.splits), block_n) * block_n
+        self.splits, self.keys_per_split = mqa_key_split(rows, keys, tiles)
         if keys_per_split is not None:
             if keys_per_split <= 0 or keys_per_split % block_n:
                 raise ValueError(f"keys_per_split must be a positive multiple of block_n={block_n}, got "
