@@ -46,8 +46,8 @@ class FusedGemmConfig(_Tiles):
 @dataclass(frozen=True)
 class MqaTiles(_Tiles):
     """Tiles of the MQA flash-decoding kernel (kernels/triton/attention.py): block_m query rows x block_n keys per
-    program, enough key splits that about `target_programs` programs run (the SM count), and the merge pass's
-    rows and warps per program."""
+    program, as many key splits as keep the programs within `target_programs` (the SM count; mqa_key_split), and
+    the merge pass's rows and warps per program."""
     block_m: int
     block_n: int
     target_programs: int
