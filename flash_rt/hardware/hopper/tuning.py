@@ -9,8 +9,9 @@ device tool (docs/benchmarks.md has each A/B run), and re-checked on an H200 (sa
 - split-K 4 for o and down (N = 1024: 32 column tiles x 4 = 128 programs on 132 SMs): o 3.01 us, down 3.87 us vs
   cuBLASLt 4.79 / 6.14 us; 8 splits gain <= 0.05 us and double what the norm sums.
 - Attention: decode sites (8 heads x horizon rows) on 16-row tiles (8.4 vs 9.3 us with 64) split over the keys to
-  at most 132 programs (3 views: 6 splits, 150 programs, 11.78 us a call; 5 splits, 125 programs, 10.27 us); prefill on 64-row tiles, 4 warps (27.0 -> 23.0 us vs 8 warps); merge pass 4 rows on 8 warps
-  (7.71 us vs 8.21 on 4). SigLIP: 128 keys x 8 warps (10.26 us vs 12.78 for 64 x 64 on 4 warps), rows per program
+  at most 132 programs (3 views: 6 splits, 150 programs, 11.78 us a call; 5 splits, 125 programs, 10.27 us);
+  prefill on 64-row tiles, 4 warps (27.0 -> 23.0 us vs 8 warps); merge pass 4 rows on 8 warps (7.71 us vs 8.21
+  on 4). SigLIP: 128 keys x 8 warps (10.26 us vs 12.78 for 64 x 64 on 4 warps), rows per program
   from the SM count (3 views: 12.35 -> 12.17 ms replay with 128-row tiles).
 - Flow seam: chunk 16 on 4 warps, 5.90 us a call (8/4 6.96, 32/8 6.57, 16/8 7.23).
 """
