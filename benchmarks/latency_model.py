@@ -176,10 +176,6 @@ def mqa(name, phase, count, heads, q_rows, keys, hd, splits, *, kv_cached: bool,
     return sites
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def key_splits(rows_: int, keys: int, tiles) -> int:
     """The key splits of one MQA site: kernels/tiles.mqa_key_split, the rule MqaWorkspace uses."""
     return mqa_key_split(rows_, keys, tiles)[0]

@@ -65,12 +65,17 @@ def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
     gave 6 splits, 150 programs on 132 SMs, 11.78 us a call (partial + merge), 5 splits 125 programs 10.27 us
     (H100, benchmarks/attention_sweep.py --kv; docs/benchmarks.md). Here, not in the kernel module, so that the
     latency model (benchmarks/latency_model.py) uses the same rule without Triton."""
-    m_blocks = -(-rows // tiles.block_m)
-    splits = 1
+    m_blocks = cdiv(rows, tiles.block_m)
+    splits = 1   # enough row tiles to fill the GPU alone: no split, no merge pass
     if 2 * m_blocks <= tiles.target_programs:
-        splits = max(1, min(-(-keys // tiles.block_n), tiles.target_programs // m_blocks))
-    per = -(-(-(-keys // splits)) // tiles.block_n) * tiles.block_n
-    return -(-keys // per), per
+        splits = max(1, min(cdiv(keys, tiles.block_n), tiles.target_programs // m_blocks))
+    per = cdiv(cdiv(keys, splits), tiles.block_n) * tiles.block_n
+    return cdiv(keys, per), per
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of non-negative ints (triton.cdiv, without importing Triton)."""
+    return -(-a // b)
 
 
 @dataclass(frozen=True)
