@@ -45,7 +45,8 @@
 # docs/kernel_fusion.md), views, buckets; the opt-in L2 prefetch it bounded was measured slower and removed.
 #   splits     issue 17, sixteenth session: the key-split rule that keeps MQA programs within the SM count, in the
 #              model -- 3 and 1 views at 200 slots, the default against prev-splits (the old rule's splits) in one
-#              process, twice; then the attention kernel GPU tests (~5 min). Not yet run: no device came for it.
+#              process, twice, and 2 views as the control (its splits are the same under both rules); then the
+#              attention kernel GPU tests (~7 min).
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,9 +79,9 @@ stage() {
     pi0) timeout 590 bash benchmarks/pi0_device.sh ;;
     l2-bound) timeout 400 python3 benchmarks/critical_path.py --views 2 --out "$OUT" \
                 --l2-resident all kv all+kv gu_w o_w+down_w qkv_w ;;
-    splits) timeout 420 python3 benchmarks/latency.py --views 3 1 --horizons 50 --max-token-len 200 --no-baseline \
+    splits) timeout 450 python3 benchmarks/latency.py --views 3 1 2 --horizons 50 --max-token-len 200 --no-baseline \
               --variants default prev-splits default prev-splits --out "$OUT"
-            timeout 150 python3 -m pytest -m gpu test/gpu/test_attention_kernel.py -q -rA ;;
+            timeout 120 python3 -m pytest -m gpu test/gpu/test_attention_kernel.py -q -rA ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
             "selfcheck buckets floor probe pi0 l2-bound splits)" >&2; return 2 ;;
   esac
