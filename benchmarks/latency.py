@@ -66,6 +66,9 @@ VARIANTS = {
     # the key-split rule before the sixteenth session (splits rounded up past the SM count), at 1-3 views, 200 slots:
     # the decoder's 6 splits at 3 views (150 programs) and the prefix's 3 at 1 view (174); the same splits elsewhere
     "prev-splits": {"attention_tiles": {"decoder": {"target_programs": 150}, "prefix": {"target_programs": 174}}},
+    # 128 keys a decoder split at 200 slots: 7 splits at 2 views (784 keys), 9 at 3 (1040), against the default's
+    # 192 (5 and 6 splits): the decode site gained from shorter programs past the SM count at 3 views
+    "attn-keys128": {"attention_tiles": {"decoder": {"target_programs": 225}}},
     # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
     "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles

@@ -46,11 +46,12 @@ class FusedGemmConfig(_Tiles):
 @dataclass(frozen=True)
 class MqaTiles(_Tiles):
     """Tiles of the MQA flash-decoding kernel (kernels/triton/attention.py): block_m query rows x block_n keys per
-    program, as many key splits as keep the programs within `target_programs` (the SM count; mqa_key_split), and
-    the merge pass's rows and warps per program."""
+    program, key splits from `target_programs` (the SM count) and `splits_past_target` (mqa_key_split), and the
+    merge pass's rows and warps per program."""
     block_m: int
     block_n: int
     target_programs: int
+    splits_past_target: bool   # the splits round up, so the programs may pass target_programs (mqa_key_split)
     num_warps: int
     num_stages: int
     merge_rows: int
@@ -59,16 +60,24 @@ class MqaTiles(_Tiles):
 
 
 def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
-    """(splits, keys_per_split) of an MQA site: as many key splits as keep the programs (row tiles x splits)
-    within tiles.target_programs (the SM count), none when the row tiles alone fill that; keys per split a whole
-    number of key blocks. Within, not about: at 3 views (1040 decoder keys, 25 row tiles) rounding the splits up
-    gave 6 splits, 150 programs on 132 SMs, 11.78 us a call (partial + merge), 5 splits 125 programs 10.27 us
-    (H100, benchmarks/attention_sweep.py --kv; docs/benchmarks.md). Here, not in the kernel module, so that the
-    latency model (benchmarks/latency_model.py) uses the same rule without Triton."""
+    """(splits, keys_per_split) of an MQA site: as many key splits as make the programs (row tiles x splits) fill
+    tiles.target_programs (the SM count) -- rounding up past it where `splits_past_target`, else staying within --
+    none when the row tiles alone fill the GPU; keys per split a whole number of key blocks.
+
+    Which way was measured in the model (benchmarks/latency.py, H100, 200 prompt slots, docs/benchmarks.md
+    "Seventeenth session"), and the two sites want opposite ones:
+    - decode (16-row programs): at 3 views (1040 keys, 25 row tiles) 6 splits of 192 keys (150 programs on 132 SMs)
+      replay 12.12 ms, 5 of 256 (125 programs) 12.31 ms: shorter programs beat staying within one wave, although
+      the same two in isolation (attention_sweep.py --kv 1040) had said the opposite, 11.78 vs 10.27 us a call;
+    - prefill (64-row programs): at 1 view (8 x 464 rows, 58 row tiles) 2 splits (116 programs) replay 8.92 ms,
+      3 splits (174) 9.00 ms.
+    Here, not in the kernel module, so that the latency model (benchmarks/latency_model.py) uses the same rule
+    without Triton."""
     m_blocks = cdiv(rows, tiles.block_m)
     splits = 1   # enough row tiles to fill the GPU alone: no split, no merge pass
     if 2 * m_blocks <= tiles.target_programs:
-        splits = max(1, min(cdiv(keys, tiles.block_n), tiles.target_programs // m_blocks))
+        fill = cdiv(tiles.target_programs, m_blocks) if tiles.splits_past_target else tiles.target_programs // m_blocks
+        splits = max(1, min(cdiv(keys, tiles.block_n), fill))
     per = cdiv(cdiv(keys, splits), tiles.block_n) * tiles.block_n
     return cdiv(keys, per), per
 

@@ -220,15 +220,41 @@ def test_key_splits_follow_the_sm_count():
 
 @pytest.mark.parametrize("hw", TARGETS)
 @pytest.mark.parametrize("rows,keys", [(400, 528), (400, 784), (400, 1040), (80, 784), (8 * 464, 464)])
-def test_key_splits_stay_within_the_target_programs(hw, rows, keys):
-    """No more programs than the table's target (the SM count): at 3 views the decoder's 25 row tiles x 6 splits
-    (150 programs on 132 SMs) took 11.78 us a call against 10.27 with 5 splits (H100, attention_sweep.py --kv)."""
+def test_key_splits_fill_the_target_programs_the_way_the_site_measured(hw, rows, keys):
+    """The decode site's splits round up past the table's target (the SM count) and the prefill site's stay within
+    it, each the way the model measured faster (kernels/tiles.mqa_key_split): one split fewer or more would leave
+    the GPU short or break the site's bound. Keys per split are whole key blocks that cover the keys."""
     from flash_rt.kernels.triton.attention import MqaWorkspace
     tiles = CELLS[hw].tuning.attention_tiles(rows)
     ws = MqaWorkspace(rows, keys, 256, "cpu", tiles)
-    programs = triton.cdiv(rows, ws.block_m) * ws.splits
-    assert ws.splits == 1 or programs <= tiles.target_programs, (hw, rows, keys, ws.splits, programs)
+    m_blocks = triton.cdiv(rows, ws.block_m)
     assert ws.splits * ws.keys_per_split >= keys > (ws.splits - 1) * ws.keys_per_split
+    assert ws.keys_per_split % tiles.block_n == 0
+    if 2 * m_blocks > tiles.target_programs:
+        assert ws.splits == 1, (hw, rows, keys, ws.splits)
+        return
+    key_blocks = triton.cdiv(keys, tiles.block_n)
+    if tiles.splits_past_target:
+        wanted = min(key_blocks, triton.cdiv(tiles.target_programs, m_blocks))
+        assert m_blocks * (wanted - 1) < tiles.target_programs   # one split fewer would not fill the SMs
+    else:
+        wanted = min(key_blocks, tiles.target_programs // m_blocks)
+        assert m_blocks * wanted <= tiles.target_programs
+    # rounding keys per split up to whole key blocks can only merge splits, never add one
+    assert 1 <= ws.splits <= wanted, (hw, rows, keys, ws.splits, wanted)
+
+
+def test_key_splits_where_the_model_measured_them():
+    """The two A/Bs behind mqa_key_split's two ways (H100, replay at 200 slots, docs/benchmarks.md "Seventeenth
+    session"): Hopper's decoder at 3 views keeps 6 splits of 192 keys (150 programs; 5 of 256 replayed 1.015x),
+    its 1-view prefix 2 splits (116 programs; 3 splits replayed 1.009x). The decoder at 2 views, the A/B's
+    control, has 5 splits of 192 either way."""
+    from flash_rt.kernels.triton.attention import MqaWorkspace
+    t = CELLS["hopper"].tuning
+    got = {(rows, keys): (lambda w: (w.splits, w.keys_per_split))(
+        MqaWorkspace(rows, keys, 256, "cpu", t.attention_tiles(rows)))
+        for rows, keys in [(400, 1040), (400, 784), (8 * 464, 464)]}
+    assert got == {(400, 1040): (6, 192), (400, 784): (5, 192), (8 * 464, 464): (2, 256)}, got
 
 
 def test_one_view_prefix_attention_splits_its_keys():
