@@ -46,7 +46,10 @@
 #   splits     issue 17, sixteenth session: the key-split rule that keeps MQA programs within the SM count, in the
 #              model -- 3 and 1 views at 200 slots, the default against prev-splits (the old rule's splits) in one
 #              process, twice, and 2 views as the control (its splits are the same under both rules); then the
-#              attention kernel GPU tests (~7 min).
+#              attention kernel GPU tests (~3 min). Measured (seventeenth session, H100): decode wants its splits past
+#              the SMs, prefill within (MqaTiles.splits_past_target).
+#   keys128    issue 17, seventeenth session: 128 keys a decoder split (7 splits at 2 views, 9 at 3) against the
+#              default's 192 (5 and 6), 2 and 3 views at 200 slots, twice in one process (~3 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,8 +85,10 @@ stage() {
     splits) timeout 450 python3 benchmarks/latency.py --views 3 1 2 --horizons 50 --max-token-len 200 --no-baseline \
               --variants default prev-splits default prev-splits --out "$OUT"
             timeout 120 python3 -m pytest -m gpu test/gpu/test_attention_kernel.py -q -rA ;;
+    keys128) timeout 300 python3 benchmarks/latency.py --views 2 3 --horizons 50 --max-token-len 200 --no-baseline \
+               --variants default attn-keys128 default attn-keys128 --out "$OUT" ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
-            "selfcheck buckets floor probe pi0 l2-bound splits)" >&2; return 2 ;;
+            "selfcheck buckets floor probe pi0 l2-bound splits keys128)" >&2; return 2 ;;
   esac
 }
 
