@@ -71,6 +71,10 @@ VARIANTS = {
     "attn-keys128": {"attention_tiles": {"decoder": {"target_programs": 225}}},
     # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
     "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
+    # qkv + RoPE in 8-column pairs, one 16-column MMA a program (kernels/triton/gemm_fused._fp8_pair_mainloop):
+    # 160 programs of 16 KB of weights instead of 80 of 32 KB, on 8 or 4 warps
+    "qkv-bn8": {"gemm_tiles": {"rope_qkv": {"block_n": 8}}},
+    "qkv-bn8-w4": {"gemm_tiles": {"rope_qkv": {"block_n": 8, "warps": 4}}},
     # expert gate+up GEMM on pointer loads (16-column tiles, 48 KB shared memory) instead of TMA tiles
     "geglu-ptr": {"gemm_tiles": {"geglu": {"tma": False, "block_n": 16, "block_k": 128}}},
     "geglu-tma-bn16": {"gemm_tiles": {"geglu": {"block_n": 16}}},

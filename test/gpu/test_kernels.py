@@ -402,14 +402,19 @@ def test_fp8_gemm_geglu(m, kind):
                                                      f"{err_unfused.mean().item():.3g}"
 
 
+# pairs: the table's column pairs, or 8-column pairs as one 16-column MMA (_fp8_pair_mainloop; variant qkv-bn8)
+@pytest.mark.parametrize("pairs", ["table", "bn8"])
 @pytest.mark.parametrize("m,off,ltot", [(50, 576, 640), (10, 576, 592), (64, 0, 64), (70, 5, 80)])
-def test_fp8_gemm_rope_qkv(m, off, ltot):
+def test_fp8_gemm_rope_qkv(m, off, ltot, pairs):
     n, kh, h, k = 8, 1, 256, 1024
     x, xs, w, ws = fp8_operands(m, (n + 2 * kh) * h, k, seed=41)
     pos = (torch.arange(m, device=DEV) + off).to(torch.int64)
     q = poison((n, m, h), BF)
     ck, cv = poison((kh, ltot, h), BF), poison((kh, ltot, h), BF)
-    ROPE_QKV(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m])
+    cfg = HOPPER.gemm["rope_qkv"]
+    if pairs == "bn8":
+        cfg = cfg.with_overrides(block_n=8, tma=False)
+    T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m], cfg=cfg)
     torch.cuda.synchronize()
     q32, k32, v32 = (poison((n, m, h), torch.float32), poison((kh, m, h), torch.float32),
                      poison((kh, m, h), torch.float32))

@@ -359,13 +359,14 @@ else:
         R.fp8_gemm_geglu(x, xs, w, ws, out=o_r)
         _close(o_t, o_r, "fp8_gemm_geglu")
 
-    @pytest.mark.parametrize("tma", [False, True])
+    # block_n 8: the column pairs as one MMA of 16 columns, split after the loop (_fp8_pair_mainloop)
+    @pytest.mark.parametrize("tma,block_n", [(False, 16), (True, 16), (False, 8)])
     @pytest.mark.parametrize("m,off", [(50, 7), (10, 0)])
-    def test_fp8_gemm_rope_qkv(m, off, tma):
+    def test_fp8_gemm_rope_qkv(m, off, tma, block_n):
         n, kh, h = 2, 1, 64
         x, xs, w, ws = _fp8_operands(m, (n + 2 * kh) * h, 256, seed=31)
         pos = torch.arange(m) + 300
-        cfg = _small_cfg(tma)
+        cfg = _small_cfg(tma, block_n)
         q_t, ck, cv = (_poison((n, m, h), torch.float32), _poison((kh, m + off + 3, h), torch.float32),
                        _poison((kh, m + off + 3, h), torch.float32))
         T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q_t, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m],
@@ -379,6 +380,17 @@ else:
             assert err <= 1e-4 * want.abs().max().item(), f"{nm}: {err}"
         for c in (ck, cv):
             assert c[:, :off].isnan().all() and c[:, off + m:].isnan().all()
+
+    def test_fp8_gemm_rope_qkv_refuses_narrow_pairs_it_cannot_tile():
+        from flash_rt.kernels.triton.gemm_fused import fused_gemm_supported
+        n, kh, h, m = 2, 1, 64, 10
+        x, xs, w, ws = _fp8_operands(m, (n + 2 * kh) * h, 256, seed=31)
+        outs = dict(q_out=torch.empty(n, m, h), k_out=torch.empty(kh, m, h), v_out=torch.empty(kh, m, h))
+        for cfg in (_small_cfg(True, 8), _small_cfg(False, 2)):
+            assert not fused_gemm_supported("rope_qkv", x, w, h, None, cfg=cfg)
+            with pytest.raises(ValueError, match="pairs are one MMA"):
+                T.fp8_gemm_rope_qkv(x, xs, w, ws, torch.arange(m), **outs, cfg=cfg)
+        assert fused_gemm_supported("rope_qkv", x, w, h, None, cfg=_small_cfg(False, 8))
 
     @pytest.mark.parametrize("tma", [False, True])
     @pytest.mark.parametrize("m,splits", [(50, 4), (70, 2)])

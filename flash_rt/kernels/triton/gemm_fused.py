@@ -86,6 +86,26 @@ def _fp8_mainloop(X, s_x, W, s_w, row0, M, k0, K_LEN: tl.constexpr, n1, n2,
 
 
 @triton.jit
+def _fp8_pair_mainloop(X, s_x, W, s_w, row0, M, K_LEN: tl.constexpr, n1, n2,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    """_fp8_mainloop's two accumulators from one MMA: the weight rows n1 + [0, BN) and n2 + [0, BN) loaded as one
+    [2 BN, BLOCK_K] tile (pointer loads) and split after the loop. Why: Triton's dot needs N >= 16, and 8-column
+    pairs double the programs of the qkv GEMM (80 -> 160 at Pi0.5's 10 heads), each streaming half the weights."""
+    rows = row0 + tl.arange(0, BLOCK_M)
+    c2 = tl.arange(0, 2 * BLOCK_N)
+    wrow = tl.where(c2 < BLOCK_N, n1 + c2, n2 + c2 - BLOCK_N).to(tl.int64)
+    ck = tl.arange(0, BLOCK_K)
+    rmask = rows < M
+    acc = tl.zeros((BLOCK_M, 2 * BLOCK_N), tl.float32)
+    for k in tl.range(0, K_LEN, BLOCK_K, num_stages=STAGES):
+        a = tl.load(X + rows.to(tl.int64)[:, None] * s_x + (k + ck)[None, :], mask=rmask[:, None], other=0.0)
+        b = tl.load(W + wrow[:, None] * s_w + (k + ck)[None, :])
+        acc = tl.dot(a, tl.trans(b), acc, max_num_imprecise_acc=BLOCK_K)
+    # [BM, 2 BN] -> [BM, BN, 2] -> the n1 and the n2 columns
+    return tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
+
+
+@triton.jit
 def _gemm_splitk_kernel(X, s_x, XS, W, s_w, WS, P, s_ps, s_pm, M, K_SPLIT: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
                         TMA: tl.constexpr, PDL: tl.constexpr):
@@ -139,8 +159,11 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
     sc = tl.load(XS) * tl.load(WS)
     j = j0 + tl.arange(0, BLOCK_N)
     inv = tl.load(INV + j)             # before the main loop, like the scales: off the epilogue's path
-    x1, x2 = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, True,
-                           TMA)
+    if BLOCK_N < 16:
+        x1, x2 = _fp8_pair_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
+    else:
+        x1, x2 = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
+                               True, TMA)
     a = x1 * sc
     b = x2 * sc
     rows = row0 + tl.arange(0, BLOCK_M)
@@ -174,7 +197,8 @@ def fused_gemm_supported(op: str, x, w, head_dim: int | None, splits: int | None
     if op == "geglu":
         ok = x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
     elif op == "rope_qkv":
-        ok = head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0
+        ok = head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0 \
+            and (c.block_n >= 16 or (c.block_n in (4, 8) and not c.tma))
     else:
         ok = bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
     return bool(ok) and (not c.tma or (tma_ok(x) and tma_ok(w)))
@@ -228,6 +252,9 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     if (h // 2) % bn or x.shape[1] % cfg.block_k or h % 2:
         raise ValueError(f"fp8_gemm_rope_qkv: head_dim/2={h // 2} must be a multiple of {bn} and "
                          f"K={x.shape[1]} of {cfg.block_k}")
+    if bn < 16 and (cfg.tma or bn not in (4, 8)):
+        raise ValueError(f"fp8_gemm_rope_qkv: {bn}-column pairs are one MMA of 2 x {bn} columns on pointer loads; "
+                         f"block_n must be 4 or 8 there (or >= 16) and tma off, got {cfg}")
     if positions.dtype not in (torch.int32, torch.int64) or (m > 1 and positions.stride(0) != 1):
         raise ValueError("fp8_gemm_rope_qkv: positions must be contiguous int32/int64")
     for t, nm in ((q_out, "q_out"), (k_out, "k_out"), (v_out, "v_out")):
