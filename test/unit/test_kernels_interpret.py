@@ -20,7 +20,6 @@ if not IN_CHILD:
 
 else:
     pytest.importorskip("triton")
-    import numpy as np
     import torch
 
     from flash_rt.kernels import reference as R
