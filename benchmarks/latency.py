@@ -69,6 +69,9 @@ VARIANTS = {
     # 128 keys a decoder split at 200 slots: 7 splits at 2 views (784 keys), 9 at 3 (1040), against the default's
     # 192 (5 and 6 splits): the decode site gained from shorter programs past the SM count at 3 views
     "attn-keys128": {"attention_tiles": {"decoder": {"target_programs": 225}}},
+    # 32-row decoder tiles (13 row tiles: half the K/V re-reads of the 25 16-row tiles) in 7 splits of 128 keys at 2
+    # views (91 programs), 6 of 192 at 3
+    "attn-bm32-7split": {"attention_tiles": {"decoder": {"block_m": 32, "num_warps": 8, "target_programs": 91}}},
     # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
     "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
     # qkv + RoPE in 8-column pairs, one 16-column MMA a program (kernels/triton/gemm_fused._fp8_pair_mainloop):

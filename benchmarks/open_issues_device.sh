@@ -49,9 +49,9 @@
 #              attention kernel GPU tests (~3 min). Measured (seventeenth session, H100): decode wants its splits past
 #              the SMs, prefill within (MqaTiles.splits_past_target).
 #   keys128    issue 17, seventeenth session: 128 keys a decoder split (7 splits at 2 views, 9 at 3) against the
-#              default's 192 (5 and 6), and the qkv GEMM in 8-column pairs (160 programs, 8 or 4 warps) against
-#              the table's 16 (80), 2 and 3 views at 200 slots, twice in one process; then the qkv kernel's GPU
-#              tests with both pairings (~6 min)
+#              default's 192 (5 and 6), 32-row decoder tiles in 7 splits, and the qkv GEMM in 8-column pairs (160
+#              programs, 8 or 4 warps) against the table's 16 (80), 2 and 3 views at 200 slots, twice in one
+#              process; then the qkv kernel's GPU tests with both pairings (~7 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,8 +87,9 @@ stage() {
     splits) timeout 450 python3 benchmarks/latency.py --views 3 1 2 --horizons 50 --max-token-len 200 --no-baseline \
               --variants default prev-splits default prev-splits --out "$OUT"
             timeout 120 python3 -m pytest -m gpu test/gpu/test_attention_kernel.py -q -rA ;;
-    keys128) timeout 300 python3 benchmarks/latency.py --views 2 3 --horizons 50 --max-token-len 200 --no-baseline \
-               --variants default attn-keys128 qkv-bn8 qkv-bn8-w4 default attn-keys128 qkv-bn8 qkv-bn8-w4 \
+    keys128) timeout 420 python3 benchmarks/latency.py --views 2 3 --horizons 50 --max-token-len 200 --no-baseline \
+               --variants default attn-keys128 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
+                          default attn-keys128 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
                --out "$OUT"
              timeout 120 python3 -m pytest -m gpu test/gpu/test_kernels.py -q -rA -k rope_qkv ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
