@@ -82,7 +82,7 @@ def main():
     # targets 13..50 give 1-2 key splits (no or little merge work, longer key loops); 132 / 264 give 5-10
     for bm, bn, tp, nw, st in itertools.product([16, 32], [64, 128], [13, 25, 50, 132, 264], [4, 8], [2]):
         ws = MqaWorkspace(n * s_len, kv, h, "cuda", TUNING.attention_tiles(n * s_len).with_overrides(
-            block_m=bm, block_n=bn, target_programs=tp, num_warps=nw, num_stages=st))
+            block_m=bm, block_n=bn, target_programs=tp, max_split_keys=None, num_warps=nw, num_stages=st))
         f = lambda ws=ws: mqa_attention(q, cache_k[0], cache_v[0], bias, out=out, ws=ws, sm_scale=h ** -0.5)  # noqa
         try:
             rows.append((graph_us(f), f"mqa bm={bm} bn={bn} target={tp} warps={nw} stages={st} splits={ws.splits}"))

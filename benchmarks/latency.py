@@ -51,27 +51,32 @@ VARIANTS = {
     "no-splitk": {"fused_expert_gemms": ("rope_qkv", "geglu")},
     # decoder attention with fewer key splits than the default 5: no / less merge work, longer key loops
     # (both slower on an H100, docs/benchmarks.md)
-    "attn-1split": {"attention_tiles": {"decoder": {"target_programs": 25}}},
-    "attn-1split-bn128": {"attention_tiles": {"decoder": {"target_programs": 25, "block_n": 128}}},
-    "attn-1split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 13, "num_warps": 8}}},
-    "attn-2split": {"attention_tiles": {"decoder": {"target_programs": 50}}},
-    "attn-2split-bm32": {"attention_tiles": {"decoder": {"block_m": 32, "target_programs": 26, "num_warps": 8}}},
+    "attn-1split": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 25}}},
+    "attn-1split-bn128": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 25,
+                                                          "block_n": 128}}},
+    "attn-1split-bm32": {"attention_tiles": {"decoder": {"max_split_keys": None,
+                                                         "block_m": 32, "target_programs": 13, "num_warps": 8}}},
+    "attn-2split": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 50}}},
+    "attn-2split-bm32": {"attention_tiles": {"decoder": {"max_split_keys": None,
+                                                         "block_m": 32, "target_programs": 26, "num_warps": 8}}},
     # more / fewer key splits now that the merge pass runs on 8 warps (default: 25 row tiles x 5 splits)
-    "attn-10split": {"attention_tiles": {"decoder": {"target_programs": 264}}},
-    "attn-3split": {"attention_tiles": {"decoder": {"target_programs": 75}}},
+    "attn-10split": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 264}}},
+    "attn-3split": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 75}}},
     # at openpi's 200 prompt slots the decoder has 784 keys (2 views): the rule gives 5 splits of 192 keys (3 key
     # blocks a program); 32-key blocks give 5 splits of 160, 7 splits 128 keys (175 programs)
     "attn-bn32": {"attention_tiles": {"decoder": {"block_n": 32}}},
-    "attn-7split": {"attention_tiles": {"decoder": {"target_programs": 175}}},
+    "attn-7split": {"attention_tiles": {"decoder": {"max_split_keys": None, "target_programs": 175}}},
     # the key-split rule before the sixteenth session (splits rounded up past the SM count), at 1-3 views, 200 slots:
     # the decoder's 6 splits at 3 views (150 programs) and the prefix's 3 at 1 view (174); the same splits elsewhere
-    "prev-splits": {"attention_tiles": {"decoder": {"target_programs": 150}, "prefix": {"target_programs": 174}}},
-    # 128 keys a decoder split at 200 slots: 7 splits at 2 views (784 keys), 9 at 3 (1040), against the default's
-    # 192 (5 and 6 splits): the decode site gained from shorter programs past the SM count at 3 views
-    "attn-keys128": {"attention_tiles": {"decoder": {"target_programs": 225}}},
+    "prev-splits": {"attention_tiles": {"decoder": {"target_programs": 150, "max_split_keys": None},
+                                        "prefix": {"target_programs": 174}}},
+    # the decoder's splits before the seventeenth session: within the SMs rounded up, no bound on the keys a split
+    # (200 slots: 5 splits of 192 keys at 2 views, 6 of 192 at 3), against the default's 128 keys (7 and 9 splits)
+    "attn-keys192": {"attention_tiles": {"decoder": {"target_programs": 150, "max_split_keys": None}}},
     # 32-row decoder tiles (13 row tiles: half the K/V re-reads of the 25 16-row tiles) in 7 splits of 128 keys at 2
     # views (91 programs), 6 of 192 at 3
-    "attn-bm32-7split": {"attention_tiles": {"decoder": {"block_m": 32, "num_warps": 8, "target_programs": 91}}},
+    "attn-bm32-7split": {"attention_tiles": {"decoder": {"max_split_keys": None,
+                                                         "block_m": 32, "num_warps": 8, "target_programs": 91}}},
     # qkv + RoPE in 32-row programs: 160 programs (2 row tiles x 80 column pairs) instead of 80 on 132 SMs
     "qkv-bm32": {"gemm_tiles": {"rope_qkv": {"block_m": 32}}},
     # qkv + RoPE in 8-column pairs, one 16-column MMA a program (kernels/triton/gemm_fused._fp8_pair_mainloop):

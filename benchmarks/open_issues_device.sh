@@ -48,10 +48,12 @@
 #              process, twice, and 2 views as the control (its splits are the same under both rules); then the
 #              attention kernel GPU tests (~3 min). Measured (seventeenth session, H100): decode wants its splits past
 #              the SMs, prefill within (MqaTiles.splits_past_target).
-#   keys128    issue 17, seventeenth session: 128 keys a decoder split (7 splits at 2 views, 9 at 3) against the
-#              default's 192 (5 and 6), 32-row decoder tiles in 7 splits, and the qkv GEMM in 8-column pairs (160
-#              programs, 8 or 4 warps) against the table's 16 (80), 2 and 3 views at 200 slots, twice in one
-#              process; then the qkv kernel's GPU tests with both pairings (~7 min)
+#   keys128    issue 17, seventeenth session: the decoder's 128 keys a split (the default since; 7 splits at 2
+#              views, 9 at 3) against 192 (`attn-keys192`, the rule before: 5 and 6), 32-row decoder tiles in 7
+#              splits, and the qkv GEMM in 8-column pairs (160 programs, 8 or 4 warps) against the table's 16 (80),
+#              2 and 3 views at 200 slots, twice in one process; then the qkv kernel's GPU tests with both
+#              pairings (~7 min). Measured (H100): 128 keys a split 0.983x at 2 views, 0.991x at 3 (run then as
+#              `attn-keys128` against the old default); 32-row tiles and the 8-column qkv pairs not kept.
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,8 +90,8 @@ stage() {
               --variants default prev-splits default prev-splits --out "$OUT"
             timeout 120 python3 -m pytest -m gpu test/gpu/test_attention_kernel.py -q -rA ;;
     keys128) timeout 420 python3 benchmarks/latency.py --views 2 3 --horizons 50 --max-token-len 200 --no-baseline \
-               --variants default attn-keys128 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
-                          default attn-keys128 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
+               --variants default attn-keys192 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
+                          default attn-keys192 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
                --out "$OUT"
              timeout 120 python3 -m pytest -m gpu test/gpu/test_kernels.py -q -rA -k rope_qkv ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \

@@ -46,12 +46,12 @@ class FusedGemmConfig(_Tiles):
 @dataclass(frozen=True)
 class MqaTiles(_Tiles):
     """Tiles of the MQA flash-decoding kernel (kernels/triton/attention.py): block_m query rows x block_n keys per
-    program, key splits from `target_programs` (the SM count) and `splits_past_target` (mqa_key_split), and the
-    merge pass's rows and warps per program."""
+    program, key splits from `target_programs` (the SM count) and `max_split_keys` (mqa_key_split), and the merge
+    pass's rows and warps per program."""
     block_m: int
     block_n: int
     target_programs: int
-    splits_past_target: bool   # the splits round up, so the programs may pass target_programs (mqa_key_split)
+    max_split_keys: int | None   # keys a split may hold at most, past the SM count if need be; None: no bound
     num_warps: int
     num_stages: int
     merge_rows: int
@@ -60,24 +60,29 @@ class MqaTiles(_Tiles):
 
 
 def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
-    """(splits, keys_per_split) of an MQA site: as many key splits as make the programs (row tiles x splits) fill
-    tiles.target_programs (the SM count) -- rounding up past it where `splits_past_target`, else staying within --
-    none when the row tiles alone fill the GPU; keys per split a whole number of key blocks.
+    """(splits, keys_per_split) of an MQA site: none when the row tiles alone fill the GPU (at least half of
+    tiles.target_programs, the SM count); else as many key splits as keep the programs within that target, or
+    more where a split would otherwise hold over tiles.max_split_keys keys; keys per split a whole number of key
+    blocks.
 
-    Which way was measured in the model (benchmarks/latency.py, H100, 200 prompt slots, docs/benchmarks.md
-    "Seventeenth session"), and the two sites want opposite ones:
-    - decode (16-row programs): at 3 views (1040 keys, 25 row tiles) 6 splits of 192 keys (150 programs on 132 SMs)
-      replay 12.12 ms, 5 of 256 (125 programs) 12.31 ms: shorter programs beat staying within one wave, although
-      the same two in isolation (attention_sweep.py --kv 1040) had said the opposite, 11.78 vs 10.27 us a call;
-    - prefill (64-row programs): at 1 view (8 x 464 rows, 58 row tiles) 2 splits (116 programs) replay 8.92 ms,
-      3 splits (174) 9.00 ms.
+    Measured in the model (benchmarks/latency.py, H100, 200 prompt slots, replay; docs/benchmarks.md
+    "Seventeenth session"):
+    - decode (16-row programs, 25 row tiles): shorter splits win even past the 132 SMs -- 2 views (784 keys) 7
+      splits of 128 keys (175 programs) 10.15 ms against 5 of 192 (125) 10.33; 3 views (1040 keys) 9 of 128 11.98
+      against 6 of 192 12.08 against 5 of 256 12.31; at 64 slots (640 keys) 5 of 128 had beaten 10 of 64
+      (eleventh session). Hence max_split_keys 128 there. In isolation (attention_sweep.py --kv) 5 of 256 had
+      looked faster than 6 of 192 (10.27 vs 11.78 us a call): the model is the measure.
+    - prefill (64-row programs): at 1 view (8 x 464 rows, 58 row tiles) 2 splits (116 programs) 8.92 ms against
+      3 (174) 9.00: within the SMs, no key bound.
     Here, not in the kernel module, so that the latency model (benchmarks/latency_model.py) uses the same rule
     without Triton."""
     m_blocks = cdiv(rows, tiles.block_m)
     splits = 1   # enough row tiles to fill the GPU alone: no split, no merge pass
     if 2 * m_blocks <= tiles.target_programs:
-        fill = cdiv(tiles.target_programs, m_blocks) if tiles.splits_past_target else tiles.target_programs // m_blocks
-        splits = max(1, min(cdiv(keys, tiles.block_n), fill))
+        splits = tiles.target_programs // m_blocks
+        if tiles.max_split_keys:
+            splits = max(splits, cdiv(keys, tiles.max_split_keys))
+        splits = max(1, min(cdiv(keys, tiles.block_n), splits))
     per = cdiv(cdiv(keys, splits), tiles.block_n) * tiles.block_n
     return cdiv(keys, per), per
 

@@ -220,10 +220,10 @@ def test_key_splits_follow_the_sm_count():
 
 @pytest.mark.parametrize("hw", TARGETS)
 @pytest.mark.parametrize("rows,keys", [(400, 528), (400, 784), (400, 1040), (80, 784), (8 * 464, 464)])
-def test_key_splits_fill_the_target_programs_the_way_the_site_measured(hw, rows, keys):
-    """The decode site's splits round up past the table's target (the SM count) and the prefill site's stay within
-    it, each the way the model measured faster (kernels/tiles.mqa_key_split): one split fewer or more would leave
-    the GPU short or break the site's bound. Keys per split are whole key blocks that cover the keys."""
+def test_key_splits_fill_the_sms_and_bound_the_keys_a_split(hw, rows, keys):
+    """kernels/tiles.mqa_key_split: no split where the row tiles fill half the SMs; otherwise the programs stay
+    within the table's target (the SM count) unless a split would then hold more than max_split_keys keys, and
+    no split holds more than that. Keys per split are whole key blocks that cover the keys."""
     from flash_rt.kernels.triton.attention import MqaWorkspace
     tiles = CELLS[hw].tuning.attention_tiles(rows)
     ws = MqaWorkspace(rows, keys, 256, "cpu", tiles)
@@ -233,28 +233,24 @@ def test_key_splits_fill_the_target_programs_the_way_the_site_measured(hw, rows,
     if 2 * m_blocks > tiles.target_programs:
         assert ws.splits == 1, (hw, rows, keys, ws.splits)
         return
-    key_blocks = triton.cdiv(keys, tiles.block_n)
-    if tiles.splits_past_target:
-        wanted = min(key_blocks, triton.cdiv(tiles.target_programs, m_blocks))
-        assert m_blocks * (wanted - 1) < tiles.target_programs   # one split fewer would not fill the SMs
-    else:
-        wanted = min(key_blocks, tiles.target_programs // m_blocks)
-        assert m_blocks * wanted <= tiles.target_programs
-    # rounding keys per split up to whole key blocks can only merge splits, never add one
-    assert 1 <= ws.splits <= wanted, (hw, rows, keys, ws.splits, wanted)
+    cap = tiles.max_split_keys
+    if cap is not None:
+        assert ws.keys_per_split <= max(cap, tiles.block_n), (hw, rows, keys, ws.keys_per_split)
+    if cap is None or keys <= cap * (tiles.target_programs // m_blocks):
+        assert m_blocks * ws.splits <= tiles.target_programs, (hw, rows, keys, ws.splits)
 
 
 def test_key_splits_where_the_model_measured_them():
-    """The two A/Bs behind mqa_key_split's two ways (H100, replay at 200 slots, docs/benchmarks.md "Seventeenth
-    session"): Hopper's decoder at 3 views keeps 6 splits of 192 keys (150 programs; 5 of 256 replayed 1.015x),
-    its 1-view prefix 2 splits (116 programs; 3 splits replayed 1.009x). The decoder at 2 views, the A/B's
-    control, has 5 splits of 192 either way."""
+    """The A/Bs behind mqa_key_split (H100, replay at 200 slots, docs/benchmarks.md "Seventeenth session"):
+    Hopper's decoder splits 784 keys (2 views) into 7 of 128 (175 programs; 5 of 192 replayed 1.017x) and 1040
+    (3 views) into 9 of 128 (6 of 192 replayed 1.008x, 5 of 256 1.03x); its 1-view prefix into 2 splits (116
+    programs; 3 splits replayed 1.009x); 528 keys (1 view) stay 5 of 128."""
     from flash_rt.kernels.triton.attention import MqaWorkspace
     t = CELLS["hopper"].tuning
     got = {(rows, keys): (lambda w: (w.splits, w.keys_per_split))(
         MqaWorkspace(rows, keys, 256, "cpu", t.attention_tiles(rows)))
-        for rows, keys in [(400, 1040), (400, 784), (8 * 464, 464)]}
-    assert got == {(400, 1040): (6, 192), (400, 784): (5, 192), (8 * 464, 464): (2, 256)}, got
+        for rows, keys in [(400, 1040), (400, 784), (400, 528), (8 * 464, 464)]}
+    assert got == {(400, 1040): (9, 128), (400, 784): (7, 128), (400, 528): (5, 128), (8 * 464, 464): (2, 256)}, got
 
 
 def test_one_view_prefix_attention_splits_its_keys():

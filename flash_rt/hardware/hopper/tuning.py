@@ -8,9 +8,10 @@ device tool (docs/benchmarks.md has each A/B run), and re-checked on an H200 (sa
   warpgroup MMA tile (padded rows cost nothing in a weight stream; M = 10 and 50 share one compile).
 - split-K 4 for o and down (N = 1024: 32 column tiles x 4 = 128 programs on 132 SMs): o 3.01 us, down 3.87 us vs
   cuBLASLt 4.79 / 6.14 us; 8 splits gain <= 0.05 us and double what the norm sums.
-- Attention: decode sites (8 heads x horizon rows) on 16-row tiles (8.4 vs 9.3 us with 64) split over the keys
-  past the 132 SMs (3 views: 6 splits, 150 programs, replay 12.12 ms; 5 splits, 125 programs, 12.31 ms);
-  prefill on 64-row tiles, 4 warps (27.0 -> 23.0 us vs 8 warps), split within them (1 view: 2 splits, 116
+- Attention: decode sites (8 heads x horizon rows) on 16-row tiles (8.4 vs 9.3 us with 64), their keys split
+  into at most 128 a split, past the 132 SMs if need be (replay at 200 slots, 2 views: 7 splits of 128 keys
+  10.15 ms, 5 of 192 10.33 ms; 3 views: 9 of 128 11.98, 6 of 192 12.08, 5 of 256 12.31; kernels/tiles.py);
+  prefill on 64-row tiles, 4 warps (27.0 -> 23.0 us vs 8 warps), split within the SMs (1 view: 2 splits, 116
   programs, replay 8.92 ms; 3 splits, 174 programs, 9.00 ms); merge pass 4 rows on 8 warps (7.71 us vs 8.21
   on 4). SigLIP: 128 keys x 8 warps (10.26 us vs 12.78 for 64 x 64 on 4 warps), rows per program
   from the SM count (3 views: 12.35 -> 12.17 ms replay with 128-row tiles).
@@ -26,9 +27,9 @@ TUNING = GpuTuning(
           "geglu": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=True),
           "splitk": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=False)},
     split_k=4, fused_max_m=64,
-    attention={"decode": MqaTiles(block_m=16, block_n=64, target_programs=132, splits_past_target=True,
+    attention={"decode": MqaTiles(block_m=16, block_n=64, target_programs=132, max_split_keys=128,
                                   num_warps=4, num_stages=2, merge_rows=4, merge_warps=8),
-               "prefill": MqaTiles(block_m=64, block_n=64, target_programs=132, splits_past_target=False,
+               "prefill": MqaTiles(block_m=64, block_n=64, target_programs=132, max_split_keys=None,
                                    num_warps=4, num_stages=2, merge_rows=4, merge_warps=8)},
     decode_max_rows=1024,
     full_attention=MhaTiles(block_m=None, block_n=128, num_warps=8, num_stages=2),
