@@ -47,7 +47,7 @@
 #              model -- 3 and 1 views at 200 slots, the default against prev-splits (the old rule's splits) in one
 #              process, twice, and 2 views as the control (its splits are the same under both rules); then the
 #              attention kernel GPU tests (~3 min). Measured (seventeenth session, H100): decode wants its splits past
-#              the SMs, prefill within (MqaTiles.splits_past_target).
+#              the SMs, prefill within (since: MqaTiles.max_split_keys, keys128 below).
 #   keys128    issue 17, seventeenth session: the decoder's 128 keys a split (the default since; 7 splits at 2
 #              views, 9 at 3) against 192 (`attn-keys192`, the rule before: 5 and 6), 32-row decoder tiles in 7
 #              splits, and the qkv GEMM in 8-column pairs (160 programs, 8 or 4 warps) against the table's 16 (80),
