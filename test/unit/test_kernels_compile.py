@@ -243,8 +243,8 @@ def test_key_splits_fill_the_sms_and_bound_the_keys_a_split(hw, rows, keys):
 def test_key_splits_where_the_model_measured_them():
     """The A/Bs behind mqa_key_split (H100, replay at 200 slots, docs/benchmarks.md "Seventeenth session"):
     Hopper's decoder splits 784 keys (2 views) into 7 of 128 (175 programs; 5 of 192 replayed 1.017x) and 1040
-    (3 views) into 9 of 128 (6 of 192 replayed 1.008x, 5 of 256 1.03x); its 1-view prefix into 2 splits (116
-    programs; 3 splits replayed 1.009x); 528 keys (1 view) stay 5 of 128."""
+    (3 views) into 9 of 128 (6 of 192 replayed 1.008x; in another run 5 of 256 1.015x of 6 of 192); its 1-view
+    prefix into 2 splits (116 programs; 3 splits replayed 1.009x); 528 keys (1 view) stay 5 of 128."""
     from flash_rt.kernels.triton.attention import MqaWorkspace
     t = CELLS["hopper"].tuning
     got = {(rows, keys): (lambda w: (w.splits, w.keys_per_split))(

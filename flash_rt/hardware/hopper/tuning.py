@@ -10,7 +10,7 @@ device tool (docs/benchmarks.md has each A/B run), and re-checked on an H200 (sa
   cuBLASLt 4.79 / 6.14 us; 8 splits gain <= 0.05 us and double what the norm sums.
 - Attention: decode sites (8 heads x horizon rows) on 16-row tiles (8.4 vs 9.3 us with 64), their keys split
   into at most 128 a split, past the 132 SMs if need be (replay at 200 slots, 2 views: 7 splits of 128 keys
-  10.15 ms, 5 of 192 10.33 ms; 3 views: 9 of 128 11.98, 6 of 192 12.08, 5 of 256 12.31; kernels/tiles.py);
+  10.15 ms, 5 of 192 10.33 ms; 3 views: 9 of 128 11.98, 6 of 192 12.08; kernels/tiles.py);
   prefill on 64-row tiles, 4 warps (27.0 -> 23.0 us vs 8 warps), split within the SMs (1 view: 2 splits, 116
   programs, replay 8.92 ms; 3 splits, 174 programs, 9.00 ms); merge pass 4 rows on 8 warps (7.71 us vs 8.21
   on 4). SigLIP: 128 keys x 8 warps (10.26 us vs 12.78 for 64 x 64 on 4 warps), rows per program
