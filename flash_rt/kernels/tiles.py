@@ -70,8 +70,9 @@ def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
     - decode (16-row programs, 25 row tiles): shorter splits win even past the 132 SMs -- 2 views (784 keys) 7
       splits of 128 keys (175 programs) 10.15 ms against 5 of 192 (125) 10.33; 3 views (1040 keys) 9 of 128 11.98
       against 6 of 192 12.08 (in another run 6 of 192 12.12 against 5 of 256 12.31); at 64 slots (640 keys) 5 of
-      128 had beaten 10 of 64 (eleventh session). Hence max_split_keys 128 there. In isolation (attention_sweep.py --kv) 5 of 256 had
-      looked faster than 6 of 192 (10.27 vs 11.78 us a call): the model is the measure.
+      128 had beaten 10 of 64 (eleventh session). Hence max_split_keys 128 there. In isolation
+      (attention_sweep.py --kv) 5 of 256 had looked faster than 6 of 192 (10.27 vs 11.78 us a call): the model is
+      the measure.
     - prefill (64-row programs): at 1 view (8 x 464 rows, 58 row tiles) 2 splits (116 programs) 8.92 ms against
       3 (174) 9.00: within the SMs, no key bound.
     Here, not in the kernel module, so that the latency model (benchmarks/latency_model.py) uses the same rule
