@@ -57,6 +57,13 @@ class MqaTiles(_Tiles):
     merge_rows: int
     merge_warps: int
 
+    def __post_init__(self):
+        # a bound between key blocks would round up to the next block and not hold (100 keys -> splits of 128)
+        k = self.max_split_keys
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % self.block_n):
+            raise ValueError(f"max_split_keys must be None or a positive multiple of block_n ({self.block_n}); "
+                             f"got {k!r}")
+
 
 
 def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:

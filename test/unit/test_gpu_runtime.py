@@ -151,6 +151,13 @@ def test_siglip_row_tiles_follow_the_target_program_count(views, want):
         TritonAttnBackend(spec, "cpu", HOPPER, {"siglip": {"target_programs": 4}})
     with pytest.raises(InputError, match="unknown sites"):
         TritonAttnBackend(spec, "cpu", HOPPER, {"decoderr": {}})
+    # the decoder's bound on keys a split: whole key blocks or none, refused by name otherwise
+    be = TritonAttnBackend(spec, "cpu", HOPPER, {"decoder": {"max_split_keys": None}})
+    assert be.ws["decoder"].tiles.max_split_keys is None
+    for bad in (100, 0, -64, 128.0, True):
+        with pytest.raises(InputError, match=r"attention_tiles\['decoder'\]: max_split_keys must be None or a "
+                                              r"positive multiple of block_n \(64\)"):
+            TritonAttnBackend(spec, "cpu", HOPPER, {"decoder": {"max_split_keys": bad}})
 
 
 @pytest.mark.parametrize("hardware", ["hopper", "thor", "rtx_sm120", "rtx_sm89"])
