@@ -43,6 +43,8 @@
 #     --modes fp8 fp8_default --kinds none
 # Issue 16's gates hold on them (resolved). Fifteenth session (H100): l2-bound (the bound of an L2 prefetch: 3.5 %,
 # docs/kernel_fusion.md), views, buckets; the opt-in L2 prefetch it bounded was measured slower and removed.
+# Seventeenth session (H100): splits, keys128, full-rungs on the 128-key decoder splits (FP8 worst 0.99816). Next:
+# qkv-bn8 against the 128-key default (`latency.py --views 2 3 ... --variants default qkv-bn8 default qkv-bn8`).
 #   splits     issue 17, sixteenth session: the key-split rule that keeps MQA programs within the SM count, in the
 #              model -- 3 and 1 views at 200 slots, the default against prev-splits (the old rule's splits) in one
 #              process, twice, and 2 views as the control (its splits are the same under both rules); then the
