@@ -42,6 +42,14 @@ class FusedGemmConfig(_Tiles):
         tile = self.block_m * self.block_k + (2 if dual else 1) * self.block_n * self.block_k
         return self.stages * tile + 1024
 
+    def pairs_in_one_mma(self) -> bool | None:
+        """For the qkv + RoPE GEMM's column pairs: False for two MMAs of block_n >= 16 columns; True for block_n 4
+        or 8 on pointer loads, both halves in one MMA (Triton's dot needs N >= 16; gemm_fused._fp8_pair_mainloop);
+        None where the kernel has no way to run the tiles (narrower pairs, or narrow ones on TMA)."""
+        if self.block_n >= 16:
+            return False
+        return True if self.block_n in (4, 8) and not self.tma else None
+
 
 @dataclass(frozen=True)
 class MqaTiles(_Tiles):
@@ -63,7 +71,6 @@ class MqaTiles(_Tiles):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % self.block_n):
             raise ValueError(f"max_split_keys must be None or a positive multiple of block_n ({self.block_n}); "
                              f"got {k!r}")
-
 
 
 def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
@@ -88,7 +95,7 @@ def mqa_key_split(rows: int, keys: int, tiles: MqaTiles) -> tuple[int, int]:
     splits = 1   # enough row tiles to fill the GPU alone: no split, no merge pass
     if 2 * m_blocks <= tiles.target_programs:
         splits = tiles.target_programs // m_blocks
-        if tiles.max_split_keys:
+        if tiles.max_split_keys is not None:
             splits = max(splits, cdiv(keys, tiles.max_split_keys))
         splits = max(1, min(cdiv(keys, tiles.block_n), splits))
     per = cdiv(cdiv(keys, splits), tiles.block_n) * tiles.block_n

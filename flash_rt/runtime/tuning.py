@@ -65,9 +65,8 @@ class GpuTuning:
     def check_gemm(self, op: str, cfg: FusedGemmConfig) -> None:
         if op not in FUSED_GEMMS:
             raise InputError(f"unknown fused GEMM {op!r}; expected any of {sorted(FUSED_GEMMS)}")
-        if op == "rope_qkv" and cfg.block_n < 16 and (cfg.tma or cfg.block_n not in (4, 8)):
-            # below 16 columns the pairs are one MMA on pointer loads (kernels/triton/gemm_fused.py); anything else
-            # would fall back to the unfused path without a word
+        if op == "rope_qkv" and cfg.pairs_in_one_mma() is None:
+            # the kernel cannot run these pairs: the frontend would fall back to the unfused path without a word
             raise InputError(f"rope_qkv tiles {cfg}: pairs of fewer than 16 columns need block_n 4 or 8 and tma "
                              f"off")
         need = cfg.smem_bytes(FUSED_GEMMS[op])

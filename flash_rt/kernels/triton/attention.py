@@ -119,7 +119,8 @@ class MqaWorkspace:
 
     The split count is fixed from the site's shape and the target's tiles (kernels/tiles.MqaTiles, from the tuning
     table) by kernels/tiles.mqa_key_split: as many key splits as keep the programs within `tiles.target_programs`
-    (the SM count), none when the row tiles alone fill that.
+    (the SM count), or more where a split would hold over `tiles.max_split_keys` keys, none when the row tiles
+    alone fill the GPU.
     keys_per_split (a multiple of block_n) fixes the split boundaries instead: a prompt-length bucket takes its full
     length's, so every key is summed in the same split as there and the result keeps its bits
     (models/pi05/prompt_buckets.py)."""

@@ -159,7 +159,7 @@ def _gemm_rope_qkv_kernel(X, s_x, XS, W, s_w, WS, POS, INV, Q, sq_h, sq_m, KC, s
     sc = tl.load(XS) * tl.load(WS)
     j = j0 + tl.arange(0, BLOCK_N)
     inv = tl.load(INV + j)             # before the main loop, like the scales: off the epilogue's path
-    if BLOCK_N < 16:
+    if BLOCK_N < 16:   # FusedGemmConfig.pairs_in_one_mma
         x1, x2 = _fp8_pair_mainloop(X, s_x, W, s_w, row0, M, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES)
     else:
         x1, x2 = _fp8_mainloop(X, s_x, W, s_w, row0, M, 0, K, n1, n1 + HALF, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
@@ -198,7 +198,7 @@ def fused_gemm_supported(op: str, x, w, head_dim: int | None, splits: int | None
         ok = x.shape[1] % c.block_k == 0 and (w.shape[0] // 2) % c.block_n == 0 and w.shape[0] % 2 == 0
     elif op == "rope_qkv":
         ok = head_dim is not None and x.shape[1] % c.block_k == 0 and (head_dim // 2) % c.block_n == 0 \
-            and (c.block_n >= 16 or (c.block_n in (4, 8) and not c.tma))
+            and c.pairs_in_one_mma() is not None
     else:
         ok = bool(splits) and x.shape[1] % (splits * c.block_k) == 0 and w.shape[0] % c.block_n == 0
     return bool(ok) and (not c.tma or (tma_ok(x) and tma_ok(w)))
@@ -252,7 +252,7 @@ def fp8_gemm_rope_qkv(x, x_scale, w, w_scale, positions, *, q_out, k_out, v_out,
     if (h // 2) % bn or x.shape[1] % cfg.block_k or h % 2:
         raise ValueError(f"fp8_gemm_rope_qkv: head_dim/2={h // 2} must be a multiple of {bn} and "
                          f"K={x.shape[1]} of {cfg.block_k}")
-    if bn < 16 and (cfg.tma or bn not in (4, 8)):
+    if cfg.pairs_in_one_mma() is None:
         raise ValueError(f"fp8_gemm_rope_qkv: {bn}-column pairs are one MMA of 2 x {bn} columns on pointer loads; "
                          f"block_n must be 4 or 8 there (or >= 16) and tma off, got {cfg}")
     if positions.dtype not in (torch.int32, torch.int64) or (m > 1 and positions.stride(0) != 1):
