@@ -56,12 +56,41 @@
 #              2 and 3 views at 200 slots, twice in one process; then the qkv kernel's GPU tests with both
 #              pairings (~7 min). Measured (H100): 128 keys a split 0.983x at 2 views, 0.991x at 3 (run then as
 #              `attn-keys128` against the old default); 32-row tiles and the 8-column qkv pairs not kept.
+#   acceptance issue 17's acceptance run: the code before the issue (commit 7abc1a5, unpacked beside this tree by
+#              `mkdir issue17_base && git archive 7abc1a5 | tar -x -C issue17_base`; git-ignored, so the device call
+#              carries it) against this tree, on one generated checkpoint, alternating twice at 2 views (its kernels
+#              per replay from its profiler, ours from the graph), then 1 and 3 views once each; ours also with the
+#              qkv GEMM in 8-column pairs, the A/B the seventeenth session left (~9 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OUT="${OUT:-$(mktemp -d)}"   # the device tool sets $OUT; elsewhere the logs go to a fresh temp dir
 RUNG=test/gpu/test_outlier_stress_gpu.py
+
+# the code before issue 17 against this tree, same card, same checkpoint, one device call (see the stage list)
+acceptance() {
+  local base="${BASE_TREE:-issue17_base}" ck="${TMPDIR:-/tmp}/frt_acceptance_ckpt" v rep
+  [ -f "$base/benchmarks/latency.py" ] || { echo "no $base/: mkdir $base && git archive 7abc1a5 | tar -x -C $base" >&2
+                                            return 2; }
+  python3 -c "from flash_rt.testing.full_size import build_full_checkpoint as b; b('$ck', device='cuda')" || return 1
+  before() {   # the old tree's own benchmark; its sys.path puts the old package first
+    (cd "$base" && timeout 240 python3 benchmarks/latency.py --horizons 50 --max-token-len 200 --no-baseline \
+       --ckpt "$ck" "$@")
+  }
+  ours() {
+    timeout 240 python3 benchmarks/latency.py --horizons 50 --max-token-len 200 --no-baseline --ckpt "$ck" \
+      --count-kernels "$@"
+  }
+  for rep in 1 2; do
+    echo "== before, 2 views, run $rep"; before --views 2 --out "$OUT/before_v2_$rep" $([ $rep = 1 ] && echo --profile)
+    echo "== ours, 2 views, run $rep"; ours --views 2 --variants default qkv-bn8 --out "$OUT/ours_v2_$rep"
+  done
+  for v in 1 3; do
+    echo "== before, $v views"; before --views $v --out "$OUT/before_v$v"
+    echo "== ours, $v views"; ours --views $v --variants default qkv-bn8 --out "$OUT/ours_v$v"
+  done
+}
 
 stage() {
   case "$1" in
@@ -96,8 +125,9 @@ stage() {
                           default attn-keys192 attn-bm32-7split qkv-bn8 qkv-bn8-w4 \
                --out "$OUT"
              timeout 120 python3 -m pytest -m gpu test/gpu/test_kernels.py -q -rA -k rope_qkv ;;
+    acceptance) acceptance ;;
     *) echo "unknown stage $1 (rung-30m rung-30p rung-10 remedies blocks-default defaults full-rungs views" \
-            "selfcheck buckets floor probe pi0 l2-bound splits keys128)" >&2; return 2 ;;
+            "selfcheck buckets floor probe pi0 l2-bound splits keys128 acceptance)" >&2; return 2 ;;
   esac
 }
 
