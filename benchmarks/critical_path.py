@@ -191,6 +191,9 @@ def main(argv=None):
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--hardware", default="auto", help="the cell to trace (another GPU's cell runs by override)")
     ap.add_argument("--horizon", type=int, default=50)
+    ap.add_argument("--max-token-len", type=int, default=64,
+                    help="prompt slots (64: every earlier trace; 200: openpi's default, whose 68-token prompt here "
+                         "replays the 128-slot bucket)")
     ap.add_argument("--ckpt", default=None, help="a full-size checkpoint (default: generate one)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--l2-resident", nargs="*", default=[], metavar="KINDS",
@@ -219,9 +222,12 @@ def main(argv=None):
         resident = [resident_kinds(t) for t in args.l2_resident]
         for name in args.variants:
             pol = flash_rt.load_model(ckpt, hardware=args.hardware, precision="fp8", num_views=args.views,
-                                      action_horizon=args.horizon, max_token_len=64, cache_dir=work / "cache",
+                                      action_horizon=args.horizon, max_token_len=args.max_token_len, cache_dir=work / "cache",
                                       **VARIANTS[name])
             pol.predict(images, state, "pick up the red block and put it in the blue bowl")
+            if resident and len(fe_buckets := pol.frontend.buckets.slots) > 1:
+                raise SystemExit(f"--l2-resident re-captures one graph; run it at --max-token-len 64, not with the "
+                                 f"prompt buckets {list(fe_buckets)}")
             fe = pol.frontend
             step_bytes = flow_step_bytes(fe.w, fe.b, fe.d)
             for label, kinds in [(name, None)] + [(f"{name}, L2-resident {'+'.join(k)}", k) for k in resident]:

@@ -60,7 +60,8 @@
 #              `mkdir issue17_base && git archive 7abc1a5 | tar -x -C issue17_base`; git-ignored, so the device call
 #              carries it) against this tree, on one generated checkpoint, alternating twice at 2 views (its kernels
 #              per replay from its profiler, ours from the graph), then 1 and 3 views once each; ours also with the
-#              qkv GEMM in 8-column pairs, the A/B the seventeenth session left (~9 min)
+#              qkv GEMM in 8-column pairs, the A/B the seventeenth session left; then critical_path.py at 200
+#              slots (~10 min)
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,10 +87,12 @@ acceptance() {
     echo "== before, 2 views, run $rep"; before --views 2 --out "$OUT/before_v2_$rep" $([ $rep = 1 ] && echo --profile)
     echo "== ours, 2 views, run $rep"; ours --views 2 --variants default qkv-bn8 --out "$OUT/ours_v2_$rep"
   done
-  for v in 1 3; do
-    echo "== before, $v views"; before --views $v --out "$OUT/before_v$v"
-    echo "== ours, $v views"; ours --views $v --variants default qkv-bn8 --out "$OUT/ours_v$v"
-  done
+  echo "== before, 1 view"; before --views 1 --out "$OUT/before_v1"
+  echo "== ours, 1 view"; ours --views 1 --out "$OUT/ours_v1"
+  echo "== before, 3 views"; before --views 3 --out "$OUT/before_v3"
+  echo "== ours, 3 views"; ours --views 3 --variants default qkv-bn8 --out "$OUT/ours_v3"
+  echo "== ours, 2 views, the flow step against the streaming floor at 200 slots"
+  timeout 200 python3 benchmarks/critical_path.py --views 2 --max-token-len 200 --ckpt "$ck" --out "$OUT"
 }
 
 stage() {
