@@ -402,8 +402,9 @@ def test_fp8_gemm_geglu(m, kind):
                                                      f"{err_unfused.mean().item():.3g}"
 
 
-# pairs: the table's column pairs, or 8-column pairs as one 16-column MMA (_fp8_pair_mainloop; variant qkv-bn8)
-@pytest.mark.parametrize("pairs", ["table", "bn8"])
+# pairs: the table's (8-column pairs as one 16-column MMA, _fp8_pair_mainloop, since the eighteenth session), or
+# 16-column pairs, one MMA each (the table before; variant qkv-bn16)
+@pytest.mark.parametrize("pairs", ["table", "bn16"])
 @pytest.mark.parametrize("m,off,ltot", [(50, 576, 640), (10, 576, 592), (64, 0, 64), (70, 5, 80)])
 def test_fp8_gemm_rope_qkv(m, off, ltot, pairs):
     n, kh, h, k = 8, 1, 256, 1024
@@ -412,8 +413,8 @@ def test_fp8_gemm_rope_qkv(m, off, ltot, pairs):
     q = poison((n, m, h), BF)
     ck, cv = poison((kh, ltot, h), BF), poison((kh, ltot, h), BF)
     cfg = HOPPER.gemm["rope_qkv"]
-    if pairs == "bn8":
-        cfg = cfg.with_overrides(block_n=8, tma=False)
+    if pairs == "bn16":
+        cfg = cfg.with_overrides(block_n=16, tma=False)
     T.fp8_gemm_rope_qkv(x, xs, w, ws, pos, q_out=q, k_out=ck[:, off:off + m], v_out=cv[:, off:off + m], cfg=cfg)
     torch.cuda.synchronize()
     q32, k32, v32 = (poison((n, m, h), torch.float32), poison((kh, m, h), torch.float32),

@@ -5,7 +5,11 @@ device tool (docs/benchmarks.md has each A/B run), and re-checked on an H200 (sa
   --tma` per call: qkv+RoPE 4.99 us with TMA tiles vs 5.22 us with pointer loads, yet TMA tiles made the whole
   replay 0.2 ms slower (10.57 vs 10.34 ms: the attention partial after it went 5.76 -> 7.39 us on the critical
   path), so qkv uses pointer loads; gate+up+GeGLU 5.64 us with TMA tiles vs 5.72 us. Rows per program: 64, one
-  warpgroup MMA tile (padded rows cost nothing in a weight stream; M = 10 and 50 share one compile).
+  warpgroup MMA tile (padded rows cost nothing in a weight stream; M = 10 and 50 share one compile). qkv runs
+  in 8-column pairs (q, k: the two RoPE halves) loaded as one 16-column MMA, 160 programs of 16 KB of weights:
+  replay at 200 slots 10.00 / 9.99 / 10.01 / 9.99 ms against 10.16 / 10.18 / 10.15 / 10.15 with 16-column pairs
+  (80 programs of 32 KB) at 2 views, 11.80 vs 11.94 at 3, in both orders (eighteenth session); with the decoder's
+  earlier 192-key splits the same change had lost at 2 views (10.47 vs 10.33).
 - split-K 4 for o and down (N = 1024: 32 column tiles x 4 = 128 programs on 132 SMs): o 3.01 us, down 3.87 us vs
   cuBLASLt 4.79 / 6.14 us; 8 splits gain <= 0.05 us and double what the norm sums.
 - Attention: decode sites (8 heads x horizon rows) on 16-row tiles (8.4 vs 9.3 us with 64), their keys split
@@ -23,7 +27,7 @@ from flash_rt.runtime.tuning import GpuTuning
 TUNING = GpuTuning(
     hardware="hopper", arch=90, mma="wgmma", min_triton=(3, 6), pdl=True,
     sm_count=132, smem_per_block=232448, unified_memory=False,
-    gemm={"rope_qkv": FusedGemmConfig(block_m=64, block_n=16, block_k=256, stages=3, warps=8, tma=False),
+    gemm={"rope_qkv": FusedGemmConfig(block_m=64, block_n=8, block_k=256, stages=3, warps=8, tma=False),
           "geglu": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=True),
           "splitk": FusedGemmConfig(block_m=64, block_n=32, block_k=256, stages=4, warps=4, tma=False)},
     split_k=4, fused_max_m=64,
