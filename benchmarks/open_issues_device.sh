@@ -43,8 +43,9 @@
 #     --modes fp8 fp8_default --kinds none
 # Issue 16's gates hold on them (resolved). Fifteenth session (H100): l2-bound (the bound of an L2 prefetch: 3.5 %,
 # docs/kernel_fusion.md), views, buckets; the opt-in L2 prefetch it bounded was measured slower and removed.
-# Seventeenth session (H100): splits, keys128, full-rungs on the 128-key decoder splits (FP8 worst 0.99816). Next:
-# qkv-bn8 against the 128-key default (`latency.py --views 2 3 ... --variants default qkv-bn8 default qkv-bn8`).
+# Seventeenth session (H100): splits, keys128, full-rungs on the 128-key decoder splits (FP8 worst 0.99816).
+# Eighteenth session (H100, no H200 came): acceptance -- 0.945x the code before issue 17 at 2 views with the
+# 8-column qkv pairs, made the hopper default after it. Next, on an H200: acceptance again (the issue's card).
 #   splits     issue 17, sixteenth session: the key-split rule that keeps MQA programs within the SM count, in the
 #              model -- 3 and 1 views at 200 slots, the default against prev-splits (the old rule's splits) in one
 #              process, twice, and 2 views as the control (its splits are the same under both rules); then the
@@ -60,8 +61,9 @@
 #              `mkdir issue17_base && git archive 7abc1a5 | tar -x -C issue17_base`; git-ignored, so the device call
 #              carries it) against this tree, on one generated checkpoint, alternating twice at 2 views (its kernels
 #              per replay from its profiler, ours from the graph), then 1 and 3 views once each; ours also with the
-#              qkv GEMM in 8-column pairs, the A/B the seventeenth session left; then critical_path.py at 200
-#              slots (~10 min)
+#              qkv GEMM's 16-column pairs (qkv-bn16, the table before the eighteenth session); then
+#              critical_path.py at 200 slots (~10 min; the device call carries issue17_base: carry=["issue17_base"]).
+#              Measured (eighteenth session, H100): 0.945x at 2 views; not yet on an H200
 # Every stage writes its log to $OUT/<stage>.log; a failing command does not stop the later ones of the stage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -85,12 +87,12 @@ acceptance() {
   }
   for rep in 1 2; do
     echo "== before, 2 views, run $rep"; before --views 2 --out "$OUT/before_v2_$rep" $([ $rep = 1 ] && echo --profile)
-    echo "== ours, 2 views, run $rep"; ours --views 2 --variants default qkv-bn8 --out "$OUT/ours_v2_$rep"
+    echo "== ours, 2 views, run $rep"; ours --views 2 --variants default qkv-bn16 --out "$OUT/ours_v2_$rep"
   done
   echo "== before, 1 view"; before --views 1 --out "$OUT/before_v1"
   echo "== ours, 1 view"; ours --views 1 --out "$OUT/ours_v1"
   echo "== before, 3 views"; before --views 3 --out "$OUT/before_v3"
-  echo "== ours, 3 views"; ours --views 3 --variants default qkv-bn8 --out "$OUT/ours_v3"
+  echo "== ours, 3 views"; ours --views 3 --variants default qkv-bn16 --out "$OUT/ours_v3"
   echo "== ours, 2 views, the flow step against the streaming floor at 200 slots"
   timeout 200 python3 benchmarks/critical_path.py --views 2 --max-token-len 200 --ckpt "$ck" --out "$OUT"
 }
