@@ -10,8 +10,8 @@ What differs, and the choice made for it:
   table's own upper estimate refuses them; the split-K and gate+up GEMMs run 3 stages here (65,568 B compiled).
 - mma.sync FP8 (m16n8k32 e4m3), no wgmma: operands are staged through shared memory by the warps themselves.
 - 170 SMs: attention splits and SigLIP row tiles fill 170 programs, and qkv keeps Hopper's 8-column pairs (160
-  programs rather than 80; FP8 gate on an H100 under TRITON_OVERRIDE_ARCH=sm120: worst 0.99820); split-K stays 4 (K = 2048 / 4096 do not
-  divide into 5 or 6 slabs of 256; 8 would double the partials for 1.5 waves).
+  programs rather than 80; FP8 gate on an H100 under TRITON_OVERRIDE_ARCH=sm120: worst 0.99820); split-K stays 4
+  (K = 2048 / 4096 do not divide into 5 or 6 slabs of 256; 8 would double the partials for 1.5 waves).
 - GDDR7 at 1.79 TB/s, 96 MB of L2: the prefix is compute-bound here (docs/hardware.md, latency model).
 """
 from flash_rt.hardware.hopper.tuning import TUNING as HOPPER
